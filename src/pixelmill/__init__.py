@@ -1,0 +1,40 @@
+"""pixelmill: image processing at scale — collections and huge images, locally, on Dask or Spark.
+
+The top-level names are loaded lazily so that ``import pixelmill`` stays cheap in workers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_API = {
+    "Pipeline": "pixelmill.pipeline",
+    "load_pipeline": "pixelmill.pipeline",
+    "scan": "pixelmill.inventory",
+    "read_image": "pixelmill.images",
+    "write_image": "pixelmill.images",
+    "iter_images": "pixelmill.images",
+    "run": "pixelmill.jobs",
+    "run_tiled": "pixelmill.tiled",
+    "get_engine": "pixelmill.engines",
+    "get_op": "pixelmill.ops",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pixelmill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -1,0 +1,5 @@
+import sys
+
+from pixelmill.cli import main
+
+sys.exit(main())

@@ -1,0 +1,22 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+import click
+
+from pixelmill.engines import ENGINE_NAMES
+
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Worker processes (default: the number of CPU cores).",
+)
+engine_option = click.option(
+    "--engine", default="local", show_default=True, metavar="NAME[=ADDRESS]",
+    help=f"Where to run: {', '.join(ENGINE_NAMES)}; e.g. dask=tcp://host:8786, "
+    "spark=spark://host:7077, spark=local[4].",
+)
+storage_option = click.option(
+    "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+    help="Option passed to the fsspec filesystem (repeatable), e.g. endpoint_url=http://...",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

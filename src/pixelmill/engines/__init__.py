@@ -1,0 +1,99 @@
+"""Engines: thin adapters that run a function over work units and yield results as they finish.
+
+The protocol (see :class:`Engine`) is deliberately small, so an adapter is ~100 lines:
+
+``map(fn, units, *, timeout=None, batch_size=None)``
+    yields ``(index, result)`` for every unit exactly once, in completion order. ``result`` is
+    what ``fn(unit)`` returned, or a :class:`UnitFailure` when the unit's worker died (after the
+    engine's retries) or the unit ran past ``timeout`` seconds. An exception raised by ``fn``
+    itself propagates to the caller (the rest of the map is cancelled): job functions catch
+    their own per-item errors and turn them into manifest rows. Units and results must be
+    small picklable values (URIs, tile windows, rows) — never decoded pixels.
+``close()``
+    releases workers; engines are also context managers.
+
+``get_engine("local" | "dask" | "dask=tcp://HOST:8786" | "spark" | "spark=spark://HOST:7077"
+| "spark=local[4]", workers=N)`` parses the CLI's ``--engine`` value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pixelmill.errors import InvalidParameterError
+
+__all__ = ["ENGINE_NAMES", "Engine", "UnitFailure", "default_workers", "get_engine"]
+
+ENGINE_NAMES = ("local", "dask", "spark")
+
+
+@dataclass(frozen=True)
+class UnitFailure:
+    """A unit that could not complete for reasons outside ``fn``: its worker died or it timed out."""
+
+    reason: str
+    kind: str = "crash"  #: "crash" (worker died) or "timeout"
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+    workers: int
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        units: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        batch_size: int | None = None,
+    ) -> Iterator[tuple[int, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    """CPU cores available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_batch_size(n_units: int, workers: int, per_worker_tasks: int = 8, cap: int = 64) -> int:
+    """Units per task: enough tasks to balance load, few enough to amortise scheduling."""
+    if n_units <= 0:
+        return 1
+    return max(1, min(cap, n_units // max(1, workers * per_worker_tasks)))
+
+
+def get_engine(spec: str = "local", workers: int | None = None, **options: Any) -> Engine:
+    """An engine from the CLI's ``--engine`` value (``name`` or ``name=address``)."""
+    name, _, address = (spec or "local").partition("=")
+    name = name.strip().lower()
+    if workers is not None and workers < 1:
+        raise InvalidParameterError(f"--workers: expected an integer >= 1, got {workers}",
+                                    field="workers")
+    if name == "local":
+        if address:
+            raise InvalidParameterError("--engine: the local engine takes no address",
+                                        field="engine")
+        from pixelmill.engines.local import LocalEngine
+
+        return LocalEngine(workers=workers, **options)
+    if name == "dask":
+        from pixelmill.engines.dask import DaskEngine
+
+        return DaskEngine(address=address or None, workers=workers, **options)
+    if name == "spark":
+        from pixelmill.engines.spark import SparkEngine
+
+        return SparkEngine(master=address or None, workers=workers, **options)
+    raise InvalidParameterError(
+        f"--engine: unknown engine {name!r} (valid: {', '.join(ENGINE_NAMES)}, "
+        "optionally with =ADDRESS)",
+        field="engine",
+    )

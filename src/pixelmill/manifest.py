@@ -1,0 +1,175 @@
+"""The manifest: one row per work unit, the job's memory.
+
+While a job runs, every finished row is appended (and flushed) to a JSON-lines *journal* beside
+the manifest, so a job killed at any moment keeps every row it finished. When the job ends the
+journal and any earlier manifest are folded into one Parquet file, written atomically, and the
+journal is removed. Readers (resume, reports) see the Parquet rows plus any journal rows.
+
+Rows are flat dicts of scalars (str, int, float, bool, None) and lists of floats (vectors).
+Row ``key`` identifies the unit (an input URI, or ``URI#tile=r,c`` for a tile); for each key
+the last row written wins.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelmill import storage
+
+__all__ = ["ManifestWriter", "read_manifest", "rows_to_table"]
+
+STATUSES = ("ok", "invalid", "failed")
+
+
+def journal_path(manifest_uri: str) -> str:
+    return manifest_uri + ".journal.jsonl"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return value
+
+
+def rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
+    """Rows (dicts) to an Arrow table; columns are the union of keys in first-seen order."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        for k in row:
+            columns.setdefault(k, None)
+    data = {k: [_jsonable(r.get(k)) for r in rows] for k in columns}
+    if schema is not None:
+        return pa.Table.from_pydict(data, schema=schema)
+    return pa.Table.from_pydict(data)
+
+
+def _read_journal(path: str) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    break  # a line cut by a kill: everything before it is whole
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def read_manifest(uri: str, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
+    """All rows of a manifest (Parquet plus an unfinished journal), last row per key winning."""
+    rows: list[dict[str, Any]] = []
+    fs, path = storage.get_fs(uri, storage_options)
+    if fs.exists(path):
+        table = pq.read_table(io.BytesIO(storage.read_bytes(uri, storage_options)))
+        rows.extend(table.to_pylist())
+    if storage._is_local(fs):
+        rows.extend(_read_journal(journal_path(path)))
+    if rows and "key" in rows[0]:
+        by_key: dict[str, dict] = {}
+        for row in rows:
+            by_key[row["key"]] = row
+        rows = list(by_key.values())
+    return rows
+
+
+class ManifestWriter:
+    """Append rows as they finish; ``close()`` folds everything into one Parquet file.
+
+    ``keep_existing`` keeps rows of an earlier manifest at the same URI (resume).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        keep_existing: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.storage_options = dict(storage_options or {})
+        self.metadata = dict(metadata or {})
+        fs, path = storage.get_fs(uri, self.storage_options)
+        self._local = storage._is_local(fs)
+        self._earlier: list[dict[str, Any]] = (
+            read_manifest(uri, self.storage_options) if keep_existing else []
+        )
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._journal = None
+        if self._local:
+            os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+            jpath = journal_path(path)
+            if not keep_existing and os.path.exists(jpath):
+                os.unlink(jpath)
+            self._journal = open(jpath, "a", encoding="utf-8")  # noqa: SIM115
+
+    @property
+    def earlier_rows(self) -> list[dict[str, Any]]:
+        return self._earlier
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        row = {k: _jsonable(v) for k, v in row.items()}
+        with self._lock:
+            self._rows.append(row)
+            if self._journal is not None:
+                self._journal.write(json.dumps(row, default=str) + "\n")
+                self._journal.flush()
+
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.append(row)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Earlier rows (when resuming) and this run's rows, last row per key winning."""
+        merged: dict[Any, dict] = {}
+        for i, row in enumerate(self._earlier + self._rows):
+            merged[row.get("key", i)] = row
+        return list(merged.values())
+
+    def close(self) -> pa.Table:
+        """Write the Parquet manifest atomically, remove the journal; return the table."""
+        table = rows_to_table(self.rows())
+        if self.metadata:
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
+            )
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        storage.write_atomic(self.uri, sink.getvalue(), self.storage_options)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+            _, path = storage.get_fs(self.uri, self.storage_options)
+            try:
+                os.unlink(journal_path(path))
+            except FileNotFoundError:
+                pass
+        return table
+
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._journal is not None or not exc[0]:
+            self.close()

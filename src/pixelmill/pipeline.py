@@ -1,0 +1,284 @@
+"""Pipelines: a frozen, validated list of steps, and the halo/scale algebra of the whole.
+
+A pipeline file is YAML or JSON::
+
+    steps:
+      - op: resize
+        long_side: 512
+        method: area
+      - op: gaussian
+        sigma: 1.5
+
+Every step is validated against the op registry when the pipeline is built — an unknown op
+names the closest valid ones, a bad value names ``steps[i].field``, the value and what is
+allowed — so nothing fails inside a worker for a mistake that could be caught before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixelmill.errors import InvalidParameterError, UsageError
+from pixelmill.ops import get_op, registry
+from pixelmill.ops._registry import OpSpec
+
+__all__ = ["Pipeline", "PipelineResult", "Step", "load_pipeline", "pipeline_json_schema"]
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """One validated step: an op name and its full parameter set (defaults filled in)."""
+
+    op: str
+    params: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def build(cls, op_name: str, params: Mapping[str, Any] | None = None, where: str = "step"):
+        spec = get_op(op_name, f"{where}.op")
+        bound = spec.bind(params or {}, where)
+        return cls(op_name, tuple((k, _freeze(v)) for k, v in bound.items()))
+
+    @property
+    def spec(self) -> OpSpec:
+        return get_op(self.op)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def halo(self) -> float:
+        return self.spec.halo(self.kwargs)
+
+    @property
+    def scale(self) -> float | None:
+        return self.spec.scale(self.kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op}
+        for k, v in self.params:
+            out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+@dataclass
+class PipelineResult:
+    """What running a pipeline on one image gives: the image, measurements, feature vectors."""
+
+    image: np.ndarray
+    measures: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An ordered, frozen tuple of validated :class:`Step` values."""
+
+    steps: tuple[Step, ...] = ()
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_steps(cls, steps: Iterable[Mapping[str, Any] | tuple[str, Mapping[str, Any]]]):
+        """Build from ``[{"op": "gaussian", "sigma": 1.5}, ...]`` or ``[("gaussian", {...})]``."""
+        built = []
+        for i, raw in enumerate(steps):
+            where = f"steps[{i}]"
+            if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], str):
+                name, params = raw[0], dict(raw[1] or {})
+            elif isinstance(raw, Mapping):
+                params = dict(raw)
+                if "op" not in params:
+                    raise InvalidParameterError(
+                        f"{where}: a step needs an 'op' field naming the operation", field=where
+                    )
+                name = params.pop("op")
+            elif isinstance(raw, str):
+                name, params = raw, {}
+            else:
+                raise InvalidParameterError(
+                    f"{where}: expected a mapping like {{op: gaussian, sigma: 1.5}}, got {raw!r}",
+                    field=where,
+                )
+            if not isinstance(name, str):
+                raise InvalidParameterError(f"{where}.op: expected an op name, got {name!r}",
+                                            field=f"{where}.op")
+            built.append(Step.build(name, params, where))
+        return cls(tuple(built))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Pipeline:
+        if isinstance(data, list):
+            return cls.from_steps(data)
+        if not isinstance(data, Mapping):
+            raise InvalidParameterError("pipeline: expected a mapping with a 'steps' list",
+                                        field="steps")
+        unknown = [k for k in data if k not in ("steps", "version", "name", "description")]
+        if unknown:
+            raise InvalidParameterError(
+                f"{unknown[0]}: unknown top-level field (valid: steps, name, description)",
+                field=str(unknown[0]),
+            )
+        steps = data.get("steps")
+        if not isinstance(steps, list):
+            raise InvalidParameterError("steps: expected a list of steps", field="steps")
+        return cls.from_steps(steps)
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<pipeline>") -> Pipeline:
+        import yaml  # JSON is YAML, so one parser reads both
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise UsageError(f"{source}: not valid YAML/JSON: {e}") from e
+        return cls.from_dict(data)
+
+    # ---- algebra --------------------------------------------------------------------------
+    @property
+    def scale(self) -> float | None:
+        """Output size / input size of the whole pipeline (None if it depends on the input)."""
+        total = 1.0
+        for step in self.steps:
+            s = step.scale
+            if s is None:
+                return None
+            total *= s
+        return total
+
+    @property
+    def halo(self) -> float:
+        """Pixels of *input* context an output pixel needs, through every step.
+
+        A step's halo is counted in its own input's pixels, so after a step of scale ``s`` the
+        following halos shrink by ``s`` when expressed in the pipeline's input pixels.
+        """
+        total, scale = 0.0, 1.0
+        for step in self.steps:
+            total += step.halo / scale
+            s = step.scale
+            if s is None:
+                return math.inf
+            scale *= s
+        return total
+
+    def untileable_steps(self) -> list[tuple[int, str, str]]:
+        """(index, op, why) for each step that prevents exact tiling."""
+        out = []
+        for i, step in enumerate(self.steps):
+            spec, kw = step.spec, step.kwargs
+            if spec.output in ("measures", "vector"):
+                out.append((i, step.op, "it measures the whole image"))
+            elif not math.isfinite(spec.halo(kw)):
+                out.append((i, step.op, "it reads the whole image (global op)"))
+            elif spec.scale(kw) is None:
+                out.append((i, step.op, "its output size depends on the input's size"))
+        return out
+
+    @property
+    def tileable(self) -> bool:
+        return not self.untileable_steps()
+
+    # ---- execution ------------------------------------------------------------------------
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Run the image steps and return the final image (measurements are dropped)."""
+        return self.run(image).image
+
+    def run(self, image: np.ndarray) -> PipelineResult:
+        """Run every step; measurement and vector ops record values and pass the image on."""
+        result = PipelineResult(image=image)
+        for i, step in enumerate(self.steps):
+            spec = step.spec
+            t0 = time.perf_counter()
+            out = spec.func(result.image, **step.kwargs)
+            result.timings[f"{i}:{step.op}"] = time.perf_counter() - t0
+            if spec.output == "measures":
+                for key, value in out.items():
+                    name = key if key not in result.measures else f"{key}_{i}"
+                    result.measures[name] = value
+            elif spec.output == "vector":
+                name = step.op if step.op not in result.vectors else f"{step.op}_{i}"
+                result.vectors[name] = np.asarray(out, dtype=np.float32).ravel()
+            else:
+                result.image = out
+        return result
+
+    # ---- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": [s.to_dict() for s in self.steps]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the validated pipeline (parameters with defaults), for manifests."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def load_pipeline(source: str | Path | Mapping | list | Pipeline) -> Pipeline:
+    """A pipeline from a file path or URL (YAML/JSON), a dict/list, or a Pipeline."""
+    if isinstance(source, Pipeline):
+        return source
+    if isinstance(source, Mapping | list):
+        return Pipeline.from_dict(source)
+    text_source = str(source)
+    from pixelmill import storage
+
+    try:
+        text = storage.read_bytes(text_source).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"pipeline file {text_source!r} cannot be read: {e}") from e
+    return Pipeline.from_text(text, text_source)
+
+
+def pipeline_json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) for pipeline files, generated from the op registry."""
+    variants = []
+    for name, spec in registry().items():
+        props: dict[str, Any] = {"op": {"const": name}}
+        required = ["op"]
+        for pname, p in spec.params.items():
+            props[pname] = p.json_schema()
+            if p.required:
+                required.append(pname)
+        variants.append(
+            {
+                "type": "object",
+                "title": name,
+                "description": spec.summary,
+                "properties": props,
+                "required": required,
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "pixelmill pipeline",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "steps": {"type": "array", "items": {"oneOf": variants}},
+        },
+        "required": ["steps"],
+        "additionalProperties": False,
+    }

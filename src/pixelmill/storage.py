@@ -1,0 +1,240 @@
+"""Storage on fsspec URLs: listing with glob filters and labels, reading, atomic writes.
+
+Any fsspec URL works: local paths, ``file://``, ``memory://``, ``s3://`` (s3fs), ``hdfs://`` /
+``webhdfs://`` when a client is installed. ``storage_options`` (the CLI's
+``--storage-option KEY=VALUE``) reach the filesystem constructor unchanged.
+
+Workers receive URIs (plain strings) plus storage options and open files themselves; no open
+handle ever crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from pixelmill.errors import MissingDependencyError, StorageError, UsageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FileEntry",
+    "get_fs",
+    "join",
+    "label_from_path",
+    "list_files",
+    "parse_storage_options",
+    "read_bytes",
+    "write_atomic",
+]
+
+#: extensions considered images when listing (case-insensitive)
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".dib", ".webp",
+    ".gif", ".ppm", ".pgm", ".pbm", ".pnm",
+)
+
+_PROTOCOL_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"),
+                    "hdfs": ("pyarrow (with libhdfs)", "hdfs"), "webhdfs": ("requests", "hdfs")}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One listed file: its full URI, size in bytes and path relative to the listed root."""
+
+    uri: str
+    size: int
+    relpath: str
+
+
+def parse_storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """Turn ``["key=value", ...]`` into a dict (values parsed as JSON scalars when they are)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
+    """``(filesystem, path)`` for a URL; unknown protocols and missing clients fail clearly."""
+    url = os.fspath(url)
+    try:
+        return url_to_fs(url, **dict(storage_options or {}))
+    except ValueError as e:
+        if "Protocol not known" in str(e) or "not known" in str(e):
+            proto = url.split("://", 1)[0]
+            known = ", ".join(sorted(p for p in fsspec.available_protocols() if len(p) > 1)[:30])
+            raise UsageError(f"{url}: unknown storage protocol {proto!r} (known: {known}, ...)") from e
+        raise StorageError(f"{url}: {e}") from e
+    except ImportError as e:
+        proto = url.split("://", 1)[0]
+        pkg, extra = _PROTOCOL_EXTRAS.get(proto, (str(e.name or proto), proto))
+        raise MissingDependencyError(pkg, extra, f"{proto}:// URLs") from e
+
+
+def _protocol(fs) -> str:
+    proto = fs.protocol
+    return proto[0] if isinstance(proto, tuple | list) else proto
+
+
+def _is_local(fs) -> bool:
+    return _protocol(fs) in ("file", "local")
+
+
+def _unstrip(fs, path: str, original_url: str) -> str:
+    """A full URI for a path returned by ``fs`` (local paths stay plain paths)."""
+    if _is_local(fs):
+        return path
+    return fs.unstrip_protocol(path)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL path segments with ``/`` (local paths with the OS separator)."""
+    if "://" in base:
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def _matches(relpath: str, patterns: Sequence[str]) -> bool:
+    name = posixpath.basename(relpath)
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relpath, p) for p in patterns)
+
+
+def list_files(
+    url: str,
+    *,
+    recursive: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    images_only: bool = True,
+) -> list[FileEntry]:
+    """List files under ``url`` (a folder, a single file or a glob), sorted by URI.
+
+    ``include``/``exclude`` are glob patterns matched against the file name and against the
+    path relative to ``url`` (Spark's ``pathGlobFilter``); ``recursive`` descends into
+    sub-folders (Spark's ``recursiveFileLookup``). Without ``include``, only files with an
+    image extension are listed when ``images_only``.
+    """
+    fs, root = get_fs(url, storage_options)
+    try:
+        if fs.isfile(root):
+            info = fs.info(root)
+            return [FileEntry(_unstrip(fs, root, url), int(info.get("size") or 0),
+                              posixpath.basename(root))]
+        if not fs.isdir(root):
+            if any(ch in root for ch in "*?["):
+                found = fs.glob(root, detail=True)
+                base = root.split("*")[0].rsplit("/", 1)[0]
+                items = {p: d for p, d in found.items() if d.get("type") != "directory"}
+            else:
+                raise StorageError(f"{url}: no such file or folder")
+        else:
+            base = root.rstrip("/")
+            if recursive:
+                items = fs.find(root, detail=True, withdirs=False)
+            else:
+                items = {d["name"]: d for d in fs.ls(root, detail=True) if d["type"] != "directory"}
+    except StorageError:
+        raise
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise StorageError(f"{url}: no such file or folder") from e
+    except OSError as e:
+        raise StorageError(f"{url}: cannot list: {e}") from e
+    entries = []
+    for path, info in items.items():
+        path = path.rstrip("/")
+        rel = path[len(base):].lstrip("/") if path.startswith(base) else posixpath.basename(path)
+        if include:
+            if not _matches(rel, include):
+                continue
+        elif images_only and not rel.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        if exclude and _matches(rel, exclude):
+            continue
+        entries.append(FileEntry(_unstrip(fs, path, url), int(info.get("size") or 0), rel))
+    entries.sort(key=lambda e: e.uri)
+    return entries
+
+
+def label_from_path(relpath: str, mode: str | None) -> str | None:
+    """A label for a file from its path: the parent folder's name, or ``key=value`` segments.
+
+    ``mode="parent"``: ``cats/001.jpg`` -> ``cats``. ``mode="partition"``: the value of the
+    last ``label=...`` segment, else of the last ``key=value`` segment (Spark's partition
+    discovery): ``label=cats/day=1/001.jpg`` -> ``cats``.
+    """
+    if not mode:
+        return None
+    parts = relpath.replace("\\", "/").split("/")[:-1]
+    if mode == "parent":
+        return parts[-1] if parts else None
+    if mode == "partition":
+        pairs = [p.split("=", 1) for p in parts if "=" in p]
+        for key, value in reversed(pairs):
+            if key == "label":
+                return value
+        return pairs[-1][1] if pairs else None
+    raise UsageError(f"--label-from: expected 'parent' or 'partition', got {mode!r}")
+
+
+def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    """The whole content of one file."""
+    fs, path = get_fs(uri, storage_options)
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise StorageError(f"{uri}: no such file") from e
+    except PermissionError as e:
+        raise StorageError(f"{uri}: permission denied") from e
+    except IsADirectoryError as e:
+        raise StorageError(f"{uri}: is a folder") from e
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot read: {e}") from e
+
+
+def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write ``data`` so that readers see the old file, or the whole new one, never a part.
+
+    Local files: a temporary name in the same folder, fsync, then ``os.replace``. Object stores
+    (and other remote filesystems): one whole-object put, which they make visible atomically.
+    """
+    fs, path = get_fs(uri, storage_options)
+    try:
+        if _is_local(fs):
+            folder = os.path.dirname(path) or "."
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+        else:
+            parent = posixpath.dirname(path)
+            if parent and _protocol(fs) == "memory":
+                fs.makedirs(parent, exist_ok=True)
+            fs.pipe_file(path, data)
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot write: {e}") from e

@@ -1,0 +1,53 @@
+"""The local engine's guarantees: every unit once, crash isolation, timeouts, propagation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pixelmill.engines import UnitFailure, get_engine
+from pixelmill.engines.local import LocalEngine
+from tests.engines import _units
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with LocalEngine(workers=2) as eng:
+        yield eng
+
+
+def test_every_unit_once(engine):
+    results = dict(engine.map(_units.square, range(50)))
+    assert results == {i: i * i for i in range(50)}
+
+
+def test_empty_input(engine):
+    assert list(engine.map(_units.square, [])) == []
+
+
+def test_segfault_fails_one_unit_only(engine):
+    results = dict(engine.map(_units.crash_on_three, range(8), batch_size=4))
+    assert isinstance(results[3], UnitFailure)
+    assert "SIGSEGV" in results[3].reason
+    assert {k: v for k, v in results.items() if k != 3} == {i: i for i in range(8) if i != 3}
+
+
+def test_timeout_kills_only_that_unit(engine):
+    t0 = time.monotonic()
+    results = dict(engine.map(_units.sleep_on_two, range(4), timeout=2))
+    assert time.monotonic() - t0 < 20
+    assert isinstance(results[2], UnitFailure) and results[2].kind == "timeout"
+    assert [results[i] for i in (0, 1, 3)] == [0, 1, 3]
+
+
+def test_exception_propagates_with_type(engine):
+    with pytest.raises(KeyError, match="bad unit 5"):
+        list(engine.map(_units.raise_on_five, range(10)))
+    # the engine is still usable afterwards
+    assert dict(engine.map(_units.square, [3])) == {0: 9}
+
+
+def test_get_engine_rejects_unknown_name():
+    with pytest.raises(ValueError, match="unknown engine 'sparky'"):
+        get_engine("sparky")
