@@ -11,6 +11,7 @@ for every decoded image costs milliseconds per image on small VMs.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -118,10 +119,8 @@ class LocalEngine:
 
     def close(self) -> None:
         for w in self._pool:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 w.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
         deadline = time.monotonic() + 5
         for w in self._pool:
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -135,10 +134,8 @@ class LocalEngine:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # -- the protocol ----------------------------------------------------------------------
     def map(

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pixelmill.errors import InvalidParameterError
 from pixelmill.ops._registry import GLOBAL, OpSpec, ParamSpec, Range, op
 
-__all__ = ["GLOBAL", "FAMILIES", "OpSpec", "ParamSpec", "Range", "get_op", "op", "registry"]
+__all__ = ["FAMILIES", "GLOBAL", "OpSpec", "ParamSpec", "Range", "get_op", "op", "registry"]
 
 #: the family modules whose ops make up the registry, in display order.
 FAMILIES = (
