@@ -136,9 +136,8 @@ class ParamSpec:
             value = float(value)
             if not math.isfinite(value):
                 raise bad
-        elif self.type is str:
-            if not isinstance(value, str):
-                raise bad
+        elif self.type is str and not isinstance(value, str):
+            raise bad
         if self.bounds is not None and not self.bounds.contains(value):
             raise bad
         return value
