@@ -12,6 +12,7 @@ the last row written wins.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pixelmill import storage
 
-__all__ = ["ManifestWriter", "read_manifest", "rows_to_table"]
+__all__ = ["ManifestWriter", "read_manifest", "read_manifest_metadata", "rows_to_table"]
 
 STATUSES = ("ok", "invalid", "failed")
 
@@ -55,7 +56,16 @@ def rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema | None = None
     data = {k: [_jsonable(r.get(k)) for r in rows] for k in columns}
     if schema is not None:
         return pa.Table.from_pydict(data, schema=schema)
-    return pa.Table.from_pydict(data)
+    arrays = {}
+    for k, values in data.items():
+        if k.startswith("vec_"):  # feature vectors: list<float32>
+            arrays[k] = pa.array(values, type=pa.list_(pa.float32()))
+        else:
+            try:
+                arrays[k] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: keep them as text
+                arrays[k] = pa.array([None if v is None else str(v) for v in values])
+    return pa.Table.from_pydict(arrays)
 
 
 def _read_journal(path: str) -> list[dict[str, Any]]:
@@ -90,6 +100,17 @@ def read_manifest(uri: str, storage_options: Mapping[str, Any] | None = None) ->
             by_key[row["key"]] = row
         rows = list(by_key.values())
     return rows
+
+
+def read_manifest_metadata(uri: str, storage_options: Mapping[str, Any] | None = None
+                           ) -> dict[str, str]:
+    """The key/value metadata of a manifest's Parquet file (job settings, timings); {} if none."""
+    fs, path = storage.get_fs(uri, storage_options)
+    if not fs.exists(path):
+        return {}
+    schema = pq.read_schema(io.BytesIO(storage.read_bytes(uri, storage_options)))
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()
+            if not k.startswith(b"ARROW")}
 
 
 class ManifestWriter:
@@ -161,10 +182,8 @@ class ManifestWriter:
             self._journal.close()
             self._journal = None
             _, path = storage.get_fs(self.uri, self.storage_options)
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(journal_path(path))
-            except FileNotFoundError:
-                pass
         return table
 
     def __enter__(self) -> ManifestWriter:

@@ -1,0 +1,185 @@
+"""Planning a job: inputs (a URL listing or a scan manifest) to small picklable work units.
+
+A :class:`WorkUnit` holds everything a worker needs to process one input — its URI, its path
+relative to the listed root, where its output goes, its label — and nothing heavy. Output names
+come from a naming template (:func:`render_name`) that keeps the input's relative folders.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pixelmill import storage
+from pixelmill.errors import InvalidParameterError, NoInputError, UsageError
+
+__all__ = [
+    "DEFAULT_NAME_TEMPLATE",
+    "OUTPUT_FORMATS",
+    "WorkUnit",
+    "check_format",
+    "output_format_for",
+    "plan_units",
+    "render_name",
+]
+
+#: default output naming template: the input's relative folder, its stem, the output extension
+DEFAULT_NAME_TEMPLATE = "{parent}/{stem}.{ext}"
+
+#: formats pixelmill can write, with their canonical extension
+OUTPUT_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "tif": "tif", "tiff": "tif",
+                  "webp": "webp"}
+
+_TEMPLATE_FIELDS = ("parent", "stem", "ext", "name", "suffix", "label", "index")
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One input to process: small and picklable (engines move these, never pixels)."""
+
+    index: int
+    uri: str
+    relpath: str
+    size: int = 0
+    output: str | None = None  #: output URI, None for a measure-only job
+    format: str | None = None  #: output format (canonical extension)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.uri
+
+
+def check_format(format: str | None, quality: int | None) -> str | None:
+    """The canonical output format for ``--format`` (None keeps each input's), checked with quality."""
+    fmt = None
+    if format is not None:
+        fmt = OUTPUT_FORMATS.get(str(format).lower().lstrip("."))
+        if fmt is None:
+            raise InvalidParameterError(
+                f"--format: expected one of {', '.join(sorted(set(OUTPUT_FORMATS.values())))}, "
+                f"got {format!r}", field="format")
+    if quality is not None:
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+            raise InvalidParameterError(
+                f"--quality: expected an integer between 1 and 100, got {quality!r}",
+                field="quality")
+        if fmt in ("png", "tif"):
+            raise InvalidParameterError(
+                f"--quality: applies to jpg and webp outputs, not {fmt}", field="quality")
+    return fmt
+
+
+def output_format_for(relpath: str, format: str | None) -> str:
+    """The output format of one input: ``format`` if given, else the input's (png when unwritable)."""
+    if format:
+        return format
+    suffix = posixpath.splitext(relpath)[1].lower().lstrip(".")
+    return OUTPUT_FORMATS.get(suffix, "png")
+
+
+def render_name(template: str, relpath: str, ext: str, *, label: str | None = None,
+                index: int = 0) -> str:
+    """The output path (relative to the output root) of one input.
+
+    Fields: ``{parent}`` (the input's folder relative to the listed root, empty at the top),
+    ``{stem}``, ``{ext}`` (the output extension), ``{name}`` (input file name), ``{suffix}``
+    (input extension without the dot), ``{label}`` and ``{index}``.
+
+    >>> render_name("{parent}/{stem}.{ext}", "cats/a.png", "jpg")
+    'cats/a.jpg'
+    >>> render_name("{parent}/{stem}.{ext}", "a.png", "jpg")
+    'a.jpg'
+    """
+    rel = relpath.replace("\\", "/")
+    parent, name = posixpath.split(rel)
+    stem, suffix = posixpath.splitext(name)
+    values = {"parent": parent, "stem": stem, "ext": ext, "name": name,
+              "suffix": suffix.lstrip("."), "label": label or "", "index": index}
+    try:
+        out = template.format(**values)
+    except (KeyError, IndexError, ValueError) as e:
+        raise InvalidParameterError(
+            f"--name: bad naming template {template!r} ({e}); fields: "
+            + ", ".join("{" + f + "}" for f in _TEMPLATE_FIELDS), field="name") from None
+    parts = [p for p in out.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InvalidParameterError(
+            f"--name: template {template!r} gives {out!r} for {relpath!r}; an output name must "
+            "be a non-empty path below the output folder", field="name")
+    return "/".join(parts)
+
+
+def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
+                           ) -> list[tuple[str, int, str, str | None]]:
+    from pixelmill.manifest import read_manifest
+
+    rows = read_manifest(uri, storage_options)
+    out = []
+    for row in rows:
+        src = row.get("uri") or row.get("key")
+        if not src or "#" in str(src):
+            continue
+        rel = row.get("relpath") or posixpath.basename(str(src))
+        out.append((str(src), int(row.get("size") or row.get("bytes") or 0), str(rel),
+                    row.get("label")))
+    out.sort()
+    return out
+
+
+def plan_units(
+    input: str,
+    output: str | None,
+    *,
+    format: str | None = None,
+    name_template: str = DEFAULT_NAME_TEMPLATE,
+    recursive: bool = True,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    label_from: str | None = None,
+    limit: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[WorkUnit]:
+    """List the inputs and build one :class:`WorkUnit` per input, in URI order.
+
+    ``input`` is a folder/file/glob URL, or a ``.parquet`` manifest written by ``pixelmill
+    scan`` (its ``uri``, ``relpath`` and ``label`` columns are used). Two inputs that would be
+    written to the same output name are a usage error, raised here, before any work.
+    """
+    if label_from not in (None, "parent", "partition"):
+        raise InvalidParameterError(
+            f"--label-from: expected 'parent' or 'partition', got {label_from!r}",
+            field="label_from")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidParameterError(f"--limit: expected an integer >= 1, got {limit!r}",
+                                    field="limit")
+    if str(input).lower().endswith(".parquet"):
+        found = _entries_from_manifest(str(input), storage_options)
+        entries = [(u, s, r, lab if lab is not None else storage.label_from_path(r, label_from))
+                   for u, s, r, lab in found]
+    else:
+        listed = storage.list_files(str(input), recursive=recursive, include=include,
+                                    exclude=exclude, storage_options=storage_options)
+        entries = [(e.uri, e.size, e.relpath, storage.label_from_path(e.relpath, label_from))
+                   for e in listed]
+    if not entries:
+        raise NoInputError(f"{input}: no image files found"
+                           + ("" if recursive else " (sub-folders not searched: --recursive)"))
+    if limit is not None:
+        entries = entries[:limit]
+    units, seen = [], {}
+    for i, (uri, size, rel, label) in enumerate(entries):
+        out_uri = fmt = None
+        if output is not None:
+            fmt = output_format_for(rel, format)
+            name = render_name(name_template, rel, fmt, label=label, index=i)
+            out_uri = storage.join(str(output), *name.split("/"))
+            if out_uri in seen:
+                raise UsageError(
+                    f"--name: inputs {seen[out_uri]!r} and {uri!r} would both be written to "
+                    f"{out_uri!r}; use a naming template with {{suffix}} or {{index}}")
+            seen[out_uri] = uri
+        units.append(WorkUnit(i, uri, rel, size, out_uri, fmt, label))
+    return units

@@ -1,0 +1,340 @@
+"""Running a job: plan, check the output, map units on an engine, keep the manifest, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixelmill import storage
+from pixelmill.errors import ExitCode, InvalidParameterError, UsageError
+from pixelmill.jobs._plan import DEFAULT_NAME_TEMPLATE, WorkUnit, check_format, plan_units
+from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, process_unit
+from pixelmill.manifest import ManifestWriter, journal_path, read_manifest
+from pixelmill.pipeline import Pipeline, load_pipeline
+
+__all__ = ["JobSummary", "default_manifest_uri", "execute", "run"]
+
+MANIFEST_NAME = "manifest.parquet"
+_TMP_RE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+
+
+@dataclass
+class JobSummary:
+    """What a job did; ``exit_code`` is the CLI's (OK, PARTIAL or NO_INPUT)."""
+
+    total: int  #: inputs planned
+    processed: int  #: inputs processed by this run (the rest were ok already: resume)
+    ok: int  #: rows with status ok (whole manifest for these inputs)
+    invalid: int
+    failed: int
+    elapsed: float  #: seconds this run took
+    manifest: str
+    report: str | None = None
+    output: str | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  #: key -> reason, invalid/failed
+
+    @property
+    def skipped(self) -> int:
+        return self.total - self.processed
+
+    @property
+    def images_per_s(self) -> float:
+        return self.processed / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.total == 0:
+            return ExitCode.NO_INPUT
+        return ExitCode.OK if self.invalid == 0 and self.failed == 0 else ExitCode.PARTIAL
+
+
+def default_manifest_uri(output: str | None) -> str:
+    """``OUTPUT/manifest.parquet``; a measure-only job must name its manifest."""
+    if output is None:
+        raise UsageError("manifest: a measure-only job (output=None) needs manifest=PATH")
+    return storage.join(str(output), MANIFEST_NAME)
+
+
+def _manifest_exists(uri: str, so: Mapping[str, Any]) -> bool:
+    fs, path = storage.get_fs(uri, so)
+    if fs.exists(path):
+        return True
+    return storage._is_local(fs) and os.path.exists(journal_path(path))
+
+
+def _existing_outputs(units: Sequence[WorkUnit], output: str, so: Mapping[str, Any]) -> list[str]:
+    fs, root = storage.get_fs(output, so)
+    if not fs.exists(root):
+        return []
+    try:
+        present = {e.uri for e in storage.list_files(output, recursive=True, images_only=False,
+                                                      storage_options=so)}
+    except Exception:
+        return []
+    return [u.output for u in units if u.output in present]
+
+
+def _remove_stale_temporaries(output: str, so: Mapping[str, Any]) -> None:
+    """Temporary files left by a writer that was killed mid-write (local outputs only)."""
+    fs, root = storage.get_fs(output, so)
+    if not storage._is_local(fs) or not os.path.isdir(root):
+        return
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if _TMP_RE.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+
+
+def _unit_failure_row(unit: WorkUnit, failure: Any) -> dict[str, Any]:
+    kind = getattr(failure, "kind", "crash")
+    row = {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath, "status": "failed",
+           "reason": f"{kind}: {failure.reason}"}
+    if unit.label is not None:
+        row["label"] = unit.label
+    return row
+
+
+def _open_progress(total: int, enabled: bool) -> Any:
+    try:
+        from pixelmill.progress import Progress
+    except ImportError:  # pragma: no cover - foundation not installed
+        return contextlib.nullcontext(None)
+    return Progress(total, what="images", enabled=enabled)
+
+
+def execute(
+    engine: Any,
+    fn: Callable[[WorkUnit], dict[str, Any]],
+    units: Sequence[WorkUnit],
+    writer: ManifestWriter,
+    *,
+    timeout: float | None = None,
+    batch_size: int | None = None,
+    progress: Any = None,
+) -> list[dict[str, Any]]:
+    """Map ``fn`` over ``units`` on ``engine``, appending each row to ``writer`` as it finishes.
+
+    A unit whose worker crashed or timed out becomes a ``failed`` row. Rows asking to be run
+    tile by tile (``_route``) are not written: they are returned for the driver to handle.
+    """
+    deferred = []
+    for index, result in engine.map(fn, units, timeout=timeout, batch_size=batch_size):
+        unit = units[index]
+        row = result if isinstance(result, dict) else _unit_failure_row(unit, result)
+        if row.get("_route") == TILED_ROUTE:
+            deferred.append(row)
+            continue
+        writer.append(row)
+        if progress is not None:
+            progress.advance(status=row["status"])
+    return deferred
+
+
+def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
+                    units_by_key: Mapping[str, WorkUnit], engine: Any, writer: ManifestWriter, *,
+                    resume: bool, memory: Any, so: Mapping[str, Any], progress: Any) -> None:
+    try:
+        from pixelmill.tiled import run_tiled
+    except ImportError:
+        run_tiled = None
+    for row in rows:
+        row = {k: v for k, v in row.items() if k != "_route"}
+        unit = units_by_key[row["key"]]
+        pixels = row.get("width", 0) * row.get("height", 0)
+        if run_tiled is None:
+            row.update(status="failed", reason=(
+                f"tiling: the image has {pixels} pixels, above tile_threshold, and tiled "
+                "processing (pixelmill.tiled) is not available"))
+        else:
+            t0 = time.perf_counter()
+            try:
+                run_tiled(pipeline, unit.uri, unit.output, memory=memory, engine=engine,
+                          manifest=writer, resume=resume, storage_options=dict(so) or None,
+                          progress=False)
+                fs, path = storage.get_fs(unit.output, so)
+                row.update(status="ok", output=unit.output, tiled=True,
+                           output_bytes=int(fs.info(path).get("size") or 0),
+                           t_total=time.perf_counter() - t0)
+            except Exception as e:
+                row.update(status="failed", reason=f"tiled: {type(e).__name__}: {e}")
+        writer.append(row)
+        if progress is not None:
+            progress.advance(status=row["status"])
+
+
+def run(
+    pipeline: Any,
+    input: str,
+    output: str | None,
+    *,
+    manifest: str | None = None,
+    engine: Any = "local",
+    workers: int | None = None,
+    resume: bool = False,
+    format: str | None = None,
+    quality: int | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    recursive: bool = True,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    label_from: str | None = None,
+    timeout: float | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    tile_threshold: int | None = 64_000_000,
+    memory: Any = None,
+    progress: bool = True,
+    report: bool = True,
+    name_template: str = DEFAULT_NAME_TEMPLATE,
+    max_pixels: int | None = None,
+    batch_size: int | None = None,
+) -> JobSummary:
+    """Run ``pipeline`` over every image of ``input``, writing outputs under ``output``.
+
+    Parameters
+    ----------
+    pipeline : Pipeline, str, dict or list
+        The pipeline, or a YAML/JSON file (path or URL) holding it.
+    input : str
+        A folder, file or glob URL (any fsspec URL), or a ``.parquet`` scan manifest.
+    output : str or None
+        Output folder URL; ``None`` runs a measure-only job (no images written).
+    manifest : str, optional
+        Manifest URL (default ``OUTPUT/manifest.parquet``; required when ``output`` is None).
+    engine : str or Engine
+        ``"local"``, ``"dask[=ADDRESS]"``, ``"spark[=MASTER]"`` or an open engine (left open).
+    workers : int, optional
+        Worker processes when the engine is created here.
+    resume : bool
+        Process only the inputs without an ``ok`` row in the manifest.
+    format, quality : optional
+        Output format (jpg, png, tif, webp; default: each input's) and JPEG/WebP quality.
+    limit : int, optional
+        Process only the first ``limit`` inputs (in URI order).
+    overwrite : bool
+        Replace the outputs and manifest of an earlier run.
+    recursive, include, exclude : optional
+        Listing options (see :func:`pixelmill.storage.list_files`).
+    label_from : {"parent", "partition"}, optional
+        Add a ``label`` column from each input's path.
+    timeout : float, optional
+        Seconds one input may take; past it the input's worker is killed and its row failed.
+    storage_options : dict, optional
+        fsspec options for the input, output and manifest URLs.
+    tile_threshold : int, optional
+        Inputs with more pixels go to :func:`pixelmill.tiled.run_tiled` (None: never).
+    memory : optional
+        Memory budget passed to the tiled runner.
+    progress, report : bool
+        Draw a progress bar; write ``report.html`` beside the manifest at the end.
+    name_template : str
+        Output naming template (see :func:`pixelmill.jobs.render_name`).
+    max_pixels : int, optional
+        Pixel limit for decoding (default: the codec's).
+    batch_size : int, optional
+        Units per engine task (default: chosen by the engine).
+
+    Returns
+    -------
+    JobSummary
+    """
+    started = time.perf_counter()
+    pipe = load_pipeline(pipeline)
+    fmt = check_format(format, quality)
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        raise InvalidParameterError(f"--timeout: expected a number of seconds > 0, got {timeout!r}",
+                                    field="timeout")
+    if tile_threshold is not None and tile_threshold < 1:
+        raise InvalidParameterError(
+            f"tile_threshold: expected a number of pixels >= 1, got {tile_threshold!r}",
+            field="tile_threshold")
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if output is None and pipe.steps and not any(
+            s.spec.output in ("measures", "vector") for s in pipe.steps):
+        raise UsageError("output: a measure-only job (no OUTPUT) needs measurement or vector ops")
+    so = dict(storage_options or {})
+    manifest_uri = manifest or default_manifest_uri(output)
+    units = plan_units(input, output, format=fmt, name_template=name_template,
+                       recursive=recursive, include=include, exclude=exclude,
+                       label_from=label_from, limit=limit, storage_options=so)
+
+    # -- an earlier run at the same place? -------------------------------------------------
+    earlier = _manifest_exists(manifest_uri, so)
+    if not resume and not overwrite:
+        clash = [manifest_uri] if earlier else []
+        if output is not None and not clash:
+            clash = _existing_outputs(units, output, so)[:3]
+        if clash:
+            raise UsageError(
+                f"{clash[0]} already exists (results of an earlier run); use --resume to "
+                "continue that run or --overwrite to replace it")
+    done: set[str] = set()
+    if resume and earlier:
+        rows = read_manifest(manifest_uri, so)
+        fps = {r.get("pipeline") for r in rows if r.get("status") == "ok"} - {None}
+        if fps and fps != {pipe.fingerprint}:
+            raise UsageError(
+                f"{manifest_uri}: written by a different pipeline (fingerprint "
+                f"{', '.join(sorted(fps))}, this one is {pipe.fingerprint}); use --overwrite")
+        done = {r["key"] for r in rows if r.get("status") == "ok"}
+    if resume and output is not None:
+        _remove_stale_temporaries(output, so)
+    todo = [u for u in units if u.key not in done]
+
+    # -- run -------------------------------------------------------------------------------
+    from pixelmill.engines import get_engine
+
+    own_engine = isinstance(engine, str) or engine is None
+    eng = get_engine(engine or "local", workers) if own_engine else engine
+    metadata = {"pixelmill.pipeline": pipe.to_json(), "pixelmill.fingerprint": pipe.fingerprint,
+                "pixelmill.input": str(input), "pixelmill.output": str(output),
+                "pixelmill.engine": getattr(eng, "name", str(engine)),
+                "pixelmill.workers": str(getattr(eng, "workers", workers))}
+    spec = JobSpec(pipe, quality=quality, storage_options=so, max_pixels=max_pixels,
+                   tile_threshold=tile_threshold)
+    fn = functools.partial(_process_with_fingerprint, spec, pipe.fingerprint)
+    writer = ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so,
+                            metadata=metadata)
+    try:
+        with _open_progress(len(todo), progress) as bar:
+            deferred = execute(eng, fn, todo, writer, timeout=timeout, batch_size=batch_size,
+                               progress=bar)
+            if deferred:
+                _run_tiled_rows(pipe, deferred, {u.key: u for u in todo}, eng, writer,
+                                resume=resume, memory=memory, so=so, progress=bar)
+    finally:
+        if own_engine:
+            eng.close()
+    elapsed = time.perf_counter() - started
+    writer.metadata.update({"pixelmill.elapsed": f"{elapsed:.3f}",
+                            "pixelmill.processed": str(len(todo)),
+                            "pixelmill.finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime())})
+    table = writer.close()
+    keys = {u.key for u in units}
+    final = [r for r in table.to_pylist() if r.get("key") in keys]
+    counts = {s: sum(1 for r in final if r.get("status") == s) for s in ("ok", "invalid", "failed")}
+    summary = JobSummary(
+        total=len(units), processed=len(todo), ok=counts["ok"], invalid=counts["invalid"],
+        failed=counts["failed"], elapsed=elapsed, manifest=manifest_uri, output=output,
+        reasons={r["key"]: r.get("reason") or "" for r in final if r.get("status") != "ok"})
+    if report:
+        from pixelmill.report import default_report_uri, write_report
+
+        summary.report = default_report_uri(manifest_uri)
+        write_report(manifest_uri, summary.report, storage_options=so)
+    return summary
+
+
+def _process_with_fingerprint(spec: JobSpec, fingerprint: str, unit: WorkUnit) -> dict[str, Any]:
+    row = process_unit(spec, unit)
+    row["pipeline"] = fingerprint
+    return row

@@ -1,0 +1,212 @@
+"""What a worker does with one work unit: read, decode (shrinking on load), run, encode, write.
+
+:func:`process_unit` never raises for a problem with the input: it returns a manifest row whose
+``status`` says what happened — ``ok``, ``invalid`` (not an image, over the pixel limit) or
+``failed`` (read/pipeline/encode/write error, with the reason). Crashes and timeouts are caught
+one level up (the engine reports them and the driver writes the row).
+
+Shrink-on-load: when the pipeline starts with a downsizing ``resize`` whose target is at most
+half the input, JPEGs are decoded directly at 1/2, 1/4 or 1/8 scale in the DCT domain (the
+largest reduction that still leaves at least the target size), and the resize is pinned to the
+exact width and height it would have produced from the full image, so the output size never
+depends on the shortcut. Only area-averaging resizes are shortened this way, since a DCT-domain
+downscale averages too; ``tests/jobs/test_shrink.py`` bounds the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixelmill.jobs._plan import WorkUnit
+from pixelmill.pipeline import Pipeline, Step
+
+__all__ = ["TILED_ROUTE", "JobSpec", "plan_shrink", "process_unit", "resize_target"]
+
+#: value of a row's ``_route`` field asking the driver to run that input tile by tile
+TILED_ROUTE = "tiled"
+
+_RESERVED = frozenset({
+    "key", "uri", "relpath", "status", "reason", "output", "output_bytes", "sha256", "width",
+    "height", "out_width", "out_height", "label", "bytes", "format", "decode_reduce",
+    "pipeline", "t_read", "t_decode", "t_process", "t_encode", "t_write", "t_total",
+})
+
+#: resize methods that average (a DCT-domain downscale is an average too)
+_SHRINKABLE_METHODS = ("area",)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The per-job settings every worker needs; pickled once per map, cached in workers."""
+
+    pipeline: Pipeline
+    quality: int | None = None
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    max_pixels: int | None = None
+    tile_threshold: int | None = None
+    shrink_on_load: bool = True
+
+
+def resize_target(params: Mapping[str, Any], width: int, height: int) -> tuple[int, int] | None:
+    """(width, height) that a ``resize`` step with ``params`` gives for a ``width``×``height`` input.
+
+    Mirrors the resize op's size rule (rounding to the nearest integer, at least 1 pixel).
+    None when the parameters are not understood (then no shortcut is taken).
+    """
+    def rnd(x: float) -> int:
+        return max(1, round(x))
+
+    w_req, h_req = params.get("width"), params.get("height")
+    long_side, factor = params.get("long_side"), params.get("factor")
+    short_side = params.get("short_side")
+    if w_req and h_req:
+        return int(w_req), int(h_req)
+    if long_side:
+        s = float(long_side) / max(width, height)
+        return (int(long_side), rnd(height * s)) if width >= height else (rnd(width * s),
+                                                                           int(long_side))
+    if short_side:
+        s = float(short_side) / min(width, height)
+        return (int(short_side), rnd(height * s)) if width <= height else (rnd(width * s),
+                                                                            int(short_side))
+    if w_req:
+        return int(w_req), rnd(height * float(w_req) / width)
+    if h_req:
+        return rnd(width * float(h_req) / height), int(h_req)
+    if factor:
+        fx = fy = factor
+        if isinstance(factor, tuple | list):
+            fx, fy = factor
+        return rnd(width * float(fx)), rnd(height * float(fy))
+    return None
+
+
+def plan_shrink(pipeline: Pipeline, width: int, height: int,
+                fmt: str | None) -> tuple[int, Pipeline]:
+    """(reduce, pipeline to run) for an input of ``width``×``height`` in format ``fmt``.
+
+    ``reduce`` is 1 (no shortcut) or 2/4/8; when above 1 the returned pipeline's leading resize
+    is pinned to the exact size it would give on the full-size image.
+    """
+    if fmt not in ("jpeg", "jpg") or not pipeline.steps or pipeline.steps[0].op != "resize":
+        return 1, pipeline
+    first = pipeline.steps[0]
+    kw = first.kwargs
+    if kw.get("method", "area") not in _SHRINKABLE_METHODS:
+        return 1, pipeline
+    target = resize_target(kw, width, height)
+    if target is None:
+        return 1, pipeline
+    tw, th = target
+    reduce = 1
+    for r in (8, 4, 2):
+        # libjpeg rounds scaled sizes up
+        if -(-width // r) >= tw and -(-height // r) >= th:
+            reduce = r
+            break
+    if reduce == 1:
+        return 1, pipeline
+    pinned = {k: v for k, v in kw.items()
+              if k not in ("width", "height", "long_side", "short_side", "factor")}
+    pinned.update(width=tw, height=th)
+    try:
+        step = Step.build("resize", pinned, "steps[0]")
+    except ValueError:
+        return 1, pipeline
+    return reduce, Pipeline((step, *pipeline.steps[1:]))
+
+
+def _oriented(info: Any) -> tuple[int, int]:
+    w, h = int(info.width), int(info.height)
+    if getattr(info, "orientation", 1) in (5, 6, 7, 8):
+        return h, w
+    return w, h
+
+
+def _reason(stage: str, e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{stage}: {type(e).__name__}: {msg}" if msg else f"{stage}: {type(e).__name__}"
+
+
+def _result_columns(row: dict[str, Any], result: Any) -> None:
+    for name, value in result.measures.items():
+        row[f"m_{name}" if name in _RESERVED else name] = value
+    for name, vec in result.vectors.items():
+        row[f"vec_{name}"] = [float(x) for x in vec]
+    for step_key, seconds in result.timings.items():
+        i, _, op_name = step_key.partition(":")
+        row[f"t_op{i}_{op_name}"] = seconds
+
+
+def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
+    """Process one input and return its manifest row (never raises for a bad input)."""
+    from pixelmill import codecs, storage
+
+    t_start = time.perf_counter()
+    row: dict[str, Any] = {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath,
+                           "status": "ok", "reason": None}
+    if unit.label is not None:
+        row["label"] = unit.label
+    so = dict(spec.storage_options)
+    try:
+        data = storage.read_bytes(unit.uri, so)
+    except Exception as e:  # storage errors are job failures, not bad images
+        return {**row, "status": "failed", "reason": _reason("read", e)}
+    t_read = time.perf_counter()
+    row["bytes"] = len(data)
+    try:
+        info = codecs.probe(data)
+        width, height = _oriented(info)
+    except Exception as e:
+        return {**row, "status": "invalid", "reason": _reason("decode", e), "t_read": t_read - t_start}
+    row.update(format=str(info.format).lower(), width=width, height=height)
+    pipeline = spec.pipeline
+    if (spec.tile_threshold and unit.output is not None and width * height > spec.tile_threshold
+            and pipeline.tileable):
+        return {**row, "_route": TILED_ROUTE}
+    reduce = 1
+    if spec.shrink_on_load:
+        reduce, pipeline = plan_shrink(pipeline, width, height, row["format"])
+    try:
+        kw: dict[str, Any] = {"reduce": reduce} if reduce > 1 else {}
+        if spec.max_pixels is not None:
+            kw["max_pixels"] = spec.max_pixels
+        image = codecs.decode(data, **kw)
+    except Exception as e:
+        return {**row, "status": "invalid", "reason": _reason("decode", e),
+                "t_read": t_read - t_start}
+    del data
+    row["decode_reduce"] = reduce
+    t_decode = time.perf_counter()
+    try:
+        result = pipeline.run(image)
+    except Exception as e:
+        return {**row, "status": "failed", "reason": _reason("pipeline", e),
+                "t_read": t_read - t_start, "t_decode": t_decode - t_read}
+    del image
+    t_process = time.perf_counter()
+    out = result.image
+    row["out_width"], row["out_height"] = int(out.shape[1]), int(out.shape[0])
+    _result_columns(row, result)
+    t_encode = t_write = t_process
+    if unit.output is not None:
+        try:
+            blob = codecs.encode(out, unit.format or "png", quality=spec.quality)
+        except Exception as e:
+            return {**row, "status": "failed", "reason": _reason("encode", e)}
+        t_encode = time.perf_counter()
+        try:
+            storage.write_atomic(unit.output, blob, so)
+        except Exception as e:
+            return {**row, "status": "failed", "reason": _reason("write", e)}
+        t_write = time.perf_counter()
+        row.update(output=unit.output, output_bytes=len(blob),
+                   sha256=hashlib.sha256(blob).hexdigest())
+    row.update(t_read=t_read - t_start, t_decode=t_decode - t_read,
+               t_process=t_process - t_decode, t_encode=t_encode - t_process,
+               t_write=t_write - t_encode, t_total=time.perf_counter() - t_start)
+    return row

@@ -1,0 +1,229 @@
+"""The HTML report of a job: one self-contained page read from the manifest.
+
+Counts, throughput, per-stage timings, the invalid and failed files with their reasons, a grid
+of before/after thumbnails for a sample of inputs, and histograms of the measurement columns
+(matplotlib, Agg backend). Images are inlined as base64 PNG/JPEG, so the page can be mailed or
+archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import posixpath
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pixelmill import storage
+from pixelmill.manifest import read_manifest, read_manifest_metadata
+
+__all__ = ["build_report", "default_report_uri", "measurement_columns", "write_report"]
+
+#: columns that describe the job, not the image: never histogrammed
+_NOT_MEASURES = frozenset({
+    "bytes", "width", "height", "out_width", "out_height", "output_bytes", "decode_reduce",
+    "tiled",
+})
+_STAGES = ("t_read", "t_decode", "t_process", "t_encode", "t_write")
+_THUMB = 160
+
+
+def default_report_uri(manifest_uri: str) -> str:
+    """``report.html`` beside the manifest."""
+    if "://" in manifest_uri:
+        return posixpath.join(posixpath.dirname(manifest_uri), "report.html")
+    import os
+
+    return os.path.join(os.path.dirname(manifest_uri), "report.html")
+
+
+def measurement_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Numeric columns that hold measurements (not sizes, timings or bookkeeping)."""
+    names: dict[str, None] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k in _NOT_MEASURES or k.startswith(("t_", "vec_", "_")):
+                continue
+            if isinstance(v, int | float):  # bools (flags) count too
+                names.setdefault(k, None)
+    return list(names)
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _thumb(uri: str | None, so: Mapping[str, Any]) -> str | None:
+    if not uri:
+        return None
+    import cv2
+
+    from pixelmill import codecs
+
+    try:
+        data = storage.read_bytes(uri, so)
+        info = codecs.probe(data)
+        reduce = 1
+        for r in (8, 4, 2):
+            if max(info.width, info.height) // r >= _THUMB:
+                reduce = r
+                break
+        img = codecs.decode(data, reduce=reduce) if reduce > 1 else codecs.decode(data)
+    except Exception:
+        return None
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
+        img = ((img.astype(np.float32) - lo) * (255.0 / (hi - lo or 1.0))).clip(0, 255)
+        img = img.astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    h, w = img.shape[:2]
+    s = _THUMB / max(h, w)
+    if s < 1:
+        img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
+                         interpolation=cv2.INTER_AREA)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    values = sorted(values)
+    p95 = values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+    return statistics.fmean(values), statistics.median(values), p95
+
+
+def _timing_section(ok_rows: list[dict[str, Any]]) -> str:
+    cols = [c for c in _STAGES if any(r.get(c) is not None for r in ok_rows)]
+    cols += sorted({k for r in ok_rows for k in r if k.startswith("t_op")})
+    if not cols:
+        return "<p>No timings recorded.</p>"
+    lines, means = [], []
+    for c in cols:
+        vals = [float(r[c]) for r in ok_rows if isinstance(r.get(c), int | float)]
+        if not vals:
+            continue
+        mean, med, p95 = _stats(vals)
+        means.append((c, mean))
+        lines.append(f"<tr><td>{html.escape(c)}</td><td>{mean * 1e3:.2f}</td>"
+                     f"<td>{med * 1e3:.2f}</td><td>{p95 * 1e3:.2f}</td></tr>")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(means) + 0.8))
+    ax.barh([c for c, _ in means][::-1], [m * 1e3 for _, m in means][::-1], color="#4477aa")
+    ax.set_xlabel("mean ms per image")
+    img = _png(fig)
+    return (f"<img alt='per-stage timings' src='{img}'><table><tr><th>stage</th>"
+            "<th>mean ms</th><th>median ms</th><th>p95 ms</th></tr>" + "".join(lines)
+            + "</table>")
+
+
+def _histograms(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not columns:
+        return "<p>No measurement columns.</p>"
+    import matplotlib.pyplot as plt
+
+    n = len(columns)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, col in zip(axes.ravel(), columns, strict=False):
+        vals = [float(r[col]) for r in rows
+                if isinstance(r.get(col), int | float) and math.isfinite(float(r[col]))]
+        ax.hist(vals, bins=min(30, max(5, len(vals) // 3 or 1)), color="#66aa55")
+        ax.set_title(col, fontsize=10)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return f"<img alt='measurement histograms' src='{_png(fig)}'>"
+
+
+def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None = None,
+                 sample: int = 12, title: str | None = None) -> str:
+    """The report page (HTML text) for the manifest at ``manifest_uri``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    so = dict(storage_options or {})
+    rows = [r for r in read_manifest(manifest_uri, so) if "#" not in str(r.get("key", ""))]
+    meta = read_manifest_metadata(manifest_uri, so)
+    counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "invalid", "failed")}
+    ok_rows = [r for r in rows if r.get("status") == "ok"]
+    elapsed = float(meta.get("pixelmill.elapsed", "0") or 0)
+    processed = int(meta.get("pixelmill.processed", "0") or 0)
+    rate = f"{processed / elapsed:.1f} images/s ({processed} in {elapsed:.1f} s)" if elapsed else "n/a"
+    in_bytes = sum(int(r.get("bytes") or 0) for r in rows)
+    out_bytes = sum(int(r.get("output_bytes") or 0) for r in ok_rows)
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{e(title or 'pixelmill report')}</title><style>",
+        "body{font-family:sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;text-align:left;font-size:13px}.ok{color:#262}.invalid{color:#a60}"
+        ".failed{color:#b22}.grid{display:flex;flex-wrap:wrap;gap:10px}.pair{border:1px solid"
+        " #ddd;padding:4px;font-size:11px;max-width:340px}.pair img{max-width:160px;"
+        "vertical-align:top}",
+        "</style></head><body>",
+        f"<h1>{e(title or 'pixelmill report')}</h1>",
+        f"<p>manifest: <code>{e(manifest_uri)}</code></p>",
+        "<h2>Summary</h2><table>",
+        f"<tr><th>inputs</th><td>{len(rows)}</td></tr>",
+        *(f"<tr><th class='{s}'>{s}</th><td id='count-{s}'>{counts[s]}</td></tr>"
+          for s in counts),
+        f"<tr><th>throughput (last run)</th><td>{e(rate)}</td></tr>",
+        f"<tr><th>engine</th><td>{e(meta.get('pixelmill.engine', '?'))} × "
+        f"{e(meta.get('pixelmill.workers', '?'))} workers</td></tr>",
+        f"<tr><th>input bytes</th><td>{in_bytes:,}</td></tr>",
+        f"<tr><th>output bytes</th><td>{out_bytes:,}</td></tr>",
+        f"<tr><th>pipeline</th><td><code>{e(meta.get('pixelmill.pipeline', '?'))}</code></td></tr>",
+        "</table>",
+        "<h2>Per-stage timings</h2>", _timing_section(ok_rows),
+    ]
+    bad = [r for r in rows if r.get("status") in ("invalid", "failed")]
+    parts.append(f"<h2>Invalid and failed files ({len(bad)})</h2>")
+    if bad:
+        parts.append("<table><tr><th>file</th><th>status</th><th>reason</th></tr>")
+        parts.extend(
+            f"<tr><td>{e(str(r.get('relpath') or r.get('uri')))}</td>"
+            f"<td class='{e(str(r['status']))}'>{e(str(r['status']))}</td>"
+            f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in bad)
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("<h2>Before / after (sample)</h2><div class='grid'>")
+    if ok_rows and sample > 0:
+        step = max(1, len(ok_rows) // sample)
+        for r in ok_rows[::step][:sample]:
+            before, after = _thumb(r.get("uri"), so), _thumb(r.get("output"), so)
+            cells = "".join(f"<img alt='{alt}' src='{src}'>"
+                            for alt, src in (("before", before), ("after", after)) if src)
+            parts.append(f"<div class='pair'>{cells}<br>{e(str(r.get('relpath', '')))} "
+                         f"{r.get('width')}×{r.get('height')} → "
+                         f"{r.get('out_width')}×{r.get('out_height')}</div>")
+    parts.append("</div>")
+    parts.append("<h2>Measurements</h2>")
+    parts.append(_histograms(ok_rows, measurement_columns(ok_rows)))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(manifest_uri: str, out: str | None = None, *,
+                 storage_options: Mapping[str, Any] | None = None, sample: int = 12) -> str:
+    """Write the report of ``manifest_uri`` to ``out`` (default: ``report.html`` beside it)."""
+    out = out or default_report_uri(manifest_uri)
+    page = build_report(manifest_uri, storage_options=storage_options, sample=sample)
+    storage.write_atomic(out, page.encode("utf-8"), storage_options)
+    return out
