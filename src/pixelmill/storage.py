@@ -10,6 +10,7 @@ handle ever crosses a process boundary.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import posixpath
@@ -27,6 +28,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "FileEntry",
     "get_fs",
+    "is_local",
     "join",
     "label_from_path",
     "list_files",
@@ -92,14 +94,20 @@ def _protocol(fs) -> str:
     return proto[0] if isinstance(proto, tuple | list) else proto
 
 
-def _is_local(fs) -> bool:
+def is_local(fs) -> bool:
+    """Whether ``fs`` is the local filesystem (plain paths, ``os`` calls work)."""
     return _protocol(fs) in ("file", "local")
+
+
+_is_local = is_local
 
 
 def _unstrip(fs, path: str, original_url: str) -> str:
     """A full URI for a path returned by ``fs`` (local paths stay plain paths)."""
     if _is_local(fs):
         return path
+    if _protocol(fs) == "memory":  # keep the form users write: memory://folder/file
+        return "memory://" + path.lstrip("/")
     return fs.unstrip_protocol(path)
 
 
@@ -226,10 +234,8 @@ def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | Non
                     f.write(data)
                 os.replace(tmp, path)
             except BaseException:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
                 raise
         else:
             parent = posixpath.dirname(path)

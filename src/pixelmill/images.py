@@ -1,0 +1,108 @@
+"""Read and write images at storage URLs (the I/O half; decoding lives in :mod:`pixelmill.codecs`).
+
+Examples
+--------
+>>> import numpy as np
+>>> write_image("memory://doc/gray.png", np.arange(12, dtype=np.uint8).reshape(3, 4))
+>>> read_image("memory://doc/gray.png").shape
+(3, 4)
+>>> [item.uri for item in iter_images("memory://doc")]
+['memory://doc/gray.png']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from pixelmill import codecs, storage
+from pixelmill.errors import DecodeError, InvalidParameterError, StorageError
+
+__all__ = ["LoadedImage", "iter_images", "read_image", "write_image"]
+
+
+class LoadedImage(NamedTuple):
+    """One image from :func:`iter_images`: where it came from, its pixels, its label."""
+
+    uri: str
+    image: np.ndarray
+    label: str | None = None
+
+
+def read_image(
+    uri: str, *, storage_options: Mapping[str, Any] | None = None, **decode_kw: Any
+) -> np.ndarray:
+    """Read and decode the image at ``uri`` (any fsspec URL or local path).
+
+    ``decode_kw`` are :func:`pixelmill.codecs.decode`'s options: ``page``, ``apply_exif``,
+    ``max_pixels``, ``reduce``. Raises :class:`~pixelmill.errors.StorageError` when the file
+    cannot be read and :class:`~pixelmill.errors.DecodeError` when it is not a readable image
+    (both messages start with the URI).
+    """
+    data = storage.read_bytes(uri, storage_options)
+    try:
+        return codecs.decode(data, **decode_kw)
+    except DecodeError as e:
+        raise type(e)(f"{uri}: {e}") from e
+
+
+def write_image(
+    uri: str,
+    image: np.ndarray,
+    *,
+    format: str | None = None,
+    quality: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Encode ``image`` and write it atomically to ``uri``.
+
+    ``format`` defaults to the one ``uri``'s extension names (jpg, png, tif, webp).
+    """
+    fmt = format or codecs.format_from_name(uri)
+    if fmt not in codecs.ENCODE_FORMATS and fmt not in ("jpeg", "tiff"):
+        raise InvalidParameterError(
+            f"format: cannot write {fmt} (writable: {', '.join(codecs.ENCODE_FORMATS)})",
+            field="format")
+    storage.write_atomic(uri, codecs.encode(image, fmt, quality=quality), storage_options)
+
+
+def iter_images(
+    url: str,
+    *,
+    recursive: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    label_from: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    on_error: str = "skip",
+    **decode_kw: Any,
+) -> Iterator[LoadedImage]:
+    """Decode every image under ``url``, one at a time, in URI order.
+
+    Parameters
+    ----------
+    url : str
+        A folder, a single file or a glob, on any fsspec storage.
+    recursive, include, exclude, label_from, storage_options
+        As for :func:`pixelmill.scan`.
+    on_error : {"skip", "raise"}
+        What to do with a file that cannot be read or decoded (``pixelmill.scan`` lists them
+        with their reasons).
+    **decode_kw
+        Passed to :func:`pixelmill.codecs.decode`.
+    """
+    if on_error not in ("skip", "raise"):
+        raise InvalidParameterError(f"on_error: expected 'skip' or 'raise', got {on_error!r}",
+                                    field="on_error")
+    storage.label_from_path("", label_from)  # validate before listing
+    for entry in storage.list_files(url, recursive=recursive, include=include, exclude=exclude,
+                                    storage_options=storage_options):
+        try:
+            image = read_image(entry.uri, storage_options=storage_options, **decode_kw)
+        except (DecodeError, StorageError):
+            if on_error == "raise":
+                raise
+            continue
+        yield LoadedImage(entry.uri, image, storage.label_from_path(entry.relpath, label_from))
