@@ -1,0 +1,134 @@
+"""``pixelmill sr``: train, evaluate and list super-resolution models; fuse frames."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pixelmill.cli._options import json_option
+from pixelmill.errors import InvalidParameterError
+
+__all__ = ["sr"]
+
+_SCALE = click.option("--scale", type=click.IntRange(2, 4), default=2, show_default=True,
+                      help="Upscaling factor.")
+
+
+def _default_data() -> str:
+    from pixelmill.sr.data import default_data_dir
+
+    return str(default_data_dir())
+
+
+@click.group()
+def sr() -> None:
+    """Super-resolution models: train, eval, models, fuse."""
+
+
+@sr.command()
+@click.option("--model", "arch", type=click.Choice(["espcn", "fsrcnn", "edsr"]), required=True,
+              help="Architecture to train.")
+@_SCALE
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Folder of training images (default: <repo>/../shared/data/sr-train).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for checkpoints and the best weights (default: runs/<model>_x<S>).")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--iters", "iters_per_epoch", type=click.IntRange(min=1), default=500,
+              show_default=True, help="Optimizer steps per epoch.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--patch", type=click.IntRange(min=8), default=32, show_default=True,
+              help="Low-resolution patch side.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True, help="Initial learning rate (cosine decay to 0).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time budget: stop (and finish the lr schedule) after this many minutes.")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Initialise matching tensors from these weights (e.g. a x2 model for x4).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Architecture hyper-parameter, e.g. channels=32 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, minutes, init,
+          params, resume, device, threads, seed) -> None:
+    """Train a network on LR/HR patches with validation PSNR each epoch."""
+    import torch
+
+    from pixelmill.sr.train import TrainConfig
+    from pixelmill.sr.train import train as run_training
+
+    if threads:
+        torch.set_num_threads(threads)
+    hyper = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidParameterError(f"--param: expected KEY=VALUE, got {item!r}", field="param")
+        hyper[key] = json.loads(value) if value.replace(".", "", 1).isdigit() else value
+    cfg = TrainConfig(
+        arch=arch, scale=scale, data=data or _default_data(),
+        out=out or str(Path("runs") / f"{arch}_x{scale}"), epochs=epochs,
+        iters_per_epoch=iters_per_epoch, batch=batch, patch=patch, lr=lr, minutes=minutes,
+        init=init, seed=seed, device=device, params=hyper,
+    )
+    card = run_training(cfg, resume=resume, progress=sys.stderr.isatty(),
+                        log=lambda m: click.echo(m, err=False))
+    click.echo(f"best held-out PSNR {card['validation']['psnr']:.3f} dB -> {cfg.out}")
+
+
+@sr.command(name="eval")
+@click.argument("data", type=click.Path(exists=True))
+@_SCALE
+@click.option("--model", default="edsr", show_default=True,
+              help="Shipped model name, a .safetensors path, or 'bicubic'.")
+@click.option("--split", type=click.Choice(["all", "val", "train"]), default="all",
+              show_default=True, help="Evaluate only the held-out (val) part of a training folder.")
+@click.option("--device", default="cpu", show_default=True)
+@json_option
+def eval_(data, scale, model, split, device, as_json) -> None:
+    """Evaluate on a folder: modcrop, MATLAB bicubic degradation, Y PSNR/SSIM, S px shaved."""
+    from pixelmill.sr.data import list_images, split_files
+    from pixelmill.sr.evaluate import evaluate_files
+
+    files = split_files(list_images(data), data, split)
+
+    def show(row):
+        if not as_json:
+            click.echo(f"{row['image']:<28} {row['psnr']:8.3f} dB  SSIM {row['ssim']:.4f}")
+
+    result = evaluate_files(files, scale, model, device=device, on_image=show)
+    if as_json:
+        click.echo(json.dumps({"images": result["images"], "mean": result["mean"],
+                               "scale": scale, "model": model}))
+    else:
+        m = result["mean"]
+        click.echo(f"{'mean (' + str(len(files)) + ' images)':<28} {m['psnr']:8.3f} dB  "
+                   f"SSIM {m['ssim']:.4f}   [{model} x{scale}]")
+
+
+@sr.command()
+@json_option
+def models(as_json) -> None:
+    """List the shipped models with their held-out figures."""
+    from pixelmill.sr.weights import available_models
+
+    cards = available_models()
+    if as_json:
+        click.echo(json.dumps(cards, indent=2))
+        return
+    if not cards:
+        click.echo("no shipped models")
+        return
+    click.echo(f"{'model':<8} {'scale':>5} {'held-out PSNR':>14} {'bicubic':>8} {'epochs':>7}  file")
+    for c in cards:
+        v = c.get("validation", {})
+        bic = v.get("bicubic_psnr")
+        click.echo(
+            f"{c['name']:<8} {'x' + str(c['scale']):>5} {v.get('psnr', float('nan')):>11.2f} dB"
+            f" {'' if bic is None else f'{bic:.2f}':>8} {c['training']['epochs']:>7}  {c['file']}"
+        )

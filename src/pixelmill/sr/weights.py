@@ -1,0 +1,123 @@
+"""Shipped and trained model weights: safetensors files with a JSON card each (never pickle).
+
+A model is two files side by side: ``<arch>_x<S>.safetensors`` (the tensors) and
+``<arch>_x<S>.json`` (its card: architecture, hyper-parameters, scale, training data,
+epochs, held-out PSNR/SSIM and bicubic's on the same split). The package ships its models in
+``pixelmill/sr/weights/``; :func:`load_model` also takes a path to a ``.safetensors`` file
+whose card sits next to it. Loaded networks are cached per process, so a worker loads a
+model once, not once per tile.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pixelmill.errors import InvalidParameterError
+from pixelmill.sr.models import ARCHITECTURES, build_model, receptive_field
+
+__all__ = [
+    "WEIGHTS_DIR",
+    "LoadedModel",
+    "available_models",
+    "load_model",
+    "read_card",
+    "save_model",
+]
+
+#: where the package's shipped weights live
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+_LOCK = threading.Lock()
+
+
+class LoadedModel:
+    """A network in eval mode with its card, receptive field and scale."""
+
+    def __init__(self, net: torch.nn.Module, card: dict[str, Any]) -> None:
+        self.net = net.eval()
+        self.card = card
+        self.arch = str(card["architecture"])
+        self.scale = int(card["scale"])
+        self.halo = receptive_field(self.arch, self.scale, card.get("params"))
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.card.get('name', self.arch)!r}, scale={self.scale})"
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The JSON card next to a ``.safetensors`` file."""
+    return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def save_model(
+    net: torch.nn.Module, card: dict[str, Any], path: str | Path, *, half: bool = False
+) -> Path:
+    """Write ``net``'s weights (float16 when ``half``) and its card; returns the weights path."""
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"architecture": card["architecture"]})
+    tmp.replace(path)
+    card = {**card, "weights_dtype": str(dtype).removeprefix("torch.")}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
+    """Cards of every model shipped in ``weights_dir``, sorted by name and scale."""
+    cards = []
+    for p in sorted(weights_dir.glob("*.safetensors")):
+        if p.with_suffix(".json").exists():
+            cards.append({**read_card(p), "file": p.name})
+    return sorted(cards, key=lambda c: (c.get("name", ""), int(c["scale"])))
+
+
+def _resolve(name: str, scale: int) -> Path:
+    candidate = Path(name)
+    if candidate.suffix == ".safetensors":
+        if not candidate.exists():
+            raise InvalidParameterError(f"model: no weights file {name}", field="model")
+        return candidate
+    path = WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
+    if not path.exists():
+        shipped = ", ".join(f"{c['name']} x{c['scale']}" for c in available_models()) or "none"
+        raise InvalidParameterError(
+            f"model: no shipped weights for {name!r} at scale {scale} (shipped: {shipped}; "
+            f"architectures: {', '.join(ARCHITECTURES)})",
+            field="model",
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str, device: str) -> LoadedModel:
+    card = read_card(path)
+    net = build_model(card["architecture"], int(card["scale"]), card.get("params"))
+    state = {k: v.float() for k, v in load_file(path).items()}
+    net.load_state_dict(state)
+    return LoadedModel(net.to(device), card)
+
+
+def load_model(name: str, scale: int, device: str = "cpu") -> LoadedModel:
+    """The network ``name`` (a shipped model or a ``.safetensors`` path) for ``scale``.
+
+    Cached per process and device. Raises :class:`InvalidParameterError` naming the shipped
+    models when there is none for ``name`` at ``scale``.
+    """
+    path = _resolve(name, int(scale))
+    with _LOCK:
+        model = _load(str(path.resolve()), device)
+    if model.scale != int(scale):
+        raise InvalidParameterError(
+            f"model: {path.name} is a x{model.scale} model, not x{scale}", field="model"
+        )
+    return model
