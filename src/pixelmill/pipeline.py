@@ -131,7 +131,7 @@ class Pipeline:
         unknown = [k for k in data if k not in ("steps", "version", "name", "description")]
         if unknown:
             raise InvalidParameterError(
-                f"{unknown[0]}: unknown top-level field (valid: steps, name, description)",
+                f"{unknown[0]}: unknown top-level field (valid: steps, name, description, version)",
                 field=str(unknown[0]),
             )
         steps = data.get("steps")
@@ -277,6 +277,7 @@ def pipeline_json_schema() -> dict[str, Any]:
         "properties": {
             "name": {"type": "string"},
             "description": {"type": "string"},
+            "version": {"type": ["integer", "string"]},
             "steps": {"type": "array", "items": {"oneOf": variants}},
         },
         "required": ["steps"],

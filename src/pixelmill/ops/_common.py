@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from pixelmill.errors import InvalidParameterError
+
+__all__ = [
+    "CV2_BORDER",
+    "NUMPY_PAD",
+    "SCIPY_MODE",
+    "SUPPORTED_DTYPES",
+    "BorderMode",
+    "cast_like",
+    "check_image",
+    "dtype_max",
+    "gray_float",
+    "per_channel",
+    "with_border",
+]
 
 #: how an op extends the image beyond its border. Names follow SciPy/scikit-image:
 #: reflect = "abc|cba" (cv2 REFLECT), mirror = "abc|ba" (cv2 REFLECT_101), nearest = "abc|cc",
@@ -31,21 +46,36 @@ NUMPY_PAD = {
     "constant": "constant",
 }
 
+#: scipy.ndimage ``mode`` for each border mode (used by tests as the reference)
+SCIPY_MODE = {
+    "reflect": "reflect",
+    "mirror": "mirror",
+    "nearest": "nearest",
+    "wrap": "wrap",
+    "constant": "constant",
+}
+
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
+
+#: BT.601 luma weights (as OpenCV, Pillow "L" and JPEG use)
+LUMA_601 = (0.299, 0.587, 0.114)
 
 
 def check_image(image: np.ndarray, op_name: str, dtypes=SUPPORTED_DTYPES) -> np.ndarray:
-    """Raise a clear error for arrays an op cannot take (wrong ndim or dtype)."""
+    """Raise a clear error for arrays an op cannot take; return a C-contiguous view or copy."""
     if not isinstance(image, np.ndarray):
         raise InvalidParameterError(f"{op_name}: expected a NumPy array, got {type(image).__name__}")
     if image.ndim not in (2, 3):
         raise InvalidParameterError(
             f"{op_name}: expected an H×W or H×W×C array, got shape {image.shape}"
         )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidParameterError(f"{op_name}: empty image of shape {image.shape}")
+    dtypes = tuple(np.dtype(d).type for d in dtypes)
     if image.dtype.type not in dtypes:
         names = ", ".join(np.dtype(d).name for d in dtypes)
         raise InvalidParameterError(f"{op_name}: dtype {image.dtype} not supported (use {names})")
-    return image
+    return np.ascontiguousarray(image)
 
 
 def dtype_max(dtype: np.dtype) -> float:
@@ -61,3 +91,59 @@ def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
     return values.astype(dtype, copy=False)
+
+
+def channels(image: np.ndarray) -> int:
+    """Number of channels (1 for an H×W array)."""
+    return 1 if image.ndim == 2 else image.shape[2]
+
+
+def gray_float(image: np.ndarray) -> np.ndarray:
+    """A float32 H×W luma image in the input's own units (BT.601 weights; alpha ignored).
+
+    Gray (H×W or H×W×1) passes through; 2 channels (gray + alpha) keep the first; 3 or 4
+    channels (RGB, RGBA) are weighted ``0.299 R + 0.587 G + 0.114 B``. No rounding, no rescaling.
+    """
+    c = channels(image)
+    if c in (1, 2):
+        g = image if image.ndim == 2 else image[..., 0]
+        return g.astype(np.float32)
+    rgb = image[..., :3].astype(np.float32)
+    return rgb[..., 0] * LUMA_601[0] + rgb[..., 1] * LUMA_601[1] + rgb[..., 2] * LUMA_601[2]
+
+
+def per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray],
+                max_channels: int = 4) -> np.ndarray:
+    """Apply ``fn`` to the whole array when it has at most ``max_channels``, else channel by channel.
+
+    Results keep the input's shape (an H×W×1 input gives H×W×1 back).
+    """
+    if image.ndim == 2 or image.shape[2] <= max_channels:
+        out = fn(image)
+        if image.ndim == 3 and out.ndim == 2:
+            out = out[..., None]
+        return out
+    return np.stack([fn(np.ascontiguousarray(image[..., i])) for i in range(image.shape[2])], -1)
+
+
+def with_border(
+    image: np.ndarray,
+    radius: int,
+    mode: str,
+    fn: Callable[[np.ndarray, int], np.ndarray],
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Run ``fn(array, cv2_border_type)`` honouring ``mode`` at the image edge.
+
+    OpenCV's filters take every mode but ``wrap``; for ``wrap`` (and for ``constant`` with a
+    non-zero ``cval``) the image is padded by ``radius`` with :func:`numpy.pad` and the padded
+    margin is cropped off the result, so the result is the same as a native border.
+    """
+    if mode in ("wrap",) or (mode == "constant" and cval != 0):
+        r = int(radius)
+        width = [(r, r), (r, r)] + [(0, 0)] * (image.ndim - 2)
+        kw = {"constant_values": cval} if mode == "constant" else {}
+        padded = np.pad(image, width, mode=NUMPY_PAD[mode], **kw)
+        out = fn(np.ascontiguousarray(padded), cv2.BORDER_REFLECT)
+        return out[r : r + image.shape[0], r : r + image.shape[1]]
+    return fn(image, CV2_BORDER[mode])

@@ -119,7 +119,7 @@ class ParamSpec:
                     f"{where}: expected {self.describe_allowed()}, got {value!r}{hint}",
                     field=where,
                 )
-            return value
+            return self.choices[self.choices.index(value)]  # 8.0 -> the declared 8
         if self.type is bool:
             if isinstance(value, bool | np.bool_):
                 return bool(value)
@@ -286,14 +286,18 @@ def _parse_numpydoc_params(doc: str) -> dict[str, str]:
                   doc, re.S | re.M)
     if not m:
         return out
-    current = None
+    current: list[str] = []
     for line in m.group(1).splitlines():
-        head = re.match(r"^\s{0,4}(\w+)\s*:", line)
-        if head and not line.startswith(" " * 5):
-            current = head.group(1)
-            out[current] = ""
-        elif current is not None and line.strip():
-            out[current] = (out[current] + " " + line.strip()).strip()
+        # a parameter line starts at the section's indentation: "name : type" or "a, b : type";
+        # indented lines are its description (which may contain "Word: ..." themselves)
+        head = re.match(r"^(\w+(?:\s*,\s*\w+)*)\s*(?::|$)", line)
+        if head and not line[:1].isspace():
+            current = [n.strip() for n in head.group(1).split(",")]
+            for name in current:
+                out[name] = ""
+        elif current and line.strip():
+            for name in current:
+                out[name] = (out[name] + " " + line.strip()).strip()
     return out
 
 

@@ -1,1 +1,318 @@
-"""color ops."""
+"""Colour and intensity ops: convert, rescale_intensity, gamma, equalize_hist, clahe, white balance.
+
+The nominal white of a dtype is 255 (uint8), 65535 (uint16) or 1.0 (float32). Ops that map
+intensities (gamma, equalization) use it as their reference; none of them looks at pixel
+values to guess a range. Histogram ops are global: their statistics span the whole image.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+
+from pixelmill.errors import InvalidParameterError
+from pixelmill.ops._common import LUMA_601, cast_like, channels, check_image, dtype_max
+from pixelmill.ops._registry import GLOBAL, Range, op
+
+__all__ = [
+    "clahe",
+    "convert",
+    "equalize_hist",
+    "gamma",
+    "rescale_intensity",
+    "white_balance_grayworld",
+]
+
+ColorSpace = Literal["gray", "rgb", "hsv", "lab", "ycbcr"]
+
+#: full-range BT.601 (JPEG) RGB -> YCbCr matrix; rows Y, Cb, Cr
+_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+    dtype=np.float64,
+)
+_RGB_FROM_YCBCR = np.linalg.inv(_YCBCR)
+
+
+def _to_rgb(image: np.ndarray, source: str) -> np.ndarray:
+    """RGB from ``source`` (integers keep their dtype; hsv/lab give float32 in [0, 1])."""
+    if source == "rgb":
+        return image[..., :3]
+    if source == "gray":
+        g = image if image.ndim == 2 else image[..., 0]
+        return np.repeat(g[..., None], 3, axis=2)
+    if source == "ycbcr":
+        off = dtype_max(image.dtype) / 2 + (0.5 if image.dtype.kind == "u" else 0.0)
+        ycc = image[..., :3].astype(np.float64) - np.array([0.0, off, off])
+        return cast_like(ycc @ _RGB_FROM_YCBCR.T, image.dtype)
+    code = {"hsv": cv2.COLOR_HSV2RGB, "lab": cv2.COLOR_Lab2RGB}[source]
+    return cv2.cvtColor(np.ascontiguousarray(image[..., :3], dtype=np.float32), code)
+
+
+@op(family="color", halo=0)
+def convert(
+    image: np.ndarray,
+    *,
+    to: ColorSpace = "gray",
+    source: ColorSpace | None = None,
+) -> np.ndarray:
+    """Convert between gray, RGB, HSV, CIE Lab and YCbCr.
+
+    gray uses BT.601 weights (``0.299 R + 0.587 G + 0.114 B``, as OpenCV, Pillow and JPEG);
+    YCbCr is full-range BT.601 (JPEG) with chroma centred at 128 / 32768 / 0.5. Both keep the
+    input dtype. HSV and Lab return float32: H in degrees [0, 360), S and V in [0, 1]
+    (V = max(R, G, B) / white); Lab is CIE L*a*b* (D65, sRGB), L in [0, 100]. Converting *from*
+    HSV or Lab takes float32 and returns float32 RGB in [0, 1]. An alpha channel is dropped.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C; uint8, uint16 or float32 (float32 for HSV and Lab sources).
+    to : str
+        Target space: gray, rgb, hsv, lab or ycbcr.
+    source : str or None
+        Space of the input; None means rgb for 3- or 4-channel images and gray otherwise.
+
+    Returns
+    -------
+    ndarray
+        H×W for gray, else H×W×3; dtype as described above.
+    """
+    image = check_image(image, "convert")
+    c = channels(image)
+    if source is None:
+        source = "rgb" if c in (3, 4) else "gray"
+    if source == "gray" and c != 1:
+        raise InvalidParameterError(
+            f"convert.source: 'gray' needs a one-channel image, got {c} channels",
+            field="source")
+    if source != "gray" and c not in (3, 4):
+        raise InvalidParameterError(
+            f"convert.source: {source!r} needs a 3-channel image, got {c} channel(s)",
+            field="source")
+    if source in ("hsv", "lab") and image.dtype != np.float32:
+        raise InvalidParameterError(
+            f"convert.source: {source!r} images are float32, got {image.dtype}", field="source")
+    if to == source:
+        return image[..., :3].copy() if c == 4 else image.copy()
+    if to == "gray" and source == "ycbcr":
+        return image[..., 0].copy()
+    rgb = _to_rgb(image, source)
+    if to == "rgb":
+        return np.ascontiguousarray(rgb)
+    if to == "gray":
+        f = rgb.astype(np.float32)
+        gray = f[..., 0] * LUMA_601[0] + f[..., 1] * LUMA_601[1] + f[..., 2] * LUMA_601[2]
+        return cast_like(gray, rgb.dtype)
+    if to == "ycbcr":
+        off = dtype_max(rgb.dtype) / 2 + (0.5 if rgb.dtype.kind == "u" else 0.0)
+        ycc = rgb.astype(np.float64) @ _YCBCR.T + np.array([0.0, off, off])
+        return cast_like(ycc, rgb.dtype)
+    unit = np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(dtype_max(rgb.dtype))
+    code = {"hsv": cv2.COLOR_RGB2HSV, "lab": cv2.COLOR_RGB2Lab}[to]
+    out = cv2.cvtColor(unit, code)
+    if to == "hsv":
+        out[..., 0] = np.where(out[..., 0] >= 360.0, 0.0, out[..., 0])
+    return out
+
+
+def _rescale_check(p) -> str | None:
+    for lo, hi in (("in_low", "in_high"), ("out_low", "out_high")):
+        if p[lo] is not None and p[hi] is not None and not p[lo] < p[hi]:
+            return f"{lo} must be below {hi} (got {p[lo]:g} and {p[hi]:g})"
+    return None
+
+
+@op(
+    family="color",
+    halo=lambda p: 0 if p["in_low"] is not None and p["in_high"] is not None else GLOBAL,
+    check=_rescale_check,
+)
+def rescale_intensity(
+    image: np.ndarray,
+    *,
+    in_low: float | None = None,
+    in_high: float | None = None,
+    out_low: float | None = None,
+    out_high: float | None = None,
+) -> np.ndarray:
+    """Map ``[in_low, in_high]`` linearly onto ``[out_low, out_high]``, clipping outside.
+
+    A missing input bound is the image's own minimum or maximum (over all channels): the op is
+    then global. A missing output bound is 0 or the dtype's white (255, 65535, 1.0).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    in_low : float or None
+        Input value mapped to ``out_low`` (None: the image minimum).
+    in_high : float or None
+        Input value mapped to ``out_high`` (None: the image maximum).
+    out_low : float or None
+        Output value for ``in_low`` (None: 0).
+    out_high : float or None
+        Output value for ``in_high`` (None: the dtype's white).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype (integers rounded and clipped to the dtype).
+    """
+    image = check_image(image, "rescale_intensity")
+    lo = float(image.min()) if in_low is None else in_low
+    hi = float(image.max()) if in_high is None else in_high
+    olo = 0.0 if out_low is None else out_low
+    ohi = dtype_max(image.dtype) if out_high is None else out_high
+    src = np.clip(image.astype(np.float64), lo, hi)
+    # a constant image (or an empty input range) maps to the low end
+    out = (src - lo) * ((ohi - olo) / (hi - lo)) + olo if hi > lo else np.full_like(src, olo)
+    return cast_like(out, image.dtype)
+
+
+@op(family="color", halo=0)
+def gamma(
+    image: np.ndarray,
+    *,
+    gamma: Annotated[float, Range(gt=0.0, le=100.0)] = 1.0,
+    gain: Annotated[float, Range(ge=0.0, le=1000.0)] = 1.0,
+) -> np.ndarray:
+    """Power-law correction ``white · gain · (x / white) ** gamma``.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32 (negative float values become 0).
+    gamma : float
+        Exponent: below 1 brightens, above 1 darkens.
+    gain : float
+        Multiplier applied after the power.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype (integers rounded and clipped to the dtype).
+    """
+    image = check_image(image, "gamma")
+    white = dtype_max(image.dtype)
+    if image.dtype.kind == "u":
+        values = np.arange(int(white) + 1, dtype=np.float64)
+        lut = cast_like(white * gain * (values / white) ** gamma, image.dtype)
+        return lut[image]
+    src = np.maximum(image, 0.0).astype(np.float64)
+    return cast_like(gain * white * (src / white) ** gamma, image.dtype)
+
+
+def _equalize_channel(x: np.ndarray, bins: int) -> np.ndarray:
+    n = x.size
+    if x.dtype.kind == "u":
+        hist = np.bincount(x.ravel(), minlength=int(dtype_max(x.dtype)) + 1)
+        cdf = np.cumsum(hist)
+        cdf_min = cdf[hist > 0][0]
+        if n == cdf_min:
+            return x.copy()
+        white = dtype_max(x.dtype)
+        lut = np.rint((cdf - cdf_min) * (white / (n - cdf_min)))
+        return lut.astype(x.dtype)[x]
+    lo, hi = float(x.min()), float(x.max())
+    if not hi > lo:
+        return np.zeros_like(x)
+    idx = np.clip(((x - lo) * (bins / (hi - lo))).astype(np.int64), 0, bins - 1)
+    hist = np.bincount(idx.ravel(), minlength=bins)
+    cdf = np.cumsum(hist)
+    cdf_min = cdf[hist > 0][0]
+    return ((cdf[idx] - cdf_min) / (n - cdf_min)).astype(np.float32)
+
+
+@op(family="color", halo=GLOBAL)
+def equalize_hist(
+    image: np.ndarray,
+    *,
+    bins: Annotated[int, Range(ge=2, le=65536)] = 256,
+) -> np.ndarray:
+    """Histogram equalization, channel by channel, from the whole image's histogram.
+
+    Each value maps to ``(cdf(v) - cdf_min) / (N - cdf_min)`` times white (the formula of
+    OpenCV's ``equalizeHist``). Integer images use one bin per value; float32 images use
+    ``bins`` bins between the image's minimum and maximum.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    bins : int
+        Histogram bins for float32 images (ignored for integer images).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype; float32 results lie in [0, 1].
+    """
+    image = check_image(image, "equalize_hist")
+    if image.ndim == 2:
+        return _equalize_channel(image, bins)
+    return np.stack([_equalize_channel(image[..., i], bins) for i in range(image.shape[2])], -1)
+
+
+@op(family="color", halo=GLOBAL, dtypes=("uint8", "uint16"))
+def clahe(
+    image: np.ndarray,
+    *,
+    clip_limit: Annotated[float, Range(gt=0.0, le=1000.0)] = 2.0,
+    grid: tuple[Annotated[int, Range(ge=1, le=64)], Annotated[int, Range(ge=1, le=64)]] = (
+        8, 8),
+) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalization (OpenCV ``CLAHE``), per channel.
+
+    The image is cut into ``grid`` tiles whose clipped histograms are interpolated, so each
+    output pixel depends on tile statistics spread over the whole image: a global op.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8 or uint16.
+    clip_limit : float
+        Contrast limit, relative to a flat histogram (OpenCV's ``clipLimit``).
+    grid : list of 2 ints
+        Tiles per column and per row: ``[rows, columns]``.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype.
+    """
+    image = check_image(image, "clahe", dtypes=(np.uint8, np.uint16))
+    engine = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(grid[1], grid[0]))
+    if image.ndim == 2:
+        return engine.apply(image)
+    return np.stack(
+        [engine.apply(np.ascontiguousarray(image[..., i])) for i in range(image.shape[2])], -1)
+
+
+@op(family="color", halo=GLOBAL)
+def white_balance_grayworld(image: np.ndarray) -> np.ndarray:
+    """Gray-world white balance: scale R, G and B so their means become equal.
+
+    Each colour channel is multiplied by ``mean(channel means) / channel mean`` (an alpha
+    channel is kept as is; a gray image is returned unchanged).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype (integers rounded and clipped to the dtype).
+    """
+    image = check_image(image, "white_balance_grayworld")
+    if channels(image) < 3:
+        return image.copy()
+    rgb = image[..., :3].astype(np.float64)
+    means = rgb.reshape(-1, 3).mean(axis=0)
+    gains = np.where(means > 0, means.mean() / np.where(means > 0, means, 1.0), 1.0)
+    out = image.copy()
+    out[..., :3] = cast_like(rgb * gains, image.dtype)
+    return out

@@ -1,1 +1,196 @@
-"""edges ops."""
+"""Edge and feature-map ops: sobel, scharr, canny, harris.
+
+Gradient maps are float32 in the input's own units (a uint8 step of 255 gives a Sobel
+response of 4·255); they are never rescaled. Canny returns a uint8 mask (0 or 255).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+
+from pixelmill.ops._common import (
+    SCIPY_MODE,
+    BorderMode,
+    check_image,
+    dtype_max,
+    gray_float,
+    per_channel,
+    with_border,
+)
+from pixelmill.ops._registry import GLOBAL, Range, op
+
+__all__ = ["canny", "harris", "scharr", "sobel"]
+
+Direction = Literal["magnitude", "x", "y"]
+
+
+def _gradient(image: np.ndarray, direction: str, mode: str, scharr: bool) -> np.ndarray:
+    src = image.astype(np.float32)
+
+    def deriv(a, dx, dy):
+        if scharr:
+            return with_border(a, 1, mode, lambda x, b: cv2.Scharr(
+                x, cv2.CV_32F, dx, dy, borderType=b))
+        return with_border(a, 1, mode, lambda x, b: cv2.Sobel(
+            x, cv2.CV_32F, dx, dy, ksize=3, borderType=b))
+
+    def run(a):
+        if direction == "x":
+            return deriv(a, 1, 0)
+        if direction == "y":
+            return deriv(a, 0, 1)
+        return cv2.magnitude(deriv(a, 1, 0), deriv(a, 0, 1))
+
+    return per_channel(src, run).reshape(image.shape)
+
+
+@op(family="edges", halo=1)
+def sobel(
+    image: np.ndarray,
+    *,
+    direction: Direction = "magnitude",
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Sobel gradient (3×3): the x or y derivative, or the magnitude ``sqrt(gx² + gy²)``.
+
+    The kernels are ``[-1, 0, 1] ⊗ [1, 2, 1]`` (unnormalized, as ``scipy.ndimage.sobel``),
+    applied channel by channel.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    direction : str
+        magnitude, x (d/dcolumn) or y (d/drow).
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        float32, same shape as ``image``.
+    """
+    image = check_image(image, "sobel")
+    return _gradient(image, direction, mode, scharr=False)
+
+
+@op(family="edges", halo=1)
+def scharr(
+    image: np.ndarray,
+    *,
+    direction: Direction = "magnitude",
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Scharr gradient (3×3, kernels ``[-1, 0, 1] ⊗ [3, 10, 3]``, unnormalized).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    direction : str
+        magnitude, x (d/dcolumn) or y (d/drow).
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        float32, same shape as ``image``.
+    """
+    image = check_image(image, "scharr")
+    return _gradient(image, direction, mode, scharr=True)
+
+
+def _canny_check(p) -> str | None:
+    if p["low"] is not None and p["high"] is not None and p["low"] > p["high"]:
+        return f"low must not exceed high (got {p['low']:g} > {p['high']:g})"
+    return None
+
+
+@op(family="edges", halo=GLOBAL, check=_canny_check)
+def canny(
+    image: np.ndarray,
+    *,
+    sigma: Annotated[float, Range(ge=0.0, le=50.0)] = 1.0,
+    low: Annotated[float, Range(ge=0.0)] | None = None,
+    high: Annotated[float, Range(ge=0.0)] | None = None,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Canny edges (``skimage.feature.canny``) of the image's luma.
+
+    Gaussian smoothing, Sobel gradient, non-maximum suppression, then hysteresis between
+    ``low`` and ``high``. Hysteresis follows edges across the whole image, so this op is global.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C (RGB is reduced to BT.601 luma), uint8, uint16 or float32.
+    sigma : float
+        Standard deviation of the gaussian smoothing, in pixels.
+    low : float or None
+        Lower hysteresis threshold on the gradient magnitude, in the image's units
+        (None: 10% of the dtype's white).
+    high : float or None
+        Upper hysteresis threshold (None: 20% of the dtype's white).
+    mode : str
+        How the image is extended beyond its border for smoothing.
+
+    Returns
+    -------
+    ndarray
+        uint8 H×W mask: 255 on edges, 0 elsewhere.
+    """
+    from skimage.feature import canny as sk_canny
+
+    image = check_image(image, "canny")
+    white = dtype_max(image.dtype)
+    lo = 0.1 * white if low is None else low
+    hi = 0.2 * white if high is None else high
+    lo = min(lo, hi)
+    edges = sk_canny(gray_float(image).astype(np.float64), sigma=sigma, low_threshold=lo,
+                     high_threshold=hi, mode=SCIPY_MODE[mode])
+    return edges.astype(np.uint8) * np.uint8(255)
+
+
+@op(family="edges", halo=lambda p: p["block_size"] // 2 + p["ksize"] // 2,
+    check=lambda p: None if p["block_size"] % 2 else
+    f"block_size: expected an odd integer, got {p['block_size']}")
+def harris(
+    image: np.ndarray,
+    *,
+    block_size: Annotated[int, Range(ge=1, le=31)] = 3,
+    ksize: Literal[3, 5, 7] = 3,
+    k: Annotated[float, Range(gt=0.0, lt=1.0)] = 0.04,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Harris corner response ``det(M) - k · trace(M)²`` (OpenCV ``cornerHarris``).
+
+    ``M`` sums the products of Sobel derivatives (aperture ``ksize``, scaled by
+    ``1 / (2^(ksize-1) · block_size)``) over a ``block_size`` square.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C (RGB is reduced to BT.601 luma), uint8, uint16 or float32.
+    block_size : int
+        Side of the neighbourhood summed into ``M`` (odd).
+    ksize : int
+        Sobel aperture: 3, 5 or 7.
+    k : float
+        Harris free parameter (0.04 to 0.06 is usual).
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        float32 H×W response, in squared units of the input (not rescaled).
+    """
+    image = check_image(image, "harris")
+    gray = np.ascontiguousarray(gray_float(image))
+    radius = block_size // 2 + ksize // 2
+    return with_border(gray, radius, mode, lambda x, b: cv2.cornerHarris(
+        x, block_size, ksize, k, borderType=b))

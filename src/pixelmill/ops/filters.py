@@ -1,14 +1,40 @@
-"""Filtering and noise ops: gaussian, box, median, bilateral, unsharp mask, NL-means, Laplacian."""
+"""Filtering and noise ops: gaussian, box, median, bilateral, unsharp mask, NL-means, Laplacian.
+
+Every op here is local: an output pixel depends on the input pixels within its declared
+``halo``, and the image edge is extended with the op's own border ``mode`` (never zeros unless
+``mode="constant"``), so processing a tile with ``halo`` pixels of context gives the same
+pixels as processing the whole image.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
-from pixelmill.ops._common import CV2_BORDER, BorderMode, check_image
+from pixelmill.ops._common import (
+    NUMPY_PAD,
+    SCIPY_MODE,
+    BorderMode,
+    cast_like,
+    check_image,
+    per_channel,
+    with_border,
+)
 from pixelmill.ops._registry import Range, op
+
+__all__ = [
+    "bilateral",
+    "box",
+    "gaussian",
+    "gaussian_radius",
+    "laplacian",
+    "median",
+    "nl_means",
+    "unsharp_mask",
+]
 
 
 def gaussian_radius(sigma: float, truncate: float) -> int:
@@ -16,7 +42,28 @@ def gaussian_radius(sigma: float, truncate: float) -> int:
     return int(truncate * float(sigma) + 0.5)
 
 
-@op(family="filter", halo=lambda p: gaussian_radius(p["sigma"], p["truncate"]))
+def _odd(*names: str):
+    def check(p):
+        for name in names:
+            if p[name] % 2 == 0:
+                return f"{name}: expected an odd integer, got {p[name]}"
+        return None
+
+    return check
+
+
+def _gaussian_blur(image: np.ndarray, sigma: float, truncate: float, mode: str) -> np.ndarray:
+    radius = gaussian_radius(sigma, truncate)
+    ksize = 2 * radius + 1
+    return with_border(
+        image,
+        radius,
+        mode,
+        lambda a, b: cv2.GaussianBlur(a, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=b),
+    ).reshape(image.shape)
+
+
+@op(family="filters", halo=lambda p: gaussian_radius(p["sigma"], p["truncate"]))
 def gaussian(
     image: np.ndarray,
     *,
@@ -48,11 +95,273 @@ def gaussian(
     >>> gaussian(np.zeros((8, 8), np.uint8), sigma=1.0).shape
     (8, 8)
     """
-    check_image(image, "gaussian")
+    image = check_image(image, "gaussian")
     if sigma == 0:
         return image.copy()
-    radius = gaussian_radius(sigma, truncate)
-    ksize = 2 * radius + 1
-    return cv2.GaussianBlur(
-        image, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=CV2_BORDER[mode]
-    ).reshape(image.shape)
+    return per_channel(image, lambda a: _gaussian_blur(a, sigma, truncate, mode))
+
+
+@op(family="filters", halo=lambda p: p["size"] // 2, check=_odd("size"))
+def box(
+    image: np.ndarray,
+    *,
+    size: Annotated[int, Range(ge=1, le=255)] = 3,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Mean over a ``size``×``size`` square window (box blur).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    size : int
+        Window side in pixels (odd).
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image`` (integers rounded to nearest).
+    """
+    image = check_image(image, "box")
+    r = size // 2
+
+    def run(a):
+        return with_border(a, r, mode, lambda x, b: cv2.blur(x, (size, size), borderType=b))
+
+    return per_channel(image, run).reshape(image.shape)
+
+
+@op(family="filters", halo=lambda p: p["size"] // 2, check=_odd("size"))
+def median(
+    image: np.ndarray,
+    *,
+    size: Annotated[int, Range(ge=1, le=101)] = 3,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Median over a ``size``×``size`` square window, channel by channel.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    size : int
+        Window side in pixels (odd).
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``.
+    """
+    image = check_image(image, "median")
+    if size == 1:
+        return image.copy()
+    r = size // 2
+    if image.dtype == np.uint8 or size <= 5:
+        # OpenCV's median is fast but only clamps at the edge: pad first with our own mode.
+        width = [(r, r), (r, r)] + [(0, 0)] * (image.ndim - 2)
+        padded = np.ascontiguousarray(np.pad(image, width, mode=NUMPY_PAD[mode]))
+        out = per_channel(padded, lambda a: cv2.medianBlur(a, size), max_channels=1 if
+                          image.dtype != np.uint8 else 4)
+        return out[r:-r, r:-r].reshape(image.shape)
+    footprint = (size, size) if image.ndim == 2 else (size, size, 1)
+    return ndimage.median_filter(image, size=footprint, mode=SCIPY_MODE[mode])
+
+
+def bilateral_reference(image: np.ndarray, diameter: int, sigma_color: float,
+                        sigma_space: float, mode: str) -> np.ndarray:
+    """The bilateral filter by definition, in float64 (used for uint16 and float32 images).
+
+    Weights are ``exp(-d²/2σs²) · exp(-Δ²/2σc²)`` over the disc of radius ``diameter // 2``,
+    where Δ is the L1 distance between pixel values summed over channels (as OpenCV does).
+    """
+    r = diameter // 2
+    src = image.astype(np.float64)
+    if src.ndim == 2:
+        src = src[..., None]
+    h, w = src.shape[:2]
+    padded = np.pad(src, [(r, r), (r, r), (0, 0)], mode=NUMPY_PAD[mode])
+    acc = np.zeros_like(src)
+    wsum = np.zeros((h, w, 1))
+    gc = -0.5 / (sigma_color * sigma_color)
+    gs = -0.5 / (sigma_space * sigma_space)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            d2 = dy * dy + dx * dx
+            if np.sqrt(d2) > r:
+                continue
+            shifted = padded[r + dy : r + dy + h, r + dx : r + dx + w]
+            diff = np.abs(shifted - src).sum(axis=2, keepdims=True)
+            weight = np.exp(d2 * gs + diff * diff * gc)
+            acc += weight * shifted
+            wsum += weight
+    out = acc / wsum
+    return out if image.ndim == 3 else out[..., 0]
+
+
+@op(family="filters", halo=lambda p: p["diameter"] // 2, check=_odd("diameter"))
+def bilateral(
+    image: np.ndarray,
+    *,
+    diameter: Annotated[int, Range(ge=1, le=31)] = 5,
+    sigma_color: Annotated[float, Range(gt=0.0)] = 25.0,
+    sigma_space: Annotated[float, Range(gt=0.0, le=100.0)] = 2.0,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Edge-preserving bilateral filter over a disc of ``diameter`` pixels.
+
+    uint8 images use OpenCV's ``bilateralFilter``; uint16 and float32 images use the same
+    definition evaluated in float64 (OpenCV's float path quantizes the color weights by the
+    image's own min/max, which would make a tile differ from the whole image).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    diameter : int
+        Diameter of the pixel neighbourhood (odd); the halo is ``diameter // 2``.
+    sigma_color : float
+        Range sigma in the image's own units (25 suits uint8; scale it for uint16 or float).
+    sigma_space : float
+        Spatial sigma in pixels.
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``.
+    """
+    image = check_image(image, "bilateral")
+    if diameter == 1:
+        return image.copy()
+    if image.dtype == np.uint8:
+        r = diameter // 2
+
+        def run(a):
+            return with_border(a, r, mode, lambda x, b: cv2.bilateralFilter(
+                x, diameter, sigma_color, sigma_space, borderType=b))
+
+        return per_channel(image, run, max_channels=3).reshape(image.shape)
+    return cast_like(bilateral_reference(image, diameter, sigma_color, sigma_space, mode),
+                     image.dtype)
+
+
+@op(family="filters", halo=lambda p: gaussian_radius(p["radius"], 4.0))
+def unsharp_mask(
+    image: np.ndarray,
+    *,
+    radius: Annotated[float, Range(gt=0.0, le=100.0)] = 1.0,
+    amount: Annotated[float, Range(ge=0.0, le=100.0)] = 1.0,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Sharpen: ``image + amount * (image - gaussian(image, sigma=radius))``.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    radius : float
+        Sigma of the gaussian blur, in pixels (kernel truncated at 4 sigmas).
+    amount : float
+        Strength of the sharpening.
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``; integer results are clipped to the dtype's range,
+        float32 results are not clipped.
+    """
+    image = check_image(image, "unsharp_mask")
+    src = image.astype(np.float32)
+    blurred = per_channel(src, lambda a: _gaussian_blur(a, radius, 4.0, mode))
+    return cast_like(src + amount * (src - blurred), image.dtype)
+
+
+@op(
+    family="filters",
+    halo=lambda p: p["search_size"] // 2 + p["template_size"] // 2,
+    dtypes=("uint8", "uint16"),
+    check=_odd("template_size", "search_size"),
+)
+def nl_means(
+    image: np.ndarray,
+    *,
+    h: Annotated[float, Range(gt=0.0)] = 10.0,
+    template_size: Annotated[int, Range(ge=3, le=21)] = 7,
+    search_size: Annotated[int, Range(ge=3, le=51)] = 21,
+) -> np.ndarray:
+    """Non-local means denoising (OpenCV ``fastNlMeansDenoising``).
+
+    Each pixel becomes a weighted mean of the pixels in a ``search_size`` window whose
+    ``template_size`` patches look alike. The image edge is mirrored (``abc|ba``), as OpenCV does.
+    Colour images are denoised with one joint patch distance over the channels.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C (C ≤ 4), uint8 or uint16 (uint16 uses the L1 patch distance).
+    h : float
+        Filter strength in the image's units: larger removes more noise and more detail.
+    template_size : int
+        Side of the compared patches (odd).
+    search_size : int
+        Side of the window searched for similar patches (odd).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``.
+    """
+    image = check_image(image, "nl_means", dtypes=(np.uint8, np.uint16))
+    norm = cv2.NORM_L2 if image.dtype == np.uint8 else cv2.NORM_L1
+
+    def run(a):
+        return cv2.fastNlMeansDenoising(
+            a, h=[float(h)], templateWindowSize=template_size,
+            searchWindowSize=search_size, normType=norm,
+        )
+
+    return per_channel(image, run).reshape(image.shape)
+
+
+@op(family="filters", halo=lambda p: 1 if p["ksize"] == 1 else p["ksize"] // 2)
+def laplacian(
+    image: np.ndarray,
+    *,
+    ksize: Literal[1, 3, 5, 7] = 1,
+    mode: BorderMode = "reflect",
+) -> np.ndarray:
+    """Laplacian (sum of second derivatives), as OpenCV's ``Laplacian``.
+
+    ``ksize=1`` is the 3×3 kernel ``[[0,1,0],[1,-4,1],[0,1,0]]`` (``scipy.ndimage.laplace``);
+    larger sizes sum Sobel second derivatives of that aperture.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    ksize : int
+        Aperture size: 1, 3, 5 or 7.
+    mode : str
+        How the image is extended beyond its border.
+
+    Returns
+    -------
+    ndarray
+        float32, same shape as ``image``, in the input's units (signed; not rescaled).
+    """
+    image = check_image(image, "laplacian")
+    src = image.astype(np.float32)
+    r = 1 if ksize == 1 else ksize // 2
+
+    def run(a):
+        return with_border(a, r, mode, lambda x, b: cv2.Laplacian(
+            x, cv2.CV_32F, ksize=ksize, borderType=b))
+
+    return per_channel(src, run).reshape(image.shape)

@@ -1,1 +1,367 @@
-"""geometry ops."""
+"""Geometry ops: resize, crop, center_crop, pad, rotate, flip, affine.
+
+Coordinates follow OpenCV and scikit-image: pixel centres at integer positions, ``x`` to the
+right (columns), ``y`` down (rows). Angles are in degrees, counter-clockwise as displayed.
+Interpolated integer results are rounded to nearest; no op here rescales intensities.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+
+from pixelmill.errors import InvalidParameterError
+from pixelmill.ops._common import CV2_BORDER, NUMPY_PAD, BorderMode, check_image, per_channel
+from pixelmill.ops._registry import GLOBAL, Range, op
+
+__all__ = ["affine", "center_crop", "crop", "flip", "pad", "resize", "rotate"]
+
+ResizeMethod = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
+WarpMethod = Literal["nearest", "bilinear", "bicubic"]
+
+CV2_INTER = {
+    "nearest": cv2.INTER_NEAREST_EXACT,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+#: input pixels an output pixel's interpolation reaches beyond its own footprint
+RESIZE_HALO = {"nearest": 1, "bilinear": 1, "bicubic": 2, "area": 1, "lanczos": 4}
+
+
+def _resize_check(p) -> str | None:
+    given = [name for name in ("long_side", "factor") if p[name] is not None]
+    if p["width"] is not None or p["height"] is not None:
+        given.insert(0, "width/height")
+    if len(given) != 1:
+        what = " and ".join(given) if given else "none"
+        return (f"give exactly one of width/height, long_side or factor (got {what})")
+    return None
+
+
+def output_size(shape: tuple[int, ...], *, width=None, height=None, long_side=None,
+                factor=None) -> tuple[int, int]:
+    """(height, width) that :func:`resize` produces for an input of ``shape``."""
+    h, w = shape[:2]
+    if factor is not None:
+        return max(1, round(h * factor)), max(1, round(w * factor))
+    if long_side is not None:
+        f = long_side / max(h, w)
+        return max(1, round(h * f)), max(1, round(w * f))
+    if width is not None and height is not None:
+        return height, width
+    if width is not None:
+        return max(1, round(h * width / w)), width
+    return height, max(1, round(w * height / h))
+
+
+@op(
+    family="geometry",
+    halo=lambda p: RESIZE_HALO[p["method"]],
+    scale=lambda p: p["factor"],
+    check=_resize_check,
+)
+def resize(
+    image: np.ndarray,
+    *,
+    width: Annotated[int, Range(ge=1, le=1_000_000)] | None = None,
+    height: Annotated[int, Range(ge=1, le=1_000_000)] | None = None,
+    long_side: Annotated[int, Range(ge=1, le=1_000_000)] | None = None,
+    factor: Annotated[float, Range(gt=0.0, le=64.0)] | None = None,
+    method: ResizeMethod = "area",
+) -> np.ndarray:
+    """Resize to a size, to a long side, or by a factor (OpenCV ``resize``, half-pixel centres).
+
+    Give exactly one of: ``width`` and/or ``height`` (one alone keeps the aspect ratio),
+    ``long_side``, or ``factor``. ``area`` averages the covered input pixels (the antialiased
+    choice for shrinking); ``bilinear``, ``bicubic`` (Keys, a = -0.75) and ``lanczos`` (8×8 taps)
+    interpolate without antialiasing. The scale is ``factor`` when given (output size is
+    ``round(size * factor)``), otherwise it depends on the input size.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    width : int or None
+        Output width in pixels.
+    height : int or None
+        Output height in pixels.
+    long_side : int or None
+        Output length of the longer side; the other keeps the aspect ratio.
+    factor : float or None
+        Scale factor applied to both sides (0.5 halves, 2 doubles).
+    method : str
+        Interpolation: nearest, bilinear, bicubic, area or lanczos.
+
+    Returns
+    -------
+    ndarray
+        Same dtype and channels as ``image``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resize(np.zeros((100, 50), np.uint8), long_side=20).shape
+    (20, 10)
+    """
+    image = check_image(image, "resize")
+    interp = CV2_INTER[method]
+    if factor is not None:
+        oh, ow = output_size(image.shape, factor=factor)
+        if round(image.shape[0] * factor) >= 1 and round(image.shape[1] * factor) >= 1:
+            return per_channel(image, lambda a: cv2.resize(
+                a, None, fx=factor, fy=factor, interpolation=interp)).reshape(
+                (oh, ow, *image.shape[2:]))
+    else:
+        oh, ow = output_size(image.shape, width=width, height=height, long_side=long_side)
+    return per_channel(image, lambda a: cv2.resize(a, (ow, oh), interpolation=interp)).reshape(
+        (oh, ow, *image.shape[2:]))
+
+
+@op(family="geometry", halo=0, scale=None)
+def crop(
+    image: np.ndarray,
+    *,
+    x: Annotated[int, Range(ge=0)],
+    y: Annotated[int, Range(ge=0)],
+    width: Annotated[int, Range(ge=1)],
+    height: Annotated[int, Range(ge=1)],
+) -> np.ndarray:
+    """Cut the window ``[y, y + height) × [x, x + width)``, clipped to the image.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, any supported dtype.
+    x : int
+        Left column of the window.
+    y : int
+        Top row of the window.
+    width : int
+        Window width in pixels.
+    height : int
+        Window height in pixels.
+
+    Returns
+    -------
+    ndarray
+        A copy of the window (smaller where it crosses the image edge); same dtype.
+
+    Raises
+    ------
+    InvalidParameterError
+        When the window lies entirely outside the image.
+    """
+    image = check_image(image, "crop")
+    h, w = image.shape[:2]
+    if x >= w or y >= h:
+        raise InvalidParameterError(
+            f"crop: window at x={x}, y={y} lies outside the {w}×{h} image", field="x" if x >= w
+            else "y")
+    return image[y : y + height, x : x + width].copy()
+
+
+@op(family="geometry", halo=0, scale=None)
+def center_crop(
+    image: np.ndarray,
+    *,
+    width: Annotated[int, Range(ge=1)],
+    height: Annotated[int, Range(ge=1)],
+) -> np.ndarray:
+    """Cut a ``width``×``height`` window from the centre (clipped to the image).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, any supported dtype.
+    width : int
+        Window width in pixels (an image narrower than this keeps its width).
+    height : int
+        Window height in pixels (an image shorter than this keeps its height).
+
+    Returns
+    -------
+    ndarray
+        A copy of the window; same dtype. The window starts at ``(H - height) // 2``.
+    """
+    image = check_image(image, "center_crop")
+    h, w = image.shape[:2]
+    ch, cw = min(height, h), min(width, w)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return image[y0 : y0 + ch, x0 : x0 + cw].copy()
+
+
+@op(family="geometry", halo=0, scale=None)
+def pad(
+    image: np.ndarray,
+    *,
+    top: Annotated[int, Range(ge=0, le=100_000)] = 0,
+    bottom: Annotated[int, Range(ge=0, le=100_000)] = 0,
+    left: Annotated[int, Range(ge=0, le=100_000)] = 0,
+    right: Annotated[int, Range(ge=0, le=100_000)] = 0,
+    mode: BorderMode = "constant",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Add rows and columns around the image, filled by ``mode``.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, any supported dtype.
+    top : int
+        Rows added above.
+    bottom : int
+        Rows added below.
+    left : int
+        Columns added on the left.
+    right : int
+        Columns added on the right.
+    mode : str
+        How the new pixels are filled (as :func:`numpy.pad`: reflect = symmetric).
+    cval : float
+        Fill value for ``mode="constant"`` (cast to the image dtype).
+
+    Returns
+    -------
+    ndarray
+        (H + top + bottom) × (W + left + right), same dtype.
+    """
+    image = check_image(image, "pad")
+    width = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
+    kw = {"constant_values": np.array(cval).astype(image.dtype)} if mode == "constant" else {}
+    return np.pad(image, width, mode=NUMPY_PAD[mode], **kw)
+
+
+def _warp(image, matrix, size, method, mode, cval):
+    flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
+             "bicubic": cv2.INTER_CUBIC}[method]
+    return per_channel(image, lambda a: cv2.warpAffine(
+        a, matrix, size, flags=flags, borderMode=CV2_BORDER[mode],
+        borderValue=(float(cval),) * 4)).reshape((size[1], size[0], *image.shape[2:]))
+
+
+@op(family="geometry", halo=GLOBAL, scale=lambda p: 1.0 if not p["expand"] else None)
+def rotate(
+    image: np.ndarray,
+    *,
+    angle: Annotated[float, Range(ge=-3600.0, le=3600.0)],
+    expand: bool = False,
+    method: WarpMethod = "bilinear",
+    mode: BorderMode = "constant",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Rotate counter-clockwise by ``angle`` degrees about the image centre.
+
+    Multiples of 90° are exact array rotations (no interpolation; H and W swap for 90° and
+    270°). Other angles interpolate with ``method``; pixels that come from outside the image
+    are filled by ``mode``. The centre is ``((W - 1) / 2, (H - 1) / 2)``, as in
+    ``skimage.transform.rotate``.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    angle : float
+        Degrees, counter-clockwise.
+    expand : bool
+        Grow the output to hold the whole rotated image (else keep H×W).
+    method : str
+        Interpolation: nearest, bilinear or bicubic.
+    mode : str
+        How the image is extended beyond its border.
+    cval : float
+        Fill value for ``mode="constant"``.
+
+    Returns
+    -------
+    ndarray
+        Same dtype; H×W unless ``expand`` (or a 90°/270° rotation).
+    """
+    image = check_image(image, "rotate")
+    if float(angle) % 90 == 0:
+        return np.ascontiguousarray(np.rot90(image, int(angle // 90) % 4))
+    h, w = image.shape[:2]
+    center = ((w - 1) / 2.0, (h - 1) / 2.0)
+    matrix = cv2.getRotationMatrix2D(center, float(angle), 1.0)
+    size = (w, h)
+    if expand:
+        rad = math.radians(angle)
+        cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
+        ow = int(np.ceil(w * cos + h * sin - 1e-9))
+        oh = int(np.ceil(w * sin + h * cos - 1e-9))
+        matrix[0, 2] += (ow - w) / 2.0
+        matrix[1, 2] += (oh - h) / 2.0
+        size = (ow, oh)
+    return _warp(image, matrix, size, method, mode, cval)
+
+
+@op(family="geometry", halo=GLOBAL)
+def flip(
+    image: np.ndarray,
+    *,
+    axis: Literal["horizontal", "vertical", "both"] = "horizontal",
+) -> np.ndarray:
+    """Mirror the image: ``horizontal`` swaps left and right, ``vertical`` top and bottom.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, any supported dtype.
+    axis : str
+        horizontal, vertical or both.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype.
+    """
+    image = check_image(image, "flip")
+    axes = {"horizontal": (1,), "vertical": (0,), "both": (0, 1)}[axis]
+    return np.ascontiguousarray(np.flip(image, axes))
+
+
+def _affine_check(p) -> str | None:
+    a, b, _, d, e, _ = p["matrix"]
+    if abs(a * e - b * d) < 1e-12:
+        return "matrix: the 2×2 part [[a, b], [d, e]] is not invertible"
+    return None
+
+
+@op(family="geometry", halo=GLOBAL, check=_affine_check)
+def affine(
+    image: np.ndarray,
+    *,
+    matrix: tuple[float, float, float, float, float, float],
+    method: WarpMethod = "bilinear",
+    mode: BorderMode = "constant",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Apply the affine map ``(x, y) -> (a·x + b·y + c, d·x + e·y + f)`` (same output size).
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C, uint8, uint16 or float32.
+    matrix : list of 6 floats
+        ``[a, b, c, d, e, f]``: the first two rows of the 3×3 forward matrix, from input to
+        output pixel coordinates. It must be invertible.
+    method : str
+        Interpolation: nearest, bilinear or bicubic.
+    mode : str
+        How the image is extended beyond its border.
+    cval : float
+        Fill value for ``mode="constant"``.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype.
+    """
+    image = check_image(image, "affine")
+    m = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+    h, w = image.shape[:2]
+    return _warp(image, m, (w, h), method, mode, cval)
