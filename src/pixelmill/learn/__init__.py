@@ -1,0 +1,53 @@
+"""Learning from image collections: features, a stable split, classifiers, CNNs, retrieval.
+
+>>> from pixelmill import learn
+>>> learn.extract("features.yaml", "photos/", "features.parquet", label_from="parent")  # doctest: +SKIP
+>>> learn.train("features.parquet", "rbf_svm", "model/")  # doctest: +SKIP
+>>> learn.evaluate("model/", "features.parquet", report="report.html").accuracy  # doctest: +SKIP
+>>> learn.build_index("features.parquet", "index/").query_image(image, k=10)  # doctest: +SKIP
+
+Names are loaded lazily so ``import pixelmill.learn`` does not import torch or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API = {
+    "extract": "pixelmill.learn.features",
+    "load_features": "pixelmill.learn.features",
+    "FeatureSet": "pixelmill.learn.features",
+    "assign_split": "pixelmill.learn.split",
+    "split_of": "pixelmill.learn.split",
+    "train": "pixelmill.learn.models",
+    "load_model": "pixelmill.learn.models",
+    "TrainedModel": "pixelmill.learn.models",
+    "fit_classifier": "pixelmill.learn.classifiers",
+    "MODEL_NAMES": "pixelmill.learn.classifiers",
+    "CNNConfig": "pixelmill.learn.cnn",
+    "train_cnn": "pixelmill.learn.cnn",
+    "evaluate": "pixelmill.learn.evaluation",
+    "Evaluation": "pixelmill.learn.evaluation",
+    "predict": "pixelmill.learn.predict",
+    "build_index": "pixelmill.learn.index",
+    "load_index": "pixelmill.learn.index",
+    "evaluate_index": "pixelmill.learn.index",
+    "VectorIndex": "pixelmill.learn.index",
+    "demo": "pixelmill.learn.demo",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pixelmill.learn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -1,0 +1,284 @@
+"""A small convolutional classifier in PyTorch, trained from scratch; saved as safetensors.
+
+The network is ``stages × (conv 3×3 -> batch norm -> ReLU [-> conv -> BN -> ReLU]) -> max pool``,
+then global average pooling (the *embedding*), dropout and a linear layer. Images are read
+relative to their dtype's white, converted to RGB (or gray), resized to ``input_size`` and
+standardised with the training set's per-channel mean and std (stored with the weights).
+
+Training: Adam, augmentation (random crop after reflect padding, brightness/contrast jitter,
+optional horizontal flip), early stopping on validation accuracy (the best epoch's weights are
+kept). CPU by default, CUDA when present (``device="auto"``). Weights are stored as
+``weights.safetensors`` plus ``model.json`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["CNNConfig", "CNNModel", "build_net", "preprocess", "train_cnn"]
+
+
+@dataclass
+class CNNConfig:
+    """Architecture and training settings of a :class:`CNNModel`."""
+
+    input_size: int = 32
+    in_channels: int = 3
+    channels: tuple[int, ...] = (16, 32, 64)
+    convs_per_stage: int = 1
+    dropout: float = 0.3
+    epochs: int = 30
+    patience: int = 5
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    augment: tuple[str, ...] = ("crop", "jitter")  #: any of crop, jitter, flip
+    seed: int = 0
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CNNConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("channels", "augment"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def build_net(config: CNNConfig, n_classes: int):
+    """The ``torch.nn.Module`` for ``config`` with ``n_classes`` outputs."""
+    import torch
+    from torch import nn
+
+    class SmallCNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = []
+            c_in = config.in_channels
+            for c_out in config.channels:
+                for _ in range(config.convs_per_stage):
+                    layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                               nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+                    c_in = c_out
+                layers.append(nn.MaxPool2d(2))
+            self.features = nn.Sequential(*layers)
+            self.dropout = nn.Dropout(config.dropout)
+            self.head = nn.Linear(c_in, n_classes)
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return self.features(x).mean(dim=(2, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.dropout(self.embed(x)))
+
+    return SmallCNN()
+
+
+def preprocess(image: np.ndarray, config: CNNConfig) -> np.ndarray:
+    """One image -> C×S×S float32 in [0, 1] (before standardisation)."""
+    from pixelmill.ops.features import to_gray, to_rgb
+
+    img = to_gray(image)[:, :, None] if config.in_channels == 1 else to_rgb(image)
+    size = config.input_size
+    if img.shape[0] != size or img.shape[1] != size:
+        shrink = img.shape[0] > size and img.shape[1] > size
+        img = cv2.resize(img, (size, size),
+                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if img.ndim == 2:
+            img = img[:, :, None]
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _augment(x, config: CNNConfig, gen):
+    import torch
+    import torch.nn.functional as F
+
+    n = x.shape[0]
+    if "crop" in config.augment:
+        pad = max(1, config.input_size // 8)
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        s = config.input_size
+        x = torch.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(n)])
+    if "flip" in config.augment:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if "jitter" in config.augment:
+        gain = 1.0 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
+        bias = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.2
+        x = x * gain + bias
+    return x
+
+
+@dataclass
+class CNNModel:
+    """A trained network with its preprocessing; ``embed`` and ``predict_proba`` take images."""
+
+    config: CNNConfig
+    classes: list[str]
+    net: Any
+    mean: np.ndarray
+    std: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def _tensor(self, images: Sequence[np.ndarray]):
+        import torch
+
+        batch = np.stack([preprocess(im, self.config) for im in images])
+        batch = (batch - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+        return torch.from_numpy(batch.astype(np.float32))
+
+    def _run(self, images: Sequence[np.ndarray], layer: str, batch_size: int = 256) -> np.ndarray:
+        import torch
+
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = self._tensor(images[start:start + batch_size]).to(device)
+                if layer == "embedding":
+                    y = self.net.embed(x)
+                elif layer == "logits":
+                    y = self.net(x)
+                else:
+                    y = torch.softmax(self.net(x), dim=1)
+                out.append(y.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def embed(self, image: np.ndarray, layer: str = "embedding") -> np.ndarray:
+        """One image's embedding (or class probabilities, ``layer="probabilities"``)."""
+        return self._run([image], layer)[0]
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self._run(images, "probabilities")
+
+    # ---- persistence --------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        return {"kind": "cnn", "classes": list(self.classes), "config": asdict(self.config),
+                "mean": self.mean.tolist(), "std": self.std.tolist(), "history": self.history}
+
+    def weights_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        return save(state)
+
+    @classmethod
+    def from_parts(cls, meta: dict[str, Any], weights: bytes, device: str = "cpu") -> CNNModel:
+        from safetensors.torch import load
+
+        config = CNNConfig.from_dict(meta["config"])
+        net = build_net(config, len(meta["classes"]))
+        net.load_state_dict(load(weights))
+        net.to(_device(device)).eval()
+        return cls(config, list(meta["classes"]), net, np.asarray(meta["mean"], np.float32),
+                   np.asarray(meta["std"], np.float32), list(meta.get("history", [])))
+
+
+def train_cnn(
+    train_images: Sequence[np.ndarray],
+    train_labels: Sequence[str],
+    val_images: Sequence[np.ndarray] = (),
+    val_labels: Sequence[str] = (),
+    config: CNNConfig | None = None,
+    *,
+    threads: int | None = None,
+    log: Any = None,
+) -> CNNModel:
+    """Train a :class:`CNNModel` from scratch with early stopping on validation accuracy.
+
+    Parameters
+    ----------
+    train_images, train_labels : sequences
+        Training images (any size, dtype as ops take) and their labels.
+    val_images, val_labels : sequences
+        Validation set for early stopping (without it: all ``epochs`` run, the last is kept).
+    config : CNNConfig, optional
+        Architecture and training settings.
+    threads : int, optional
+        CPU threads for PyTorch.
+    log : callable, optional
+        Called with one line per epoch.
+
+    Returns
+    -------
+    CNNModel
+    """
+    import torch
+    import torch.nn.functional as F
+
+    config = config or CNNConfig()
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    classes = sorted({str(c) for c in train_labels})
+    index = {c: i for i, c in enumerate(classes)}
+    x_train = np.stack([preprocess(im, config) for im in train_images])
+    mean = x_train.mean(axis=(0, 2, 3)).astype(np.float32)
+    std = np.maximum(x_train.std(axis=(0, 2, 3)), 1e-3).astype(np.float32)
+    model = CNNModel(config, classes, build_net(config, len(classes)), mean, std)
+    device = _device(config.device)
+    net = model.net.to(device)
+    xt = torch.from_numpy((x_train - mean[None, :, None, None]) / std[None, :, None, None])
+    yt = torch.tensor([index[str(c)] for c in train_labels])
+    val_known = [i for i, c in enumerate(val_labels) if str(c) in index]
+    val_imgs = [val_images[i] for i in val_known]
+    yv = np.array([index[str(val_labels[i])] for i in val_known])
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
+    best_acc, best_state, waited = -1.0, None, 0
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(yt), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            xb = _augment(xt[idx], config, gen).to(device)
+            loss = F.cross_entropy(net(xb), yt[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        sched.step()
+        seconds = time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "loss": total / max(len(yt), 1), "seconds": seconds,
+                 "images_per_s": len(yt) / seconds if seconds > 0 else 0.0}
+        if len(yv):
+            acc = float(np.mean(model._run(val_imgs, "logits").argmax(1) == yv))
+            entry["val_accuracy"] = acc
+            if acc > best_acc:
+                best_acc, waited = acc, 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                waited += 1
+        model.history.append(entry)
+        if log is not None:
+            log(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                            for k, v in entry.items()}))
+        if len(yv) and waited >= config.patience:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return model

@@ -1,0 +1,147 @@
+"""Evaluating a classifier on a split of a feature table: metrics, misclassified examples.
+
+Metrics (scikit-learn's): accuracy, macro F1, per-class precision / recall / F1 / support, the
+confusion matrix (rows = true class, columns = predicted, in ``classes`` order), ROC AUC for
+two classes (the second class, in sorted order, is the positive one) and one-vs-rest macro ROC
+AUC for more classes when every class occurs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pixelmill.errors import UsageError
+
+__all__ = ["Evaluation", "classification_metrics", "evaluate"]
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured."""
+
+    split: str
+    n: int
+    accuracy: float
+    macro_f1: float
+    classes: list[str]
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    roc_auc: float | None = None
+    roc_auc_ovr: float | None = None
+    misclassified: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def classification_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]):
+    """(accuracy, macro_f1, per_class, confusion, roc_auc, roc_auc_ovr) of predictions."""
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    classes = [str(c) for c in classes]
+    y_true = np.asarray([str(y) for y in y_true], dtype=object)
+    y_pred = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        labels = list(classes) + sorted(set(y_true) - set(classes))
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, zero_division=0)
+        macro_f1 = float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                  zero_division=0))
+    per_class = {c: {"precision": float(p), "recall": float(r), "f1": float(f),
+                     "support": int(s)}
+                 for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)}
+    confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    roc_auc = roc_auc_ovr = None
+    present = set(y_true)
+    if len(classes) == 2 and present == set(classes):
+        roc_auc = float(roc_auc_score(y_true == classes[1], proba[:, 1]))
+    elif len(classes) > 2 and present == set(classes):
+        roc_auc_ovr = float(roc_auc_score(y_true, proba, labels=classes, multi_class="ovr",
+                                          average="macro"))
+    return (float(accuracy_score(y_true, y_pred)), macro_f1, per_class, confusion, roc_auc,
+            roc_auc_ovr)
+
+
+def evaluate(
+    model: str,
+    features: str,
+    *,
+    split: str = "test",
+    report: str | None = None,
+    max_examples: int = 24,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Evaluation:
+    """Evaluate the model directory ``model`` on the ``split`` rows of a feature table.
+
+    Parameters
+    ----------
+    model : str
+        A model directory written by :func:`pixelmill.learn.train`.
+    features : str
+        A feature table with the model's vector columns (CNN models: its uri column).
+    split : {"test", "val", "train", "all"}
+        Which rows to evaluate.
+    report : str, optional
+        Write an HTML report there (confusion matrix, per-class table, misclassified images).
+    max_examples : int
+        Misclassified examples kept (the most confident mistakes first).
+    storage_options : mapping, optional
+        fsspec options.
+
+    Returns
+    -------
+    Evaluation
+    """
+    from pixelmill.learn.features import load_features, read_table
+    from pixelmill.learn.models import load_model, read_images
+
+    trained = load_model(model, storage_options)
+    if trained.kind == "cnn":
+        table = read_table(features, storage_options)
+        rows = [r for r in table.select([c for c in ("uri", "label", "split", "status")
+                                         if c in table.column_names]).to_pylist()
+                if r.get("status", "ok") == "ok" and (split == "all" or r.get("split") == split)]
+        uris = [r["uri"] for r in rows]
+        labels = [r.get("label") for r in rows]
+        proba = trained.predict_proba_images(read_images(uris, storage_options)) if rows else None
+    else:
+        fs = load_features(features, trained.meta["features"], storage_options)
+        mask = np.ones(len(fs), bool) if split == "all" else fs.split == split
+        uris = [u for u, m in zip(fs.uris, mask, strict=True) if m]
+        labels = list(fs.labels[mask]) if fs.labels is not None else [None]
+        proba = trained.predict_proba(fs.X[mask]) if mask.any() else None
+    if proba is None or not uris:
+        raise UsageError(f"{features}: no ok rows in the {split!r} split")
+    if any(label is None for label in labels):
+        raise UsageError(f"{features}: evaluation needs a label column")
+    acc, macro_f1, per_class, confusion, auc, auc_ovr = classification_metrics(
+        labels, proba, trained.classes)
+    best = proba.argmax(axis=1)
+    wrong = [i for i in range(len(uris)) if trained.classes[best[i]] != str(labels[i])]
+    wrong.sort(key=lambda i: -proba[i, best[i]])
+    misclassified = [{"uri": uris[i], "label": str(labels[i]),
+                      "predicted": trained.classes[best[i]],
+                      "confidence": float(proba[i, best[i]])} for i in wrong[:max_examples]]
+    result = Evaluation(split, len(uris), acc, macro_f1, list(per_class), per_class, confusion,
+                        auc, auc_ovr, misclassified, model=str(model))
+    if report:
+        from pixelmill.learn.html import write_evaluation_report
+
+        write_evaluation_report(result, report, trained.meta, storage_options)
+        result.report = report
+    return result

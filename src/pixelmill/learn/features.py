@@ -1,0 +1,225 @@
+"""Feature extraction as a batch job, and feature tables read back as arrays.
+
+:func:`extract` runs a pipeline of vector ops (``pixelmill.ops.features``) over a collection
+with :func:`pixelmill.jobs.run` on any engine — one manifest row per image with its
+``vec_<op>`` columns and ``label`` — and adds the stable ``split`` column
+(:mod:`pixelmill.learn.split`). :func:`load_features` reads such a table into a
+:class:`FeatureSet` (the ok rows, one matrix of the chosen vector columns side by side).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelmill import storage
+from pixelmill.errors import InvalidParameterError, UsageError
+from pixelmill.learn.split import assign_split, parse_ratios
+
+__all__ = ["SPLIT_KEYS", "FeatureSet", "extract", "load_features", "read_table", "write_table"]
+
+#: what the split hash reads: the path relative to the collection root, or the full URI
+SPLIT_KEYS = ("relpath", "uri")
+VECTOR_PREFIX = "vec_"
+
+
+def read_table(uri: str, storage_options: Mapping[str, Any] | None = None) -> pa.Table:
+    """A Parquet file at any URL."""
+    try:
+        data = storage.read_bytes(uri, storage_options)
+    except (OSError, FileNotFoundError) as e:
+        raise UsageError(f"{uri}: cannot read the feature table: {e}") from e
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except pa.ArrowException as e:
+        raise UsageError(f"{uri}: not a Parquet feature table: {e}") from e
+
+
+def write_table(uri: str, table: pa.Table, storage_options: Mapping[str, Any] | None = None):
+    """Write a Parquet file atomically."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    storage.write_atomic(uri, sink.getvalue(), storage_options)
+
+
+def _split_keys(table: pa.Table, split_by: str) -> list[str]:
+    if split_by not in SPLIT_KEYS:
+        raise InvalidParameterError(f"split_by: expected one of {SPLIT_KEYS}, got {split_by!r}",
+                                    field="split_by")
+    column = split_by if split_by in table.column_names else "key"
+    return [str(v) for v in table.column(column).to_pylist()]
+
+
+def add_split(table: pa.Table, ratios: Any = None, *, split_by: str = "relpath",
+              salt: str = "") -> pa.Table:
+    """The table with a ``split`` column (replaced when present) and its settings as metadata."""
+    fractions = parse_ratios(ratios)
+    splits = assign_split(_split_keys(table, split_by), fractions, salt)
+    if "split" in table.column_names:
+        table = table.drop_columns(["split"])
+    table = table.append_column("split", pa.array(splits, pa.string()))
+    meta = dict(table.schema.metadata or {})
+    meta[b"pixelmill.split"] = json.dumps(
+        {"ratios": list(fractions), "split_by": split_by, "salt": salt}).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def extract(
+    pipeline: Any,
+    input: str,
+    out: str,
+    *,
+    label_from: str | None = None,
+    ratios: Any = None,
+    split_by: str = "relpath",
+    salt: str = "",
+    engine: Any = "local",
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    **job_options: Any,
+):
+    """Extract feature vectors of every image of ``input`` into the Parquet table ``out``.
+
+    Parameters
+    ----------
+    pipeline : Pipeline, str, dict or list
+        A pipeline holding at least one vector op (image ops before it prepare the image).
+    input : str
+        Folder, file, glob URL or scan manifest (as :func:`pixelmill.jobs.run`).
+    out : str
+        The feature table's URL (``.parquet``).
+    label_from : {"parent", "partition"}, optional
+        Where labels come from (the parent folder's name, or ``label=...`` path parts).
+    ratios : str or sequence, optional
+        train:val:test proportions (default 7:1:2).
+    split_by : {"relpath", "uri"}
+        What the split hash reads.
+    salt : str
+        Mixed into the hash, for a different (still stable) split.
+    engine, workers, storage_options, progress
+        As :func:`pixelmill.jobs.run`; ``job_options`` are passed on to it too.
+
+    Returns
+    -------
+    JobSummary
+        The job's summary (``summary.manifest`` is ``out``).
+    """
+    from pixelmill.jobs import run
+    from pixelmill.pipeline import load_pipeline
+
+    pipe = load_pipeline(pipeline)
+    if not any(step.spec.output == "vector" for step in pipe.steps):
+        raise UsageError("pipeline: feature extraction needs at least one vector op "
+                         "(e.g. color_histogram, hog, lbp_histogram; see 'pixelmill ops')")
+    parse_ratios(ratios)
+    if split_by not in SPLIT_KEYS:
+        raise InvalidParameterError(f"--split-by: expected one of {SPLIT_KEYS}, got {split_by!r}",
+                                    field="split_by")
+    job_options.setdefault("report", False)
+    summary = run(pipe, input, None, manifest=out, label_from=label_from, engine=engine,
+                  workers=workers, storage_options=storage_options, progress=progress,
+                  **job_options)
+    table = add_split(read_table(out, storage_options), ratios, split_by=split_by, salt=salt)
+    write_table(out, table, storage_options)
+    return summary
+
+
+@dataclass
+class FeatureSet:
+    """The ok rows of a feature table as arrays."""
+
+    keys: list[str]
+    uris: list[str]
+    labels: np.ndarray | None  #: str labels, or None when the table has none
+    split: np.ndarray  #: "train" / "val" / "test" per row
+    X: np.ndarray  #: float32, rows × sum of the chosen vector lengths
+    columns: list[str]  #: the vector columns, in the order they fill X
+    pipeline: dict | None  #: the extraction pipeline (from the table's metadata)
+
+    def subset(self, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+        mask = self.split == split
+        return self.X[mask], (None if self.labels is None else self.labels[mask])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def vector_columns(table: pa.Table) -> list[str]:
+    return [c for c in table.column_names if c.startswith(VECTOR_PREFIX)]
+
+
+def _matrix(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    array = column.combine_chunks()
+    if array.null_count:
+        raise UsageError(f"{name}: {array.null_count} ok rows have no vector")
+    offsets = np.asarray(array.offsets)
+    lengths = np.diff(offsets)
+    if len(lengths) and (lengths != lengths[0]).any():
+        raise UsageError(
+            f"{name}: vectors of different lengths {sorted(set(lengths.tolist()))[:5]} "
+            "(images of different sizes? give the op a fixed size, e.g. hog size=[64, 64])")
+    values = np.asarray(array.flatten(), dtype=np.float32)
+    return values.reshape(len(lengths), int(lengths[0]) if len(lengths) else 0)
+
+
+def table_to_features(table: pa.Table, columns: Sequence[str] | None = None,
+                      source: str = "features") -> FeatureSet:
+    """Arrays of a feature table (see :func:`load_features`)."""
+    if "status" in table.column_names:
+        table = table.filter(pa.compute.equal(table.column("status"), "ok"))
+    available = vector_columns(table)
+    if columns:
+        wanted = [c if c.startswith(VECTOR_PREFIX) else VECTOR_PREFIX + c for c in columns]
+        missing = [c for c in wanted if c not in table.column_names]
+        if missing:
+            raise InvalidParameterError(
+                f"--features: {source} has no column {missing[0]!r} (has: "
+                f"{', '.join(available) or 'no vector columns'})", field="features")
+    else:
+        wanted = available
+    if not wanted:
+        raise UsageError(f"{source}: no vector columns (vec_*); extract features first")
+    X = (np.concatenate([_matrix(table.column(c), c) for c in wanted], axis=1)
+         if table.num_rows else np.zeros((0, 0), np.float32))
+    names = table.column_names
+    keys = [str(k) for k in table.column("key").to_pylist()] if "key" in names else [
+        str(i) for i in range(table.num_rows)]
+    uris = [str(u) for u in table.column("uri").to_pylist()] if "uri" in names else keys
+    labels = (np.array([str(v) for v in table.column("label").to_pylist()], dtype=object)
+              if "label" in names else None)
+    if "split" in names:
+        split = np.array(table.column("split").to_pylist(), dtype=object)
+    else:
+        split = np.array(assign_split(_split_keys(table, "relpath")), dtype=object)
+    meta = table.schema.metadata or {}
+    raw = meta.get(b"pixelmill.pipeline")
+    pipeline = json.loads(raw) if raw else None
+    return FeatureSet(keys, uris, labels, split, X, wanted, pipeline)
+
+
+def load_features(uri: str, columns: Sequence[str] | None = None,
+                  storage_options: Mapping[str, Any] | None = None) -> FeatureSet:
+    """Read a feature table: ok rows only, the chosen ``vec_`` columns side by side.
+
+    Parameters
+    ----------
+    uri : str
+        The Parquet table written by :func:`extract` (or any job manifest with vector columns).
+    columns : sequence of str, optional
+        Vector columns to use (``hog`` or ``vec_hog``); default every ``vec_`` column.
+    storage_options : mapping, optional
+        fsspec options.
+
+    Returns
+    -------
+    FeatureSet
+    """
+    return table_to_features(read_table(uri, storage_options), columns, uri)

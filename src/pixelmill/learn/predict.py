@@ -1,0 +1,50 @@
+"""Batch prediction: the ``classify`` op over a collection, as a job on any engine.
+
+Each worker loads the model once, runs its feature pipeline (or its CNN) on every image and
+writes ``predicted``, ``confidence`` and ``prob_<class>`` columns to the job's manifest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pixelmill import storage
+
+__all__ = ["predict"]
+
+
+def predict(model: str, input: str, out: str, *, engine: Any = "local",
+            workers: int | None = None, label_from: str | None = None,
+            storage_options: Mapping[str, Any] | None = None, progress: bool = False,
+            **job_options: Any):
+    """Classify every image of ``input``; write the predictions to the Parquet manifest ``out``.
+
+    Parameters
+    ----------
+    model : str
+        A model directory (path or URL) written by :func:`pixelmill.learn.train`.
+    input : str
+        Folder, file, glob URL or scan manifest.
+    out : str
+        The predictions manifest (``.parquet``).
+    engine, workers, label_from, storage_options, progress
+        As :func:`pixelmill.jobs.run` (``job_options`` are passed on too).
+
+    Returns
+    -------
+    JobSummary
+    """
+    from pixelmill.jobs import run
+    from pixelmill.learn.models import BUNDLED, load_model
+
+    fs, _ = storage.get_fs(model, storage_options)
+    if model not in BUNDLED and storage.is_local(fs):
+        model = os.path.abspath(model)  # workers may run elsewhere in the tree
+    load_model(model, storage_options)  # fail here, not in every worker
+    job_options.setdefault("report", False)
+    pipeline = [{"op": "classify", "model": model}]
+    return run(pipeline, input, None, manifest=out, engine=engine, workers=workers,
+               label_from=label_from, storage_options=storage_options, progress=progress,
+               **job_options)
