@@ -231,6 +231,7 @@ def scan(
         Add a ``sha256`` column (hex digest of the file's bytes).
     engine : str or Engine
         ``"local"``, ``"dask[=addr]"``, ``"spark[=master]"``, or an open engine (left open).
+        ``memory://`` URLs are scanned in this process (the store is not shared).
     workers : int or None
         Workers for an engine created here (default: CPU cores).
     storage_options : mapping
@@ -269,6 +270,9 @@ def scan(
                 else " (the folder is empty)")
         raise NoInputError(f"{url}: no image files found{hint}")
     options = ScanOptions(verify, sha256, max_pixels, label_from, so)
+    fs, _ = storage.get_fs(url, so)
+    if storage.protocol(fs) == "memory":  # a process-local store: workers could not see it
+        engine = _InlineEngine()
     own = isinstance(engine, str)
     eng = get_engine(engine, workers) if own else engine
     try:

@@ -33,6 +33,7 @@ __all__ = [
     "label_from_path",
     "list_files",
     "parse_storage_options",
+    "protocol",
     "read_bytes",
     "write_atomic",
 ]
@@ -89,24 +90,26 @@ def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
         raise MissingDependencyError(pkg, extra, f"{proto}:// URLs") from e
 
 
-def _protocol(fs) -> str:
+def protocol(fs) -> str:
+    """The main protocol name of a filesystem (``file``, ``s3``, ``memory``, ...)."""
     proto = fs.protocol
     return proto[0] if isinstance(proto, tuple | list) else proto
 
 
 def is_local(fs) -> bool:
     """Whether ``fs`` is the local filesystem (plain paths, ``os`` calls work)."""
-    return _protocol(fs) in ("file", "local")
+    return protocol(fs) in ("file", "local")
 
 
-_is_local = is_local
+_is_local = is_local  # older name, used by other modules
+_protocol = protocol
 
 
 def _unstrip(fs, path: str, original_url: str) -> str:
     """A full URI for a path returned by ``fs`` (local paths stay plain paths)."""
     if _is_local(fs):
         return path
-    if _protocol(fs) == "memory":  # keep the form users write: memory://folder/file
+    if protocol(fs) == "memory":  # keep the form users write: memory://folder/file
         return "memory://" + path.lstrip("/")
     return fs.unstrip_protocol(path)
 
@@ -239,7 +242,7 @@ def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | Non
                 raise
         else:
             parent = posixpath.dirname(path)
-            if parent and _protocol(fs) == "memory":
+            if parent and protocol(fs) == "memory":
                 fs.makedirs(parent, exist_ok=True)
             fs.pipe_file(path, data)
     except OSError as e:

@@ -1,0 +1,58 @@
+"""Fixtures for the I/O tests: small real photographs, crafted bad files, one shared engine."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One PNG chunk with a correct CRC."""
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
+        ">I", zlib.crc32(kind + payload))
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose (valid) header claims ``width × height`` RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+
+
+def pil_bytes(array: np.ndarray, fmt: str, mode: str | None = None, **save_kw) -> bytes:
+    """Encode with Pillow (an encoder independent of the one under test)."""
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, fmt, **save_kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real RGB photograph, 96×128 (scikit-image's astronaut, area-downscaled)."""
+    from skimage import data
+
+    return cv2.resize(data.astronaut(), (128, 96), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="session")
+def gray_photo() -> np.ndarray:
+    """A real gray photograph, 96×128 (scikit-image's camera, area-downscaled)."""
+    from skimage import data
+
+    return cv2.resize(data.camera(), (128, 96), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One local engine (2 workers) shared by the scan tests, closed at the end."""
+    from pixelmill.engines.local import LocalEngine
+
+    eng = LocalEngine(workers=2)
+    yield eng
+    eng.close()

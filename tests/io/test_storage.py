@@ -1,0 +1,132 @@
+"""storage: listing with filters and labels, atomic writes, errors — on memory://, local, s3://."""
+
+from __future__ import annotations
+
+import os
+
+import fsspec
+import numpy as np
+import pytest
+
+from pixelmill import storage
+from pixelmill.errors import MissingDependencyError, StorageError, UsageError
+from pixelmill.images import iter_images, read_image, write_image
+from tests._s3server import s3_server
+
+
+@pytest.fixture
+def memtree():
+    """A memory:// tree with images in partitioned sub-folders and a non-image."""
+    fs = fsspec.filesystem("memory")
+    root = "memory://tree-" + os.urandom(4).hex()
+    for rel in ["label=cat/day=1/a.png", "label=cat/day=2/b.JPG", "label=dog/c.tif",
+                "top.webp", "notes.txt", "label=dog/skip_me.png"]:
+        fs.pipe(f"{root}/{rel}", b"x")
+    yield root
+    fs.rm(root.replace("memory://", "/"), recursive=True)
+
+
+def rels(entries):
+    return [e.relpath for e in entries]
+
+
+def test_listing_flat_recursive_and_filters(memtree):
+    assert rels(storage.list_files(memtree)) == ["top.webp"]
+    assert rels(storage.list_files(memtree, recursive=True)) == [
+        "label=cat/day=1/a.png", "label=cat/day=2/b.JPG", "label=dog/c.tif",
+        "label=dog/skip_me.png", "top.webp"]
+    assert rels(storage.list_files(memtree, recursive=True, include=["*.png"])) == [
+        "label=cat/day=1/a.png", "label=dog/skip_me.png"]
+    assert rels(storage.list_files(memtree, recursive=True, exclude=["skip_*", "*.webp"])) == [
+        "label=cat/day=1/a.png", "label=cat/day=2/b.JPG", "label=dog/c.tif"]
+    # include replaces the image-extension filter
+    assert rels(storage.list_files(memtree, include=["*.txt"])) == ["notes.txt"]
+    # URIs keep the form the user wrote and can be read back
+    entry = storage.list_files(memtree)[0]
+    assert entry.uri == f"{memtree}/top.webp" and entry.size == 1
+    assert storage.read_bytes(entry.uri) == b"x"
+
+
+def test_single_file_and_glob_urls(memtree):
+    assert rels(storage.list_files(f"{memtree}/label=dog/c.tif")) == ["c.tif"]
+    assert sorted(rels(storage.list_files(f"{memtree}/label=cat/*/*.png"))) == ["day=1/a.png"]
+
+
+def test_labels_from_parent_and_partition(memtree):
+    entries = storage.list_files(memtree, recursive=True)
+    assert [storage.label_from_path(e.relpath, "parent") for e in entries] == [
+        "day=1", "day=2", "label=dog", "label=dog", None]
+    assert [storage.label_from_path(e.relpath, "partition") for e in entries] == [
+        "cat", "cat", "dog", "dog", None]
+    assert storage.label_from_path("year=2020/x.png", "partition") == "2020"
+    with pytest.raises(UsageError, match="label-from"):
+        storage.label_from_path("a/b.png", "grandparent")
+
+
+def test_nonexistent_url_and_unknown_protocol(tmp_path):
+    with pytest.raises(StorageError, match="no such file or folder"):
+        storage.list_files(str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="unknown storage protocol 'nosuch'"):
+        storage.list_files("nosuch://bucket/x")
+    with pytest.raises(StorageError, match="no such file"):
+        storage.read_bytes(str(tmp_path / "missing.png"))
+
+
+def test_missing_client_names_the_extra():
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependencyError, match=r"pixelmill\[gcs\]"):
+            storage.get_fs("gs://bucket/x")
+    else:  # pragma: no cover - gcsfs present
+        pytest.skip("gcsfs is installed")
+
+
+def test_parse_storage_options():
+    assert storage.parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9",
+                                          "retries=3"]) == {
+        "anon": True, "endpoint_url": "http://127.0.0.1:9", "retries": 3}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        storage.parse_storage_options(["novalue"])
+
+
+def test_write_atomic_local_replaces_whole_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "sub" / "out.bin"
+    storage.write_atomic(str(target), b"first")
+    storage.write_atomic(str(target), b"second")
+    assert target.read_bytes() == b"second"
+    assert os.listdir(target.parent) == ["out.bin"]
+    (tmp_path / "blocker").write_bytes(b"")
+    with pytest.raises(StorageError, match="cannot write"):
+        storage.write_atomic(str(tmp_path / "blocker" / "x.bin"), b"data")
+
+
+def test_image_io_on_memory_and_local(tmp_path, photo):
+    for base in (f"memory://io-{os.urandom(4).hex()}", str(tmp_path)):
+        write_image(storage.join(base, "a photo ü.png"), photo)
+        write_image(storage.join(base, "b.jpg"), photo, quality=90)
+        np.testing.assert_array_equal(read_image(storage.join(base, "a photo ü.png")), photo)
+        items = list(iter_images(base))
+        assert [os.path.basename(i.uri) for i in items] == ["a photo ü.png", "b.jpg"]
+        assert items[1].image.shape == photo.shape
+
+
+def test_s3_through_a_local_moto_server(photo):
+    with s3_server(buckets=["photos"]) as so:
+        write_image("s3://photos/set/cats/a.png", photo, storage_options=so)
+        write_image("s3://photos/set/dogs/b.jpg", photo, storage_options=so)
+        fsspec.filesystem("s3", **so).pipe("s3://photos/set/dogs/bad.png", b"not a png")
+        entries = storage.list_files("s3://photos/set", recursive=True, storage_options=so)
+        assert [e.uri for e in entries] == ["s3://photos/set/cats/a.png",
+                                            "s3://photos/set/dogs/b.jpg",
+                                            "s3://photos/set/dogs/bad.png"]
+        np.testing.assert_array_equal(read_image(entries[0].uri, storage_options=so), photo)
+        labelled = list(iter_images("s3://photos/set", recursive=True, label_from="parent",
+                                    storage_options=so))
+        assert [i.label for i in labelled] == ["cats", "dogs"]  # the bad file is skipped
+
+        from pixelmill.inventory import scan
+
+        table = scan("s3://photos/set", recursive=True, storage_options=so, workers=1)
+        assert table.column("valid").to_pylist() == [True, True, False]
+        assert table.column("bytes").to_pylist()[2] == 9
