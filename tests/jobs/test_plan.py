@@ -1,0 +1,81 @@
+"""Planning: naming templates, relative folders, formats, listing options, collisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from pixelmill.errors import InvalidParameterError, NoInputError, UsageError
+from pixelmill.jobs import plan_units, render_name
+from pixelmill.jobs._plan import check_format
+
+
+@pytest.mark.parametrize(
+    ("template", "rel", "ext", "expected"),
+    [
+        ("{parent}/{stem}.{ext}", "a/b/c.png", "jpg", "a/b/c.jpg"),
+        ("{parent}/{stem}.{ext}", "c.png", "png", "c.png"),
+        ("{stem}_{suffix}.{ext}", "a/c.tif", "png", "c_tif.png"),
+        ("{label}/{index:04d}.{ext}", "x/c.png", "webp", "cats/0007.webp"),
+    ],
+)
+def test_render_name(template, rel, ext, expected):
+    assert render_name(template, rel, ext, label="cats", index=7) == expected
+
+
+@pytest.mark.parametrize("template", ["{nope}.{ext}", "../{stem}.{ext}", "{parent}"])
+def test_bad_templates_name_the_field(template):
+    with pytest.raises(InvalidParameterError) as e:
+        render_name(template, "c.png", "png")
+    assert e.value.field == "name"
+
+
+def test_plan_keeps_relative_folders_and_formats(collection):
+    root, kinds = collection
+    units = plan_units(str(root), "/out", label_from="parent")
+    assert sorted(u.relpath for u in units) == sorted(kinds)
+    by_rel = {u.relpath: u for u in units}
+    assert by_rel["cats/deep/chelsea_small.png"].output == "/out/cats/deep/chelsea_small.png"
+    assert by_rel["cats/deep/chelsea_small.png"].label == "deep"
+    assert by_rel["people/astronaut.jpg"].format == "jpg"
+    units = plan_units(str(root), "/out", format="webp", recursive=False)
+    assert {u.relpath for u in units} == {r for r in kinds if "/" not in r}
+    assert all(u.output.endswith(".webp") for u in units)
+    assert [u.index for u in plan_units(str(root), None, limit=2)] == [0, 1]
+
+
+def test_plan_collisions_fail_before_work(collection):
+    root, _ = collection
+    (root / "coffee.png").write_bytes(b"x")
+    with pytest.raises(UsageError, match=r"coffee\.(jpg|png).*coffee\.(jpg|png)"):
+        plan_units(str(root), "/out", format="png")
+
+
+def test_plan_errors(tmp_path, collection):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoInputError):
+        plan_units(str(tmp_path / "empty"), "/out")
+    with pytest.raises(InvalidParameterError) as e:
+        plan_units(str(collection[0]), "/out", limit=0)
+    assert e.value.field == "limit"
+    with pytest.raises(InvalidParameterError) as e:
+        check_format("gifx", None)
+    assert e.value.field == "format"
+    with pytest.raises(InvalidParameterError) as e:
+        check_format("png", 90)
+    assert e.value.field == "quality"
+    with pytest.raises(InvalidParameterError):
+        check_format("jpg", 101)
+    assert check_format("JPEG", 90) == "jpg"
+
+
+def test_plan_from_scan_manifest(tmp_path, collection):
+    from pixelmill.manifest import ManifestWriter
+
+    root, kinds = collection
+    rows = [{"key": str(root / r), "uri": str(root / r), "relpath": r, "size": 1, "label": "L"}
+            for r in sorted(kinds)]
+    with ManifestWriter(str(tmp_path / "scan.parquet")) as w:
+        w.extend(rows)
+    units = plan_units(str(tmp_path / "scan.parquet"), str(tmp_path / "out"))
+    assert [u.relpath for u in units] == [r["relpath"] for r in sorted(rows, key=lambda r: r["uri"])]
+    assert {u.label for u in units} == {"L"}

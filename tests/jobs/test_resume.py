@@ -1,0 +1,117 @@
+"""Resume: a job killed at any moment (the whole command, or one worker) and resumed gives
+exactly the outputs and manifest of an uninterrupted run."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pixelmill.jobs import JobSpec, execute, plan_units, run
+from pixelmill.manifest import ManifestWriter, journal_path, read_manifest
+from pixelmill.pipeline import Pipeline
+from tests.jobs import _units
+from tests.jobs.conftest import output_files
+
+PIPELINE = "steps:\n  - op: gaussian\n    sigma: 3\n"
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """60 photos (crops of a real photograph) in 4 folders, plus one corrupt file."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("many") / "in"
+    rng = np.random.default_rng(7)
+    big = data.astronaut()
+    for i in range(60):
+        y, x = rng.integers(0, 512 - 240), rng.integers(0, 512 - 320)
+        crop = np.ascontiguousarray(big[y:y + 240, x:x + 320, ::-1])
+        path = root / f"f{i % 4}" / f"img{i:03d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    (root / "f0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+def _comparable(manifest: Path) -> dict[str, dict]:
+    rows = read_manifest(str(manifest))
+    return {r["key"]: {k: v for k, v in r.items() if not k.startswith("t_")} for r in rows}
+
+
+def _relative_outputs(rows: dict[str, dict], out: Path) -> dict[str, dict]:
+    fixed = {}
+    for key, row in rows.items():
+        row = dict(row)
+        if row.get("output"):
+            row["output"] = os.path.relpath(row["output"], out)
+        fixed[key] = row
+    return fixed
+
+
+@pytest.fixture(scope="module")
+def clean_run(many, tmp_path_factory, engine):
+    out = tmp_path_factory.mktemp("clean") / "out"
+    pipe = out.parent / "p.yaml"
+    pipe.write_text(PIPELINE)
+    run(str(pipe), str(many), str(out), engine=engine, progress=False, report=False)
+    return out
+
+
+def test_sigkill_of_the_command_then_resume(many, clean_run, tmp_path, engine):
+    out = tmp_path / "out"
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(PIPELINE)
+    cmd = [sys.executable, "-m", "pixelmill", "run", str(pipe), str(many), str(out),
+           "--workers", "2", "--quiet", "--no-report"]
+    journal = Path(journal_path(str(out / "manifest.parquet")))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= 5:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    done_before = journal.read_text().count("\n")
+    assert 5 <= done_before < 61
+    assert not (out / "manifest.parquet").exists()
+    with pytest.raises(Exception, match="--resume"):
+        run(str(pipe), str(many), str(out), engine=engine, progress=False, report=False)
+    summary = run(str(pipe), str(many), str(out), engine=engine, resume=True, progress=False,
+                  report=False)
+    assert summary.processed <= 61 - done_before + 1  # the broken file is retried
+    assert (summary.ok, summary.invalid) == (60, 1)
+    assert output_files(out) == output_files(clean_run)
+    assert _relative_outputs(_comparable(out / "manifest.parquet"), out) == _relative_outputs(
+        _comparable(clean_run / "manifest.parquet"), clean_run)
+    assert not journal.exists()
+
+
+def test_sigkill_of_a_worker_is_retried(many, clean_run, tmp_path, engine):
+    out = tmp_path / "out"
+    units = plan_units(str(many), str(out))
+    spec = JobSpec(Pipeline.from_text(PIPELINE))
+    fn = functools.partial(_units.crash_once_on, spec, "img017.jpg", str(tmp_path / "marker"))
+    with ManifestWriter(str(out / "manifest.parquet")) as w:
+        execute(engine, fn, units, w)
+    assert (tmp_path / "marker").exists()  # the worker really was killed once
+    assert output_files(out) == output_files(clean_run)
+    got = {k: {c: v for c, v in r.items() if c not in ("output", "pipeline")}
+           for k, r in _comparable(out / "manifest.parquet").items()}
+    want = {k: {c: v for c, v in r.items() if c not in ("output", "pipeline")}
+            for k, r in _comparable(clean_run / "manifest.parquet").items()}
+    assert got == want
+
+
