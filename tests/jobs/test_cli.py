@@ -1,0 +1,58 @@
+"""The ``pixelmill run`` and ``pixelmill report`` commands: exit codes and messages."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from pixelmill.cli import cli, main
+from pixelmill.errors import ExitCode
+
+
+def _pipe(tmp_path, text="steps:\n  - op: gaussian\n    sigma: 1.5\n"):
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_partial_then_ok_then_report(collection, tmp_path):
+    root, _kinds = collection
+    out = tmp_path / "out"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["run", _pipe(tmp_path), str(root), str(out), "--workers", "1",
+                              "--quiet"])
+    assert res.exit_code == ExitCode.PARTIAL, res.output
+    assert (out / "manifest.parquet").exists() and (out / "report.html").exists()
+    (root / "not_an_image.jpg").unlink()
+    (root / "empty.png").unlink()
+    res = runner.invoke(cli, ["run", _pipe(tmp_path), str(root), str(out), "--workers", "1",
+                              "--overwrite", "--no-report"])
+    assert res.exit_code == ExitCode.OK, res.output
+    assert "5 inputs: 5 ok, 0 invalid, 0 failed" in res.output
+    res = runner.invoke(cli, ["report", str(out / "manifest.parquet"), "--out",
+                              str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "<html>" in (tmp_path / "r.html").read_text()
+
+
+def test_usage_errors_name_the_field(collection, tmp_path, capsys):
+    root, _ = collection
+    out = tmp_path / "out"
+    code = main(["run", _pipe(tmp_path), str(root), str(out), "--quality", "0"])
+    assert code == ExitCode.USAGE
+    assert "--quality" in capsys.readouterr().err
+    bad = _pipe(tmp_path, "steps:\n  - op: gaussian\n    sigma: abc\n")
+    assert main(["run", bad, str(root), str(out)]) == ExitCode.USAGE
+    assert "steps[0].sigma" in capsys.readouterr().err
+    unknown = _pipe(tmp_path, "steps:\n  - op: gausian\n")
+    assert main(["run", unknown, str(root), str(out)]) == ExitCode.USAGE
+    assert "gaussian" in capsys.readouterr().err  # did-you-mean
+    assert main(["run", _pipe(tmp_path), str(root), str(out), "--bogus-flag"]) == ExitCode.USAGE
+    assert main(["report", str(tmp_path / "missing.parquet")]) == ExitCode.USAGE
+    assert not out.exists()  # nothing was started
+
+
+def test_no_input(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["run", _pipe(tmp_path), str(tmp_path / "empty"), str(tmp_path / "out")])
+    assert code == ExitCode.NO_INPUT
+    assert "no image files" in capsys.readouterr().err

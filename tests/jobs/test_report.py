@@ -1,0 +1,40 @@
+"""The HTML report: counts, reasons, inline thumbnails and figures, self-contained."""
+
+from __future__ import annotations
+
+import re
+
+from pixelmill.jobs import run
+from pixelmill.manifest import ManifestWriter
+from pixelmill.report import build_report, measurement_columns
+
+
+def test_report_of_a_job(collection, tmp_path, engine, blur_pipeline):
+    root, _kinds = collection
+    out = tmp_path / "out"
+    summary = run(blur_pipeline, str(root), str(out), engine=engine, progress=False)
+    page = (out / "report.html").read_text()
+    assert summary.report.endswith("report.html")
+    assert re.search(r"id='count-ok'>5<", page) and re.search(r"id='count-invalid'>2<", page)
+    for bad in ("not_an_image.jpg", "empty.png"):
+        assert bad in page
+    # 5 before/after pairs, inlined; no external references
+    assert page.count("alt='before'") == 5 and page.count("alt='after'") == 5
+    assert "alt='per-stage timings' src='data:image/png;base64," in page
+    assert not re.search(r"src='(?!data:)", page)
+    assert "images/s" in page
+
+
+def test_histograms_of_measurements(tmp_path):
+    uri = str(tmp_path / "m.parquet")
+    with ManifestWriter(uri) as w:
+        for i in range(20):
+            w.append({"key": f"k{i}", "uri": f"/none/{i}.png", "status": "ok", "width": 10,
+                      "sharpness": float(i), "blurry": i < 5, "t_read": 0.001})
+        w.append({"key": "bad", "uri": "/none/bad.png", "status": "failed",
+                  "reason": "pipeline: ValueError: <b>escaped</b>"})
+    rows = [{"sharpness": 1.0, "blurry": True, "width": 3, "t_read": 0.1, "vec_x": [1.0]}]
+    assert measurement_columns(rows) == ["sharpness", "blurry"]
+    page = build_report(uri)
+    assert "alt='measurement histograms' src='data:image/png;base64," in page
+    assert "&lt;b&gt;escaped&lt;/b&gt;" in page and "<b>escaped" not in page
