@@ -54,9 +54,9 @@ def origin_step(scale: float | Fraction) -> int:
 
 
 def scaled_length(n: int, scale: float | Fraction) -> int:
-    """Output length for an input length ``n`` (rounded half up, as OpenCV's resize does)."""
-    f = as_fraction(scale)
-    return math.floor(n * f + Fraction(1, 2))
+    """Output length for an input length ``n``: ``round(n × scale)``, half to even, as OpenCV's
+    ``resize(fx=...)`` and the resize op compute it."""
+    return round(n * as_fraction(scale))
 
 
 def scaled_shape(height: int, width: int, scale: float | Fraction) -> tuple[int, int]:

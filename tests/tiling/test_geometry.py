@@ -27,7 +27,7 @@ scales = st.sampled_from([Fraction(1), Fraction(2), Fraction(3), Fraction(4), Fr
                           Fraction(3, 2), Fraction(2, 3), Fraction(1, 4)])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(h=sizes, w=sizes, tile=tiles, halo=halos)
 def test_cores_cover_exactly_once(h, w, tile, halo):
     count = np.zeros((h, w), np.int32)
@@ -41,7 +41,7 @@ def test_cores_cover_exactly_once(h, w, tile, halo):
     assert len({(t.row, t.col) for t in windows}) == len(windows)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(h=sizes, w=sizes, tile=tiles, halo=halos)
 def test_halo_contains_core_and_stays_inside(h, w, tile, halo):
     for win in grid(h, w, tile, halo):
@@ -55,10 +55,13 @@ def test_halo_contains_core_and_stays_inside(h, w, tile, halo):
         assert bottom == min(halo, h - cy1) and right == min(halo, w - cx1)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(h=sizes, w=sizes, tile=tiles, halo=halos, scale=scales)
 def test_scaling_then_cropping_gives_scaled_core(h, w, tile, halo, scale):
     step = origin_step(scale)
+    # exact tiling of a resampling step needs a whole number of output pixels (see
+    # PipelinePlan.size_problem); other sizes are processed whole
+    h, w = -(-h // step) * step, -(-w // step) * step
     halo = tile_halo(halo, step)
     out_h, out_w = scaled_length(h, scale), scaled_length(w, scale)
     count = np.zeros((out_h, out_w), np.int32)

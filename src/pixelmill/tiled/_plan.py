@@ -1,0 +1,206 @@
+"""What a pipeline needs to be tiled exactly, and how big tiles may be within a memory budget."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from pixelmill.errors import InvalidParameterError, TilingError
+from pixelmill.pipeline import Pipeline
+from pixelmill.tiling import as_fraction, tile_halo
+
+__all__ = [
+    "PipelinePlan",
+    "analyze",
+    "choose_tiling",
+    "default_memory",
+    "parse_memory",
+    "tile_work_bytes",
+]
+
+#: resident memory of one idle worker process with numpy, OpenCV, zarr and tifffile loaded
+WORKER_BASE_BYTES = 170 * 2**20
+#: bytes of working memory per value of the halo tile (read buffer, float temporaries, output)
+BYTES_PER_VALUE = 24
+#: tile sizes tried, largest first, when the budget chooses
+TILE_CHOICES = (4096, 2048, 1024, 512, 256, 128, 64)
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """The tiling facts of a pipeline: halo (whole pixels), scale, origin step, wrap borders.
+
+    ``problem`` says why the pipeline cannot be tiled exactly (naming the step and op), or is
+    ``None`` when it can.
+    """
+
+    pipeline: Pipeline
+    halo: int
+    scale: Fraction
+    step: int
+    wrap: bool
+    max_scale: float
+    problem: str | None
+
+    @property
+    def tileable(self) -> bool:
+        return self.problem is None
+
+    def size_problem(self, height: int, width: int) -> str | None:
+        """Why this image's size prevents exact tiling, or None.
+
+        A step that changes the size is translation-invariant only when it maps the image to a
+        whole number of pixels (``47 × 0.5`` is not: OpenCV then resamples the whole row with a
+        ratio of 47/24, which no tile can reproduce).
+        """
+        if self.problem is not None:
+            return self.problem
+        cum = Fraction(1)
+        for i, s in enumerate(self.pipeline.steps):
+            cum *= as_fraction(s.scale or 1.0)
+            if (height * cum).denominator != 1 or (width * cum).denominator != 1:
+                return (f"steps[{i}] ({s.op}): scales {width}×{height} by {float(cum):g} to a "
+                        "fraction of a pixel, so its sampling grid depends on the whole image")
+        return None
+
+
+def _uses_wrap(step) -> bool:
+    spec = step.spec
+    for name, value in step.params:
+        p = spec.params.get(name)
+        if value == "wrap" and p is not None and p.choices and "wrap" in p.choices:
+            return True
+    return False
+
+
+def analyze(pipeline: Pipeline) -> PipelinePlan:
+    """Derive the tile halo, scale and origin step from the pipeline's declared ops."""
+    problems = [f"steps[{i}] ({op}): {why}" for i, op, why in pipeline.untileable_steps()]
+    step, cum, max_scale = 1, Fraction(1), 1.0
+    wrap_ops, other_ops = [], []
+    for s in pipeline.steps:
+        sc = s.scale
+        if sc is None:
+            break
+        if s.halo > 0 and math.isfinite(s.halo):
+            (wrap_ops if _uses_wrap(s) else other_ops).append(s.op)
+        cum *= as_fraction(sc)
+        step = math.lcm(step, cum.denominator)
+        max_scale = max(max_scale, float(cum))
+    if wrap_ops and other_ops:
+        problems.append(
+            f"{', '.join(wrap_ops)} wraps around the image border while {', '.join(other_ops)} "
+            "does not; tiles cannot give both the same context")
+    if problems:
+        return PipelinePlan(pipeline, 0, Fraction(1), 1, False, max_scale, "; ".join(problems))
+    halo = tile_halo(pipeline.halo, step)
+    return PipelinePlan(pipeline, halo, as_fraction(pipeline.scale or 1.0), step, bool(wrap_ops),
+                        max_scale, None)
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12,
+          "tib": 2**40}
+
+
+def parse_memory(value: str | int | float | None, field: str = "memory") -> int | None:
+    """``"2GB"``, ``"512MiB"``, ``"1.5G"`` or a number of bytes -> bytes (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise InvalidParameterError(f"{field}: expected a positive size, got {value!r}",
+                                        field=field)
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise InvalidParameterError(
+            f"{field}: expected a size like 2GB, 512MB or 1.5GiB, got {value!r}", field=field)
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def default_memory() -> int:
+    """Half the memory available now, at most 4 GiB."""
+    import psutil
+
+    return int(min(4 * 2**30, psutil.virtual_memory().available // 2))
+
+
+def tile_work_bytes(tile: int, halo: int, channels: int, itemsize: int,
+                    max_scale: float = 1.0) -> int:
+    """Estimated peak working memory of one worker processing one tile."""
+    side = tile + 2 * halo
+    values = side * side * channels
+    return int(values * itemsize + values * max(1.0, max_scale) ** 2 * BYTES_PER_VALUE)
+
+
+def whole_image_bytes(height: int, width: int, channels: int, itemsize: int,
+                      max_scale: float = 1.0) -> int:
+    """Estimated peak memory of processing an image whole (pipelines with global ops)."""
+    values = height * width * channels
+    return int(values * itemsize + values * max(1.0, max_scale) ** 2 * BYTES_PER_VALUE)
+
+
+def _driver_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def assembly_bytes(width: int, channels: int, itemsize: int, band: int = 512) -> int:
+    """Peak memory the driver adds while streaming a band of rows into the output."""
+    return 3 * band * width * channels * itemsize
+
+
+def choose_tiling(
+    plan: PipelinePlan,
+    shape: tuple[int, ...],
+    dtype: str,
+    memory: int,
+    workers: int,
+    tile: int | None = None,
+) -> tuple[int, int]:
+    """``(tile, concurrency)`` that fit ``memory`` for the whole job (driver plus workers).
+
+    The largest tile from :data:`TILE_CHOICES` (or the given ``tile``) at the most workers
+    (up to ``workers``) whose estimated peak fits; a budget too small for even one worker with
+    a 64-pixel tile is a usage error naming ``--memory``.
+    """
+    h, w = shape[:2]
+    channels = shape[2] if len(shape) == 3 else 1
+    itemsize = max(np.dtype(dtype).itemsize, 1)
+    out_w = math.ceil(w * float(plan.scale))
+    fixed = _driver_bytes() + assembly_bytes(out_w, channels, 4)
+    candidates = [tile] if tile else [t for t in TILE_CHOICES if t <= max(64, max(h, w))] or [64]
+    for n in range(max(1, workers), 0, -1):
+        for t in candidates:
+            need = fixed + n * (WORKER_BASE_BYTES + tile_work_bytes(
+                t, plan.halo, channels, itemsize, plan.max_scale))
+            if need <= memory:
+                return t, n
+    smallest = candidates[-1]
+    need = fixed + WORKER_BASE_BYTES + tile_work_bytes(smallest, plan.halo, channels, itemsize,
+                                                       plan.max_scale)
+    raise InvalidParameterError(
+        f"--memory: {memory / 2**20:.0f} MiB is too small for this image and pipeline "
+        f"(one worker with {smallest}-pixel tiles needs about {need / 2**20:.0f} MiB)",
+        field="memory")
+
+
+def check_whole(plan: PipelinePlan, shape: tuple[int, ...], dtype: str, memory: int) -> None:
+    """Refuse a pipeline that cannot be tiled when the image does not fit the budget whole."""
+    problem = plan.size_problem(shape[0], shape[1])
+    channels = shape[2] if len(shape) == 3 else 1
+    need = (_driver_bytes() + WORKER_BASE_BYTES
+            + whole_image_bytes(shape[0], shape[1], channels, np.dtype(dtype).itemsize,
+                                plan.max_scale))
+    if need > memory:
+        raise TilingError(
+            f"cannot tile this pipeline exactly — {problem} — and the "
+            f"{shape[1]}×{shape[0]} image needs about {need / 2**20:.0f} MiB to process whole, "
+            f"more than the memory budget of {memory / 2**20:.0f} MiB")
