@@ -260,6 +260,15 @@ class OpSpec:
         return bound
 
     def halo(self, params: Mapping[str, Any]) -> float:
+        """Input pixels of context per side for ``params`` (``GLOBAL`` if the whole image).
+
+        A ``wrap`` border reads the opposite edge of the image, so an op whose border ``mode``
+        is ``"wrap"`` is global whatever its kernel size.
+        """
+        mode = self.params.get("mode")
+        if (mode is not None and mode.choices is not None and "wrap" in mode.choices
+                and params.get("mode") == "wrap"):
+            return GLOBAL
         rule = self.halo_rule
         return float(rule(params) if callable(rule) else rule)
 

@@ -283,7 +283,7 @@ def rotate(
     """
     image = check_image(image, "rotate")
     if float(angle) % 90 == 0:
-        return np.ascontiguousarray(np.rot90(image, int(angle // 90) % 4))
+        return np.rot90(image, int(angle // 90) % 4).copy()
     h, w = image.shape[:2]
     center = ((w - 1) / 2.0, (h - 1) / 2.0)
     matrix = cv2.getRotationMatrix2D(center, float(angle), 1.0)
