@@ -159,13 +159,13 @@ def image_schema():
         StructType,
     )
 
-    return StructType([
+    return StructType([  # all nullable, as in the DataFrames Spark's reader returns
         StructField("origin", StringType(), True),
-        StructField("height", IntegerType(), False),
-        StructField("width", IntegerType(), False),
-        StructField("nChannels", IntegerType(), False),
-        StructField("mode", IntegerType(), False),
-        StructField("data", BinaryType(), False),
+        StructField("height", IntegerType(), True),
+        StructField("width", IntegerType(), True),
+        StructField("nChannels", IntegerType(), True),
+        StructField("mode", IntegerType(), True),
+        StructField("data", BinaryType(), True),
     ])
 
 
