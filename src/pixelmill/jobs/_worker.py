@@ -7,7 +7,8 @@ one level up (the engine reports them and the driver writes the row).
 
 Shrink-on-load: when the pipeline starts with a downsizing ``resize`` whose target is at most
 half the input, JPEGs are decoded directly at 1/2, 1/4 or 1/8 scale in the DCT domain (the
-largest reduction that still leaves at least the target size), and the resize is pinned to the
+largest reduction that still leaves at least the target size and keeps the resize grid aligned
+within :data:`MAX_GRID_SHIFT` output pixels), and the resize is pinned to the
 exact width and height it would have produced from the full image, so the output size never
 depends on the shortcut. Only area-averaging resizes are shortened this way, since a DCT-domain
 downscale averages too; ``tests/jobs/test_shrink.py`` bounds the difference.
@@ -35,6 +36,9 @@ _RESERVED = frozenset({
     "pipeline", "t_read", "t_decode", "t_process", "t_encode", "t_write", "t_total",
 })
 
+#: largest misalignment (in output pixels) of the resize grid a reduced decode may cause
+MAX_GRID_SHIFT = 0.05
+
 #: resize methods that average (a DCT-domain downscale is an average too)
 _SHRINKABLE_METHODS = ("area",)
 
@@ -54,35 +58,18 @@ class JobSpec:
 def resize_target(params: Mapping[str, Any], width: int, height: int) -> tuple[int, int] | None:
     """(width, height) that a ``resize`` step with ``params`` gives for a ``width``×``height`` input.
 
-    Mirrors the resize op's size rule (rounding to the nearest integer, at least 1 pixel).
-    None when the parameters are not understood (then no shortcut is taken).
+    Asks the resize op's own size rule (:func:`pixelmill.ops.geometry.output_size`); None when
+    the parameters are not understood (then no shortcut is taken).
     """
-    def rnd(x: float) -> int:
-        return max(1, round(x))
+    from pixelmill.ops.geometry import output_size
 
-    w_req, h_req = params.get("width"), params.get("height")
-    long_side, factor = params.get("long_side"), params.get("factor")
-    short_side = params.get("short_side")
-    if w_req and h_req:
-        return int(w_req), int(h_req)
-    if long_side:
-        s = float(long_side) / max(width, height)
-        return (int(long_side), rnd(height * s)) if width >= height else (rnd(width * s),
-                                                                           int(long_side))
-    if short_side:
-        s = float(short_side) / min(width, height)
-        return (int(short_side), rnd(height * s)) if width <= height else (rnd(width * s),
-                                                                            int(short_side))
-    if w_req:
-        return int(w_req), rnd(height * float(w_req) / width)
-    if h_req:
-        return rnd(width * float(h_req) / height), int(h_req)
-    if factor:
-        fx = fy = factor
-        if isinstance(factor, tuple | list):
-            fx, fy = factor
-        return rnd(width * float(fx)), rnd(height * float(fy))
-    return None
+    try:
+        oh, ow = output_size((height, width), width=params.get("width"),
+                             height=params.get("height"), long_side=params.get("long_side"),
+                             factor=params.get("factor"))
+    except (TypeError, ValueError):
+        return None
+    return int(ow), int(oh)
 
 
 def plan_shrink(pipeline: Pipeline, width: int, height: int,
@@ -104,14 +91,16 @@ def plan_shrink(pipeline: Pipeline, width: int, height: int,
     tw, th = target
     reduce = 1
     for r in (8, 4, 2):
-        # libjpeg rounds scaled sizes up
-        if -(-width // r) >= tw and -(-height // r) >= th:
+        # libjpeg rounds scaled sizes up: the last reduced pixel then covers fewer than r input
+        # pixels, which shifts the resize grid by up to ``pad * target / size`` output pixels
+        rw, rh = -(-width // r), -(-height // r)
+        shift = max((rw * r - width) * tw / width, (rh * r - height) * th / height)
+        if rw >= tw and rh >= th and shift <= MAX_GRID_SHIFT:
             reduce = r
             break
     if reduce == 1:
         return 1, pipeline
-    pinned = {k: v for k, v in kw.items()
-              if k not in ("width", "height", "long_side", "short_side", "factor")}
+    pinned = {k: v for k, v in kw.items() if k not in ("width", "height", "long_side", "factor")}
     pinned.update(width=tw, height=th)
     try:
         step = Step.build("resize", pinned, "steps[0]")
