@@ -130,7 +130,7 @@ def test_bad_parameter_names_the_field(name, pname, value):
     spec = get_op(name)
     params = {**_params(name), pname: value}
     with pytest.raises(InvalidParameterError) as info:
-        spec.bind(params, where=f"steps[3]")
+        spec.bind(params, where="steps[3]")
     assert info.value.field is not None
     assert info.value.field.startswith(f"steps[3].{pname}")
     assert str(info.value).startswith(f"steps[3].{pname}")

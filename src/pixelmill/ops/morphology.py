@@ -87,10 +87,10 @@ def _with_params_doc(func):
 
 
 def _minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a - b, saturating at 0 for unsigned integers (a border can make b exceed a)."""
+    """a - b, floored at 0 (near the edge a border mode can make b exceed a)."""
     if a.dtype.kind == "u":
         return np.where(a > b, a - b, 0).astype(a.dtype)
-    return a - b
+    return np.maximum(a - b, 0).astype(a.dtype)
 
 
 def _opening(image, shape, size, mode):
@@ -157,7 +157,7 @@ def tophat(image: np.ndarray, *, shape: Shape = "rect", size: _SIZE = 3,
            mode: BorderMode = "reflect") -> np.ndarray:
     """White top-hat: the image minus its opening (bright details smaller than the element).
 
-    Integer results saturate at 0.
+    Results are floored at 0 (the edge's border mode can otherwise make them negative).
     """
     image = check_image(image, "tophat")
     return _minus(image, _opening(image, shape, size, mode))
@@ -169,7 +169,7 @@ def blackhat(image: np.ndarray, *, shape: Shape = "rect", size: _SIZE = 3,
              mode: BorderMode = "reflect") -> np.ndarray:
     """Black top-hat: the closing minus the image (dark details smaller than the element).
 
-    Integer results saturate at 0.
+    Results are floored at 0 (the edge's border mode can otherwise make them negative).
     """
     image = check_image(image, "blackhat")
     return _minus(_closing(image, shape, size, mode), image)

@@ -140,7 +140,8 @@ def connected_components(
     Returns
     -------
     ndarray
-        int32 H×W labels: 0 background, 1..N regions numbered in raster order of first pixel.
+        int32 H×W labels: 0 background, 1..N regions (numbered in OpenCV's deterministic scan
+        order).
     """
     image = check_image(image, "connected_components")
     fg = _foreground(image).astype(np.uint8)

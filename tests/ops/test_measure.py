@@ -1,0 +1,87 @@
+"""Measurement ops against OpenCV, SciPy and Pillow, and their dtype invariance."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageStat
+from scipy import fft, ndimage
+
+from pixelmill.ops import get_op
+
+
+def test_channel_stats_match_opencv(astronaut, camera):
+    got = get_op("channel_stats")(astronaut)
+    mean, std = cv2.meanStdDev(astronaut)
+    for i, c in enumerate("rgb"):
+        assert got[f"mean_{c}"] == pytest.approx(mean[i, 0], rel=1e-9)
+        assert got[f"std_{c}"] == pytest.approx(std[i, 0], rel=1e-9)
+    gray = get_op("channel_stats")(camera.astype(np.uint16) * 257)
+    assert set(gray) == {"mean", "std"}
+    assert gray["mean"] == pytest.approx(camera.mean() * 257)
+
+
+def test_sharpness_matches_scipy_laplace(camera):
+    got = get_op("sharpness")(camera)["sharpness"]
+    want = ndimage.laplace(camera.astype(np.float64), mode="reflect").var()
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["sharpness", "brightness_contrast", "blur_flag"])
+def test_measures_are_dtype_invariant(camera, name):
+    """The same picture as uint8, uint16 (×257) and float32 (÷255) measures the same."""
+    u8 = get_op(name)(camera)
+    u16 = get_op(name)(camera.astype(np.uint16) * 257)
+    f32 = get_op(name)(camera.astype(np.float32) / 255)
+    for key, value in u8.items():
+        assert u16[key] == pytest.approx(value, rel=1e-5)
+        assert f32[key] == pytest.approx(value, rel=1e-5)
+
+
+def test_brightness_contrast_matches_pillow(astronaut):
+    got = get_op("brightness_contrast")(astronaut)
+    stat = ImageStat.Stat(Image.fromarray(astronaut).convert("L"))
+    assert got["brightness"] == pytest.approx(stat.mean[0] / 255, abs=0.5 / 255)
+    assert got["contrast"] == pytest.approx(stat.stddev[0] / 255, abs=0.5 / 255)
+
+
+def test_blur_flag_separates_sharp_from_blurred(astronaut):
+    blurred = get_op("gaussian")(astronaut, sigma=3.0)
+    assert get_op("blur_flag")(astronaut) == {"blurry": False}
+    assert get_op("blur_flag")(blurred) == {"blurry": True}
+    s = get_op("sharpness")(blurred)["sharpness"]
+    assert get_op("blur_flag")(blurred, threshold=s * 0.99) == {"blurry": False}
+
+
+def _phash_reference(gray: np.ndarray, hash_size=8, factor=4) -> int:
+    """imagehash's recipe with SciPy's DCT: shrink, DCT rows and columns, compare to median."""
+    n = hash_size * factor
+    small = cv2.resize(gray.astype(np.float32), (n, n), interpolation=cv2.INTER_AREA)
+    coeffs = fft.dct(fft.dct(small.astype(np.float64), axis=0), axis=1)[:hash_size, :hash_size]
+    bits = (coeffs > np.median(coeffs)).ravel()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def _hamming(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def test_phash_matches_scipy_dct_recipe(camera):
+    got = get_op("phash")(camera)["phash"]
+    assert len(got) == 16 and int(got, 16) == _phash_reference(camera)
+
+
+def test_phash_is_perceptual(astronaut, camera):
+    from skimage import data
+
+    base = get_op("phash")(astronaut)["phash"]
+    smaller = get_op("phash")(get_op("resize")(astronaut, factor=0.37, method="area"))["phash"]
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", astronaut[..., ::-1],
+                                     [cv2.IMWRITE_JPEG_QUALITY, 40])[1], cv2.IMREAD_COLOR)[..., ::-1]
+    recoded = get_op("phash")(np.ascontiguousarray(jpeg))["phash"]
+    assert _hamming(base, smaller) <= 4
+    assert _hamming(base, recoded) <= 4
+    for other in (camera, data.coffee(), data.chelsea()):
+        assert _hamming(base, get_op("phash")(other)["phash"]) >= 16
+    assert len(get_op("phash")(camera, hash_size=16)["phash"]) == 64
