@@ -24,3 +24,13 @@ def require_shipped(name: str, scale: int) -> None:
     """Skip (saying so) when the weights of ``name`` at ``scale`` are not shipped yet."""
     if not shipped(name, scale):
         pytest.skip(f"weights {name}_x{scale} are not shipped yet")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread: the suite shares two cores with other workers (no oversubscription)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

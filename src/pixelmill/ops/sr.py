@@ -1,1 +1,80 @@
 """Super-resolution ops (the ``super_resolve`` op is declared here; models live in pixelmill.sr)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from pixelmill.ops._common import check_image
+from pixelmill.ops._registry import op
+from pixelmill.sr.receptive import receptive_field
+
+__all__ = ["super_resolve"]
+
+
+def _halo(params: Mapping[str, Any]) -> int:
+    if params["model"] == "bicubic":
+        return 2  # MATLAB's bicubic reads 2 input pixels on each side when enlarging
+    return max(receptive_field(params["model"], int(params["scale"])), 2)
+
+
+def _check(params: Mapping[str, Any]) -> str | None:
+    from pixelmill.sr.weights import WEIGHTS_DIR, available_models
+
+    if params["model"] == "bicubic":
+        return None
+    if not (WEIGHTS_DIR / f"{params['model']}_x{params['scale']}.safetensors").exists():
+        shipped = ", ".join(f"{c['name']} x{c['scale']}" for c in available_models()) or "none"
+        return (f"no shipped weights for model {params['model']!r} at scale {params['scale']} "
+                f"(shipped: {shipped})")
+    return None
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@op(family="sr", halo=_halo, scale=lambda p: float(p["scale"]), check=_check)
+def super_resolve(
+    image: np.ndarray,
+    *,
+    model: Literal["edsr", "fsrcnn", "espcn", "bicubic"] = "edsr",
+    scale: Literal[2, 3, 4] = 2,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+) -> np.ndarray:
+    """Upscale by ``scale`` with a shipped super-resolution network (on the BT.601 Y channel).
+
+    Cb and Cr are upscaled with MATLAB's bicubic; gray images go through the network as they
+    are; an alpha channel is upscaled bicubically. The network is loaded once per process.
+    Its receptive field is the op's halo, so tiled output equals whole-image output.
+
+    Parameters
+    ----------
+    image : ndarray
+        H×W or H×W×C (C = 1, 3 or 4), uint8, uint16 or float32 (float taken as nominal [0, 1]).
+    model : str
+        Shipped network: ``edsr`` (best), ``fsrcnn``, ``espcn``; ``bicubic`` for MATLAB's bicubic.
+    scale : int
+        Upscaling factor: 2, 3 or 4.
+    device : str
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+
+    Returns
+    -------
+    ndarray
+        (S·H)×(S·W)[×C], same dtype as ``image``.
+    """
+    check_image(image, "super_resolve")
+    from pixelmill.sr.infer import upscale_image
+
+    if model == "bicubic":
+        return upscale_image(image, None, scale)
+    from pixelmill.sr.weights import load_model
+
+    return upscale_image(image, load_model(model, scale, _device(device)), scale)

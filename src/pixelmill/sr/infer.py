@@ -17,7 +17,7 @@ from pixelmill.sr.color import rgb_to_ycbcr, ycbcr_to_rgb
 from pixelmill.sr.imresize import imresize
 from pixelmill.sr.weights import LoadedModel
 
-__all__ = ["upscale_image", "upscale_luma", "upscale_luma_batch"]
+__all__ = ["upscale_batch", "upscale_image", "upscale_luma", "upscale_luma_batch"]
 
 
 def _white(dtype: np.dtype) -> float:
@@ -47,27 +47,44 @@ def _to_output(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def upscale_image(
-    image: np.ndarray, model: LoadedModel | None, scale: int
-) -> np.ndarray:
+def upscale_image(image: np.ndarray, model: LoadedModel | None, scale: int) -> np.ndarray:
     """Upscale an H×W, H×W×1, H×W×3 or H×W×4 image by ``scale``; ``model=None`` is bicubic.
 
     Alpha (a 4th channel) is upscaled with MATLAB's bicubic. Output has the input's dtype.
     """
-    white = _white(image.dtype)
+    return upscale_batch([image], model, scale)[0]
+
+
+def upscale_batch(
+    images: Sequence[np.ndarray], model: LoadedModel | None, scale: int
+) -> list[np.ndarray]:
+    """:func:`upscale_image` of several equally-shaped images with one network pass."""
     if model is None:
-        return imresize(image, scale)
-    x = image.astype(np.float64) / white
-    squeeze = image.ndim == 3 and image.shape[2] == 1
-    if image.ndim == 2 or squeeze:
-        plane = x if image.ndim == 2 else x[..., 0]
-        out = upscale_luma(model, plane)
-        return _to_output(out[..., None] if squeeze else out, image.dtype)
-    ycc = rgb_to_ycbcr(x[..., :3])
-    up = imresize(ycc, scale)  # float64: Cb/Cr (and a Y we replace) by MATLAB's bicubic
-    up[..., 0] = upscale_luma(model, ycc[..., 0])
-    rgb = ycbcr_to_rgb(up)
-    if image.shape[2] > 3:
-        extra = imresize(x[..., 3:], scale)
-        rgb = np.concatenate([rgb, extra], axis=2)
-    return _to_output(rgb, image.dtype)
+        return [imresize(im, scale) for im in images]
+    first = images[0]
+    white = _white(first.dtype)
+    gray = first.ndim == 2 or first.shape[2] == 1
+    planes, colour = [], []
+    for im in images:
+        x = im.astype(np.float64) / white
+        if gray:
+            planes.append(x if im.ndim == 2 else x[..., 0])
+        else:
+            ycc = rgb_to_ycbcr(x[..., :3])
+            planes.append(ycc[..., 0])
+            colour.append((ycc, x[..., 3:]))
+    lumas = upscale_luma_batch(model, planes)
+    out = []
+    for i, im in enumerate(images):
+        if gray:
+            y = lumas[i]
+            out.append(_to_output(y[..., None] if im.ndim == 3 else y, im.dtype))
+            continue
+        ycc, alpha = colour[i]
+        up = imresize(ycc, scale)  # float64: Cb/Cr by MATLAB's bicubic; Y is replaced
+        up[..., 0] = lumas[i]
+        rgb = ycbcr_to_rgb(up)
+        if alpha.shape[2]:
+            rgb = np.concatenate([rgb, imresize(alpha, scale)], axis=2)
+        out.append(_to_output(rgb, im.dtype))
+    return out

@@ -14,13 +14,14 @@ with that many pixels of halo and cropped at multiples of S equals whole-image i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from pixelmill.sr.receptive import receptive_field
 
 __all__ = ["ARCHITECTURES", "EDSR", "ESPCN", "FSRCNN", "build_model", "receptive_field"]
 
@@ -95,7 +96,7 @@ class EDSR(nn.Module):
 
 
 #: architecture name -> (class, default hyper-parameters)
-ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+ARCHITECTURES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {  # defaults: receptive.py
     "espcn": (ESPCN, {"channels": 64}),
     "fsrcnn": (FSRCNN, {"d": 56, "s": 12, "m": 4}),
     "edsr": (EDSR, {"channels": 32, "blocks": 4, "res_scale": 1.0}),
@@ -106,18 +107,3 @@ def build_model(arch: str, scale: int, params: Mapping[str, Any] | None = None) 
     """A fresh network of architecture ``arch`` for integer ``scale`` (2, 3 or 4)."""
     cls, defaults = ARCHITECTURES[arch]
     return cls(scale, **{**defaults, **dict(params or {})})
-
-
-def receptive_field(arch: str, scale: int, params: Mapping[str, Any] | None = None) -> int:
-    """Input pixels of context an output pixel depends on, on each side (an upper bound)."""
-    p = {**ARCHITECTURES[arch][1], **dict(params or {})}
-    if arch == "espcn":
-        return 2 + 1 + 1
-    if arch == "fsrcnn":
-        # 5×5 conv (2) + m 3×3 convs (m) + the 9×9 deconvolution at stride S: an output pixel
-        # reads inputs within ceil(4 / S) + 1 positions of its own.
-        return 2 + int(p["m"]) + math.ceil(4 / scale) + 1
-    if arch == "edsr":
-        # head + 2 per block + body tail + tail, and 2 for the bicubic skip (4-tap kernel).
-        return max(1 + 2 * int(p["blocks"]) + 1 + 1, 2)
-    raise KeyError(arch)
