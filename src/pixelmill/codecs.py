@@ -16,14 +16,12 @@ TIFF) or float32 (float TIFF). Bit depth is read from the header, never guessed 
 
 from __future__ import annotations
 
+import importlib
 import io
 import posixpath
 import struct
 from dataclasses import dataclass
-
-import cv2
-import numpy as np
-from PIL import Image
+from typing import Any
 
 from pixelmill.errors import DecodeError, InvalidParameterError, PixelLimitError
 
@@ -45,8 +43,33 @@ DEFAULT_MAX_PIXELS = 500_000_000
 #: formats :func:`encode` writes
 ENCODE_FORMATS = ("jpg", "png", "tif", "webp")
 
-# pixelmill enforces its own limit (``max_pixels``) before Pillow decodes anything.
-Image.MAX_IMAGE_PIXELS = None
+
+
+class _LazyModule:
+    """A module imported on first use, so that header-only work (``scan``) starts fast.
+
+    On first attribute access the real module replaces this placeholder in the globals.
+    """
+
+    def __init__(self, alias: str, name: str, setup: Any = None) -> None:
+        self._alias, self._name, self._setup = alias, name, setup
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self._name)
+        if self._setup is not None:
+            self._setup(module)
+        globals()[self._alias] = module
+        return getattr(module, attr)
+
+
+def _no_pillow_limit(module: Any) -> None:
+    # pixelmill enforces its own limit (``max_pixels``) before Pillow decodes anything.
+    module.MAX_IMAGE_PIXELS = None
+
+
+cv2: Any = _LazyModule("cv2", "cv2")
+np: Any = _LazyModule("np", "numpy")
+Image: Any = _LazyModule("Image", "PIL.Image", _no_pillow_limit)
 
 _EXT_FORMATS = {
     ".jpg": "jpg", ".jpeg": "jpg", ".jpe": "jpg", ".jfif": "jpg", ".png": "png",
@@ -59,10 +82,14 @@ _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_REDUCE_COLOR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-_REDUCE_GRAY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
-                4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+_REDUCE = (1, 2, 4, 8)
+
+
+def _jpeg_flags(gray: bool, reduce: int) -> int:
+    """OpenCV imread flags for a JPEG: colour or gray, DCT-domain reduce, raw orientation."""
+    name = ("GRAYSCALE" if gray else "COLOR") if reduce == 1 else (
+        f"REDUCED_GRAYSCALE_{reduce}" if gray else f"REDUCED_COLOR_{reduce}")
+    return getattr(cv2, "IMREAD_" + name) | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 @dataclass(frozen=True)
@@ -235,7 +262,7 @@ def _tiff_layout(page) -> tuple[int, str]:
     raise DecodeError(f"unsupported TIFF layout (photometric {photometric}, {spp} samples)")
 
 
-def _pil_layout(im: Image.Image) -> tuple[int, int]:
+def _pil_layout(im: Any) -> tuple[int, int]:
     """(decoded channels, bit depth) for a Pillow image opened lazily."""
     mode = im.mode
     if mode in ("1", "L", "I;16", "I;16L", "I;16B", "I;16N", "F", "I"):
@@ -316,8 +343,7 @@ def _bgr_to_rgb(arr: np.ndarray) -> np.ndarray:
 def _decode_cv2(data: bytes, info: ImageInfo, reduce: int) -> np.ndarray:
     buf = np.frombuffer(data, np.uint8)
     if info.format == "jpg":
-        table = _REDUCE_GRAY if info.channels == 1 else _REDUCE_COLOR
-        flags = table[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
+        flags = _jpeg_flags(info.channels == 1, reduce)
     else:
         flags = cv2.IMREAD_UNCHANGED
     arr = cv2.imdecode(buf, flags)
@@ -435,7 +461,7 @@ def decode(
     DecodeError
         The data is not a readable image (truncated, corrupt, unknown format).
     """
-    if reduce not in _REDUCE_COLOR:
+    if reduce not in _REDUCE:
         raise InvalidParameterError(f"reduce: expected 1, 2, 4 or 8, got {reduce!r}",
                                     field="reduce")
     info = probe(data)
@@ -459,8 +485,7 @@ def verify(
     if info.format in ("jpg", "png") and info.pixels < (1 << 30):
         flags = cv2.IMREAD_UNCHANGED
         if info.format == "jpg":
-            flags = (cv2.IMREAD_COLOR if info.channels > 1 else cv2.IMREAD_GRAYSCALE)
-            flags |= cv2.IMREAD_IGNORE_ORIENTATION
+            flags = _jpeg_flags(info.channels == 1, 1)
         if cv2.imdecode(np.frombuffer(data, np.uint8), flags) is None:
             raise DecodeError(f"corrupt or truncated {info.format.upper()} data")
     else:

@@ -25,8 +25,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from pixelmill import codecs, storage
 from pixelmill.engines import UnitFailure, get_engine
 from pixelmill.errors import (
@@ -38,19 +36,34 @@ from pixelmill.errors import (
 )
 from pixelmill.progress import Progress
 
-__all__ = ["SCAN_SCHEMA", "ScanOptions", "scan", "scan_file", "summarize"]
+__all__ = ["SCAN_COLUMNS", "ScanOptions", "scan", "scan_file", "scan_schema",
+           "summarize"]
 
 #: bytes read for a header-only probe of a JPEG or PNG (the rest is read only when needed)
 HEAD_BYTES = 64 * 1024
 
-#: columns of the scan manifest (``sha256`` only when asked for)
-SCAN_SCHEMA = pa.schema([
-    ("uri", pa.string()), ("bytes", pa.int64()), ("format", pa.string()),
-    ("width", pa.int32()), ("height", pa.int32()), ("channels", pa.int32()),
-    ("bit_depth", pa.int32()), ("mode", pa.string()), ("pages", pa.int32()),
-    ("orientation", pa.int32()), ("label", pa.string()), ("valid", pa.bool_()),
-    ("reason", pa.string()), ("sha256", pa.string()),
-])
+#: columns of the scan manifest and their Arrow types (``sha256`` only when asked for)
+SCAN_COLUMNS = (
+    ("uri", "string"), ("bytes", "int64"), ("format", "string"), ("width", "int32"),
+    ("height", "int32"), ("channels", "int32"), ("bit_depth", "int32"), ("mode", "string"),
+    ("pages", "int32"), ("orientation", "int32"), ("label", "string"), ("valid", "bool"),
+    ("reason", "string"), ("sha256", "string"),
+)
+
+
+def scan_schema(sha256: bool = True) -> Any:
+    """The Arrow schema of a scan table (pyarrow is imported only on the driver)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.type_for_alias(kind)) for name, kind in SCAN_COLUMNS
+                      if sha256 or name != "sha256"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCAN_SCHEMA":
+        return scan_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: megapixel buckets of the summary: (upper bound in pixels, name)
 SIZE_BUCKETS = ((250_000, "< 0.25 MP"), (1_000_000, "0.25-1 MP"), (4_000_000, "1-4 MP"),
@@ -103,9 +116,11 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
         "reason": None, "sha256": None,
     }
     try:
-        if fs is None:
-            fs, _ = storage.get_fs(entry.uri, options.storage_options)
-            local = storage.is_local(fs)
+        if local is None:
+            local = "://" not in entry.uri  # listings give local files as plain paths
+            if not local:
+                fs, _ = storage.get_fs(entry.uri, options.storage_options)
+                local = storage.is_local(fs)
         whole = options.verify or options.sha256
         data, complete = _read(fs, bool(local), entry.uri, whole)
         row["bytes"] = len(data) if complete else entry.size
@@ -142,16 +157,17 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
 def _scan_unit(options: ScanOptions, entries: tuple[storage.FileEntry, ...]) -> list[dict]:
     """Work unit: scan a batch of files sharing one filesystem."""
     fs, local = None, None
-    try:
-        fs, _ = storage.get_fs(entries[0].uri, options.storage_options)
-        local = storage.is_local(fs)
-    except PixelmillError:
-        pass
+    if "://" in entries[0].uri:
+        try:
+            fs, _ = storage.get_fs(entries[0].uri, options.storage_options)
+            local = storage.is_local(fs)
+        except PixelmillError:
+            pass
     return [scan_file(e, options, fs, local) for e in entries]
 
 
 def _failed_row(entry: storage.FileEntry, options: ScanOptions, failure: UnitFailure) -> dict:
-    row = {name: None for name in SCAN_SCHEMA.names}
+    row = {name: None for name, _ in SCAN_COLUMNS}
     row.update(uri=entry.uri, bytes=entry.size, valid=False,
                label=storage.label_from_path(entry.relpath, options.label_from),
                reason=f"{'timed out' if failure.kind == 'timeout' else 'worker crashed'}: "
@@ -211,7 +227,7 @@ def scan(
     storage_options: Mapping[str, Any] | None = None,
     max_pixels: int | None = codecs.DEFAULT_MAX_PIXELS,
     progress: bool = False,
-) -> pa.Table:
+) -> Any:
     """Inventory the images under ``url``: one row per file, bad files included with a reason.
 
     Parameters
@@ -244,7 +260,7 @@ def scan(
     Returns
     -------
     pyarrow.Table
-        Columns of :data:`SCAN_SCHEMA` (``sha256`` only with ``sha256=True``), sorted by URI.
+        Columns of :data:`SCAN_COLUMNS` (``sha256`` only with ``sha256=True``), sorted by URI.
         ``width``/``height`` are as :func:`pixelmill.read_image` returns them (EXIF applied).
 
     Raises
@@ -282,8 +298,9 @@ def scan(
         if own:
             eng.close()
     rows.sort(key=lambda r: r["uri"])
-    schema = SCAN_SCHEMA if sha256 else SCAN_SCHEMA.remove(SCAN_SCHEMA.get_field_index("sha256"))
-    return pa.Table.from_pylist(rows, schema=schema)
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=scan_schema(sha256))
 
 
 def _bucket(pixels: int | None) -> str:
@@ -296,7 +313,7 @@ def _reason_group(reason: str) -> str:
     return reason.split(" (")[0].split(": ")[0]
 
 
-def summarize(table: pa.Table, examples: int = 3) -> dict[str, Any]:
+def summarize(table: Any, examples: int = 3) -> dict[str, Any]:
     """Counts of a scan table: by label, format, size bucket; invalid files grouped by reason."""
     rows = table.to_pylist()
     valid = [r for r in rows if r["valid"]]

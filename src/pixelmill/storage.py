@@ -19,9 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
-from fsspec.core import url_to_fs
-
 from pixelmill.errors import MissingDependencyError, StorageError, UsageError
 
 __all__ = [
@@ -75,11 +72,15 @@ def parse_storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(filesystem, path)`` for a URL; unknown protocols and missing clients fail clearly."""
+    from fsspec.core import url_to_fs  # imported here: workers reading local files skip it
+
     url = os.fspath(url)
     try:
         return url_to_fs(url, **dict(storage_options or {}))
     except ValueError as e:
         if "Protocol not known" in str(e) or "not known" in str(e):
+            import fsspec
+
             proto = url.split("://", 1)[0]
             known = ", ".join(sorted(p for p in fsspec.available_protocols() if len(p) > 1)[:30])
             raise UsageError(f"{url}: unknown storage protocol {proto!r} (known: {known}, ...)") from e

@@ -1,0 +1,162 @@
+"""Benchmark ``pixelmill.scan``: header-only and ``--verify`` rates on N JPEG photos.
+
+Baseline measured in the same run: a bare loop over the fastest JPEG decoder available (chosen
+among OpenCV, Pillow and imagecodecs on a sample), reading each file and decoding it, spread
+over the same number of processes as the scan's workers.
+
+Targets (issue 2): header-only >= 3,000 files/s on 2 cores; verify >= 85 % of the pure decode
+rate.
+
+    .venv/bin/python benchmarks/bench_scan.py            # 10,000 files of 640x480
+    .venv/bin/python benchmarks/bench_scan.py --n 2000 --size 320x240
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing as mp
+import os
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def make_photos(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
+    """``n`` JPEG photos (random crops of scikit-image's sample photographs), cached on disk."""
+    from skimage import data
+
+    paths = [folder / f"{i // 1000:03d}" / f"photo_{i:06d}.jpg" for i in range(n)]
+    stamp = folder / f".made-{n}-{size[0]}x{size[1]}"
+    if stamp.exists():
+        return paths
+    shutil.rmtree(folder, ignore_errors=True)
+    sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(),
+               cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)]
+    sources = [cv2.resize(s, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_CUBIC)
+               for s in sources]
+    rng = np.random.default_rng(seed)
+    w, h = size
+    for i, path in enumerate(paths):
+        src = sources[i % len(sources)]
+        y = int(rng.integers(0, src.shape[0] - h))
+        x = int(rng.integers(0, src.shape[1] - w))
+        crop = cv2.cvtColor(np.ascontiguousarray(src[y:y + h, x:x + w]), cv2.COLOR_RGB2BGR)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        path.write_bytes(buf.tobytes())
+    stamp.touch()
+    return paths
+
+
+def _decoders():
+    from PIL import Image
+
+    out = {
+        "opencv": lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR),
+        "pillow": lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("RGB")),
+    }
+    try:
+        import imagecodecs
+
+        out["imagecodecs"] = imagecodecs.jpeg8_decode
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import simplejpeg
+
+        out["simplejpeg"] = simplejpeg.decode_jpeg
+    except ImportError:
+        pass
+    return out
+
+
+def _decode_files(args: tuple[str, list[str]]) -> int:
+    name, paths = args
+    decode = _decoders()[name]
+    for p in paths:
+        with open(p, "rb") as f:
+            decode(f.read())
+    return len(paths)
+
+
+def fastest_decoder(paths: list[Path], sample: int = 200) -> tuple[str, dict[str, float]]:
+    blobs = [p.read_bytes() for p in paths[:sample]]
+    rates = {}
+    for name, decode in _decoders().items():
+        decode(blobs[0])
+        t = time.perf_counter()
+        for b in blobs:
+            decode(b)
+        rates[name] = len(blobs) / (time.perf_counter() - t)
+    return max(rates, key=rates.get), rates
+
+
+def pure_decode_rate(name: str, paths: list[Path], workers: int) -> float:
+    """Files/s of a bare read+decode loop over ``workers`` processes (pool start excluded)."""
+    chunks = [[str(p) for p in paths[i::workers]] for i in range(workers)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        pool.map(_decode_files, [(name, c[:5]) for c in chunks])  # warm the workers up
+        t = time.perf_counter()
+        done = sum(pool.map(_decode_files, [(name, c) for c in chunks]))
+        return done / (time.perf_counter() - t)
+
+
+def timed_scan(folder: Path, workers: int, **kw) -> tuple[float, float, int]:
+    """(files/s end to end, files/s with the engine already started, invalid)."""
+    from pixelmill.engines.local import LocalEngine
+    from pixelmill.inventory import scan
+
+    t = time.perf_counter()
+    table = scan(str(folder), recursive=True, workers=workers, **kw)
+    cold = table.num_rows / (time.perf_counter() - t)
+    with LocalEngine(workers=workers) as engine:
+        scan(str(folder / "000"), engine=engine, **kw)  # start and warm the workers
+        t = time.perf_counter()
+        table = scan(str(folder), recursive=True, engine=engine, **kw)
+        warm = table.num_rows / (time.perf_counter() - t)
+    invalid = table.num_rows - sum(table.column("valid").to_pylist())
+    return cold, warm, invalid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="number of JPEG files")
+    parser.add_argument("--size", default="640x480", help="WxH of each photo")
+    parser.add_argument("--workers", type=int, default=None, help="default: CPU cores")
+    parser.add_argument("--dir", default="bench-out/scan", help="where the photos are made")
+    args = parser.parse_args()
+    from pixelmill.engines import default_workers
+
+    workers = args.workers or default_workers()
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    folder = Path(args.dir) / f"jpeg-{args.n}-{w}x{h}"
+    t = time.perf_counter()
+    paths = make_photos(folder, args.n, (w, h))
+    mb = sum(p.stat().st_size for p in paths) / 1e6
+    print(f"{args.n} JPEGs of {w}x{h} ({mb:,.0f} MB) ready in {time.perf_counter() - t:.1f} s; "
+          f"{workers} workers on {os.cpu_count()} CPUs")
+
+    name, single = fastest_decoder(paths)
+    print("single-process decode rates: " + ", ".join(
+        f"{k} {v:,.0f}/s" for k, v in sorted(single.items(), key=lambda kv: -kv[1])))
+    pure = pure_decode_rate(name, paths, workers)
+    print(f"pure decode baseline ({name}, read+decode, {workers} processes): {pure:,.0f} files/s")
+
+    cold, warm, invalid = timed_scan(folder, workers)
+    print(f"scan header-only: {cold:,.0f} files/s end to end (incl. engine start, listing); "
+          f"{warm:,.0f} files/s warm   target >= 3,000  -> "
+          f"{'MET' if cold >= 3000 else 'NOT MET'}")
+    vcold, vwarm, vinvalid = timed_scan(folder, workers, verify=True)
+    print(f"scan --verify:    {vcold:,.0f} files/s end to end; {vwarm:,.0f} files/s warm  "
+          f"= {vcold / pure:.0%} / {vwarm / pure:.0%} of pure decode   target >= 85% -> "
+          f"{'MET' if vcold >= 0.85 * pure else 'NOT MET'}")
+    print(f"header-only is {cold / pure:.1f}x the pure decode rate; invalid rows: "
+          f"{invalid} / {vinvalid}")
+
+
+if __name__ == "__main__":
+    main()
