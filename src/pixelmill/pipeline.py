@@ -16,6 +16,7 @@ allowed — so nothing fails inside a worker for a mistake that could be caught 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -128,10 +129,13 @@ class Pipeline:
         if not isinstance(data, Mapping):
             raise InvalidParameterError("pipeline: expected a mapping with a 'steps' list",
                                         field="steps")
-        unknown = [k for k in data if k not in ("steps", "version", "name", "description")]
+        valid = ("steps", "name", "description", "version")
+        unknown = [k for k in data if k not in valid]
         if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), valid, 1)
+            hint = f"; did you mean {close[0]}?" if close else ""
             raise InvalidParameterError(
-                f"{unknown[0]}: unknown top-level field (valid: steps, name, description, version)",
+                f"{unknown[0]}: unknown top-level field{hint} (valid: {', '.join(valid)})",
                 field=str(unknown[0]),
             )
         steps = data.get("steps")

@@ -44,6 +44,13 @@ OUTPUT_KINDS = ("image", "labels", "measures", "vector")
 _REQUIRED = inspect.Parameter.empty
 
 
+def _number(value: float) -> str:
+    """A bound as people write it: 1000000 rather than 1e+06, 0.5 rather than 0.500000."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
 @dataclass(frozen=True)
 class Range:
     """Numeric bounds for a parameter, used as ``Annotated[float, Range(ge=0)]``."""
@@ -57,7 +64,7 @@ class Range:
         parts = []
         for sym, val in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)):
             if val is not None:
-                parts.append(f"{sym} {val:g}")
+                parts.append(f"{sym} {_number(val)}")
         return " and ".join(parts)
 
     def contains(self, value: float) -> bool:
@@ -87,7 +94,8 @@ class ParamSpec:
     def required(self) -> bool:
         return self.default is _REQUIRED
 
-    def describe_allowed(self) -> str:
+    def describe_allowed(self, element: bool = False) -> str:
+        """What a valid value looks like (``element``: one entry of a sequence parameter)."""
         if self.choices is not None:
             allowed = "one of " + ", ".join(repr(c) for c in self.choices)
         else:
@@ -97,17 +105,20 @@ class ParamSpec:
             allowed = tname
             if self.bounds is not None:
                 allowed += " " + self.bounds.describe()
+            if element:
+                return allowed
             if self.length is not None:
                 allowed = f"a list of {self.length} values, each {allowed}"
             elif self.variadic:
                 allowed = f"a list of values, each {allowed}"
-        if self.optional:
+        if self.optional and not element:
             allowed += ", or null"
         return allowed
 
     def _scalar(self, value: Any, where: str) -> Any:
+        element = self.length is not None or self.variadic
         bad = InvalidParameterError(
-            f"{where}: expected {self.describe_allowed()}, got {value!r}", field=where
+            f"{where}: expected {self.describe_allowed(element)}, got {value!r}", field=where
         )
         if self.choices is not None:
             if value not in self.choices or isinstance(value, bool) != isinstance(
@@ -116,7 +127,7 @@ class ParamSpec:
                 close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], 3)
                 hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
                 raise InvalidParameterError(
-                    f"{where}: expected {self.describe_allowed()}, got {value!r}{hint}",
+                    f"{where}: expected {self.describe_allowed(element)}, got {value!r}{hint}",
                     field=where,
                 )
             return self.choices[self.choices.index(value)]  # 8.0 -> the declared 8

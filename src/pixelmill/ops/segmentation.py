@@ -122,7 +122,10 @@ def threshold(
     return mask.astype(np.uint8) * np.uint8(255)
 
 
-@op(family="segmentation", halo=GLOBAL, output="labels")
+_MASK_DTYPES = ("uint8", "uint16", "float32", "int32")
+
+
+@op(family="segmentation", halo=GLOBAL, output="labels", dtypes=_MASK_DTYPES)
 def connected_components(
     image: np.ndarray,
     *,
@@ -133,7 +136,7 @@ def connected_components(
     Parameters
     ----------
     image : ndarray
-        H×W or H×W×C mask or image, uint8, uint16 or float32.
+        H×W or H×W×C mask or image, uint8, uint16, float32, or an int32 label image.
     connectivity : int
         4 (edges touch) or 8 (corners touch too).
 
@@ -143,13 +146,13 @@ def connected_components(
         int32 H×W labels: 0 background, 1..N regions (numbered in OpenCV's deterministic scan
         order).
     """
-    image = check_image(image, "connected_components")
+    image = check_image(image, "connected_components", dtypes=_MASK_DTYPES)
     fg = _foreground(image).astype(np.uint8)
     _, labels = cv2.connectedComponents(fg, connectivity=connectivity, ltype=cv2.CV_32S)
     return labels
 
 
-@op(family="segmentation", halo=GLOBAL, output="measures")
+@op(family="segmentation", halo=GLOBAL, output="measures", dtypes=_MASK_DTYPES)
 def component_stats(
     image: np.ndarray,
     *,
@@ -161,7 +164,7 @@ def component_stats(
     Parameters
     ----------
     image : ndarray
-        H×W or H×W×C mask or image; foreground is any non-zero value.
+        H×W or H×W×C mask, image or int32 label image; foreground is any non-zero value.
     connectivity : int
         4 or 8.
     min_area : int
@@ -173,7 +176,7 @@ def component_stats(
         ``components`` (int), ``component_area_mean``, ``component_area_max`` (pixels; 0 when
         there are none) and ``foreground_fraction`` (share of foreground pixels).
     """
-    image = check_image(image, "component_stats")
+    image = check_image(image, "component_stats", dtypes=_MASK_DTYPES)
     fg = _foreground(image).astype(np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=connectivity,
                                                       ltype=cv2.CV_32S)
