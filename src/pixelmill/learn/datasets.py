@@ -21,6 +21,7 @@ __all__ = [
     "ORIENTATION_CLASSES",
     "TEXTURE_CLASSES",
     "color_classes",
+    "color_texture_classes",
     "orientation_classes",
     "texture_classes",
     "write_digits",
@@ -130,4 +131,17 @@ def orientation_classes(n_per_class: int, size: int = 32, seed: int = 0):
                                    + rng.uniform(0, 2 * np.pi))
             images.append(_tint(t.astype(np.float32), rng.uniform(0, 360), rng.uniform(0.2, 0.9)))
             labels.append(name)
+    return images, labels
+
+
+def color_texture_classes(n_per_class: int, size: int = 32, seed: int = 0):
+    """Images whose class is ``<colour>_<texture>`` (20 classes): both properties matter."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(n_per_class):
+        for color in COLOR_CLASSES:
+            for kind in TEXTURE_CLASSES:
+                hue = (_HUES[color] + rng.uniform(-8, 8)) % 360
+                images.append(_tint(_texture(kind, size, rng), hue, rng.uniform(0.6, 0.9)))
+                labels.append(f"{color}_{kind}")
     return images, labels

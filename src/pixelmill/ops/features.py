@@ -479,9 +479,14 @@ def cnn_embedding(
         float32 embedding per region.
     """
     check_image(image, "cnn_embedding")
-    from pixelmill.learn.cnn import load_cnn
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.learn.models import load_model
 
-    net = load_cnn(model)
+    trained = load_model(model)
+    if trained.kind != "cnn":
+        raise InvalidParameterError(f"cnn_embedding.model: {model!r} is a {trained.kind} "
+                                    "model, not a CNN", field="model")
+    net = trained.cnn
     return pool_regions(image, partial(net.embed, layer=layer), grid=grid, overlap=overlap,
                         pool=pool)
 
