@@ -443,7 +443,7 @@ def read_band(array, y0: int, y1: int) -> np.ndarray:
     return _from_stored(np.asarray(array[:, y0:y1, :] if array.ndim == 3 else array[y0:y1, :]))
 
 
-def build_pyramid(group, levels: int, band: int = 1024) -> int:
+def build_pyramid(group, levels: int, band: int = 512) -> int:
     """Add levels ``1..levels`` (each half the previous, area average), band by band.
 
     Stops early when a level would be smaller than 1 pixel; returns the number of levels made.
@@ -499,12 +499,13 @@ def _tiff_tiles(array, tile: int, band: int) -> Iterator[np.ndarray]:
 
 
 def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
-                         compression: str | None = None, band: int = 1024,
+                         compression: str | None = None, band: int | None = None,
                          storage_options: Mapping[str, Any] | None = None,
                          metadata: Mapping[str, Any] | None = None) -> int:
     """Stream a tile store (and its pyramid levels) into a tiled BigTIFF at ``uri``.
 
-    Reads ``band`` rows at a time, never the whole image; levels after the first go to SubIFDs
+    Reads ``band`` rows at a time (default: the store's chunk rows rounded up to whole TIFF
+    tiles), never the whole image; levels after the first go to SubIFDs
     (the layout QuPath, OpenSlide-style viewers and tifffile read as a pyramid). The file is
     written under a temporary name and renamed into place (local), or uploaded whole (remote).
     Returns the output's size in bytes.
@@ -537,7 +538,8 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
                 else:
                     kw["subfiletype"] = 1
                 kw["metadata"] = None
-                tw.write(_tiff_tiles(arr, t, band), shape=shape, dtype=arr.dtype, tile=(t, t),
+                rows = band or arr.chunks[-2]
+                tw.write(_tiff_tiles(arr, t, -(-rows // t) * t), shape=shape, dtype=arr.dtype, tile=(t, t),
                          photometric=photometric, extrasamples=extrasamples,
                          compression=compression, **kw)
         size = os.path.getsize(tmp)

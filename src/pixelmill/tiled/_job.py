@@ -34,7 +34,7 @@ import numpy as np
 
 from pixelmill import regions, storage
 from pixelmill.engines import Engine, UnitFailure, default_workers, get_engine
-from pixelmill.errors import PixelmillError, TilingError
+from pixelmill.errors import DecodeError, PixelmillError, TilingError
 from pixelmill.pipeline import Pipeline, load_pipeline
 from pixelmill.tiled._array import crop_tile
 from pixelmill.tiled._plan import (
@@ -65,6 +65,7 @@ class TileJob:
     threads: int = 1
     whole: bool = False
     fingerprint: str = "{}"
+    input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
 
 
 @dataclass
@@ -97,6 +98,8 @@ class TiledSummary:
 # ---- worker side --------------------------------------------------------------------------
 
 _CACHE: dict[str, Any] = {}
+#: rows per chunk of the tile store (and per band when assembling the output)
+CHUNK_ROWS = 256
 
 
 def _pipeline(text: str) -> Pipeline:
@@ -124,13 +127,17 @@ def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
 
         cv2.setNumThreads(job.threads)
         _CACHE["threads"] = job.threads
-    row: dict[str, Any] = {"key": f"{job.source.uri}#tile={window.key}", "uri": job.source.uri,
+    uri = job.input_uri or job.source.uri
+    row: dict[str, Any] = {"key": f"{uri}#tile={window.key}", "uri": uri,
                            "output": job.output_uri, "tile_row": window.row,
                            "tile_col": window.col, "y0": window.core[0], "x0": window.core[2],
                            "height": window.core_shape[0], "width": window.core_shape[1]}
     try:
         t0 = time.perf_counter()
-        region = regions.read_region(job.source, window.halo)
+        try:
+            region = regions.read_region(job.source, window.halo)
+        except Exception as e:  # a decoder's own error class: a bad tile of a good file
+            raise DecodeError(f"cannot read {window.halo}: {type(e).__name__}: {e}") from e
         t1 = time.perf_counter()
         pipeline = _pipeline(job.pipeline)
         result = pipeline.run(region)
@@ -370,6 +377,9 @@ def run_tiled(
                 summary.out_width, summary.out_height = out_w, out_h
                 size = _assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
                                  fingerprint)
+                if source.uri != input_uri:  # the decoded-once spill is no longer needed
+                    sfs, spath = storage.get_fs(source.uri)
+                    sfs.rm(spath)
         summary.peak_rss = peak.peak
         summary.seconds = time.perf_counter() - t_start
         if failed:
@@ -411,18 +421,19 @@ def _store_attrs(store_uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
 
 def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, fingerprint,
                output_uri, concurrency, writer, progress, whole, summary):
-    todo = [win for win in windows if f"{source.uri}#tile={win.key}" not in done]
+    uri = fingerprint["input"]
+    todo = [win for win in windows if f"{uri}#tile={win.key}" not in done]
     summary.resumed = len(windows) - len(todo)
     threads = max(1, default_workers() // max(1, concurrency))
     job = TileJob(source, pipeline.to_json(), (plan.scale.numerator, plan.scale.denominator),
                   plan.step, plan.wrap, store_uri, tuple(sorted(so.items())), output_uri,
-                  threads, whole, json.dumps(fingerprint))
+                  threads, whole, json.dumps(fingerprint), uri)
     rows, failed = [], []
     with _progress(len(todo), progress) as bar:
         for i, res in _map_waves(eng, partial(run_tile, job), todo, concurrency):
             if isinstance(res, UnitFailure):
                 win = todo[i]
-                res = {"key": f"{source.uri}#tile={win.key}", "uri": source.uri,
+                res = {"key": f"{uri}#tile={win.key}", "uri": uri,
                        "tile_row": win.row, "tile_col": win.col, "status": "failed",
                        "reason": f"{res.kind}: {res.reason}"}
             writer.append(res)
@@ -438,9 +449,13 @@ def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, finger
 
 
 def _chunk_for(windows, plan, shape) -> tuple[int, int]:
-    first = windows[0]
-    y0, y1, x0, x1 = scale_box(first.core, plan.scale, shape)
-    return max(1, y1 - y0), max(1, x1 - x0)
+    """Chunks of the tile store: a tile core's output width, and 256 rows when that divides the
+    core's output height (so assembling reads 256-row bands without re-reading chunks)."""
+    y0, y1, x0, x1 = scale_box(windows[0].core, plan.scale, shape)
+    rows, cols = max(1, y1 - y0), max(1, x1 - x0)
+    if len(windows) > 1 and rows % CHUNK_ROWS == 0:
+        rows = CHUNK_ROWS
+    return rows, cols
 
 
 def _assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerprint) -> int:

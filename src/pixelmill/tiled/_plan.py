@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 #: resident memory of one idle worker process with numpy, OpenCV, zarr and tifffile loaded
-WORKER_BASE_BYTES = 170 * 2**20
+WORKER_BASE_BYTES = 140 * 2**20
 #: bytes of working memory per value of the halo tile (read buffer, float temporaries, output)
 BYTES_PER_VALUE = 24
 #: tile sizes tried, largest first, when the budget chooses
@@ -152,7 +152,7 @@ def _driver_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def assembly_bytes(width: int, channels: int, itemsize: int, band: int = 512) -> int:
+def assembly_bytes(width: int, channels: int, itemsize: int, band: int = 256) -> int:
     """Peak memory the driver adds while streaming a band of rows into the output."""
     return 3 * band * width * channels * itemsize
 
