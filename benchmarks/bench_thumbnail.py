@@ -97,6 +97,7 @@ def opencv_one(args: tuple[str, str]) -> int:
     r = int(4 * SIGMA + 0.5)
     img = cv2.GaussianBlur(img, (2 * r + 1, 2 * r + 1), SIGMA, borderType=cv2.BORDER_REFLECT)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, Q])
+    assert ok
     with open(dst, "wb") as f:
         f.write(buf)
     return 1

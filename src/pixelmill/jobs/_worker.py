@@ -131,9 +131,28 @@ def _result_columns(row: dict[str, Any], result: Any) -> None:
         row[f"t_op{i}_{op_name}"] = seconds
 
 
+_worker_ready = False
+
+
+def _prepare_worker() -> None:
+    """In an engine's worker process: one OpenCV thread (the engine already runs one unit per
+    core; OpenCV's own thread pool would only oversubscribe the cores)."""
+    global _worker_ready
+    _worker_ready = True
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
 def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     """Process one input and return its manifest row (never raises for a bad input)."""
     from pixelmill import codecs, storage
+
+    if not _worker_ready:
+        _prepare_worker()
 
     t_start = time.perf_counter()
     row: dict[str, Any] = {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath,
