@@ -58,6 +58,8 @@ def test_python_forms():
     b = Pipeline.from_steps([("gaussian", {"sigma": 1.5}), ("sobel", {})])
     assert a == b
     assert [s.op for s in a.steps] == ["gaussian", "sobel"]
+    assert Pipeline.from_steps(a.steps) == a  # Step values are accepted (and re-validated)
+    assert Pipeline.from_steps([*a.steps, "median"]).steps[:2] == a.steps
 
 
 def test_defaults_are_filled_and_values_coerced():
@@ -110,6 +112,10 @@ def test_invalid_yaml_is_a_usage_error(tmp_path):
      "steps[0].invert: expected true or false, got 'yes'"),
     ("steps: [{op: resize}]", "steps[0]",
      "steps[0]: give exactly one of width/height, long_side or factor"),
+    ("steps: [{op: sobel}, {op: median, size: 4}]", "steps[1].size",
+     "steps[1].size: expected an odd integer, got 4"),
+    ("steps: [{op: threshold, method: fixed}]", "steps[0].value",
+     "steps[0].value: method 'fixed' needs a threshold value"),
     ("steps: [{op: sobel}, {sigma: 1}]", "steps[1]", "steps[1]: a step needs an 'op' field"),
     ("steps: [{op: sobel}, 42]", "steps[1]", "steps[1]: expected a mapping"),
     ("steps: [{op: [1]}]", "steps[0].op", "steps[0].op: expected an op name, got [1]"),

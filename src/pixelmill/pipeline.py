@@ -96,10 +96,14 @@ class Pipeline:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_steps(cls, steps: Iterable[Mapping[str, Any] | tuple[str, Mapping[str, Any]]]):
-        """Build from ``[{"op": "gaussian", "sigma": 1.5}, ...]`` or ``[("gaussian", {...})]``."""
+        """Build from ``[{"op": "gaussian", "sigma": 1.5}, ...]``, ``[("gaussian", {...})]``,
+        bare op names, or :class:`Step` values (re-validated)."""
         built = []
         for i, raw in enumerate(steps):
             where = f"steps[{i}]"
+            if isinstance(raw, Step):
+                built.append(Step.build(raw.op, raw.kwargs, where))
+                continue
             if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], str):
                 name, params = raw[0], dict(raw[1] or {})
             elif isinstance(raw, Mapping):

@@ -154,17 +154,23 @@ def test_unknown_parameter_suggests_the_close_one(name):
 @pytest.mark.parametrize(("name", "params", "field"), [
     ("resize", {}, "resize"),
     ("resize", {"factor": 0.5, "long_side": 10}, "resize"),
-    ("box", {"size": 4}, "box"),
-    ("threshold", {"method": "fixed"}, "threshold"),
-    ("canny", {"low": 5.0, "high": 1.0}, "canny"),
-    ("rescale_intensity", {"in_low": 10.0, "in_high": 5.0}, "rescale_intensity"),
-    ("affine", {"matrix": [1, 2, 0, 2, 4, 0]}, "affine"),
+    ("box", {"size": 4}, "box.size"),
+    ("median", {"size": 4}, "median.size"),
+    ("nl_means", {"search_size": 20}, "nl_means.search_size"),
+    ("harris", {"block_size": 2}, "harris.block_size"),
+    ("erode", {"size": 2}, "erode.size"),
+    ("threshold", {"method": "fixed"}, "threshold.value"),
+    ("threshold", {"block_size": 10}, "threshold.block_size"),
+    ("canny", {"low": 5.0, "high": 1.0}, "canny.low"),
+    ("rescale_intensity", {"in_low": 10.0, "in_high": 5.0}, "rescale_intensity.in_low"),
+    ("affine", {"matrix": [1, 2, 0, 2, 4, 0]}, "affine.matrix"),
     ("crop", {"x": 1, "y": 1, "width": 5}, "crop.height"),
 ])
 def test_parameter_combinations_checked_before_running(name, params, field):
     with pytest.raises(InvalidParameterError) as info:
         get_op(name).bind(params)
     assert info.value.field == field
+    assert str(info.value).startswith(field + ": ")
 
 
 # ---- documentation -----------------------------------------------------------------------------

@@ -267,6 +267,10 @@ class OpSpec:
         if check is not None:
             problem = check(bound)
             if problem:
+                # a check that starts with "param: ..." is about that parameter: name it
+                head, sep, rest = problem.partition(":")
+                if sep and head in self.params:
+                    raise InvalidParameterError(f"{where}.{head}:{rest}", field=f"{where}.{head}")
                 raise InvalidParameterError(f"{where}: {problem}", field=where)
         return bound
 
@@ -395,7 +399,9 @@ def op(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as a pixelmill op (attaches an :class:`OpSpec`; registers nothing).
 
-    ``check`` validates combinations of parameters (return a message, or ``None`` when fine).
+    ``check`` validates combinations of parameters: it returns ``None`` when they are fine,
+    else a message; a message that starts with ``"<param>: "`` is reported against that
+    parameter (``steps[2].size: expected an odd integer, got 4``).
     """
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}")

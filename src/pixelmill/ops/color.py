@@ -120,7 +120,7 @@ def convert(
 def _rescale_check(p) -> str | None:
     for lo, hi in (("in_low", "in_high"), ("out_low", "out_high")):
         if p[lo] is not None and p[hi] is not None and not p[lo] < p[hi]:
-            return f"{lo} must be below {hi} (got {p[lo]:g} and {p[hi]:g})"
+            return f"{lo}: must be below {hi} (got {p[lo]:g} and {p[hi]:g})"
     return None
 
 

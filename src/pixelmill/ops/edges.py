@@ -106,7 +106,7 @@ def scharr(
 
 def _canny_check(p) -> str | None:
     if p["low"] is not None and p["high"] is not None and p["low"] > p["high"]:
-        return f"low must not exceed high (got {p['low']:g} > {p['high']:g})"
+        return f"low: must not exceed high (got {p['low']:g} > {p['high']:g})"
     return None
 
 
