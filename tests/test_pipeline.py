@@ -120,6 +120,8 @@ def test_invalid_yaml_is_a_usage_error(tmp_path):
     ("steps: [{op: sobel}, 42]", "steps[1]", "steps[1]: expected a mapping"),
     ("steps: [{op: [1]}]", "steps[0].op", "steps[0].op: expected an op name, got [1]"),
     ("steps: {op: sobel}", "steps", "steps: expected a list of steps"),
+    ("steps: [{op: slic}, {op: sharpness}, {op: gaussian}]", "steps[1].op",
+     "steps[1].op: 'sharpness' cannot take the int32 label image made by steps[0] (slic)"),
     ("stepz: []", "stepz", "stepz: unknown top-level field; did you mean steps?"),
     ("", "steps", "pipeline: expected a mapping with a 'steps' list"),
 ])
@@ -274,6 +276,7 @@ def test_labels_flow_into_measures():
     mask = np.zeros((20, 20), np.uint8)
     mask[2:6, 2:6] = 255
     mask[10:15, 10:18] = 255
-    result = Pipeline.from_steps(["connected_components", "component_stats"]).run(mask)
+    result = Pipeline.from_steps(["connected_components", "component_stats",
+                                  "connected_components"]).run(mask)
     assert result.image.dtype == np.int32 and result.image.max() == 2
     assert result.measures["components"] == 2

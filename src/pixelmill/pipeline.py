@@ -87,6 +87,24 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _check_labels_flow(steps: list[Step]) -> None:
+    """A step after a label-image step must accept int32 labels: say so at load time."""
+    labels_at = None
+    for i, step in enumerate(steps):
+        spec = step.spec
+        if labels_at is not None and "int32" not in spec.dtypes:
+            source = steps[labels_at].op
+            raise InvalidParameterError(
+                f"steps[{i}].op: {step.op!r} cannot take the int32 label image made by "
+                f"steps[{labels_at}] ({source}); it takes {', '.join(spec.dtypes)}",
+                field=f"steps[{i}].op",
+            )
+        if spec.output == "labels":
+            labels_at = i
+        elif spec.output == "image":
+            labels_at = None
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """An ordered, frozen tuple of validated :class:`Step` values."""
@@ -124,6 +142,7 @@ class Pipeline:
                 raise InvalidParameterError(f"{where}.op: expected an op name, got {name!r}",
                                             field=f"{where}.op")
             built.append(Step.build(name, params, where))
+        _check_labels_flow(built)
         return cls(tuple(built))
 
     @classmethod
