@@ -74,6 +74,12 @@ def test_convert_checks_its_input():
     gray = np.arange(16, dtype=np.uint8).reshape(4, 4)
     rgb = get_op("convert")(gray, to="rgb")
     assert rgb.shape == (4, 4, 3) and (rgb == gray[..., None]).all()
+    gray_alpha = np.stack([gray, np.full_like(gray, 255)], -1)
+    np.testing.assert_array_equal(get_op("convert")(gray_alpha, to="gray"), gray)
+    np.testing.assert_array_equal(get_op("convert")(gray_alpha, to="rgb"), rgb)
+    rgba = np.concatenate([rgb, np.full((4, 4, 1), 7, np.uint8)], -1)
+    np.testing.assert_array_equal(get_op("convert")(rgba, to="rgb"), rgb)
+    np.testing.assert_array_equal(get_op("convert")(rgba, to="gray"), gray)
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])

@@ -72,21 +72,22 @@ def convert(
     to : str
         Target space: gray, rgb, hsv, lab or ycbcr.
     source : str or None
-        Space of the input; None means rgb for 3- or 4-channel images and gray otherwise.
+        Space of the input; None means rgb for 3- or 4-channel images, gray for 1 or 2
+        (gray + alpha).
 
     Returns
     -------
     ndarray
-        H×W for gray, else H×W×3; dtype as described above.
+        H×W for gray (also for an H×W×1 input), else H×W×3; dtype as described above.
     """
     image = check_image(image, "convert")
     c = channels(image)
     if source is None:
         source = "rgb" if c in (3, 4) else "gray"
-    if source == "gray" and c != 1:
+    if source == "gray" and c > 2:
         raise InvalidParameterError(
-            f"convert.source: 'gray' needs a one-channel image, got {c} channels",
-            field="source")
+            f"convert.source: 'gray' needs a one-channel image (or gray + alpha), got {c} "
+            "channels", field="source")
     if source != "gray" and c not in (3, 4):
         raise InvalidParameterError(
             f"convert.source: {source!r} needs a 3-channel image, got {c} channel(s)",
@@ -94,8 +95,10 @@ def convert(
     if source in ("hsv", "lab") and image.dtype != np.float32:
         raise InvalidParameterError(
             f"convert.source: {source!r} images are float32, got {image.dtype}", field="source")
-    if to == source:
-        return image[..., :3].copy() if c == 4 else image.copy()
+    if to == source:  # only the alpha channel (if any) goes
+        if source == "gray":
+            return (image if image.ndim == 2 else image[..., 0]).copy()
+        return image[..., :3].copy()
     if to == "gray" and source == "ycbcr":
         return image[..., 0].copy()
     rgb = _to_rgb(image, source)
