@@ -132,3 +132,34 @@ def models(as_json) -> None:
             f"{c['name']:<8} {'x' + str(c['scale']):>5} {v.get('psnr', float('nan')):>11.2f} dB"
             f" {'' if bic is None else f'{bic:.2f}':>8} {c['training']['epochs']:>7}  {c['file']}"
         )
+
+
+@sr.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FRAME... OUTPUT")
+@_SCALE
+@click.option("--iterations", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Back-projection iterations.")
+@json_option
+def fuse(paths, scale, iterations, as_json) -> None:
+    """Fuse several shifted low-resolution frames of one scene into one S-times larger image.
+
+    Registration (phase correlation + ECC refinement), robust shift-and-add onto the fine
+    grid, iterative back-projection. The output is aligned with the first frame.
+    """
+    from pixelmill.images import read_image, write_image
+    from pixelmill.sr.fusion import fuse_frames
+
+    if len(paths) < 3:
+        raise InvalidParameterError("fuse: give at least 2 frames and an OUTPUT", field="FRAME")
+    *frames_uris, output = paths
+    frames = [read_image(u) for u in frames_uris]
+    fused, shifts = fuse_frames(frames, scale, iterations=iterations)
+    write_image(output, fused)
+    if as_json:
+        click.echo(json.dumps({"output": output, "shape": list(fused.shape),
+                               "shifts": [{"frame": u, "dy": float(d[0]), "dx": float(d[1])}
+                                          for u, d in zip(frames_uris, shifts, strict=True)]}))
+        return
+    for u, d in zip(frames_uris, shifts, strict=True):
+        click.echo(f"{u}: dy {d[0]:+.3f} dx {d[1]:+.3f} px")
+    click.echo(f"fused {len(frames)} frames -> {fused.shape[1]}×{fused.shape[0]} -> {output}")

@@ -138,6 +138,9 @@ def train(
     files = list_images(root)
     train_files = split_files(files, root, "train")
     val_files = split_files(files, root, "val")
+    if not val_files or not train_files:  # a tiny folder: validate on one training image
+        train_files = train_files or val_files
+        val_files = train_files[-1:]
     cache = Path(tempfile.gettempdir()) / "pixelmill-sr-cache"
     t0 = time.perf_counter()
     pairs = load_pairs(train_files, cfg.scale, cache_dir=cache)

@@ -1,0 +1,111 @@
+"""The sr CLI: eval follows the protocol (checked against scikit-image metrics computed here on
+the protocol's arrays), models lists cards, upscale equals the API, fuse writes the fused frame,
+train writes weights + card and resumes."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from pixelmill.cli import cli, main
+from pixelmill.sr.imresize import imresize
+
+SK_SSIM = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+
+
+def write_png(path, image):
+    arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    assert cv2.imwrite(str(path), arr)
+
+
+@pytest.fixture
+def folder(tmp_path, astronaut, camera):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    write_png(d / "a.png", astronaut[:67, :81])  # not a multiple of 2 or 3: modcrop matters
+    write_png(d / "b.png", camera[100:170, 50:131])
+    return d
+
+
+def y_of(rgb):
+    rgb = rgb.astype(np.float64)
+    return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_eval_bicubic_json_follows_protocol(folder, astronaut, camera, scale):
+    result = CliRunner().invoke(cli, ["sr", "eval", str(folder), "--scale", str(scale),
+                                      "--model", "bicubic", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert [r["image"] for r in got["images"]] == ["a.png", "b.png"]
+    s = scale
+    for row, hr, to_y in ((got["images"][0], astronaut[:67, :81], y_of),
+                          (got["images"][1], camera[100:170, 50:131], lambda g: g.astype(float))):
+        hr = hr[: hr.shape[0] // s * s, : hr.shape[1] // s * s]
+        sr = imresize(imresize(hr, 1 / s), s)
+        a, b = to_y(hr)[s:-s, s:-s], to_y(sr)[s:-s, s:-s]
+        assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255), abs=1e-9)
+        assert row["ssim"] == pytest.approx(
+            structural_similarity(a, b, data_range=255, **SK_SSIM), abs=1e-9)
+    assert got["mean"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in got["images"]]))
+
+
+def test_models_lists_cards_and_eval_rejects_unknown_model(folder):
+    result = CliRunner().invoke(cli, ["sr", "models", "--json"])
+    assert result.exit_code == 0
+    for card in json.loads(result.output):
+        assert {"architecture", "scale", "training", "validation"} <= set(card)
+    assert main(["sr", "eval", str(folder), "--model", "nosuch"]) == 2
+
+
+def test_upscale_bicubic_tiled_equals_imresize(tmp_path, astronaut):
+    src = tmp_path / "in.png"
+    write_png(src, astronaut[:50, :70])
+    out = tmp_path / "out.png"
+    assert main(["upscale", str(src), str(out), "--scale", "3", "--model", "bicubic",
+                 "--tile", "16"]) == 0
+    got = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(got, imresize(astronaut[:50, :70], 3))
+
+
+def test_fuse_cli_writes_registered_result(tmp_path, astronaut):
+    from scipy import ndimage
+
+    gt = astronaut[200:264, 200:264, 0].astype(float)
+    paths = []
+    for k, d in enumerate([(0, 0), (0.5, 0.25), (-0.5, 0.75)]):
+        lr = imresize(ndimage.shift(gt, (2 * d[0], 2 * d[1]), order=3, mode="nearest"), 0.5)
+        paths.append(tmp_path / f"f{k}.png")
+        write_png(paths[-1], np.clip(np.round(lr), 0, 255).astype(np.uint8))
+    result = CliRunner().invoke(cli, ["sr", "fuse", *map(str, paths), str(tmp_path / "o.png"),
+                                      "--iterations", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got["shape"] == [64, 64]
+    assert abs(got["shifts"][1]["dy"] - 0.5) < 0.1 and abs(got["shifts"][2]["dx"] - 0.75) < 0.1
+    assert main(["sr", "fuse", str(paths[0]), str(tmp_path / "o.png")]) == 2
+
+
+def test_train_writes_card_and_resumes(tmp_path, astronaut):
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        write_png(data / f"t{k}.png", astronaut[k * 60 : k * 60 + 48, 100:148])
+    out = tmp_path / "run"
+    args = ["sr", "train", "--model", "espcn", "--scale", "2", "--data", str(data),
+            "--out", str(out), "--iters", "2", "--batch", "2", "--patch", "8", "--threads", "1"]
+    assert main([*args, "--epochs", "1"]) == 0
+    card = json.loads((out / "espcn_x2.json").read_text())
+    assert card["scale"] == 2 and card["architecture"] == "espcn"
+    assert np.isfinite(card["validation"]["psnr"]) and np.isfinite(card["validation"]["bicubic_psnr"])
+    assert (out / "espcn_x2.safetensors").exists()
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert not list(out.glob("*.pt")) and not list(out.glob("*.pkl"))
