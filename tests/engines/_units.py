@@ -27,3 +27,88 @@ def raise_on_five(x: int) -> int:
     if x == 5:
         raise KeyError(f"bad unit {x}")
     return x
+
+
+def kill_once(marker_dir: str, x: int) -> int:
+    """Unit 3 SIGKILLs its own worker process the first time it runs anywhere; returns x*x."""
+    if x == 3:
+        try:
+            fd = os.open(os.path.join(marker_dir, "killed-3"), os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def kill_executor_once(marker_dir: str, x: int) -> int:
+    """Unit 3 SIGKILLs the Spark executor JVM that runs it, the first time; returns x*x."""
+    if x == 3:
+        try:
+            fd = os.open(os.path.join(marker_dir, "killed-3"), os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            import psutil
+
+            for parent in psutil.Process().parents():
+                if "java" in parent.name():
+                    parent.kill()
+                    break
+            os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def mark_slowly(marker_dir: str, x: int) -> int:
+    """Sleep 0.3 s, then leave a marker file: counts the units that actually ran."""
+    time.sleep(0.3)
+    with open(os.path.join(marker_dir, f"done-{x}"), "w"):
+        pass
+    return x
+
+
+def fail_with_value_error(x: int) -> int:
+    if x == 7:
+        raise ValueError(f"unit {x} is bad")
+    return x
+
+
+class KillOnce:
+    """Wraps a job function: the first call anywhere SIGKILLs its own worker process first."""
+
+    def __init__(self, fn, marker_dir: str) -> None:
+        self.fn = fn
+        self.marker_dir = marker_dir
+
+    def __call__(self, unit):
+        try:
+            fd = os.open(os.path.join(self.marker_dir, "killed"), os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return self.fn(unit)
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return None  # not reached
+
+
+class KillingEngine:
+    """An engine proxy whose workers each job's first unit kills (a real SIGKILL mid-job)."""
+
+    def __init__(self, inner, marker_dir: str) -> None:
+        self.inner = inner
+        self.marker_dir = marker_dir
+        self.name = inner.name
+        self.workers = inner.workers
+
+    def map(self, fn, units, **kw):
+        return self.inner.map(KillOnce(fn, self.marker_dir), units, **kw)
+
+    def close(self) -> None:
+        """The wrapped engine belongs to the test fixture."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""The Dask engine: run work units on a ``dask.distributed`` cluster.
+
+``DaskEngine()`` starts its own :class:`distributed.LocalCluster` (one single-threaded worker
+process per core, bound to 127.0.0.1, no dashboard) and closes it on :meth:`close`;
+``DaskEngine("tcp://HOST:8786")`` connects to an existing scheduler and leaves it running.
+
+Small units are batched into one task each (:func:`~pixelmill.engines.auto_batch_size`);
+results are yielded as tasks complete. A worker process that dies is restarted by its nanny
+and the scheduler runs its tasks again elsewhere, up to ``distributed.scheduler.allowed-failures``
+times (``retries`` for a cluster the engine starts); a batch that still fails is split and its
+units retried one by one, so only the unit that kills its worker becomes a :class:`UnitFailure`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
+from pixelmill.errors import MissingDependencyError
+
+__all__ = ["DaskEngine", "run_batch"]
+
+
+def run_batch(fn: Callable[[Any], Any], units: list[Any]) -> list[Any]:
+    """The task each worker runs: ``fn`` over a batch of units."""
+    return [fn(u) for u in units]
+
+
+class DaskEngine:
+    """Run units on a Dask cluster (an existing one at ``address``, or a local one it owns)."""
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, workers: int | None = None,
+                 retries: int = 1) -> None:
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise MissingDependencyError("distributed", "dask") from e
+        self.address = address
+        self._cluster = None
+        if address:
+            self._client = Client(address, set_as_default=False)
+            self.workers = workers or max(1, sum(
+                w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+        else:
+            from pixelmill.engines.local import WORKER_MALLOC_ENV
+
+            self.workers = workers or default_workers()
+            # one task per worker thread at a time: a dying worker takes no bystanders with it
+            with dask.config.set({"distributed.scheduler.allowed-failures": retries,
+                                  "distributed.scheduler.worker-saturation": 1.0}):
+                self._cluster = LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address=None, silence_logs=50,
+                    env=dict(WORKER_MALLOC_ENV),
+                )
+            self._client = Client(self._cluster, set_as_default=False)
+
+    @property
+    def client(self):
+        """The ``distributed.Client`` (for native Dask work on the same cluster)."""
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def __enter__(self) -> DaskEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        units: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        batch_size: int | None = None,
+    ) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        units = list(units)
+        if not units:
+            return
+        client = self._client
+        if batch_size is None:
+            batch_size = 1 if timeout else auto_batch_size(len(units), self.workers)
+        batches = [list(range(i, min(i + batch_size, len(units))))
+                   for i in range(0, len(units), batch_size)]
+        futures: dict[Any, list[int]] = {}
+        started: dict[Any, float] = {}
+        queue = list(reversed(batches))
+        # with a timeout, hold back work so a submitted task is a running task
+        limit = self.workers if timeout else len(batches)
+        done = as_completed(loop=client.loop)
+
+        def submit() -> None:
+            while queue and len(futures) < limit:
+                batch = queue.pop()
+                fut = client.submit(run_batch, fn, [units[i] for i in batch], pure=False)
+                futures[fut] = batch
+                started[fut] = time.monotonic()
+                done.add(fut)
+
+        remaining = len(units)
+        try:
+            submit()
+            while remaining:
+                finished, late = self._finished(done, started, timeout)
+                for fut in late:
+                    for i in futures.pop(fut):
+                        remaining -= 1
+                        yield i, UnitFailure(f"timed out after {timeout:g} s", "timeout")
+                for fut in finished:
+                    batch = futures.pop(fut, None)
+                    started.pop(fut, None)
+                    if batch is None:  # a timed-out future, finished as cancelled
+                        continue
+                    try:
+                        results = fut.result()
+                    except KilledWorker as e:
+                        if len(batch) > 1:  # find the unit that kills its worker
+                            queue.extend([i] for i in reversed(batch))
+                            continue
+                        remaining -= 1
+                        why = "worker process died while running it"
+                        attempts = getattr(e, "allowed_failures", None)
+                        if attempts is not None:
+                            why += f" ({attempts + 1} attempts)"
+                        yield batch[0], UnitFailure(why, "crash")
+                        continue
+                    for i, res in zip(batch, results, strict=True):
+                        remaining -= 1
+                        yield i, res
+                submit()
+        finally:
+            if futures:  # cancelled early or failed: stop what is still queued or running
+                client.cancel(list(futures), force=True)
+
+    def _finished(self, done: Any, started: dict, timeout: float | None) -> tuple[list, list]:
+        """Finished futures, and (with a timeout) those past their deadline, cancelled here."""
+        if not timeout:
+            return done.next_batch(block=True), []
+        while True:
+            if done.has_ready():
+                return done.next_batch(block=False), []
+            now = time.monotonic()
+            late = [f for f, t0 in started.items() if now - t0 > timeout]
+            if late:
+                keys = {f.key for f in late}
+                busy = [addr for addr, ks in self._client.processing().items()
+                        if keys.intersection(ks)]
+                for f in late:
+                    f.cancel(force=True)
+                    started.pop(f)
+                if busy and self._cluster is not None:  # kill the stuck worker processes
+                    pids = self._client.run(os.getpid, workers=busy, on_error="return")
+                    for pid in pids.values():  # their nannies start fresh ones
+                        if isinstance(pid, int):
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(pid, signal.SIGKILL)
+                return [], late
+            time.sleep(0.02)
