@@ -276,3 +276,48 @@ def test_resize_by_factor_is_local(method, factor):
         want = whole[round(y0 * factor) : round(y0 * factor) + ny,
                      round(x0 * factor) : round(x0 * factor) + nx]
         np.testing.assert_allclose(part[oy : oy + ny, ox : ox + nx], want, atol=1e-5)
+
+
+#: ops whose outermost halo ring exists but rarely shows in the output (checked by hand)
+TIGHTNESS_HIDDEN = {
+    # OpenCV quantizes patch distances coarsely: the ring at search/2 + template/2 seldom
+    # changes a weight on random images (test_nl_means_halo_is_tight uses smooth ones)
+    "nl_means": "quantized weights",
+    # a mask: the gaussian tail weight at the last tap (~1e-4) seldom flips a decision
+    "threshold": "binary output",
+}
+
+
+@pytest.mark.parametrize(("name", "params"), LOCAL_CASES,
+                         ids=[f"{n}-{p}" for n, p in LOCAL_CASES])
+def test_declared_halo_is_tight(name, params):
+    """One pixel less context than the halo changes some output: the halo is not padded."""
+    spec = get_op(name)
+    halo = math.ceil(spec.halo(spec.bind(params)))
+    if halo == 0 or name in TIGHTNESS_HIDDEN:
+        return
+    dtype = "float32" if "float32" in spec.dtypes else spec.dtypes[0]
+    image = make_image(np.random.default_rng(11), dtype, 1, shape=(64, 72))
+    whole = spec(image, **params)
+    ys, xs = slice(24, 40), slice(28, 44)
+    short = halo - 1
+    part = spec(image[ys.start - short : ys.stop + short, xs.start - short : xs.stop + short],
+                **params)
+    got = part[short : short + 16, short : short + 16]
+    assert not np.array_equal(got, whole[ys, xs]), f"{name} {params}: halo {halo} is loose"
+
+
+@pytest.mark.parametrize(("template_size", "search_size"), [(3, 9), (5, 11), (3, 21)])
+def test_nl_means_halo_is_tight(template_size, search_size):
+    """On a smooth image far patches get weight: search//2 + template//2 is needed, not less."""
+    spec = get_op("nl_means")
+    params = {"template_size": template_size, "search_size": search_size}
+    halo = int(spec.halo(spec.bind(params)))
+    image = make_image(np.random.default_rng(11), "uint8", 1, shape=(80, 90), smooth=3.0)
+    whole = spec(image, **params)
+    ys, xs = slice(30, 46), slice(34, 50)
+    for context, equal in ((halo, True), (halo - 1, False)):
+        part = spec(image[ys.start - context : ys.stop + context,
+                          xs.start - context : xs.stop + context], **params)
+        got = part[context : context + 16, context : context + 16]
+        assert np.array_equal(got, whole[ys, xs]) is equal, context
