@@ -259,7 +259,7 @@ def train_cnn(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         sched.step()
         seconds = time.perf_counter() - t0
         entry = {"epoch": epoch + 1, "loss": total / max(len(yt), 1), "seconds": seconds,

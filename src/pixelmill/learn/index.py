@@ -90,6 +90,8 @@ class VectorIndex:
         if k < 1:
             raise InvalidParameterError("-k: expected an integer >= 1", field="k")
         Q = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        if self.metric == "cosine":  # unit length, whatever the caller passed
+            Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
         if self.hnsw is not None:
             self.hnsw.set_ef(max(self.ef, k))
             labels, dist = self.hnsw.knn_query(Q, k=k)

@@ -1,0 +1,76 @@
+"""The ``pixelmill learn`` and ``pixelmill index`` commands end to end, and their usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from pixelmill.cli import main
+from pixelmill.learn.datasets import color_classes, write_labelled
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("colours")
+    images, labels = color_classes(10, size=24, seed=5)
+    write_labelled(str(root / "images"), images, labels)
+    (root / "features.yaml").write_text(
+        "steps:\n  - op: color_histogram\n    bins: 6\n  - op: color_moments\n    space: rgb\n")
+    return str(root)
+
+
+def test_extract_train_evaluate_predict_index(colours, capsys, tmp_path):
+    images = os.path.join(colours, "images")
+    table = str(tmp_path / "f.parquet")
+    assert main(["learn", "extract", os.path.join(colours, "features.yaml"), images, "--out",
+                 table, "--label-from", "parent", "--workers", "1", "-q"]) == 0
+    t = pq.read_table(table)
+    assert t.num_rows == 50 and {"vec_color_histogram", "vec_color_moments", "split"} <= set(
+        t.column_names)
+    model = str(tmp_path / "model")
+    assert main(["learn", "train", table, "--model", "logistic_regression", "--out", model,
+                 "--grid", "C=0.1,1", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["classes"] == sorted(["red", "green", "blue", "yellow", "purple"])
+    assert trained["params"]["C"] in (0.1, 1)
+    assert main(["learn", "evaluate", model, table, "--split", "all", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["accuracy"] >= 0.9 and os.path.exists(os.path.join(model, "report.html"))
+    preds = str(tmp_path / "pred.parquet")
+    assert main(["learn", "predict", model, images, "--out", preds, "--workers", "1", "--limit",
+                 "5", "-q"]) == 0
+    assert {"predicted", "confidence", "prob_red"} <= set(pq.read_table(preds).column_names)
+    index = str(tmp_path / "index")
+    assert main(["index", "build", table, "--out", index, "--features", "color_histogram"]) == 0
+    query = os.path.join(images, "red", sorted(os.listdir(os.path.join(images, "red")))[0])
+    capsys.readouterr()
+    assert main(["index", "query", index, query, "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and hits[0]["uri"].endswith(os.path.basename(query))
+    assert hits[1]["label"] == "red" and hits[0]["distance"] <= hits[2]["distance"]
+    assert main(["index", "eval", index, "-k", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recall@5"] >= 0.9
+
+
+def test_usage_errors_exit_2_and_name_the_field(colours, tmp_path, capsys):
+    images = os.path.join(colours, "images")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - op: hog\n    grid: [2, 2]\n")
+    assert main(["learn", "extract", str(bad), images, "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "steps[0]" in capsys.readouterr().err
+    nofeat = tmp_path / "nofeat.yaml"
+    nofeat.write_text("steps:\n  - op: color_histogram\n")
+    assert main(["learn", "extract", str(nofeat), images, "--out", str(tmp_path / "y.parquet"),
+                 "--ratios", "7:1"]) == 2
+    assert "ratios" in capsys.readouterr().err
+    assert main(["learn", "train", str(tmp_path / "missing.parquet"), "--model", "rbf_svm",
+                 "--out", str(tmp_path / "m")]) == 2
+    assert main(["learn", "train", "x.parquet", "--model", "deep_forest", "--out",
+                 str(tmp_path / "m")]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["index", "query", str(tmp_path / "nowhere"), "img.png"]) == 2
