@@ -172,6 +172,7 @@ def test_untileable_steps_say_why():
     reasons = {i: why for i, _, why in pipe.untileable_steps()}
     assert set(reasons) == {0, 1, 2, 3}
     assert "size" in reasons[0] and "whole image" in reasons[1] and "whole image" in reasons[3]
+    assert "wrap" in reasons[2]
 
 
 def test_empty_pipeline_is_identity():

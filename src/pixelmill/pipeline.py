@@ -212,7 +212,11 @@ class Pipeline:
             if spec.output in ("measures", "vector"):
                 out.append((i, step.op, "it measures the whole image"))
             elif not math.isfinite(spec.halo(kw)):
-                out.append((i, step.op, "it reads the whole image (global op)"))
+                if kw.get("mode") == "wrap":
+                    why = "its border mode 'wrap' reads the opposite edge of the image"
+                else:
+                    why = "it reads the whole image (global op)"
+                out.append((i, step.op, why))
             elif spec.scale(kw) is None:
                 out.append((i, step.op, "its output size depends on the input's size"))
         return out
