@@ -38,8 +38,12 @@ def channel_stats(image: np.ndarray) -> dict[str, float]:
     """
     image = check_image(image, "channel_stats")
     c = channels(image)
-    flat = image.reshape(-1, c).astype(np.float64)
-    means, stds = flat.mean(axis=0), flat.std(axis=0)
+    if c <= 4:  # OpenCV accumulates in float64 without a float64 copy of the image
+        m, sd = cv2.meanStdDev(image)
+        means, stds = m.ravel(), sd.ravel()
+    else:
+        flat = image.reshape(-1, c).astype(np.float64)
+        means, stds = flat.mean(axis=0), flat.std(axis=0)
     names = _CHANNEL_NAMES.get(c) or tuple(f"_c{i}" for i in range(c))
     out: dict[str, float] = {}
     for i, suffix in enumerate(names):
