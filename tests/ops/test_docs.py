@@ -18,7 +18,7 @@ END = "<!-- ops-table:end -->"
 
 def render_table() -> str:
     names = set(our_ops())
-    lines = ["| family | op | output | halo | scale | parameters (defaults) | what it does |",
+    lines = ["| family | op | halo | scale | parameters (defaults) | what it does | returns |",
              "|---|---|---|---|---|---|---|"]
     order = {f: i for i, f in enumerate(FAMILY_MODULES)}
     specs = sorted((registry()[n] for n in names),
@@ -29,10 +29,12 @@ def render_table() -> str:
             f"`{p['name']}`" if p["required"] else
             f"`{p['name']}={_json(p['default'])}`" for p in d["params"]) or "–"
         summary = d["summary"].replace("|", "\\|")
+        returns = d["returns"].replace("|", "\\|")
         lines.append(
-            f"| {d['family']} | `{d['name']}` | {d['output']} | "
+            f"| {d['family']} | `{d['name']}` | "
             f"{_rule_text(d['halo'], d['halo_varies'], 'halo')} | "
-            f"{_rule_text(d['scale'], d['scale_varies'], 'scale')} | {params} | {summary} |")
+            f"{_rule_text(d['scale'], d['scale_varies'], 'scale')} | {params} | {summary} | "
+            f"{returns} |")
     return "\n".join(lines)
 
 
@@ -53,6 +55,11 @@ def _current() -> str:
 
 def test_op_table_is_in_sync_with_the_registry():
     assert _current() == render_table(), "regenerate with: python -m tests.ops.test_docs"
+
+
+def test_every_op_says_what_it_returns():
+    for name in our_ops():
+        assert describe_op(registry()[name])["returns"], name
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,12 @@ def _type_name(p) -> str:
     return base + (" | null" if p.optional else "")
 
 
+def _returns(doc: str) -> str:
+    """The description under the numpydoc ``Returns`` heading (what the op gives back)."""
+    m = re.search(r"^Returns\n-+\n[^\n]*\n((?:[ \t]+\S[^\n]*\n?)+)", doc, re.M)
+    return " ".join(line.strip() for line in m.group(1).splitlines()) if m else ""
+
+
 def describe_op(spec) -> dict[str, Any]:
     """A JSON-ready description of one op, straight from its registry entry."""
     halo, halo_varies = _rule(spec, "halo")
@@ -77,6 +83,7 @@ def describe_op(spec) -> dict[str, Any]:
         "scale": scale,
         "scale_varies": scale_varies,
         "summary": spec.summary,
+        "returns": _returns(spec.doc),
         "params": params,
         "doc": spec.doc,
     }
