@@ -79,6 +79,14 @@ def convert(
     -------
     ndarray
         H×W for gray (also for an H×W×1 input), else H×W×3; dtype as described above.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> convert(np.array([[[255, 0, 0]]], np.uint8), to="gray")
+    array([[76]], dtype=uint8)
+    >>> np.round(convert(np.array([[[255, 0, 0]]], np.uint8), to="hsv"), 4).tolist()
+    [[[0.0, 1.0, 1.0]]]
     """
     image = check_image(image, "convert")
     c = channels(image)
@@ -196,6 +204,12 @@ def gamma(
     -------
     ndarray
         Same shape and dtype (integers rounded and clipped to the dtype).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gamma(np.array([[0, 64, 255]], np.uint8), gamma=0.5)
+    array([[  0, 128, 255]], dtype=uint8)
     """
     image = check_image(image, "gamma")
     white = dtype_max(image.dtype)

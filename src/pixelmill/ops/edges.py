@@ -72,6 +72,13 @@ def sobel(
     -------
     ndarray
         float32, same shape as ``image``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> step = np.array([[0, 0, 1, 1]] * 3, np.float32)
+    >>> sobel(step, direction="x")[1].tolist()
+    [0.0, 4.0, 4.0, 0.0]
     """
     image = check_image(image, "sobel")
     return _gradient(image, direction, mode, scharr=False)

@@ -155,6 +155,12 @@ def median(
     -------
     ndarray
         Same shape and dtype as ``image``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> median(np.array([[1, 9, 1, 1]], np.uint8), size=3, mode="nearest")
+    array([[1, 1, 1, 1]], dtype=uint8)
     """
     image = check_image(image, "median")
     if size == 1:

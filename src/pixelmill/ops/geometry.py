@@ -155,6 +155,13 @@ def crop(
     ------
     InvalidParameterError
         When the window lies entirely outside the image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> crop(np.arange(20, dtype=np.uint8).reshape(4, 5), x=1, y=2, width=3, height=9)
+    array([[11, 12, 13],
+           [16, 17, 18]], dtype=uint8)
     """
     image = check_image(image, "crop")
     h, w = image.shape[:2]
@@ -229,6 +236,12 @@ def pad(
     -------
     ndarray
         (H + top + bottom) × (W + left + right), same dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pad(np.array([[1, 2]], np.uint8), left=2, mode="reflect")
+    array([[2, 1, 1, 2]], dtype=uint8)
     """
     image = check_image(image, "pad")
     width = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
@@ -280,6 +293,13 @@ def rotate(
     -------
     ndarray
         Same dtype; H×W unless ``expand`` (or a 90°/270° rotation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rotate(np.array([[1, 2], [3, 4]], np.uint8), angle=90)
+    array([[2, 4],
+           [1, 3]], dtype=uint8)
     """
     image = check_image(image, "rotate")
     if float(angle) % 90 == 0:
@@ -318,6 +338,12 @@ def flip(
     -------
     ndarray
         Same shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> flip(np.array([[1, 2, 3]], np.uint8)).tolist()
+    [[3, 2, 1]]
     """
     image = check_image(image, "flip")
     axes = {"horizontal": (1,), "vertical": (0,), "both": (0, 1)}[axis]

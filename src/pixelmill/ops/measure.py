@@ -35,6 +35,12 @@ def channel_stats(image: np.ndarray) -> dict[str, float]:
     dict
         ``mean`` / ``std`` for gray; ``mean_r``, ``mean_g``, ``mean_b`` (``mean_a``) and the
         matching ``std_*`` for RGB(A); ``mean_c0``… for other channel counts. Population std.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> channel_stats(np.array([[1, 3]], np.uint8))
+    {'mean': 2.0, 'std': 1.0}
     """
     image = check_image(image, "channel_stats")
     c = channels(image)
@@ -158,6 +164,12 @@ def phash(
     -------
     dict
         ``phash``: ``hash_size² / 4`` hex digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> phash(np.zeros((64, 64), np.uint8))
+    {'phash': '0000000000000000'}
     """
     image = check_image(image, "phash")
     n = hash_size * highfreq_factor

@@ -106,6 +106,12 @@ def _closing(image, shape, size, mode):
 def erode(image: np.ndarray, *, shape: Shape = "rect", size: _SIZE = 3,
           mode: BorderMode = "reflect") -> np.ndarray:
     """Grey erosion: the minimum over the structuring element.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> erode(np.array([[5, 5, 5, 1, 5]], np.uint8), size=3)
+    array([[5, 5, 1, 1, 1]], dtype=uint8)
     """
     image = check_image(image, "erode")
     return _morph(image, "erode", shape, size, mode)

@@ -90,6 +90,12 @@ def threshold(
     -------
     ndarray
         uint8 H×W mask: 255 where foreground, 0 elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> threshold(np.array([[10, 200]], np.uint8), method="fixed", value=100)
+    array([[  0, 255]], dtype=uint8)
     """
     image = check_image(image, "threshold")
     if method == "otsu" and channels(image) == 1 and image.dtype.kind == "u":
@@ -145,6 +151,13 @@ def connected_components(
     ndarray
         int32 H×W labels: 0 background, 1..N regions (numbered in OpenCV's deterministic scan
         order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> connected_components(np.array([[1, 0, 1], [1, 0, 0]], np.uint8))
+    array([[1, 0, 2],
+           [1, 0, 0]], dtype=int32)
     """
     image = check_image(image, "connected_components", dtypes=_MASK_DTYPES)
     fg = _foreground(image).astype(np.uint8)
