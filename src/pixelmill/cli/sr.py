@@ -88,9 +88,11 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
               help="Shipped model name, a .safetensors path, or 'bicubic'.")
 @click.option("--split", type=click.Choice(["all", "val", "train"]), default="all",
               show_default=True, help="Evaluate only the held-out (val) part of a training folder.")
+@click.option("--crop", type=click.IntRange(min=16), default=None,
+              help="Use a central CROP×CROP region of each image (quicker on large images).")
 @click.option("--device", default="cpu", show_default=True)
 @json_option
-def eval_(data, scale, model, split, device, as_json) -> None:
+def eval_(data, scale, model, split, crop, device, as_json) -> None:
     """Evaluate on a folder: modcrop, MATLAB bicubic degradation, Y PSNR/SSIM, S px shaved."""
     from pixelmill.sr.data import list_images, split_files
     from pixelmill.sr.evaluate import evaluate_files
@@ -101,7 +103,7 @@ def eval_(data, scale, model, split, device, as_json) -> None:
         if not as_json:
             click.echo(f"{row['image']:<28} {row['psnr']:8.3f} dB  SSIM {row['ssim']:.4f}")
 
-    result = evaluate_files(files, scale, model, device=device, on_image=show)
+    result = evaluate_files(files, scale, model, device=device, on_image=show, crop=crop)
     if as_json:
         click.echo(json.dumps({"images": result["images"], "mean": result["mean"],
                                "scale": scale, "model": model}))
@@ -127,9 +129,10 @@ def models(as_json) -> None:
     click.echo(f"{'model':<8} {'scale':>5} {'held-out PSNR':>14} {'bicubic':>8} {'epochs':>7}  file")
     for c in cards:
         v = c.get("validation", {})
-        bic = v.get("bicubic_psnr")
+        bic = v.get("heldout_bicubic_psnr", v.get("bicubic_psnr"))
         click.echo(
-            f"{c['name']:<8} {'x' + str(c['scale']):>5} {v.get('psnr', float('nan')):>11.2f} dB"
+            f"{c['name']:<8} {'x' + str(c['scale']):>5} "
+            f"{v.get('heldout_psnr', v.get('psnr', float('nan'))):>11.2f} dB"
             f" {'' if bic is None else f'{bic:.2f}':>8} {c['training']['epochs']:>7}  {c['file']}"
         )
 
@@ -163,3 +166,40 @@ def fuse(paths, scale, iterations, as_json) -> None:
     for u, d in zip(frames_uris, shifts, strict=True):
         click.echo(f"{u}: dy {d[0]:+.3f} dx {d[1]:+.3f} px")
     click.echo(f"fused {len(frames)} frames -> {fused.shape[1]}×{fused.shape[0]} -> {output}")
+
+
+@sr.command()
+@click.argument("weights", type=click.Path(dir_okay=False, exists=True))
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Training folder whose held-out split is evaluated (default: the shared one).")
+@click.option("--to", "dest", type=click.Path(file_okay=False), default=None,
+              help="Destination folder (default: the package's sr/weights).")
+@click.option("--float32", "full", is_flag=True, help="Keep float32 weights (default float16).")
+def export(weights, data, dest, full) -> None:
+    """Ship trained WEIGHTS: float16 copy + card with held-out PSNR/SSIM (model and bicubic)."""
+    from pixelmill.sr.data import list_images, split_files
+    from pixelmill.sr.evaluate import evaluate_files
+    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, read_card, save_model
+
+    card = read_card(weights)
+    scale = int(card["scale"])
+    root = data or _default_data()
+    files = split_files(list_images(root), root, "val")
+    target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
+    save_model(load_model(weights, scale).net, card, target, half=not full)
+    shipped = evaluate_files(files, scale, str(target.with_suffix(".safetensors")))
+    bicubic = evaluate_files(files, scale, "bicubic")
+    card["validation"] = {
+        **card.get("validation", {}),
+        "heldout_images": len(files),
+        "heldout_protocol": f"full held-out images, MATLAB bicubic x1/{scale} degradation, "
+                            f"Y PSNR/SSIM with {scale}px shaved (pixelmill sr eval --split val)",
+        "heldout_psnr": round(shipped["mean"]["psnr"], 3),
+        "heldout_ssim": round(shipped["mean"]["ssim"], 4),
+        "heldout_bicubic_psnr": round(bicubic["mean"]["psnr"], 3),
+        "heldout_bicubic_ssim": round(bicubic["mean"]["ssim"], 4),
+    }
+    save_model(load_model(weights, scale).net, card, target, half=not full)
+    click.echo(f"{target.name}: held-out {shipped['mean']['psnr']:.3f} dB / "
+               f"{shipped['mean']['ssim']:.4f} (bicubic {bicubic['mean']['psnr']:.3f} dB / "
+               f"{bicubic['mean']['ssim']:.4f}) -> {target.with_suffix('.safetensors')}")

@@ -72,12 +72,14 @@ def save_model(
     return path
 
 
-def available_models(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
-    """Cards of every model shipped in ``weights_dir``, sorted by name and scale."""
+def available_models(weights_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Cards of every model shipped in ``weights_dir`` (default: the package's), sorted."""
     cards = []
-    for p in sorted(weights_dir.glob("*.safetensors")):
+    for p in sorted((weights_dir or WEIGHTS_DIR).glob("*.safetensors")):
         if p.with_suffix(".json").exists():
-            cards.append({**read_card(p), "file": p.name})
+            card = read_card(p)
+            if "architecture" in card and "scale" in card:  # not a training checkpoint
+                cards.append({**card, "file": p.name})
     return sorted(cards, key=lambda c: (c.get("name", ""), int(c["scale"])))
 
 
