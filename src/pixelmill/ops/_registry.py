@@ -43,6 +43,9 @@ OUTPUT_KINDS = ("image", "labels", "measures", "vector")
 
 _REQUIRED = inspect.Parameter.empty
 
+#: what counts as a number in a spec (NumPy scalars too; complex numbers do not)
+_NUMBER = (int, float, np.integer, np.floating)
+
 
 def _number(value: float) -> str:
     """A bound as people write it: 1000000 rather than 1e+06, 0.5 rather than 0.500000."""
@@ -142,7 +145,7 @@ class ParamSpec:
                 raise bad
             value = int(value)
         elif self.type is float:
-            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            if isinstance(value, bool) or not isinstance(value, _NUMBER):
                 raise bad
             value = float(value)
             if not math.isfinite(value):
@@ -162,7 +165,7 @@ class ParamSpec:
                 f"{where}: expected {self.describe_allowed()}, got null", field=where
             )
         if self.length is not None or self.variadic:
-            if isinstance(value, int | float) and not isinstance(value, bool) and self.length:
+            if isinstance(value, _NUMBER) and not isinstance(value, bool) and self.length:
                 value = [value] * self.length  # a scalar broadcasts to every entry
             if not isinstance(value, list | tuple | np.ndarray):
                 raise InvalidParameterError(
