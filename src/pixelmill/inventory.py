@@ -163,7 +163,10 @@ def _scan_unit(options: ScanOptions, entries: tuple[storage.FileEntry, ...]) -> 
             local = storage.is_local(fs)
         except PixelmillError:
             pass
-    return [scan_file(e, options, fs, local) for e in entries]
+    if not options.verify:  # header-only: OpenCV is never imported
+        return [scan_file(e, options, fs, local) for e in entries]
+    with codecs.decoder_threads(1):
+        return [scan_file(e, options, fs, local) for e in entries]
 
 
 def _failed_row(entry: storage.FileEntry, options: ScanOptions, failure: UnitFailure) -> dict:

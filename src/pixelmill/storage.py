@@ -127,6 +127,40 @@ def _matches(relpath: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relpath, p) for p in patterns)
 
 
+def _walk_local(root: str, recursive: bool) -> dict[str, dict[str, int]]:
+    """``{path: {"size": n}}`` of the files under a local folder (os.scandir: one stat each).
+
+    Links to folders are not followed (no loops); links that cannot be resolved (dangling,
+    loops) are listed with size 0 so that reading them reports why.
+    """
+    items: dict[str, dict[str, int]] = {}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            scanner = os.scandir(folder)
+        except OSError:
+            if folder == root:
+                raise
+            continue  # an unreadable sub-folder: nothing to list there
+        with scanner:
+            for entry in scanner:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if recursive and not entry.is_symlink():
+                        stack.append(entry.path)
+                    continue
+                try:
+                    size = entry.stat().st_size
+                except OSError:
+                    size = 0
+                items[entry.path] = {"size": size}
+    return items
+
+
 def list_files(
     url: str,
     *,
@@ -152,13 +186,16 @@ def list_files(
         if not fs.isdir(root):
             if any(ch in root for ch in "*?["):
                 found = fs.glob(root, detail=True)
-                base = root.split("*")[0].rsplit("/", 1)[0]
+                first = min(i for i in (root.find(c) for c in "*?[") if i >= 0)
+                base = root[:first].rsplit("/", 1)[0]
                 items = {p: d for p, d in found.items() if d.get("type") != "directory"}
             else:
                 raise StorageError(f"{url}: no such file or folder")
         else:
             base = root.rstrip("/")
-            if recursive:
+            if is_local(fs):
+                items = _walk_local(root, recursive)
+            elif recursive:
                 items = fs.find(root, detail=True, withdirs=False)
             else:
                 items = {d["name"]: d for d in fs.ls(root, detail=True) if d["type"] != "directory"}
