@@ -184,6 +184,15 @@ def test_rotate_right_angles_are_exact(image_factory, angle):
     np.testing.assert_array_equal(got, want)
 
 
+def test_rotate_scale_declared():
+    spec = get_op("rotate")
+    for params, scale in (({"angle": 30}, 1.0), ({"angle": 30, "expand": True}, None),
+                          ({"angle": 180}, 1.0), ({"angle": 90}, None), ({"angle": -270}, None)):
+        assert spec.scale(spec.bind(params)) == scale, params
+        out = spec(np.zeros((10, 20), np.uint8), **params)
+        assert (out.shape == (10, 20)) == (scale == 1.0), params
+
+
 @pytest.mark.parametrize(("axis", "code"), [("horizontal", 1), ("vertical", 0), ("both", -1)])
 def test_flip_matches_opencv(image_factory, axis, code):
     image = image_factory("uint8", channels=3)

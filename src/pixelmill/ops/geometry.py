@@ -257,7 +257,15 @@ def _warp(image, matrix, size, method, mode, cval):
         borderValue=(float(cval),) * 4)).reshape((size[1], size[0], *image.shape[2:]))
 
 
-@op(family="geometry", halo=GLOBAL, scale=lambda p: 1.0 if not p["expand"] else None)
+def _rotate_scale(p) -> float | None:
+    """1 when the output keeps H×W; None when its size depends on the input's shape."""
+    angle = float(p["angle"])
+    if angle % 90 == 0:
+        return 1.0 if angle % 180 == 0 else None  # 90° and 270° swap H and W
+    return None if p["expand"] else 1.0
+
+
+@op(family="geometry", halo=GLOBAL, scale=_rotate_scale)
 def rotate(
     image: np.ndarray,
     *,
