@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import posixpath
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -137,9 +138,16 @@ def execute(
     return deferred
 
 
+def _tiled_output(uri: str) -> str:
+    """Tiled jobs write tiled BigTIFF: the planned output name with a ``.tif`` extension."""
+    stem, ext = posixpath.splitext(uri)
+    return uri if ext.lower() in (".tif", ".tiff") else stem + ".tif"
+
+
 def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
                     units_by_key: Mapping[str, WorkUnit], engine: Any, writer: ManifestWriter, *,
                     resume: bool, memory: Any, so: Mapping[str, Any], progress: Any) -> None:
+    """Hand each routed input to :func:`pixelmill.tiled.run_tiled`; one row per input after."""
     try:
         from pixelmill.tiled import run_tiled
     except ImportError:
@@ -147,23 +155,31 @@ def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
     for row in rows:
         row = {k: v for k, v in row.items() if k != "_route"}
         unit = units_by_key[row["key"]]
-        pixels = row.get("width", 0) * row.get("height", 0)
+        pixels = (row.get("width") or 0) * (row.get("height") or 0)
         if run_tiled is None:
             row.update(status="failed", reason=(
                 f"tiling: the image has {pixels} pixels, above tile_threshold, and tiled "
                 "processing (pixelmill.tiled) is not available"))
         else:
-            t0 = time.perf_counter()
+            out_uri = _tiled_output(unit.output)
+            fs, path = storage.get_fs(out_uri, so)
+            if storage._is_local(fs):  # side files (spills, tile stores) go beside the output
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             try:
-                run_tiled(pipeline, unit.uri, unit.output, memory=memory, engine=engine,
-                          manifest=writer, resume=resume, storage_options=dict(so) or None,
-                          progress=False)
-                fs, path = storage.get_fs(unit.output, so)
-                row.update(status="ok", output=unit.output, tiled=True,
-                           output_bytes=int(fs.info(path).get("size") or 0),
-                           t_total=time.perf_counter() - t0)
+                tiled = run_tiled(pipeline, unit.uri, out_uri, memory=memory, engine=engine,
+                                  manifest=writer, resume=resume,
+                                  storage_options=dict(so) or None, progress=False)
             except Exception as e:
                 row.update(status="failed", reason=f"tiled: {type(e).__name__}: {e}")
+            else:
+                row.update(status=tiled.status, reason=tiled.reason, tiled=True,
+                           tiles=tiled.tiles, out_width=tiled.out_width or None,
+                           out_height=tiled.out_height or None, t_total=tiled.seconds,
+                           **tiled.measures)
+                if tiled.status == "ok":
+                    with contextlib.suppress(OSError):
+                        row["output_bytes"] = int(fs.info(path).get("size") or 0)
+                    row["output"] = out_uri
         writer.append(row)
         if progress is not None:
             progress.advance(status=row["status"])
