@@ -31,12 +31,15 @@ from pixelmill.errors import DecodeError, StorageError, UsageError
 
 __all__ = [
     "RegionSource",
+    "TiffCanvas",
     "build_pyramid",
+    "create_tiff_canvas",
     "create_tile_store",
     "open_source",
     "open_zarr_array",
     "output_kind",
     "read_region",
+    "write_canvas",
     "write_tiff_from_zarr",
 ]
 
@@ -323,8 +326,12 @@ def _handle(source: RegionSource) -> Any:
         fs, path = storage.get_fs(source.uri, source.options)
         fh = open(path, "rb") if storage._is_local(fs) else fs.open(path, "rb")  # noqa: SIM115
         tif = tifffile.TiffFile(fh)
-        store = tif.series[0].aszarr(level=source.level)
-        h = (zarr.open_array(store, mode="r"), store, tif, fh)
+        raw = _RawSegments.make(tif, source) if storage._is_local(fs) else None
+        if raw is not None:
+            h = (raw, tif, fh)
+        else:
+            store = tif.series[0].aszarr(level=source.level)
+            h = (zarr.open_array(store, mode="r"), store, tif, fh)
     elif source.kind == "zarr":
         h = (open_zarr_array(source.uri, source.path, source.options),)
     elif source.kind == "npy":
@@ -348,8 +355,70 @@ def _npy_rows(fs, path: str, source: RegionSource, y0: int, y1: int) -> np.ndarr
     return np.frombuffer(data, dtype=source.dtype).reshape((y1 - y0, *source.shape[1:]))
 
 
+class _RawSegments:
+    """Windows of an uncompressed, chunky, native-order TIFF page read with ``os.pread`` from
+    its tile/strip offsets (no decoder, no per-chunk Python machinery)."""
+
+    def __init__(self, fd: int, page, source: RegionSource) -> None:
+        self.fd = fd
+        self.offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        self.counts = np.asarray(page.databytecounts, dtype=np.int64)
+        self.tiled = page.is_tiled
+        self.th = page.tilelength if self.tiled else page.rowsperstrip
+        self.tw = page.tilewidth if self.tiled else source.width
+        self.spp = page.samplesperpixel
+        self.dtype = np.dtype(source.dtype)
+        self.width = source.width
+        self.across = -(-source.width // self.tw)
+
+    @classmethod
+    def make(cls, tif, source: RegionSource) -> _RawSegments | None:
+        try:
+            lev = tif.series[0].levels[source.level]
+            page = lev.keyframe
+            ok = (len(lev.pages) == 1 and page.compression == 1 and page.predictor == 1
+                  and (page.planarconfig == 1 or page.samplesperpixel == 1)
+                  and page.fillorder == 1 and page.imagedepth == 1
+                  and np.dtype(page.dtype).newbyteorder(tif.byteorder) == np.dtype(source.dtype)
+                  and np.dtype(source.dtype).isnative
+                  and page.bitspersample == np.dtype(source.dtype).itemsize * 8
+                  and source.axes in ("YX", "YXC"))
+            page = lev.pages[0]
+            return cls(tif.filehandle.fileno(), page, source) if ok else None
+        except (AttributeError, OSError, TypeError, ValueError):  # unusual files: the zarr path
+            return None
+
+    def _segment(self, k: int, rows: int, cols: int) -> np.ndarray:
+        if k >= len(self.offsets) or self.offsets[k] == 0 or self.counts[k] == 0:
+            return np.zeros((rows, cols, self.spp), self.dtype)
+        data = os.pread(self.fd, int(self.counts[k]), int(self.offsets[k]))
+        return np.frombuffer(data, self.dtype).reshape(rows, cols, self.spp)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        out = np.empty((y1 - y0, x1 - x0, self.spp), self.dtype)
+        th, tw = self.th, self.tw
+        for ty in range(y0 // th, (y1 - 1) // th + 1):
+            sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
+            if not self.tiled:  # a strip: read only the rows needed
+                row_bytes = self.width * self.spp * self.dtype.itemsize
+                data = os.pread(self.fd, (sy1 - sy0) * row_bytes,
+                                int(self.offsets[ty]) + (sy0 - ty * th) * row_bytes)
+                rows = np.frombuffer(data, self.dtype).reshape(sy1 - sy0, self.width, self.spp)
+                out[sy0 - y0:sy1 - y0] = rows[:, x0:x1]
+                continue
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                sx0, sx1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
+                seg = self._segment(ty * self.across + tx, th, tw)
+                out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = seg[sy0 - ty * th:sy1 - ty * th,
+                                                                sx0 - tx * tw:sx1 - tx * tw]
+        return out
+
+
 def _read_inside(source: RegionSource, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     h = _handle(source)
+    if isinstance(h[0], _RawSegments):
+        data = h[0].read(y0, y1, x0, x1)
+        return data[..., 0] if len(source.shape) == 2 else data
     if source.kind == "npy":
         if isinstance(h[0], str):
             return _npy_rows(h[1], h[2], source, y0, y1)[:, x0:x1].copy()
@@ -553,3 +622,68 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# ---- direct tiled-TIFF output (uncompressed, local) ---------------------------------------
+
+@dataclass(frozen=True)
+class TiffCanvas:
+    """An uncompressed tiled BigTIFF whose tiles lie at ``offset + k * tile_bytes`` (row-major),
+    so workers can write their tiles in place, concurrently, each TIFF tile by one writer."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    tile: int
+    offset: int
+    tile_bytes: int
+    across: int
+
+
+def create_tiff_canvas(path: str, shape: tuple[int, ...], dtype: str, tile: int = 256,
+                       description: str | None = None) -> TiffCanvas | None:
+    """Lay out an empty (zero) tiled BigTIFF at ``path``; None if its tiles are not contiguous."""
+    import tifffile
+
+    channels = shape[2] if len(shape) == 3 else 1
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(None, shape=tuple(shape), dtype=dtype, tile=(tile, tile),
+                 photometric="rgb" if channels in (3, 4) else "minisblack",
+                 extrasamples=("unassalpha",) if channels == 4 else None,
+                 description=description, metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        counts = np.asarray(page.databytecounts, dtype=np.int64)
+    tile_bytes = tile * tile * channels * np.dtype(dtype).itemsize
+    if not (counts == tile_bytes).all() or not (np.diff(offsets) == tile_bytes).all():
+        return None
+    return TiffCanvas(path, tuple(shape), np.dtype(dtype).name, tile, int(offsets[0]),
+                      tile_bytes, -(-shape[1] // tile))
+
+
+def write_canvas(canvas: TiffCanvas, box: tuple[int, int, int, int], data: np.ndarray) -> None:
+    """Write ``data`` at ``box`` (output pixels) into the canvas's TIFF tiles.
+
+    ``box`` must start on tile boundaries and end on one or at the image's edge, so the TIFF
+    tiles it covers belong to this writer alone.
+    """
+    y0, y1, x0, x1 = box
+    t = canvas.tile
+    if y0 % t or x0 % t or (y1 % t and y1 != canvas.shape[0]) or (x1 % t and x1 != canvas.shape[1]):
+        raise ValueError(f"box {box} is not aligned to {t}-pixel TIFF tiles")
+    data = np.asarray(data, dtype=canvas.dtype)
+    fd = os.open(canvas.path, os.O_WRONLY)
+    try:
+        pad = np.zeros((t, t, *data.shape[2:]), canvas.dtype)
+        for ty in range(y0, y1, t):
+            for tx in range(x0, x1, t):
+                part = data[ty - y0:ty - y0 + t, tx - x0:tx - x0 + t]
+                if part.shape[:2] != (t, t):
+                    pad[...] = 0
+                    pad[:part.shape[0], :part.shape[1]] = part
+                    part = pad
+                k = (ty // t) * canvas.across + tx // t
+                os.pwrite(fd, np.ascontiguousarray(part).data, canvas.offset + k * canvas.tile_bytes)
+    finally:
+        os.close(fd)

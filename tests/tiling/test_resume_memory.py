@@ -6,6 +6,7 @@ with SIGKILL mid-run, the second has its whole process tree's resident memory sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,10 +86,8 @@ def _tree_rss(proc) -> int:
     except psutil.NoSuchProcess:
         return 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

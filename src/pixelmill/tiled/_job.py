@@ -66,6 +66,7 @@ class TileJob:
     whole: bool = False
     fingerprint: str = "{}"
     input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
+    canvas: regions.TiffCanvas | None = None  #: write tiles straight into this TIFF
 
 
 @dataclass
@@ -89,6 +90,8 @@ class TiledSummary:
     height: int = 0
     out_width: int = 0
     out_height: int = 0
+    t_tiles: float = 0.0  #: seconds running the tile units
+    t_assemble: float = 0.0  #: seconds writing the output from the tile store
     measures: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,13 +164,16 @@ def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
             plan = PipelinePlan(pipeline, 0, scale, job.plan_step, job.plan_wrap, 1.0, None)
             core = crop_tile(result.image, window, plan, shape)
         t2 = time.perf_counter()
-        array = _store_array(job)
-        if core.dtype != array.dtype or (core.ndim == 3) != (array.ndim == 3):
+        target = job.canvas or _store_array(job)
+        if core.dtype != target.dtype or (core.ndim == 3) != (len(target.shape) == 3):
             raise TilingError(f"tile {window.key}: output dtype/channels {core.dtype} "
                               f"{core.shape[2:]} differ from the first tile's")
         box = ((0, core.shape[0], 0, core.shape[1]) if job.whole
                else scale_box(window.core, scale, shape))
-        regions.write_tile(array, box, core)
+        if job.canvas is not None:
+            regions.write_canvas(job.canvas, box, core)
+        else:
+            regions.write_tile(target, box, core)
         t3 = time.perf_counter()
         row.update(status="ok", reason=None, t_read=t1 - t0, t_process=t2 - t1, t_write=t3 - t2)
         if job.whole:
@@ -336,11 +342,18 @@ def run_tiled(
                    "pipeline": pipeline.fingerprint, "tile": tile_size, "halo": plan.halo}
     fs, store_path = storage.get_fs(store_uri, so)
     store_ok = False
-    if resume and not whole and fs.exists(store_path):
-        prev = _store_attrs(store_uri, so).get("pixelmill_plan") or {}
-        if tile is None and prev.get("tile"):
+    if resume and not whole:
+        plan_path = _sidecar(output_uri, "pixelmill-partial.json")
+        if fs.exists(store_path):
+            prev = _store_attrs(store_uri, so).get("pixelmill_plan") or {}
+        elif storage._is_local(fs) and os.path.exists(plan_path):
+            with open(plan_path, encoding="utf-8") as f:
+                prev = json.load(f).get("pixelmill_plan") or {}
+        else:
+            prev = {}
+        if tile is None and prev.get("tile"):  # keep the interrupted run's tile size
             tile_size = fingerprint["tile"] = int(prev["tile"])
-        store_ok = prev == fingerprint
+        store_ok = fs.exists(store_path) and prev == fingerprint
     if whole:
         windows = [TileWindow(0, 0, (0, h, 0, w), (0, h, 0, w))]
     else:
@@ -351,15 +364,23 @@ def run_tiled(
     writer = (ManifestWriter(manifest or output_uri.rstrip("/") + ".manifest.parquet",
                              keep_existing=resume, storage_options=so)
               if own_manifest else manifest)
+    canvas = None
+    if not whole:
+        out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
+        chunk = _chunk_for(windows, plan, (h, w))
+        direct = (out_kind == "tiff" and not pyramid and not compression
+                  and storage._is_local(fs) and _canvas_tile(chunk, len(windows), out_shape))
+        if direct:
+            canvas, store_ok = _open_canvas(output_uri, out_shape, out_dtype,
+                                            _canvas_tile(chunk, len(windows), out_shape),
+                                            fingerprint, resume)
     done = set()
     if store_ok:
         done = {r["key"] for r in writer.earlier_rows
                 if r.get("status") == "ok" and "#tile=" in str(r.get("key"))}
-    elif not whole:
-        chunk = _chunk_for(windows, plan, (h, w))
-        regions.create_tile_store(store_uri, (out_h, out_w, out_c) if out_c else (out_h, out_w),
-                                  out_dtype, chunk, attrs={"pixelmill_plan": fingerprint},
-                                  storage_options=so)
+    elif not whole and canvas is None:
+        regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
+                                  attrs={"pixelmill_plan": fingerprint}, storage_options=so)
     summary = TiledSummary(input_uri, output_uri, "ok", tiles=len(windows), tile=tile_size,
                            workers=concurrency, memory=budget, width=w, height=h)
     own_engine = engine is None or isinstance(engine, str)
@@ -367,16 +388,23 @@ def run_tiled(
     size = None
     try:
         with PeakRSS() as peak:
+            t0 = time.perf_counter()
             rows, failed = _run_units(eng, pipeline, plan, source, windows, done, store_uri, so,
                                       fingerprint, output_uri, concurrency, writer, progress,
-                                      whole, summary)
+                                      whole, summary, canvas)
             if not failed:
                 if whole:
                     out_h, out_w = rows[0]["out_height"], rows[0]["out_width"]
                     summary.measures = {k: v for k, v in rows[0].items() if k not in _TILE_COLS}
                 summary.out_width, summary.out_height = out_w, out_h
-                size = _assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
-                                 fingerprint)
+                t1 = time.perf_counter()
+                summary.t_tiles = t1 - t0
+                if canvas is not None:
+                    size = _finish_canvas(canvas, output_uri)
+                else:
+                    size = _assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
+                                     fingerprint)
+                summary.t_assemble = time.perf_counter() - t1
                 if source.uri != input_uri:  # the decoded-once spill is no longer needed
                     sfs, spath = storage.get_fs(source.uri)
                     sfs.rm(spath)
@@ -420,14 +448,14 @@ def _store_attrs(store_uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, fingerprint,
-               output_uri, concurrency, writer, progress, whole, summary):
+               output_uri, concurrency, writer, progress, whole, summary, canvas=None):
     uri = fingerprint["input"]
     todo = [win for win in windows if f"{uri}#tile={win.key}" not in done]
     summary.resumed = len(windows) - len(todo)
     threads = max(1, default_workers() // max(1, concurrency))
     job = TileJob(source, pipeline.to_json(), (plan.scale.numerator, plan.scale.denominator),
                   plan.step, plan.wrap, store_uri, tuple(sorted(so.items())), output_uri,
-                  threads, whole, json.dumps(fingerprint), uri)
+                  threads, whole, json.dumps(fingerprint), uri, canvas)
     rows, failed = [], []
     with _progress(len(todo), progress) as bar:
         for i, res in _map_waves(eng, partial(run_tile, job), todo, concurrency):
@@ -446,6 +474,42 @@ def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, finger
                 failed.append(res)
     summary.ok += summary.resumed
     return rows, failed
+
+
+def _canvas_tile(chunk: tuple[int, int], n_tiles: int, out_shape) -> int | None:
+    """The TIFF tile size that lets tile cores be written in place, or None."""
+    rows, cols = chunk
+    for t in (256, 128, 512, 64, 1024, 32, 16):
+        if (rows % t == 0 or rows >= out_shape[0]) and (cols % t == 0 or cols >= out_shape[1]):
+            return t if n_tiles > 1 or t <= max(out_shape[:2]) else None
+    return None
+
+
+def _open_canvas(output_uri, out_shape, out_dtype, tile, fingerprint, resume):
+    """The partial TIFF being written in place (reused when resuming the same plan)."""
+    path = _sidecar(output_uri, "pixelmill-partial.tif")
+    plan_path = _sidecar(output_uri, "pixelmill-partial.json")
+    if resume and os.path.exists(path) and os.path.exists(plan_path):
+        with open(plan_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("pixelmill_plan") == fingerprint and saved.get("canvas"):
+            return regions.TiffCanvas(**{**saved["canvas"],
+                                         "shape": tuple(saved["canvas"]["shape"])}), True
+    canvas = regions.create_tiff_canvas(
+        path, out_shape, out_dtype, tile,
+        description=json.dumps({"pixelmill": {"pipeline": fingerprint["pipeline"]}}))
+    if canvas is None:  # pragma: no cover - tifffile laid the tiles out unexpectedly
+        os.unlink(path)
+        return None, False
+    storage.write_atomic(plan_path, json.dumps({"pixelmill_plan": fingerprint,
+                                                "canvas": asdict(canvas)}).encode())
+    return canvas, False
+
+
+def _finish_canvas(canvas, output_uri: str) -> int:
+    os.replace(canvas.path, storage.get_fs(output_uri)[1])
+    os.unlink(_sidecar(output_uri, "pixelmill-partial.json"))
+    return os.path.getsize(storage.get_fs(output_uri)[1])
 
 
 def _chunk_for(windows, plan, shape) -> tuple[int, int]:
