@@ -321,3 +321,13 @@ def test_nl_means_halo_is_tight(template_size, search_size):
                           xs.start - context : xs.stop + context], **params)
         got = part[context : context + 16, context : context + 16]
         assert np.array_equal(got, whole[ys, xs]) is equal, context
+
+
+def test_ops_are_public_names_of_their_module():
+    import importlib
+
+    for name in OPS:
+        spec = get_op(name)
+        module = importlib.import_module(spec.func.__module__)
+        assert spec.func.__name__ in module.__all__, name
+        assert getattr(module, spec.func.__name__) is spec.func
