@@ -175,3 +175,28 @@ def test_outputs_are_decodable(collection, tmp_path, engine, blur_pipeline):
         info = codecs.probe(blob)
         assert info.format.lower() == "webp"
     assert storage.list_files(str(out), recursive=True)
+
+
+def test_measure_only_job_columns(collection, tmp_path, engine):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pixelmill.ops import get_op
+
+    root, _ = collection
+    manifest = tmp_path / "features.parquet"
+    pipe = {"steps": [{"op": "sharpness"}, {"op": "color_histogram", "bins": 4}]}
+    summary = run(pipe, str(root), None, manifest=str(manifest), engine=engine,
+                  progress=False, report=False, label_from="parent")
+    assert (summary.ok, summary.invalid) == (5, 2)
+    table = pq.read_table(manifest)
+    vec_type = table.schema.field("vec_color_histogram").type
+    assert pa.types.is_list(vec_type) and vec_type.value_type == pa.float32()
+    rows = {r["relpath"]: r for r in table.to_pylist()}
+    image = codecs.decode((root / "coffee.jpg").read_bytes())
+    want_sharp = get_op("sharpness").func(image)
+    assert rows["coffee.jpg"]["sharpness"] == pytest.approx(want_sharp["sharpness"])
+    want_vec = get_op("color_histogram").func(image, bins=4)
+    np.testing.assert_allclose(rows["coffee.jpg"]["vec_color_histogram"], want_vec, rtol=1e-6)
+    assert rows["coffee.jpg"]["output"] is None and rows["cats/chelsea.jpg"]["label"] == "cats"
+    assert not any(p.suffix in (".jpg", ".png") for p in tmp_path.iterdir())

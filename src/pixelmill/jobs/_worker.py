@@ -201,7 +201,9 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     row["out_width"], row["out_height"] = int(out.shape[1]), int(out.shape[0])
     _result_columns(row, result)
     t_encode = t_write = t_process
-    if unit.output is not None:
+    if unit.output is None:  # a measure-only job
+        row.update(output=None, output_bytes=None, sha256=None)
+    else:
         try:
             blob = codecs.encode(out, unit.format or "png", quality=spec.quality)
         except Exception as e:
