@@ -9,6 +9,16 @@ DIGITS_PIPELINE = [{"op": "hog", "size": [32, 32], "pixels_per_cell": [8, 8],
                     "cells_per_block": [2, 2]}]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_pool():
+    """Two cores shared by many processes: OpenMP/BLAS pools spin-wait badly when oversubscribed
+    (HistGradientBoosting ran 8x slower with 2 threads than with 1), so the tests use one."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> str:
     from pixelmill.learn.datasets import write_digits

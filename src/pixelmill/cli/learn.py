@@ -215,7 +215,7 @@ def predict(model, input, out, label_from, limit, overwrite, resume, quiet, engi
     """Classify every image of INPUT with MODEL; write predicted, confidence, prob_<class>."""
     from pixelmill import storage
     from pixelmill.cli import exit_with
-    from pixelmill.learn.predict import predict as run_predict
+    from pixelmill.learn.prediction import predict as run_predict
 
     so = storage.parse_storage_options(storage_options)
     summary = run_predict(model, input, out, engine=engine, workers=workers,

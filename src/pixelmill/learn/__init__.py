@@ -6,6 +6,8 @@
 >>> learn.evaluate("model/", "features.parquet", report="report.html").accuracy  # doctest: +SKIP
 >>> learn.build_index("features.parquet", "index/").query_image(image, k=10)  # doctest: +SKIP
 
+Submodules are named apart from the functions they define (``prediction`` holds ``predict``,
+``showcase`` holds ``demo``) so importing one never shadows a function here.
 Names are loaded lazily so ``import pixelmill.learn`` does not import torch or scikit-learn.
 """
 
@@ -29,12 +31,12 @@ _API = {
     "train_cnn": "pixelmill.learn.cnn",
     "evaluate": "pixelmill.learn.evaluation",
     "Evaluation": "pixelmill.learn.evaluation",
-    "predict": "pixelmill.learn.predict",
+    "predict": "pixelmill.learn.prediction",
     "build_index": "pixelmill.learn.index",
     "load_index": "pixelmill.learn.index",
     "evaluate_index": "pixelmill.learn.index",
     "VectorIndex": "pixelmill.learn.index",
-    "demo": "pixelmill.learn.demo",
+    "demo": "pixelmill.learn.showcase",
 }
 
 __all__ = sorted(_API)

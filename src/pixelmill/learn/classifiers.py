@@ -136,7 +136,8 @@ def fit_classifier(
     grid : mapping or None
         Hyperparameter values to try (default :data:`DEFAULT_GRIDS`).
     workers : int or None
-        Threads for models that use them (random forest).
+        Threads for models that use them (random forest, and the BLAS/OpenMP pools of all;
+        None leaves the pools as they are).
     refit_on_val : bool
         Refit the chosen model on train + val.
 
@@ -144,7 +145,10 @@ def fit_classifier(
     -------
     SearchResult
     """
+    import contextlib
+
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
     if len(np.unique(y_train)) < 2:
@@ -153,7 +157,8 @@ def fit_classifier(
     n_features = X_train.shape[1]
     scores: list[dict[str, Any]] = []
     best, best_score = candidates[0], None
-    with warnings.catch_warnings():
+    pools = threadpool_limits(workers) if workers else contextlib.nullcontext()
+    with warnings.catch_warnings(), pools:
         warnings.simplefilter("ignore", ConvergenceWarning)
         if X_val is not None and y_val is not None and len(y_val) > 0 and len(candidates) > 1:
             for params in candidates:
