@@ -327,6 +327,9 @@ def run_tiled(
     budget = parse_memory(memory) or default_memory()
     so = dict(storage_options or {})
     store_uri = _sidecar(output_uri, "pixelmill-tiles.zarr")
+    out_fs, out_path = storage.get_fs(output_uri, so)
+    if storage._is_local(out_fs):  # side files (spill, tile store, partial TIFF) go beside it
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     source = regions.open_source(input_uri, so, level=level,
                                  spill_uri=_sidecar(output_uri, "pixelmill-spill.npy"))
     h, w = source.height, source.width
