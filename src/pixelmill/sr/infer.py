@@ -81,9 +81,8 @@ def upscale_batch(
             out.append(_to_output(y[..., None] if im.ndim == 3 else y, im.dtype))
             continue
         ycc, alpha = colour[i]
-        up = imresize(ycc, scale)  # float64: Cb/Cr by MATLAB's bicubic; Y is replaced
-        up[..., 0] = lumas[i]
-        rgb = ycbcr_to_rgb(up)
+        chroma = imresize(ycc[..., 1:], scale)  # float64, MATLAB's bicubic
+        rgb = ycbcr_to_rgb(np.concatenate([lumas[i][..., None], chroma], axis=2))
         if alpha.shape[2]:
             rgb = np.concatenate([rgb, imresize(alpha, scale)], axis=2)
         out.append(_to_output(rgb, im.dtype))
