@@ -5,13 +5,17 @@ A model is two files side by side: ``<arch>_x<S>.safetensors`` (the tensors) and
 epochs, held-out PSNR/SSIM and bicubic's on the same split). The package ships its models in
 ``pixelmill/sr/weights/``; :func:`load_model` also takes a path to a ``.safetensors`` file
 whose card sits next to it. Loaded networks are cached per process, so a worker loads a
-model once, not once per tile.
+model once, not once per tile; a worker process (one of an engine's pool) runs torch with
+one thread, as the engine already runs one worker per core (``PIXELMILL_TORCH_THREADS``
+overrides).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -100,8 +104,19 @@ def _resolve(name: str, scale: int) -> Path:
     return path
 
 
+def _configure_threads() -> None:
+    """One torch thread per worker process (engines run one worker per core), unless
+    ``PIXELMILL_TORCH_THREADS`` says otherwise; the main process keeps torch's default."""
+    wanted = os.environ.get("PIXELMILL_TORCH_THREADS")
+    if wanted:
+        torch.set_num_threads(max(1, int(wanted)))
+    elif multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)
+
+
 @functools.lru_cache(maxsize=16)
 def _load(path: str, device: str) -> LoadedModel:
+    _configure_threads()
     card = read_card(path)
     net = build_model(card["architecture"], int(card["scale"]), card.get("params"))
     state = {k: v.float() for k, v in load_file(path).items()}
