@@ -50,7 +50,7 @@ def test_pyramid_levels_and_wrapped_windows(tmp_path, image):
 def test_spilled_huge_strip(tmp_path, image, monkeypatch):
     path = str(tmp_path / "one-strip.tif")
     tifffile.imwrite(path, image, compression="zlib")  # one compressed strip: no random access
-    monkeypatch.setattr(regions, "MAX_SEGMENT_BYTES", 1000)
+    monkeypatch.setattr(regions._source, "MAX_SEGMENT_BYTES", 1000)
     source = regions.open_source(path, spill_uri=str(tmp_path / "spill.npy"))
     assert source.kind == "npy"
     assert np.array_equal(regions.read_region(source, (10, 100, 20, 200)), image[10:100, 20:200])

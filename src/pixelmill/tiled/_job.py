@@ -19,11 +19,8 @@ reruns only the tiles without an ``ok`` row and gives the same output as an unin
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -34,10 +31,19 @@ import numpy as np
 
 from pixelmill import regions, storage
 from pixelmill.engines import Engine, UnitFailure, default_workers, get_engine
-from pixelmill.errors import DecodeError, PixelmillError, TilingError
+from pixelmill.errors import TilingError
 from pixelmill.pipeline import Pipeline, load_pipeline
-from pixelmill.tiled._array import crop_tile
+from pixelmill.tiled._output import (
+    assemble,
+    canvas_tile,
+    chunk_for,
+    finish_canvas,
+    open_canvas,
+    sidecar,
+    store_attrs,
+)
 from pixelmill.tiled._plan import (
+    PeakRSS,
     PipelinePlan,
     analyze,
     check_whole,
@@ -45,29 +51,10 @@ from pixelmill.tiled._plan import (
     default_memory,
     parse_memory,
 )
-from pixelmill.tiling import TileWindow, grid, scale_box, scaled_shape
+from pixelmill.tiled._worker import TileJob, run_tile
+from pixelmill.tiling import TileWindow, grid, scaled_shape
 
-__all__ = ["TileJob", "TiledSummary", "run_tile", "run_tiled"]
-
-
-@dataclass(frozen=True)
-class TileJob:
-    """What every tile unit of one job shares (picklable, small)."""
-
-    source: regions.RegionSource
-    pipeline: str  #: the pipeline as JSON
-    plan_scale: tuple[int, int]
-    plan_step: int
-    plan_wrap: bool
-    store_uri: str
-    store_options: tuple[tuple[str, Any], ...]
-    output_uri: str
-    threads: int = 1
-    whole: bool = False
-    fingerprint: str = "{}"
-    input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
-    canvas: regions.TiffCanvas | None = None  #: write tiles straight into this TIFF
-
+__all__ = ["TiledSummary", "run_tiled"]
 
 @dataclass
 class TiledSummary:
@@ -96,139 +83,6 @@ class TiledSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---- worker side --------------------------------------------------------------------------
-
-_CACHE: dict[str, Any] = {}
-#: rows per chunk of the tile store (and per band when assembling the output)
-CHUNK_ROWS = 256
-
-
-def _pipeline(text: str) -> Pipeline:
-    p = _CACHE.get(text)
-    if p is None:
-        p = _CACHE[text] = load_pipeline(json.loads(text))
-    return p
-
-
-def _store_array(job: TileJob):
-    key = "store:" + job.store_uri
-    arr = _CACHE.get(key)
-    if arr is None:
-        arr = _CACHE[key] = regions.open_zarr_array(job.store_uri, "0", dict(job.store_options),
-                                                    mode="r+")
-    return arr
-
-
-def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
-    """Process one tile unit: read its halo box, run, crop, write its chunk; return its row."""
-    from fractions import Fraction
-
-    if _CACHE.get("threads") != job.threads:
-        import cv2
-
-        cv2.setNumThreads(job.threads)
-        _CACHE["threads"] = job.threads
-    uri = job.input_uri or job.source.uri
-    row: dict[str, Any] = {"key": f"{uri}#tile={window.key}", "uri": uri,
-                           "output": job.output_uri, "tile_row": window.row,
-                           "tile_col": window.col, "y0": window.core[0], "x0": window.core[2],
-                           "height": window.core_shape[0], "width": window.core_shape[1]}
-    try:
-        t0 = time.perf_counter()
-        try:
-            region = regions.read_region(job.source, window.halo)
-        except Exception as e:  # a decoder's own error class: a bad tile of a good file
-            raise DecodeError(f"cannot read {window.halo}: {type(e).__name__}: {e}") from e
-        t1 = time.perf_counter()
-        pipeline = _pipeline(job.pipeline)
-        result = pipeline.run(region)
-        shape = (job.source.height, job.source.width)
-        scale = Fraction(*job.plan_scale)
-        if job.whole:  # a global op: the unit is the whole image, and it makes the store
-            core = result.image
-            if not isinstance(core, np.ndarray):
-                raise TilingError("the pipeline does not return an image")
-            regions.create_tile_store(
-                job.store_uri, core.shape, core.dtype.name,
-                (min(1024, core.shape[0]) or 1, min(1024, core.shape[1]) or 1),
-                attrs={"pixelmill_plan": json.loads(job.fingerprint)},
-                storage_options=dict(job.store_options))
-            _CACHE.pop("store:" + job.store_uri, None)
-            row.update(out_height=core.shape[0], out_width=core.shape[1])
-            window = TileWindow(0, 0, (0, shape[0], 0, shape[1]), window.halo)
-            scale = Fraction(core.shape[0], max(1, shape[0])) if shape[0] else Fraction(1)
-            shape = None
-        else:
-            plan = PipelinePlan(pipeline, 0, scale, job.plan_step, job.plan_wrap, 1.0, None)
-            core = crop_tile(result.image, window, plan, shape)
-        t2 = time.perf_counter()
-        target = job.canvas or _store_array(job)
-        if core.dtype != target.dtype or (core.ndim == 3) != (len(target.shape) == 3):
-            raise TilingError(f"tile {window.key}: output dtype/channels {core.dtype} "
-                              f"{core.shape[2:]} differ from the first tile's")
-        box = ((0, core.shape[0], 0, core.shape[1]) if job.whole
-               else scale_box(window.core, scale, shape))
-        if job.canvas is not None:
-            regions.write_canvas(job.canvas, box, core)
-        else:
-            regions.write_tile(target, box, core)
-        t3 = time.perf_counter()
-        row.update(status="ok", reason=None, t_read=t1 - t0, t_process=t2 - t1, t_write=t3 - t2)
-        if job.whole:
-            row.update(result.measures)
-    except (PixelmillError, OSError, ValueError, MemoryError) as e:
-        row.update(status="failed", reason=f"{type(e).__name__}: {e}")
-    return row
-
-
-# ---- driver side --------------------------------------------------------------------------
-
-class PeakRSS:
-    """Samples the resident memory of this process and its children; ``.peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self._stop = threading.Event()
-        self.peak = 0
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
-
-    def sample(self) -> int:
-        import psutil
-
-        total = 0
-        for p in [self._proc, *self._proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += p.memory_info().rss
-        self.peak = max(self.peak, total)
-        return total
-
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            self.sample()
-
-    def __enter__(self) -> PeakRSS:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-
-def _sidecar(output_uri: str, suffix: str) -> str:
-    out = output_uri.rstrip("/")
-    if "://" in out:
-        head, _, name = out.rpartition("/")
-        return f"{head}/.{name}.{suffix}"
-    folder, name = os.path.split(os.path.abspath(out))
-    return os.path.join(folder, f".{name}.{suffix}")
-
 
 def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: PipelinePlan):
     """Run the pipeline on a small corner to learn the output dtype and channels (fail fast)."""
@@ -326,12 +180,12 @@ def run_tiled(
     out_kind = regions.output_kind(output_uri)
     budget = parse_memory(memory) or default_memory()
     so = dict(storage_options or {})
-    store_uri = _sidecar(output_uri, "pixelmill-tiles.zarr")
+    store_uri = sidecar(output_uri, "pixelmill-tiles.zarr")
     out_fs, out_path = storage.get_fs(output_uri, so)
     if storage._is_local(out_fs):  # side files (spill, tile store, partial TIFF) go beside it
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     source = regions.open_source(input_uri, so, level=level,
-                                 spill_uri=_sidecar(output_uri, "pixelmill-spill.npy"))
+                                 spill_uri=sidecar(output_uri, "pixelmill-spill.npy"))
     h, w = source.height, source.width
     n_workers = workers or getattr(engine, "workers", None) or default_workers()
     whole = plan.size_problem(h, w) is not None
@@ -346,9 +200,9 @@ def run_tiled(
     fs, store_path = storage.get_fs(store_uri, so)
     store_ok = False
     if resume and not whole:
-        plan_path = _sidecar(output_uri, "pixelmill-partial.json")
+        plan_path = sidecar(output_uri, "pixelmill-partial.json")
         if fs.exists(store_path):
-            prev = _store_attrs(store_uri, so).get("pixelmill_plan") or {}
+            prev = store_attrs(store_uri, so).get("pixelmill_plan") or {}
         elif storage._is_local(fs) and os.path.exists(plan_path):
             with open(plan_path, encoding="utf-8") as f:
                 prev = json.load(f).get("pixelmill_plan") or {}
@@ -370,12 +224,12 @@ def run_tiled(
     canvas = None
     if not whole:
         out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
-        chunk = _chunk_for(windows, plan, (h, w))
+        chunk = chunk_for(windows, plan, (h, w))
         direct = (out_kind == "tiff" and not pyramid and not compression
-                  and storage._is_local(fs) and _canvas_tile(chunk, len(windows), out_shape))
+                  and storage._is_local(fs) and canvas_tile(chunk, len(windows), out_shape))
         if direct:
-            canvas, store_ok = _open_canvas(output_uri, out_shape, out_dtype,
-                                            _canvas_tile(chunk, len(windows), out_shape),
+            canvas, store_ok = open_canvas(output_uri, out_shape, out_dtype,
+                                            canvas_tile(chunk, len(windows), out_shape),
                                             fingerprint, resume)
     done = set()
     if store_ok:
@@ -403,9 +257,9 @@ def run_tiled(
                 t1 = time.perf_counter()
                 summary.t_tiles = t1 - t0
                 if canvas is not None:
-                    size = _finish_canvas(canvas, output_uri)
+                    size = finish_canvas(canvas, output_uri)
                 else:
-                    size = _assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
+                    size = assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
                                      fingerprint)
                 summary.t_assemble = time.perf_counter() - t1
                 if source.uri != input_uri:  # the decoded-once spill is no longer needed
@@ -436,20 +290,6 @@ def run_tiled(
 _TILE_COLS = {"key", "uri", "output", "tile_row", "tile_col", "y0", "x0", "height", "width",
               "status", "reason", "t_read", "t_process", "t_write", "out_height", "out_width"}
 
-
-def _store_attrs(store_uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
-    import zarr
-
-    fs, path = storage.get_fs(store_uri, so)
-    local = storage._is_local(fs)
-    try:
-        group = zarr.open_group(path if local else store_uri, mode="r",
-                                **({} if local or not so else {"storage_options": so}))
-        return dict(group.attrs)
-    except Exception:  # an unreadable leftover store is simply not resumable
-        return {}
-
-
 def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, fingerprint,
                output_uri, concurrency, writer, progress, whole, summary, canvas=None):
     uri = fingerprint["input"]
@@ -477,77 +317,3 @@ def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, finger
                 failed.append(res)
     summary.ok += summary.resumed
     return rows, failed
-
-
-def _canvas_tile(chunk: tuple[int, int], n_tiles: int, out_shape) -> int | None:
-    """The TIFF tile size that lets tile cores be written in place, or None."""
-    rows, cols = chunk
-    for t in (256, 128, 512, 64, 1024, 32, 16):
-        if (rows % t == 0 or rows >= out_shape[0]) and (cols % t == 0 or cols >= out_shape[1]):
-            return t if n_tiles > 1 or t <= max(out_shape[:2]) else None
-    return None
-
-
-def _open_canvas(output_uri, out_shape, out_dtype, tile, fingerprint, resume):
-    """The partial TIFF being written in place (reused when resuming the same plan)."""
-    path = _sidecar(output_uri, "pixelmill-partial.tif")
-    plan_path = _sidecar(output_uri, "pixelmill-partial.json")
-    if resume and os.path.exists(path) and os.path.exists(plan_path):
-        with open(plan_path, encoding="utf-8") as f:
-            saved = json.load(f)
-        if saved.get("pixelmill_plan") == fingerprint and saved.get("canvas"):
-            return regions.TiffCanvas(**{**saved["canvas"],
-                                         "shape": tuple(saved["canvas"]["shape"])}), True
-    canvas = regions.create_tiff_canvas(
-        path, out_shape, out_dtype, tile,
-        description=json.dumps({"pixelmill": {"pipeline": fingerprint["pipeline"]}}))
-    if canvas is None:  # pragma: no cover - tifffile laid the tiles out unexpectedly
-        os.unlink(path)
-        return None, False
-    storage.write_atomic(plan_path, json.dumps({"pixelmill_plan": fingerprint,
-                                                "canvas": asdict(canvas)}).encode())
-    return canvas, False
-
-
-def _finish_canvas(canvas, output_uri: str) -> int:
-    os.replace(canvas.path, storage.get_fs(output_uri)[1])
-    os.unlink(_sidecar(output_uri, "pixelmill-partial.json"))
-    return os.path.getsize(storage.get_fs(output_uri)[1])
-
-
-def _chunk_for(windows, plan, shape) -> tuple[int, int]:
-    """Chunks of the tile store: a tile core's output width, and 256 rows when that divides the
-    core's output height (so assembling reads 256-row bands without re-reading chunks)."""
-    y0, y1, x0, x1 = scale_box(windows[0].core, plan.scale, shape)
-    rows, cols = max(1, y1 - y0), max(1, x1 - x0)
-    if len(windows) > 1 and rows % CHUNK_ROWS == 0:
-        rows = CHUNK_ROWS
-    return rows, cols
-
-
-def _assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerprint) -> int:
-    import zarr
-
-    fs, store_path = storage.get_fs(store_uri, so)
-    local = storage._is_local(fs)
-    group = zarr.open_group(store_path if local else store_uri, mode="r+",
-                            **({} if local or not so else {"storage_options": so}))
-    base = group["0"]
-    levels = 0
-    if pyramid:
-        side = max(base.shape[-2:])
-        levels = max(0, math.ceil(math.log2(max(1, side / 256))))
-        levels = regions.build_pyramid(group, levels)
-    else:
-        regions.write_ome_metadata(group, 1)
-    if out_kind == "tiff":
-        size = regions.write_tiff_from_zarr(group, output_uri, levels=levels + 1,
-                                            compression=compression, storage_options=so,
-                                            metadata={"pipeline": fingerprint["pipeline"]})
-        fs.rm(store_path, recursive=True)
-        return size
-    out_fs, out_path = storage.get_fs(output_uri, so)
-    if out_fs.exists(out_path):
-        out_fs.rm(out_path, recursive=True)
-    fs.mv(store_path, out_path, recursive=True)
-    return int(sum(v.get("size", 0) or 0 for v in out_fs.find(out_path, detail=True).values()))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -14,6 +16,7 @@ from pixelmill.pipeline import Pipeline
 from pixelmill.tiling import as_fraction, tile_halo
 
 __all__ = [
+    "PeakRSS",
     "PipelinePlan",
     "analyze",
     "choose_tiling",
@@ -204,3 +207,39 @@ def check_whole(plan: PipelinePlan, shape: tuple[int, ...], dtype: str, memory: 
             f"cannot tile this pipeline exactly — {problem} — and the "
             f"{shape[1]}×{shape[0]} image needs about {need / 2**20:.0f} MiB to process whole, "
             f"more than the memory budget of {memory / 2**20:.0f} MiB")
+
+
+class PeakRSS:
+    """Samples the resident memory of this process and its children; ``.peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def sample(self) -> int:
+        import psutil
+
+        total = 0
+        for p in [self._proc, *self._proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += p.memory_info().rss
+        self.peak = max(self.peak, total)
+        return total
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.sample()
+
+    def __enter__(self) -> PeakRSS:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()

@@ -1,0 +1,217 @@
+"""Probing inputs into picklable :class:`RegionSource` references (headers only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pixelmill import storage
+from pixelmill.errors import DecodeError, StorageError, UsageError
+
+__all__ = ["MAX_SEGMENT_BYTES", "TIFF_EXT", "RegionSource", "open_source", "open_zarr_array"]
+
+TIFF_EXT = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
+#: a TIFF strip/tile larger than this is spilled once instead of decoded per tile
+MAX_SEGMENT_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class RegionSource:
+    """A picklable reference to an image that can be read window by window.
+
+    ``axes`` names the stored array's axes with ``Y``, ``X``, ``C`` (samples) and ``I`` (any
+    other axis, read at index 0); reads always return ``H×W`` or ``H×W×C``.
+    """
+
+    uri: str
+    kind: str  #: "tiff", "zarr", "npy"
+    shape: tuple[int, ...]  #: (H, W) or (H, W, C), as read
+    dtype: str
+    axes: str
+    level: int = 0
+    path: str = ""  #: array path inside a zarr group
+    storage_options: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[2] if len(self.shape) == 3 else 1
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.storage_options)
+
+
+def _so(storage_options: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((storage_options or {}).items()))
+
+
+def _norm_axes(axes: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """Map a stored layout to ours: (axes with Y, X, C, I) and the read shape."""
+    axes = axes.upper().replace("S", "C")
+    out = []
+    for a in axes:
+        out.append(a if a in "YXC" else "I")
+    axes = "".join(out)
+    if "Y" not in axes or "X" not in axes:
+        raise DecodeError(f"image axes {axes!r} have no Y and X")
+    h, w = shape[axes.index("Y")], shape[axes.index("X")]
+    if "C" in axes and shape[axes.index("C")] > 1:
+        return axes, (h, w, shape[axes.index("C")])
+    return axes, (h, w)
+
+
+def _guess_axes(shape: tuple[int, ...]) -> str:
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) == 3:
+        return "YXC" if shape[2] <= 4 or shape[0] > 4 else "CYX"
+    return "I" * (len(shape) - 3) + ("YXC" if shape[-1] <= 4 else "CYX")
+
+
+# ---- opening ------------------------------------------------------------------------------
+
+def _is_zarr(uri: str, storage_options: Mapping[str, Any] | None) -> bool:
+    if uri.rstrip("/").endswith(".zarr"):
+        return True
+    fs, path = storage.get_fs(uri, storage_options)
+    return any(fs.exists(f"{path.rstrip('/')}/{name}") for name in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def open_zarr_array(uri: str, path: str = "", storage_options: Mapping[str, Any] | None = None,
+                    mode: str = "r"):
+    """A zarr array at ``uri`` (``path`` inside a group), on any fsspec URL."""
+    import zarr
+
+    target = uri.rstrip("/") + (f"/{path}" if path else "")
+    if "://" in target and not target.startswith("file://"):
+        return zarr.open_array(target, mode=mode, storage_options=dict(storage_options or {}))
+    return zarr.open_array(target.removeprefix("file://"), mode=mode)
+
+
+def _ome_multiscales(attrs: Mapping[str, Any]) -> list[dict] | None:
+    if "multiscales" in attrs:
+        return list(attrs["multiscales"])
+    ome = attrs.get("ome")
+    if isinstance(ome, Mapping) and "multiscales" in ome:
+        return list(ome["multiscales"])
+    return None
+
+
+def _open_zarr_source(uri: str, so: Mapping[str, Any] | None, level: int) -> RegionSource:
+    import zarr
+
+    target = uri if "://" in uri and not uri.startswith("file://") else uri.removeprefix("file://")
+    kw = {"storage_options": dict(so)} if "://" in target and so else {}
+    try:
+        node = zarr.open(target, mode="r", **kw)
+    except Exception as e:  # zarr raises several kinds for a missing/odd store
+        raise StorageError(f"{uri}: cannot open as zarr: {e}") from e
+    path, axes = "", None
+    if isinstance(node, zarr.Group):
+        ms = _ome_multiscales(dict(node.attrs))
+        if ms:
+            datasets = ms[0]["datasets"]
+            if level >= len(datasets):
+                raise UsageError(f"{uri}: level {level} not found ({len(datasets)} levels)")
+            path = datasets[level]["path"]
+            names = [a["name"] if isinstance(a, Mapping) else str(a) for a in ms[0].get("axes", [])]
+            if names:
+                axes = "".join({"y": "Y", "x": "X", "c": "C"}.get(n.lower(), "I") for n in names)
+        else:
+            arrays = sorted(name for name, _ in node.arrays())
+            if not arrays:
+                raise DecodeError(f"{uri}: zarr group holds no arrays")
+            path = arrays[0]
+        node = node[path]
+    shape = tuple(node.shape)
+    axes, read_shape = _norm_axes(axes or _guess_axes(shape), shape)
+    return RegionSource(uri, "zarr", read_shape, np.dtype(node.dtype).name, axes, level, path,
+                        _so(so))
+
+
+def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    major, _ = np.lib.format.read_magic(f)
+    if major == 1:
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def _open_npy_source(uri: str, so: Mapping[str, Any] | None) -> RegionSource:
+    fs, path = storage.get_fs(uri, so)
+    with fs.open(path, "rb") as f:
+        shape, fortran, dtype = _read_npy_header(f)
+    if fortran:
+        raise DecodeError(f"{uri}: Fortran-ordered .npy is not supported; save it C-ordered")
+    shape = tuple(shape)
+    axes, read_shape = _norm_axes(_guess_axes(shape), shape)
+    if axes not in ("YX", "YXC"):
+        raise DecodeError(f"{uri}: .npy must be H×W or H×W×C, got shape {shape}")
+    return RegionSource(uri, "npy", read_shape, np.dtype(dtype).name, axes, 0, "", _so(so))
+
+
+def _open_tiff_source(uri: str, so: Mapping[str, Any] | None, level: int):
+    import tifffile
+
+    fs, path = storage.get_fs(uri, so)
+    try:
+        with fs.open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
+            series = tif.series[0]
+            if level >= len(series.levels):
+                raise UsageError(f"{uri}: level {level} not found ({len(series.levels)} levels)")
+            lev = series.levels[level]
+            page = lev.keyframe
+            segment = (page.tilelength * page.tilewidth if page.is_tiled
+                       else page.rowsperstrip * page.imagewidth)
+            segment *= page.samplesperpixel * np.dtype(lev.dtype).itemsize
+            axes, read_shape = _norm_axes(lev.axes, tuple(lev.shape))
+            dtype = np.dtype(lev.dtype).name
+    except (tifffile.TiffFileError, ValueError, IndexError) as e:
+        raise DecodeError(f"{uri}: not a readable TIFF: {e}") from e
+    source = RegionSource(uri, "tiff", read_shape, dtype, axes, level, "", _so(so))
+    return source, segment
+
+
+def open_source(
+    uri: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    level: int = 0,
+    spill_uri: str | None = None,
+) -> RegionSource:
+    """Probe ``uri`` (headers only) and return a reference its windows can be read from.
+
+    Formats without random access, and TIFFs whose strips are huge, are decoded once into a
+    ``.npy`` at ``spill_uri`` (required for them) and the returned source reads that.
+    """
+    low = uri.lower().rstrip("/")
+    if low.endswith(".npy"):
+        return _open_npy_source(uri, storage_options)
+    if _is_zarr(uri, storage_options):
+        return _open_zarr_source(uri, storage_options, level)
+    if low.endswith(TIFF_EXT):
+        source, segment = _open_tiff_source(uri, storage_options, level)
+        if segment <= MAX_SEGMENT_BYTES or spill_uri is None:
+            return source
+        from pixelmill.regions._spill import spill_tiff
+
+        return spill_tiff(source, spill_uri)
+    if spill_uri is None:
+        raise UsageError(f"{uri}: this format has no random access; a spill location is needed")
+    from pixelmill.regions._spill import spill_decoded
+
+    return spill_decoded(uri, storage_options, spill_uri)

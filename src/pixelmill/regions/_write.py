@@ -1,0 +1,250 @@
+"""Writers: the chunked tile store, pyramid levels, tiled BigTIFF (streamed or in place)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pixelmill import storage
+from pixelmill.errors import StorageError, UsageError
+from pixelmill.regions._source import TIFF_EXT
+
+__all__ = ["TiffCanvas", "build_pyramid", "create_tiff_canvas", "create_tile_store", "output_kind",
+           "read_band", "write_canvas", "write_ome_metadata", "write_tiff_from_zarr", "write_tile"]
+
+def output_kind(uri: str) -> str:
+    """``"tiff"`` or ``"zarr"`` from the output's name; anything else is a usage error."""
+    low = uri.lower().rstrip("/")
+    if low.endswith(TIFF_EXT):
+        return "tiff"
+    if low.endswith(".zarr"):
+        return "zarr"
+    raise UsageError(
+        f"OUTPUT {uri!r}: a tiled job writes a tiled BigTIFF (.tif, .tiff) or a Zarr (.zarr) "
+        "store")
+
+
+def create_tile_store(uri: str, shape: tuple[int, ...], dtype: str, chunk: tuple[int, int], *,
+                      attrs: Mapping[str, Any] | None = None, compress: bool = False,
+                      storage_options: Mapping[str, Any] | None = None):
+    """A fresh zarr group at ``uri`` with the full-resolution array ``0`` stored C×Y×X.
+
+    Chunks are ``(C, chunk_h, chunk_w)`` so every tile core is exactly one chunk: workers write
+    their tiles concurrently without touching each other's chunks (each chunk write is atomic).
+    """
+    import zarr
+
+    target = uri if "://" in uri and not uri.startswith("file://") else uri.removeprefix("file://")
+    kw = {"storage_options": dict(storage_options)} if "://" in target and storage_options else {}
+    group = zarr.open_group(target, mode="w", **kw)
+    if attrs:
+        group.attrs.update(dict(attrs))
+    cshape = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+    chunks = ((shape[2], *chunk) if len(shape) == 3 else chunk)
+    group.create_array("0", shape=cshape, chunks=chunks, dtype=dtype,
+                       compressors="auto" if compress else None, fill_value=0)
+    return group
+
+
+def _to_stored(data: np.ndarray) -> np.ndarray:
+    return data.transpose(2, 0, 1) if data.ndim == 3 else data
+
+
+def _from_stored(data: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(data.transpose(1, 2, 0)) if data.ndim == 3 else data
+
+
+def write_tile(array, box: tuple[int, int, int, int], data: np.ndarray) -> None:
+    """Write ``data`` (H×W[×C]) at ``box`` of a store made by :func:`create_tile_store`."""
+    y0, y1, x0, x1 = box
+    if array.ndim == 3:
+        array[:, y0:y1, x0:x1] = _to_stored(data)
+    else:
+        array[y0:y1, x0:x1] = data
+
+
+def read_band(array, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` of a stored level as H×W[×C]."""
+    return _from_stored(np.asarray(array[:, y0:y1, :] if array.ndim == 3 else array[y0:y1, :]))
+
+
+def build_pyramid(group, levels: int, band: int = 512) -> int:
+    """Add levels ``1..levels`` (each half the previous, area average), band by band.
+
+    Stops early when a level would be smaller than 1 pixel; returns the number of levels made.
+    Writes OME-Zarr ``multiscales`` metadata (axes c, y, x) for all levels.
+    """
+    import cv2
+
+    made = 0
+    prev = group["0"]
+    for lev in range(1, levels + 1):
+        h, w = prev.shape[-2] // 2, prev.shape[-1] // 2
+        if h < 1 or w < 1:
+            break
+        shape = (*prev.shape[:-2], h, w)
+        chunks = (*prev.chunks[:-2], min(h, prev.chunks[-2]), min(w, prev.chunks[-1]))
+        cur = group.create_array(str(lev), shape=shape, chunks=chunks, dtype=prev.dtype,
+                                 compressors=prev.compressors or None, fill_value=0)
+        step = max(1, band // 2)
+        for y0 in range(0, h, step):
+            y1 = min(h, y0 + step)
+            src = read_band(prev, 2 * y0, 2 * y1)[:, : 2 * w]
+            small = cv2.resize(src, (w, y1 - y0), interpolation=cv2.INTER_AREA)
+            cur[..., y0:y1, :] = _to_stored(small.reshape((y1 - y0, w, *src.shape[2:])))
+        prev = cur
+        made = lev
+    write_ome_metadata(group, made + 1)
+    return made
+
+
+def write_ome_metadata(group, n_levels: int) -> None:
+    """OME-Zarr 0.5 ``multiscales`` attributes for levels ``0..n_levels-1``."""
+    ndim = group["0"].ndim
+    axes = ([{"name": "c", "type": "channel"}] if ndim == 3 else []) + [
+        {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    datasets = []
+    for lev in range(n_levels):
+        f = float(2**lev)
+        scale = ([1.0] if ndim == 3 else []) + [f, f]
+        datasets.append({"path": str(lev),
+                         "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [
+        {"name": "pixelmill", "axes": axes, "datasets": datasets}]}
+
+
+def _tiff_tiles(array, tile: int, band: int) -> Iterator[np.ndarray]:
+    h, w = array.shape[-2], array.shape[-1]
+    band = max(tile, band // tile * tile)
+    for y0 in range(0, h, band):
+        rows = read_band(array, y0, min(h, y0 + band))
+        for ty in range(0, rows.shape[0], tile):
+            for tx in range(0, w, tile):
+                yield rows[ty:ty + tile, tx:tx + tile]
+
+
+def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
+                         compression: str | None = None, band: int | None = None,
+                         storage_options: Mapping[str, Any] | None = None,
+                         metadata: Mapping[str, Any] | None = None) -> int:
+    """Stream a tile store (and its pyramid levels) into a tiled BigTIFF at ``uri``.
+
+    Reads ``band`` rows at a time (default: the store's chunk rows rounded up to whole TIFF
+    tiles), never the whole image; levels after the first go to SubIFDs
+    (the layout QuPath, OpenSlide-style viewers and tifffile read as a pyramid). The file is
+    written under a temporary name and renamed into place (local), or uploaded whole (remote).
+    Returns the output's size in bytes.
+    """
+    import tempfile
+
+    import tifffile
+
+    base = group["0"]
+    channels = base.shape[0] if base.ndim == 3 else 1
+    photometric = "rgb" if channels in (3, 4) else "minisblack"
+    extrasamples = ("unassalpha",) if channels == 4 else None
+    fs, path = storage.get_fs(uri, storage_options)
+    local = storage._is_local(fs)
+    folder = os.path.dirname(os.path.abspath(path)) if local else None
+    if local:
+        os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".pixelmill-", suffix=".tif", dir=folder)
+    os.close(fd)
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
+            for lev in range(levels):
+                arr = group[str(lev)]
+                shape = (arr.shape[1], arr.shape[2], channels) if arr.ndim == 3 else tuple(arr.shape)
+                t = min(tile, 16 * -(-max(shape[0], shape[1]) // 16))
+                kw: dict[str, Any] = {}
+                if lev == 0:
+                    kw["subifds"] = levels - 1 if levels > 1 else None
+                    kw["description"] = json.dumps({"pixelmill": dict(metadata or {})})
+                else:
+                    kw["subfiletype"] = 1
+                kw["metadata"] = None
+                rows = band or arr.chunks[-2]
+                tw.write(_tiff_tiles(arr, t, -(-rows // t) * t), shape=shape, dtype=arr.dtype, tile=(t, t),
+                         photometric=photometric, extrasamples=extrasamples,
+                         compression=compression, **kw)
+        size = os.path.getsize(tmp)
+        if local:
+            os.replace(tmp, path)
+        else:
+            fs.put_file(tmp, path)
+        return size
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot write: {e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---- direct tiled-TIFF output (uncompressed, local) ---------------------------------------
+
+@dataclass(frozen=True)
+class TiffCanvas:
+    """An uncompressed tiled BigTIFF whose tiles lie at ``offset + k * tile_bytes`` (row-major),
+    so workers can write their tiles in place, concurrently, each TIFF tile by one writer."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    tile: int
+    offset: int
+    tile_bytes: int
+    across: int
+
+
+def create_tiff_canvas(path: str, shape: tuple[int, ...], dtype: str, tile: int = 256,
+                       description: str | None = None) -> TiffCanvas | None:
+    """Lay out an empty (zero) tiled BigTIFF at ``path``; None if its tiles are not contiguous."""
+    import tifffile
+
+    channels = shape[2] if len(shape) == 3 else 1
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(None, shape=tuple(shape), dtype=dtype, tile=(tile, tile),
+                 photometric="rgb" if channels in (3, 4) else "minisblack",
+                 extrasamples=("unassalpha",) if channels == 4 else None,
+                 description=description, metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        counts = np.asarray(page.databytecounts, dtype=np.int64)
+    tile_bytes = tile * tile * channels * np.dtype(dtype).itemsize
+    if not (counts == tile_bytes).all() or not (np.diff(offsets) == tile_bytes).all():
+        return None
+    return TiffCanvas(path, tuple(shape), np.dtype(dtype).name, tile, int(offsets[0]),
+                      tile_bytes, -(-shape[1] // tile))
+
+
+def write_canvas(canvas: TiffCanvas, box: tuple[int, int, int, int], data: np.ndarray) -> None:
+    """Write ``data`` at ``box`` (output pixels) into the canvas's TIFF tiles.
+
+    ``box`` must start on tile boundaries and end on one or at the image's edge, so the TIFF
+    tiles it covers belong to this writer alone.
+    """
+    y0, y1, x0, x1 = box
+    t = canvas.tile
+    if y0 % t or x0 % t or (y1 % t and y1 != canvas.shape[0]) or (x1 % t and x1 != canvas.shape[1]):
+        raise ValueError(f"box {box} is not aligned to {t}-pixel TIFF tiles")
+    data = np.asarray(data, dtype=canvas.dtype)
+    fd = os.open(canvas.path, os.O_WRONLY)
+    try:
+        pad = np.zeros((t, t, *data.shape[2:]), canvas.dtype)
+        for ty in range(y0, y1, t):
+            for tx in range(x0, x1, t):
+                part = data[ty - y0:ty - y0 + t, tx - x0:tx - x0 + t]
+                if part.shape[:2] != (t, t):
+                    pad[...] = 0
+                    pad[:part.shape[0], :part.shape[1]] = part
+                    part = pad
+                k = (ty // t) * canvas.across + tx // t
+                os.pwrite(fd, np.ascontiguousarray(part).data, canvas.offset + k * canvas.tile_bytes)
+    finally:
+        os.close(fd)

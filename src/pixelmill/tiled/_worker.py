@@ -1,0 +1,123 @@
+"""The worker side of a tiled job: one tile unit = read halo box, run, crop, write."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pixelmill import regions
+from pixelmill.errors import DecodeError, PixelmillError, TilingError
+from pixelmill.pipeline import Pipeline, load_pipeline
+from pixelmill.tiled._array import crop_tile
+from pixelmill.tiled._plan import PipelinePlan
+from pixelmill.tiling import TileWindow, scale_box
+
+__all__ = ["CHUNK_ROWS", "TileJob", "run_tile"]
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """What every tile unit of one job shares (picklable, small)."""
+
+    source: regions.RegionSource
+    pipeline: str  #: the pipeline as JSON
+    plan_scale: tuple[int, int]
+    plan_step: int
+    plan_wrap: bool
+    store_uri: str
+    store_options: tuple[tuple[str, Any], ...]
+    output_uri: str
+    threads: int = 1
+    whole: bool = False
+    fingerprint: str = "{}"
+    input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
+    canvas: regions.TiffCanvas | None = None  #: write tiles straight into this TIFF
+
+
+# ---- worker side --------------------------------------------------------------------------
+
+_CACHE: dict[str, Any] = {}
+#: rows per chunk of the tile store (and per band when assembling the output)
+CHUNK_ROWS = 256
+
+
+def _pipeline(text: str) -> Pipeline:
+    p = _CACHE.get(text)
+    if p is None:
+        p = _CACHE[text] = load_pipeline(json.loads(text))
+    return p
+
+
+def _store_array(job: TileJob):
+    key = "store:" + job.store_uri
+    arr = _CACHE.get(key)
+    if arr is None:
+        arr = _CACHE[key] = regions.open_zarr_array(job.store_uri, "0", dict(job.store_options),
+                                                    mode="r+")
+    return arr
+
+
+def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
+    """Process one tile unit: read its halo box, run, crop, write its chunk; return its row."""
+    from fractions import Fraction
+
+    if _CACHE.get("threads") != job.threads:
+        import cv2
+
+        cv2.setNumThreads(job.threads)
+        _CACHE["threads"] = job.threads
+    uri = job.input_uri or job.source.uri
+    row: dict[str, Any] = {"key": f"{uri}#tile={window.key}", "uri": uri,
+                           "output": job.output_uri, "tile_row": window.row,
+                           "tile_col": window.col, "y0": window.core[0], "x0": window.core[2],
+                           "height": window.core_shape[0], "width": window.core_shape[1]}
+    try:
+        t0 = time.perf_counter()
+        try:
+            region = regions.read_region(job.source, window.halo)
+        except Exception as e:  # a decoder's own error class: a bad tile of a good file
+            raise DecodeError(f"cannot read {window.halo}: {type(e).__name__}: {e}") from e
+        t1 = time.perf_counter()
+        pipeline = _pipeline(job.pipeline)
+        result = pipeline.run(region)
+        shape = (job.source.height, job.source.width)
+        scale = Fraction(*job.plan_scale)
+        if job.whole:  # a global op: the unit is the whole image, and it makes the store
+            core = result.image
+            if not isinstance(core, np.ndarray):
+                raise TilingError("the pipeline does not return an image")
+            regions.create_tile_store(
+                job.store_uri, core.shape, core.dtype.name,
+                (min(1024, core.shape[0]) or 1, min(1024, core.shape[1]) or 1),
+                attrs={"pixelmill_plan": json.loads(job.fingerprint)},
+                storage_options=dict(job.store_options))
+            _CACHE.pop("store:" + job.store_uri, None)
+            row.update(out_height=core.shape[0], out_width=core.shape[1])
+            window = TileWindow(0, 0, (0, shape[0], 0, shape[1]), window.halo)
+            scale = Fraction(core.shape[0], max(1, shape[0])) if shape[0] else Fraction(1)
+            shape = None
+        else:
+            plan = PipelinePlan(pipeline, 0, scale, job.plan_step, job.plan_wrap, 1.0, None)
+            core = crop_tile(result.image, window, plan, shape)
+        t2 = time.perf_counter()
+        target = job.canvas or _store_array(job)
+        if core.dtype != target.dtype or (core.ndim == 3) != (len(target.shape) == 3):
+            raise TilingError(f"tile {window.key}: output dtype/channels {core.dtype} "
+                              f"{core.shape[2:]} differ from the first tile's")
+        box = ((0, core.shape[0], 0, core.shape[1]) if job.whole
+               else scale_box(window.core, scale, shape))
+        if job.canvas is not None:
+            regions.write_canvas(job.canvas, box, core)
+        else:
+            regions.write_tile(target, box, core)
+        t3 = time.perf_counter()
+        row.update(status="ok", reason=None, t_read=t1 - t0, t_process=t2 - t1, t_write=t3 - t2)
+        if job.whole:
+            row.update(result.measures)
+    except (PixelmillError, OSError, ValueError, MemoryError) as e:
+        row.update(status="failed", reason=f"{type(e).__name__}: {e}")
+    return row
