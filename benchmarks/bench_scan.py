@@ -101,9 +101,23 @@ def fastest_decoder(paths: list[Path], sample: int = 200) -> tuple[str, dict[str
 
 def pure_decode_rate(name: str, paths: list[Path], workers: int) -> tuple[float, float]:
     """Files/s of a bare read+decode loop over ``workers`` processes: (with pool start, warm)."""
+    from pixelmill.engines.local import WORKER_MALLOC_ENV
+
     chunks = [[str(p) for p in paths[i::workers]] for i in range(workers)]
+    # the same glibc settings the engine's workers get (keep freed memory: no page faults
+    # for every decoded image), so that the baseline is the best bare loop, not a handicapped one
+    saved = {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
+    os.environ.update(WORKER_MALLOC_ENV)
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers) as pool:
+    try:
+        pool = mp.get_context("spawn").Pool(workers)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with pool:
         pool.map(_decode_files, [(name, c[:5]) for c in chunks], chunksize=1)  # start up
         t1 = time.perf_counter()
         done = sum(pool.map(_decode_files, [(name, c) for c in chunks], chunksize=1))
