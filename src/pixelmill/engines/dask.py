@@ -104,7 +104,8 @@ class DaskEngine:
         futures: dict[Any, list[int]] = {}
         started: dict[Any, float] = {}
         queue = list(reversed(batches))
-        # with a timeout, hold back work so a submitted task is a running task
+        # with a timeout, hold back work so a submitted task is a running task; a unit's clock
+        # starts when the scheduler has it processing on a worker (see _finished)
         limit = self.workers if timeout else len(batches)
         done = as_completed(loop=client.loop)
 
@@ -113,14 +114,13 @@ class DaskEngine:
                 batch = queue.pop()
                 fut = client.submit(run_batch, fn, [units[i] for i in batch], pure=False)
                 futures[fut] = batch
-                started[fut] = time.monotonic()
                 done.add(fut)
 
         remaining = len(units)
         try:
             submit()
             while remaining:
-                finished, late = self._finished(done, started, timeout)
+                finished, late = self._finished(done, futures, started, timeout)
                 for fut in late:
                     for i in futures.pop(fut):
                         remaining -= 1
@@ -151,7 +151,8 @@ class DaskEngine:
             if futures:  # cancelled early or failed: stop what is still queued or running
                 client.cancel(list(futures), force=True)
 
-    def _finished(self, done: Any, started: dict, timeout: float | None) -> tuple[list, list]:
+    def _finished(self, done: Any, futures: dict, started: dict,
+                  timeout: float | None) -> tuple[list, list]:
         """Finished futures, and (with a timeout) those past their deadline, cancelled here."""
         if not timeout:
             return done.next_batch(block=True), []
@@ -159,19 +160,24 @@ class DaskEngine:
             if done.has_ready():
                 return done.next_batch(block=False), []
             now = time.monotonic()
+            processing = self._client.processing()
+            where = {key: addr for addr, keys in processing.items() for key in keys}
+            for f in futures:
+                if f.key in where:
+                    started.setdefault(f, now)
+                else:  # queued, or back in the queue after its worker died
+                    started.pop(f, None)
             late = [f for f, t0 in started.items() if now - t0 > timeout]
             if late:
-                keys = {f.key for f in late}
-                busy = [addr for addr, ks in self._client.processing().items()
-                        if keys.intersection(ks)]
+                busy = sorted({where[f.key] for f in late})
                 for f in late:
                     f.cancel(force=True)
                     started.pop(f)
-                if busy and self._cluster is not None:  # kill the stuck worker processes
+                if self._cluster is not None:  # kill the stuck worker processes
                     pids = self._client.run(os.getpid, workers=busy, on_error="return")
                     for pid in pids.values():  # their nannies start fresh ones
                         if isinstance(pid, int):
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(pid, signal.SIGKILL)
                 return [], late
-            time.sleep(0.02)
+            time.sleep(0.1)

@@ -123,6 +123,17 @@ class SparkEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _task_running(self, group: str) -> bool:
+        """Whether a task of the job group ``group`` is running on an executor."""
+        tracker = self.sc.statusTracker()
+        for job_id in tracker.getJobIdsForGroup(group):
+            job = tracker.getJobInfo(job_id)
+            for stage_id in job.stageIds if job else ():
+                stage = tracker.getStageInfo(stage_id)
+                if stage and stage.numActiveTasks > 0:
+                    return True
+        return False
+
     def _run_job(self, rdd: Any, partition: int, group: str, stop: threading.Event) -> list[Any]:
         if stop.is_set():
             raise _Cancelled
@@ -151,7 +162,8 @@ class SparkEngine:
         queue.reverse()
         # with a timeout, one job per slot, so a submitted job is a running job
         pool = ThreadPoolExecutor(max_workers=self.workers if timeout else 2 * self.workers)
-        running: dict[Future, tuple[str, list[int], float]] = {}
+        running: dict[Future, tuple[str, list[int]]] = {}
+        started: dict[str, float] = {}
         remaining, seq = len(units), 0
         stop = threading.Event()
         try:
@@ -161,16 +173,15 @@ class SparkEngine:
                     seq += 1
                     group = f"{tag}-{seq}"
                     fut = pool.submit(self._run_job, job_rdd, part, group, stop)
-                    running[fut] = (group, batch, time.monotonic())
-                wait_s = None
-                if timeout:
-                    wait_s = max(0.0, min(t0 for _, _, t0 in running.values()) + timeout
-                                 - time.monotonic())
-                finished, _ = wait(list(running), timeout=wait_s, return_when=FIRST_COMPLETED)
-                if not finished:  # the oldest job ran past its deadline
+                    running[fut] = (group, batch)
+                finished, _ = wait(list(running), timeout=0.1 if timeout else None,
+                                   return_when=FIRST_COMPLETED)
+                if timeout and not finished:  # a unit's clock starts when its task runs
                     now = time.monotonic()
-                    for fut, (group, batch, t0) in list(running.items()):
-                        if now - t0 >= timeout:
+                    for fut, (group, batch) in list(running.items()):
+                        if group not in started and self._task_running(group):
+                            started[group] = now
+                        if now - started.get(group, now) >= timeout:
                             self.sc.cancelJobGroup(group)
                             del running[fut]
                             for i in batch:
@@ -178,7 +189,7 @@ class SparkEngine:
                                 yield i, UnitFailure(f"timed out after {timeout:g} s", "timeout")
                     continue
                 for fut in finished:
-                    group, batch, _ = running.pop(fut)
+                    group, batch = running.pop(fut)
                     try:
                         [reply] = fut.result()
                     except Exception as e:  # the task failed maxFailures times: a worker died
@@ -202,7 +213,7 @@ class SparkEngine:
             pool.shutdown(wait=False, cancel_futures=True)
             deadline = time.monotonic() + 30
             while running and time.monotonic() < deadline:
-                for group, _, _ in running.values():  # a job may start just after a cancel
+                for group, _ in running.values():  # a job may start just after a cancel
                     self.sc.cancelJobGroup(group)
                 finished, _ = wait(list(running), timeout=0.2)
                 for fut in finished:
