@@ -82,18 +82,30 @@ class ScanOptions:
 
 
 def _read(fs: Any, local: bool, uri: str, whole: bool) -> tuple[bytes, bool]:
-    """(bytes, complete): the whole file, or its head when ``whole`` is false and it is JPEG/PNG."""
-    path = uri if local else fs._strip_protocol(uri)
-    opener = open if local else functools.partial(fs.open)
-    with opener(path, "rb") as f:
-        if whole:
-            return f.read(), True
-        head = f.read(HEAD_BYTES)
-        if len(head) < HEAD_BYTES:
-            return head, True
-        if head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
-            return head, False
-        return head + f.read(), True
+    """(bytes, complete): the whole file, or its head when ``whole`` is false and it is JPEG/PNG.
+
+    Remote files are read with ranged requests (one for the head), never a read-ahead block.
+    """
+    if local:
+        with open(uri, "rb") as f:
+            if whole:
+                return f.read(), True
+            head = f.read(HEAD_BYTES)
+            if len(head) < HEAD_BYTES or _has_probe_signature(head):
+                return head, len(head) < HEAD_BYTES
+            return head + f.read(), True
+    path = fs._strip_protocol(uri)
+    if whole:
+        return fs.cat_file(path), True
+    head = fs.cat_file(path, start=0, end=HEAD_BYTES)
+    if len(head) < HEAD_BYTES or _has_probe_signature(head):
+        return head, len(head) < HEAD_BYTES
+    return head + fs.cat_file(path, start=HEAD_BYTES), True
+
+
+def _has_probe_signature(head: bytes) -> bool:
+    """JPEG and PNG headers are parsed from the first bytes alone."""
+    return head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _storage_reason(e: OSError) -> str:

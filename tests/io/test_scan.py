@@ -135,6 +135,11 @@ class DenyingFS(MemoryFileSystem):
             raise PermissionError(13, "Permission denied", path)
         return super()._open(path, mode, **kwargs)
 
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        if os.path.basename(path).startswith("secret"):
+            raise PermissionError(13, "Permission denied", path)
+        return super().cat_file(path, start, end, **kwargs)
+
 
 def test_file_without_read_permission(photo, tmp_path, engine):
     fsspec.register_implementation("denyfs", DenyingFS, clobber=True)

@@ -111,7 +111,7 @@ def test_image_io_on_memory_and_local(tmp_path, photo):
         assert items[1].image.shape == photo.shape
 
 
-def test_s3_through_a_local_moto_server(photo):
+def test_s3_through_a_local_moto_server(photo, engine):
     with s3_server(buckets=["photos"]) as so:
         write_image("s3://photos/set/cats/a.png", photo, storage_options=so)
         write_image("s3://photos/set/dogs/b.jpg", photo, storage_options=so)
@@ -127,6 +127,14 @@ def test_s3_through_a_local_moto_server(photo):
 
         from pixelmill.inventory import scan
 
-        table = scan("s3://photos/set", recursive=True, storage_options=so, workers=1)
+        # the workers (other processes) reach the server with the same storage options
+        table = scan("s3://photos/set", recursive=True, storage_options=so, engine=engine)
         assert table.column("valid").to_pylist() == [True, True, False]
         assert table.column("bytes").to_pylist()[2] == 9
+        verified = scan("s3://photos/set", recursive=True, storage_options=so, engine=engine,
+                        verify=True, sha256=True)
+        assert verified.column("valid").to_pylist() == [True, True, False]
+        import hashlib
+
+        png = fsspec.filesystem("s3", **so).cat_file("photos/set/cats/a.png")
+        assert verified.column("sha256").to_pylist()[0] == hashlib.sha256(png).hexdigest()
