@@ -51,8 +51,12 @@ def make_photos(root: Path, n: int) -> list[Path]:
         h, w = src.shape[:2]
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        noise_seed = int(rng.integers(1 << 31))
+        if p.exists():  # left by an interrupted earlier run (same seed, same bytes)
+            continue
         img = cv2.resize(src[y:y + ch, x:x + cw], (W, H), interpolation=cv2.INTER_CUBIC)
-        img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+        noise = np.random.default_rng(noise_seed).normal(0, 4, img.shape)
+        img = np.clip(img + noise, 0, 255).astype(np.uint8)
         cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     return paths
 

@@ -31,6 +31,7 @@ _NOT_MEASURES = frozenset({
 })
 _STAGES = ("t_read", "t_decode", "t_process", "t_encode", "t_write")
 _THUMB = 160
+_THUMB_MAX_PIXELS = 40_000_000
 
 
 def default_report_uri(manifest_uri: str) -> str:
@@ -207,6 +208,8 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
     if ok_rows and sample > 0:
         step = max(1, len(ok_rows) // sample)
         for r in ok_rows[::step][:sample]:
+            if r.get("tiled") or (r.get("width") or 0) * (r.get("height") or 0) > _THUMB_MAX_PIXELS:
+                continue  # a huge image: never decoded whole for a thumbnail
             before, after = _thumb(r.get("uri"), so), _thumb(r.get("output"), so)
             cells = "".join(f"<img alt='{alt}' src='{src}'>"
                             for alt, src in (("before", before), ("after", after)) if src)

@@ -51,6 +51,18 @@ def test_usage_errors_name_the_field(collection, tmp_path, capsys):
     assert not out.exists()  # nothing was started
 
 
+def test_partial_exit_code_reaches_the_shell(collection, tmp_path):
+    import subprocess
+    import sys
+
+    root, _ = collection
+    proc = subprocess.run([sys.executable, "-m", "pixelmill", "run", _pipe(tmp_path), str(root),
+                           str(tmp_path / "out"), "--workers", "1", "--no-report", "--glob", "*.png"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == ExitCode.PARTIAL, proc.stderr
+    assert "3 inputs: 2 ok, 1 invalid, 0 failed" in proc.stdout
+
+
 def test_no_input(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = main(["run", _pipe(tmp_path), str(tmp_path / "empty"), str(tmp_path / "out")])

@@ -7,6 +7,8 @@ Exit codes: 0 every input ok; 3 (PARTIAL) some inputs invalid or failed (see the
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from pixelmill.cli._options import engine_option, storage_option, workers_option
@@ -56,7 +58,6 @@ def run(pipeline, input, output, engine, workers, resume, overwrite, format_, qu
     invalid or failed, 2 usage error, 4 no input images, 1 the job could not run.
     """
     from pixelmill import storage
-    from pixelmill.cli import exit_with
     from pixelmill.jobs import run as run_job
 
     so = storage.parse_storage_options(storage_options)
@@ -82,4 +83,6 @@ def run(pipeline, input, output, engine, workers, resume, overwrite, format_, qu
         if summary.report:
             click.echo(f"report:   {summary.report}")
     if summary.exit_code:
-        exit_with(summary.exit_code)
+        # SystemExit, not click's Exit: pixelmill.cli.main runs click with standalone_mode=False,
+        # where an Exit's code is returned by click and dropped; SystemExit reaches the shell.
+        sys.exit(int(summary.exit_code))
