@@ -193,8 +193,9 @@ def run_tiled(
         check_whole(plan, source.shape, source.dtype, budget)
         tile_size, concurrency = max(h, w), 1
     else:
-        tile_size, concurrency = choose_tiling(plan, source.shape, source.dtype, budget,
-                                               n_workers, tile)
+        tile_size, concurrency = choose_tiling(
+            plan, source.shape, source.dtype, budget, n_workers, tile,
+            assemble=bool(pyramid or compression or not storage._is_local(out_fs)))
     fingerprint = {"input": input_uri, "shape": list(source.shape), "dtype": source.dtype,
                    "pipeline": pipeline.fingerprint, "tile": tile_size, "halo": plan.halo}
     fs, store_path = storage.get_fs(store_uri, so)

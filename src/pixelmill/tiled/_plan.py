@@ -167,18 +167,21 @@ def choose_tiling(
     memory: int,
     workers: int,
     tile: int | None = None,
+    *,
+    assemble: bool = True,
 ) -> tuple[int, int]:
     """``(tile, concurrency)`` that fit ``memory`` for the whole job (driver plus workers).
 
     The largest tile from :data:`TILE_CHOICES` (or the given ``tile``) at the most workers
     (up to ``workers``) whose estimated peak fits; a budget too small for even one worker with
-    a 64-pixel tile is a usage error naming ``--memory``.
+    a 64-pixel tile is a usage error naming ``--memory``. ``assemble``: the output is streamed
+    from a tile store by the driver afterwards (pyramids, compressed TIFFs), which costs a band.
     """
     h, w = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
     itemsize = max(np.dtype(dtype).itemsize, 1)
     out_w = math.ceil(w * float(plan.scale))
-    fixed = _driver_bytes() + assembly_bytes(out_w, channels, 4)
+    fixed = _driver_bytes() + (assembly_bytes(out_w, channels, 4) if assemble else 0)
     candidates = [tile] if tile else [t for t in TILE_CHOICES if t <= max(64, max(h, w))] or [64]
     for n in range(max(1, workers), 0, -1):
         for t in candidates:

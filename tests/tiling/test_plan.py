@@ -1,0 +1,84 @@
+"""Memory budget arithmetic, concurrency waves and the demo hook."""
+
+from __future__ import annotations
+
+import pytest
+
+from pixelmill.errors import InvalidParameterError
+from pixelmill.pipeline import Pipeline
+from pixelmill.tiled import analyze, choose_tiling, demo, parse_memory
+from pixelmill.tiled._job import _map_waves
+from pixelmill.tiled._plan import WORKER_BASE_BYTES, tile_work_bytes
+
+from .conftest import InlineEngine
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2GB", 2 * 10**9), ("512MiB", 512 * 2**20), ("1.5G", 1_500_000_000), ("1gib", 2**30),
+    (1000, 1000), ("  64 MB ", 64 * 10**6), (None, None),
+])
+def test_parse_memory(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "-1GB", "2 parsecs", 0, "GB"])
+def test_parse_memory_rejects_with_the_field(bad):
+    with pytest.raises(InvalidParameterError, match="memory"):
+        parse_memory(bad)
+
+
+def test_budget_picks_tile_and_concurrency_monotonically():
+    plan = analyze(Pipeline.from_steps([{"op": "gaussian", "sigma": 2.0}, {"op": "unsharp_mask"}]))
+    shape = (30000, 30000, 3)
+    last = (0, 0)
+    for mib in (600, 900, 1500, 3000, 8000):
+        tile, workers = choose_tiling(plan, shape, "uint8", mib * 2**20, workers=4,
+                                      assemble=False)
+        assert 1 <= workers <= 4
+        # what was chosen fits: the workers' share alone is below the budget
+        assert workers * (WORKER_BASE_BYTES + tile_work_bytes(tile, plan.halo, 3, 1)) < mib * 2**20
+        assert (workers, tile) >= last or tile >= last[1]
+        last = (workers, tile)
+    assert last == (4, 4096)
+    with pytest.raises(InvalidParameterError, match="--memory"):
+        choose_tiling(plan, shape, "uint8", 50 * 2**20, workers=2)
+    # streaming a pyramid from a tile store costs the driver a band of rows
+    assert choose_tiling(plan, shape, "uint8", 900 * 2**20, 4, assemble=True) < choose_tiling(
+        plan, shape, "uint8", 900 * 2**20, 4, assemble=False)
+    # super-resolution ×4 needs 16× the working memory per input pixel: smaller tiles
+    sr = analyze(Pipeline.from_steps([{"op": "resize", "factor": 4.0, "method": "bicubic"}]))
+    assert choose_tiling(sr, shape, "uint8", 1500 * 2**20, 2)[0] < choose_tiling(
+        plan, shape, "uint8", 1500 * 2**20, 2)[0]
+
+
+class _CountingEngine(InlineEngine):
+    workers = 4
+
+    def __init__(self):
+        self.calls = []
+
+    def map(self, fn, units, *, timeout=None, batch_size=None):
+        units = list(units)
+        self.calls.append(len(units))
+        yield from super().map(fn, units)
+
+
+def test_fewer_concurrent_tiles_than_engine_workers_runs_in_waves():
+    eng = _CountingEngine()
+    results = dict(_map_waves(eng, lambda u: u * 2, list(range(7)), concurrency=2))
+    assert results == {i: 2 * i for i in range(7)}
+    assert eng.calls == [2, 2, 2, 1]
+    eng.calls.clear()
+    assert len(dict(_map_waves(eng, lambda u: u, list(range(7)), concurrency=4))) == 7
+    assert eng.calls == [7]
+
+
+def test_demo_hook_on_a_small_mosaic(tmp_path, capsys, inline_engine):
+    import tifffile
+
+    summary = demo(str(tmp_path), inline_engine, side=700, memory="2GB")
+    assert summary.status == "ok" and summary.peak_rss > 0
+    text = capsys.readouterr().out
+    assert "700×700" in text and "peak memory" in text
+    out = tifffile.imread(tmp_path / "huge-mosaic-sharpened.tif")
+    assert out.shape == (700, 700, 3) and out.std() > 10
