@@ -152,7 +152,7 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
         if options.verify:
             codecs.verify(data, info, max_pixels=options.max_pixels)
         elif options.max_pixels is not None and info.pixels > options.max_pixels:
-            codecs._check_limit(info, options.max_pixels)
+            codecs.check_pixel_limit(info, options.max_pixels)
         row["valid"] = True
     except DecodeError as e:
         row["reason"] = str(e)

@@ -1,0 +1,48 @@
+"""Decode and encode images; probe headers without decoding; refuse decompression bombs.
+
+Arrays are H×W (gray) or H×W×C with channels last in RGB(A) order — ``L`` (1 channel), ``LA``
+(2), ``RGB`` (3), ``RGBA`` (4) — with the dtype the file stores: uint8, uint16 (16-bit PNG and
+TIFF) or float32 (float TIFF). Bit depth is read from the header, never guessed from values.
+
+- :func:`probe` reads only the header: format, size, channels, bit depth, pages, EXIF
+  orientation. PNG and JPEG headers are parsed here directly (the hot path of ``scan``);
+  TIFF through tifffile (BigTIFF included); the rest through Pillow's lazy open.
+- :func:`decode` checks the pixel limit from that header *before* any pixel is decoded, then
+  decodes with OpenCV (JPEG, PNG: the fastest decoders available), tifffile (TIFF) or Pillow
+  (BMP, WebP, GIF first frame, PNM). CMYK JPEG becomes RGB; EXIF orientation is applied unless
+  ``apply_exif=False``; ``reduce`` shrinks JPEGs in the DCT domain while decoding.
+- :func:`encode` writes jpg, png, tif and webp.
+"""
+
+from __future__ import annotations
+
+from pixelmill.codecs._decode import (
+    apply_orientation,
+    check_pixel_limit,
+    decode,
+    decoder_threads,
+    verify,
+)
+from pixelmill.codecs._encode import encode
+from pixelmill.codecs._info import (
+    DEFAULT_MAX_PIXELS,
+    ENCODE_FORMATS,
+    ImageInfo,
+    format_from_name,
+)
+from pixelmill.codecs._probe import exif_orientation, probe
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ENCODE_FORMATS",
+    "ImageInfo",
+    "apply_orientation",
+    "check_pixel_limit",
+    "decode",
+    "decoder_threads",
+    "encode",
+    "exif_orientation",
+    "format_from_name",
+    "probe",
+    "verify",
+]

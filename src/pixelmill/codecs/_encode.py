@@ -1,0 +1,86 @@
+"""Encoding to jpg, png, tif and webp; never rescales values a format cannot hold."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from pixelmill.codecs._imports import lazy_modules
+from pixelmill.codecs._info import ENCODE_FORMATS
+from pixelmill.errors import DecodeError, InvalidParameterError
+
+__all__ = ["encode"]
+
+cv2, np, Image = lazy_modules(globals())
+
+
+def _check_quality(quality: int | None, fmt: str) -> None:
+    if quality is not None and not (isinstance(quality, int | np.integer) and 1 <= quality <= 100):
+        raise InvalidParameterError(f"quality: expected an integer 1..100, got {quality!r}",
+                                    field="quality")
+    if quality is not None and fmt not in ("jpg", "webp"):
+        raise InvalidParameterError(f"quality: {fmt} is lossless and takes no quality",
+                                    field="quality")
+
+
+def encode(image: Any, format: str = "png", *, quality: int | None = None) -> bytes:
+    """Encode an array as ``jpg``, ``png``, ``tif`` or ``webp``.
+
+    ``quality`` (1–100) applies to jpg (default 95) and webp (default lossless). jpg and webp
+    hold 8-bit L/RGB(A) only (jpg: no alpha); png holds 8/16-bit; tif also float32. Values
+    are never rescaled: an array a format cannot hold raises
+    :class:`~pixelmill.errors.InvalidParameterError`.
+    """
+    fmt = {"jpeg": "jpg", "tiff": "tif"}.get(format.lower().lstrip("."), format.lower().lstrip("."))
+    if fmt not in ENCODE_FORMATS:
+        raise InvalidParameterError(
+            f"format: expected one of {', '.join(ENCODE_FORMATS)}, got {format!r}", field="format")
+    _check_quality(quality, fmt)
+    arr = np.asarray(image)
+    channels = 1 if arr.ndim == 2 else arr.shape[2] if arr.ndim == 3 else 0
+    if channels not in (1, 2, 3, 4):
+        raise InvalidParameterError(f"image: expected H×W or H×W×C (C ≤ 4), got shape {arr.shape}",
+                                    field="image")
+    if arr.ndim == 3 and channels == 1:
+        arr = arr[..., 0]
+    allowed = {"jpg": ("uint8",), "webp": ("uint8",), "png": ("uint8", "uint16"),
+               "tif": ("uint8", "uint16", "float32")}[fmt]
+    if arr.dtype.name not in allowed:
+        raise InvalidParameterError(
+            f"image: {fmt} cannot hold {arr.dtype} pixels (allowed: {', '.join(allowed)}); "
+            "convert explicitly", field="image")
+    if fmt == "jpg" and channels in (2, 4):
+        raise InvalidParameterError("image: jpg cannot hold an alpha channel; drop it or use png",
+                                    field="image")
+    if fmt == "tif":
+        import tifffile
+
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, np.ascontiguousarray(arr),
+                         photometric="minisblack" if channels <= 2 else "rgb",
+                         extrasamples=("unassalpha",) if channels in (2, 4) else None,
+                         compression="zlib")
+        return buf.getvalue()
+    if channels == 2:  # gray+alpha: OpenCV cannot write it
+        if fmt == "png":
+            import imagecodecs
+
+            return bytes(imagecodecs.png_encode(np.ascontiguousarray(arr)))
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(arr), "LA").save(
+            out, "WEBP", lossless=quality is None, quality=quality or 100)
+        return out.getvalue()
+    params: list[int] = []
+    if fmt == "jpg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality or 95)]
+    elif fmt == "webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(quality) if quality else 101]
+    bgr = arr
+    if channels == 3:
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif channels == 4:
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode("." + fmt, bgr, params)
+    if not ok:  # pragma: no cover - OpenCV refuses only what was checked above
+        raise DecodeError(f"OpenCV could not encode a {arr.dtype} {arr.shape} image as {fmt}")
+    return buf.tobytes()
