@@ -267,3 +267,16 @@ def test_cli_errors_exit_before_any_work(tmp_path, capsys):
     assert "no image files found" in capsys.readouterr().err
     assert main(["scan", str(tmp_path), "--label-from", "nope"]) == ExitCode.USAGE
     assert main(["scan", str(tmp_path), "--storage-option", "novalue"]) == ExitCode.USAGE
+
+
+def test_jpeg_whose_header_lies_beyond_the_first_read(photo, tmp_path, engine):
+    from PIL import Image
+
+    big_icc = b"\0" * 200_000  # a 200 KB ICC profile: the frame header comes after it
+    path = tmp_path / "icc.jpg"
+    Image.fromarray(photo).save(path, "JPEG", icc_profile=big_icc)
+    data = path.read_bytes()
+    assert data.find(b"\xff\xc0") > 64 * 1024
+    row = scan(str(tmp_path), engine=engine).to_pylist()[0]
+    assert row["valid"] and (row["width"], row["height"]) == (128, 96)
+    assert row["bytes"] == len(data)
