@@ -43,7 +43,7 @@ def s3_server(buckets: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         endpoint = f"http://{host}:{port}"
         options = {"key": "testing", "secret": "testing",
                    "client_kwargs": {"endpoint_url": endpoint},
-                   "use_listings_cache": False, "skip_instance_cache": True}
+                   "use_listings_cache": False}
         import s3fs
 
         fs = s3fs.S3FileSystem(**options)
