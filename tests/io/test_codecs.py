@@ -281,3 +281,39 @@ def test_format_from_name():
     assert codecs.format_from_name("z.webp") == "webp"
     with pytest.raises(InvalidParameterError, match="extension"):
         codecs.format_from_name("notes.txt")
+
+
+def _all_formats(photo, gray_photo):
+    from PIL import Image as PILImage
+
+    pal = PILImage.fromarray(photo).convert("P")
+    return {
+        "jpg": codecs.encode(photo, "jpg"), "png": codecs.encode(photo, "png"),
+        "png16": codecs.encode(gray_photo.astype(np.uint16), "png"),
+        "tif": codecs.encode(photo, "tif"), "webp": codecs.encode(photo, "webp", quality=80),
+        "bmp": pil_bytes(photo, "BMP"), "gif": _save(pal, "GIF"),
+    }
+
+
+def test_truncated_and_mangled_files_only_ever_raise_decode_error(photo, gray_photo, rng):
+    # the scan relies on this: anything a decoder library throws becomes a DecodeError
+    for name, data in _all_formats(photo, gray_photo).items():
+        cuts = sorted({1, 2, 8, 16, 33, 64, *rng.integers(1, len(data), 12).tolist()})
+        for cut in cuts:
+            piece = data[:cut]
+            for fn in (codecs.probe, codecs.decode, codecs.verify):
+                try:
+                    fn(piece)
+                except DecodeError:
+                    pass
+        for _ in range(10):
+            mangled = bytearray(data)
+            at = rng.integers(0, len(data), 8)
+            mangled[at[0] : at[0] + 1] = b"\xff"
+            for i in at[1:]:
+                mangled[i] = int(rng.integers(0, 256))
+            for fn in (codecs.probe, codecs.decode):
+                try:
+                    fn(bytes(mangled))
+                except DecodeError:
+                    pass
