@@ -280,3 +280,14 @@ def test_jpeg_whose_header_lies_beyond_the_first_read(photo, tmp_path, engine):
     row = scan(str(tmp_path), engine=engine).to_pylist()[0]
     assert row["valid"] and (row["width"], row["height"]) == (128, 96)
     assert row["bytes"] == len(data)
+
+
+def test_file_urls_are_local_files(photo, tmp_path):
+    from pixelmill.inventory import ScanOptions, scan_file
+
+    path = tmp_path / "a.png"
+    path.write_bytes(codecs.encode(photo, "png"))
+    row = scan_file(FileEntry(path.as_uri(), 0, "a.png"), ScanOptions(verify=True))
+    assert row["valid"] and row["width"] == 128
+    table = scan(path.as_uri(), engine=_InlineEngine())
+    assert table.column("valid").to_pylist() == [True]
