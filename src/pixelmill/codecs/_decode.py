@@ -124,6 +124,8 @@ def _decode_pil(data: bytes, info: ImageInfo, page: int) -> Any:
             return np.asarray(im).astype(np.uint16)
         if mode == "F":
             return np.asarray(im, dtype=np.float32)
+        if mode == "I":  # 32-bit integers: no pixelmill dtype holds them without rescaling
+            raise DecodeError("unsupported 32-bit integer pixels")
         target = MODES[info.channels]
         if mode != target:
             im = im.convert(target)

@@ -74,7 +74,7 @@ def _probe_png(data: bytes) -> ImageInfo:
 
 
 def _probe_jpeg(data: bytes) -> ImageInfo:
-    pos, n, orientation, adobe = 2, len(data), 1, False
+    pos, n, orientation = 2, len(data), 1
     while pos + 4 <= n:
         if data[pos] != 0xFF:
             raise DecodeError("corrupt JPEG: marker expected")
@@ -88,8 +88,6 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         (length,) = struct.unpack_from(">H", data, pos + 2)
         if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
             orientation = exif_orientation(data[pos + 10 : pos + 2 + length])
-        elif marker == 0xEE and data[pos + 4 : pos + 9] == b"Adobe":
-            adobe = True
         elif marker in _JPEG_SOF:
             if pos + 10 > n:
                 break
@@ -97,8 +95,6 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
             if width == 0 or height == 0 or comps not in (1, 3, 4):
                 raise DecodeError(f"invalid JPEG frame header ({width}x{height}, {comps} components)")
             stored = {1: "L", 3: "RGB", 4: "CMYK"}[comps]
-            if comps == 3 and adobe:
-                stored = "RGB"
             channels = 1 if comps == 1 else 3
             return ImageInfo("jpg", width, height, channels, precision, MODES[channels], 1,
                              orientation, stored)
