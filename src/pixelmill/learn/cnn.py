@@ -85,14 +85,16 @@ def preprocess(image: np.ndarray, config: CNNConfig) -> np.ndarray:
     """One image -> C×S×S float32 in [0, 1] (before standardisation)."""
     from pixelmill.ops.features import to_gray, to_rgb
 
-    img = to_gray(image)[:, :, None] if config.in_channels == 1 else to_rgb(image)
     size = config.input_size
-    if img.shape[0] != size or img.shape[1] != size:
-        shrink = img.shape[0] > size and img.shape[1] > size
-        img = cv2.resize(img, (size, size),
-                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        if img.ndim == 2:
-            img = img[:, :, None]
+    if image.shape[0] != size or image.shape[1] != size:  # resize first: cheap on big images
+        shrink = image.shape[0] > size and image.shape[1] > size
+        channels = image.shape[2] if image.ndim == 3 else 1
+        src = image if channels <= 4 else image[:, :, :3]
+        image = cv2.resize(np.ascontiguousarray(src), (size, size),
+                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if channels == 1 and image.ndim == 2 and src.ndim == 3:
+            image = image[:, :, None]
+    img = to_gray(image)[:, :, None] if config.in_channels == 1 else to_rgb(image)
     return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
 
 
@@ -149,6 +151,17 @@ class CNNModel:
 
         self.net.eval()
         device = next(self.net.parameters()).device
+        threads = torch.get_num_threads()
+        if len(images) < 8:  # one small image: thread start-up costs more than it saves
+            torch.set_num_threads(1)
+        try:
+            return self._batches(images, layer, batch_size, device)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _batches(self, images, layer, batch_size, device) -> np.ndarray:
+        import torch
+
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
