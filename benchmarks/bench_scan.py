@@ -21,12 +21,14 @@ import shutil
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
+# No heavy module is imported at the top: spawned worker processes re-import this script as
+# their __main__, and a cv2/numpy import here would be charged to the scan's start-up.
 
 
 def make_photos(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
     """``n`` JPEG photos (random crops of scikit-image's sample photographs), cached on disk."""
+    import cv2
+    import numpy as np
     from skimage import data
 
     paths = [folder / f"{i // 1000:03d}" / f"photo_{i:06d}.jpg" for i in range(n)]
@@ -53,6 +55,8 @@ def make_photos(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> l
 
 
 def _decoders():
+    import cv2
+    import numpy as np
     from PIL import Image
 
     out = {
@@ -75,6 +79,8 @@ def _decoders():
 
 
 def _decode_files(args: tuple[str, list[str]]) -> int:
+    import cv2
+
     name, paths = args
     cv2.setNumThreads(1)  # one process per core: OpenCV's threads would only contend
     decode = _decoders()[name]
@@ -86,6 +92,8 @@ def _decode_files(args: tuple[str, list[str]]) -> int:
 
 def fastest_decoder(paths: list[Path], sample: int = 200) -> tuple[str, dict[str, float]]:
     """The decoder needing the least CPU time per file (the pool runs one process per core)."""
+    import cv2
+
     blobs = [p.read_bytes() for p in paths[:sample]]
     rates: dict[str, float] = {}
     cv2.setNumThreads(1)
