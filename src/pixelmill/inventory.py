@@ -11,7 +11,7 @@ Examples
 >>> import numpy as np
 >>> from pixelmill.images import write_image
 >>> write_image("memory://scan-doc/a.png", np.zeros((4, 6, 3), np.uint8))
->>> table = scan("memory://scan-doc", engine=_InlineEngine())
+>>> table = scan("memory://scan-doc")  # memory:// is scanned in-process
 >>> table.select(["format", "width", "height", "channels", "valid"]).to_pylist()
 [{'format': 'png', 'width': 6, 'height': 4, 'channels': 3, 'valid': True}]
 """
