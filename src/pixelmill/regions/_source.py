@@ -53,11 +53,32 @@ class RegionSource:
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(self.storage_options)
+        return _thaw(self.storage_options)
+
+
+def _freeze(value: Any) -> Any:
+    """Nested dicts/lists as hashable tuples (a source is a cache key in workers)."""
+    if isinstance(value, Mapping):
+        return ("__map__", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, list | tuple):
+        return ("__seq__", tuple(_freeze(v) for v in value))
+    return value
+
+
+def _thaw_value(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__map__":
+        return {k: _thaw_value(v) for k, v in value[1]}
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__seq__":
+        return [_thaw_value(v) for v in value[1]]
+    return value
+
+
+def _thaw(frozen: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {k: _thaw_value(v) for k, v in frozen}
 
 
 def _so(storage_options: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((storage_options or {}).items()))
+    return tuple(sorted((str(k), _freeze(v)) for k, v in (storage_options or {}).items()))
 
 
 def _norm_axes(axes: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:

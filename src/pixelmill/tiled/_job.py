@@ -180,8 +180,10 @@ def run_tiled(
     out_kind = regions.output_kind(output_uri)
     budget = parse_memory(memory) or default_memory()
     so = dict(storage_options or {})
-    store_uri = sidecar(output_uri, "pixelmill-tiles.zarr")
     out_fs, out_path = storage.get_fs(output_uri, so)
+    # a Zarr output on an object store (no rename there) is written in place
+    store_uri = (output_uri if out_kind == "zarr" and not storage._is_local(out_fs)
+                 else sidecar(output_uri, "pixelmill-tiles.zarr"))
     if storage._is_local(out_fs):  # side files (spill, tile store, partial TIFF) go beside it
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     source = regions.open_source(input_uri, so, level=level,

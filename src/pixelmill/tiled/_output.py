@@ -88,6 +88,8 @@ def chunk_for(windows, plan, shape) -> tuple[int, int]:
 
 
 def assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerprint) -> int:
+    """Finish the output from the tile store (pyramid, OME metadata, TIFF or the Zarr itself);
+    returns the output's size in bytes."""
     import zarr
 
     fs, store_path = storage.get_fs(store_uri, so)
@@ -109,6 +111,8 @@ def assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerpr
         fs.rm(store_path, recursive=True)
         return size
     out_fs, out_path = storage.get_fs(output_uri, so)
+    if store_uri == output_uri:  # written in place
+        return int(sum(v.get("size", 0) or 0 for v in out_fs.find(out_path, detail=True).values()))
     if out_fs.exists(out_path):
         out_fs.rm(out_path, recursive=True)
     fs.mv(store_path, out_path, recursive=True)
