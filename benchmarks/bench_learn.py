@@ -5,8 +5,8 @@
 1. Feature extraction on 1920×1080 JPEGs: each extractor (default parameters) as a batch job
    (``pixelmill.learn.extract``, local engine, ``--workers`` processes) in images/s (HOG with
    ``size=[128, 128]``: at full size its vector has 2.5 million values), against
-   the same job with ``color_moments`` on a 1/8-size decode as the read+decode baseline, and
-   in-process milliseconds per image (one core).
+   the same job with ``color_moments`` on a 1/8-size decode as the read+decode baseline
+   (ratio of steady rates), and in-process milliseconds per image (one core).
 2. CNN training on CPU: images/s of the default small net (32×32 RGB, 3 stages) per epoch,
    against its own inference (forward only) images/s.
 3. Index queries at ``--vectors`` random vectors: p50/p99 latency of one query for exact NumPy
@@ -65,17 +65,23 @@ def bench_extraction(n: int, workers: int, width: int, height: int) -> None:
         paths = make_jpegs(folder, n, width, height)
         sample = read_image(paths[0])
         print(f"\n== feature extraction: {n} JPEGs {width}×{height}, {workers} workers ==")
-        print(f"{'extractor':<32}{'dim':>7}{'ms/img 1 core':>15}{'job img/s':>11}{'vs base':>9}")
+        print("job img/s: whole job incl. worker start-up; steady: workers / mean per-image time")
+        print(f"{'extractor':<32}{'dim':>7}{'ms/img 1 core':>15}{'job img/s':>11}"
+              f"{'steady img/s':>14}{'vs base':>9}")
 
         def job(steps, name):
             out = os.path.join(tmp, f"{name.replace(' ', '_')}.parquet")
             summary = extract(steps, folder, out, workers=workers, progress=False)
             assert summary.ok == n, summary.reasons
-            return summary.images_per_s
+            import pyarrow.parquet as pq
 
-        base = job([{"op": "resize", "factor": 0.125, "method": "area"},
-                    {"op": "color_moments"}], "baseline")
-        print(f"{'baseline: 1/8 decode + moments':<32}{9:>7}{'':>15}{base:>11.2f}{1.0:>9.2f}")
+            per_image = np.mean(pq.read_table(out, columns=["t_total"]).column(0).to_numpy())
+            return summary.images_per_s, workers / per_image
+
+        base, base_steady = job([{"op": "resize", "factor": 0.125, "method": "area"},
+                                 {"op": "color_moments"}], "baseline")
+        print(f"{'baseline: 1/8 decode + moments':<32}{9:>7}{'':>15}{base:>11.2f}"
+              f"{base_steady:>14.2f}{1.0:>9.2f}")
         for label, params in EXTRACTORS.items():
             params = dict(params)
             name = params.pop("op", label)
@@ -86,28 +92,30 @@ def bench_extraction(n: int, workers: int, width: int, height: int) -> None:
             for _ in range(reps):
                 vec = op(sample, **params)
             ms = (time.perf_counter() - t0) / reps * 1000
-            rate = job([{"op": name, **params}], label)
-            print(f"{label:<32}{vec.size:>7}{ms:>15.1f}{rate:>11.2f}{rate / base:>9.2f}")
+            rate, steady = job([{"op": name, **params}], label)
+            print(f"{label:<32}{vec.size:>7}{ms:>15.1f}{rate:>11.2f}{steady:>14.2f}"
+                  f"{steady / base_steady:>9.2f}")
 
 
-def bench_cnn(epochs: int, n_per_class: int) -> None:
+def bench_cnn(epochs: int, n_per_class: int, threads: tuple[int, ...] = (1, 2)) -> None:
+    import torch
+
     from pixelmill.learn.cnn import CNNConfig, train_cnn
     from pixelmill.learn.datasets import color_texture_classes
 
     images, labels = color_texture_classes(n_per_class, seed=0)
-    config = CNNConfig(epochs=epochs, patience=epochs, device="cpu")
-    model = train_cnn(images, labels, images[:40], labels[:40], config)
-    train_rate = np.median([h["images_per_s"] for h in model.history])
-    t0 = time.perf_counter()
-    model.predict_proba(images)
-    infer_rate = len(images) / (time.perf_counter() - t0)
-    import torch
-
-    print(f"\n== CNN training on CPU ({torch.get_num_threads()} threads): {len(images)} images "
-          f"32×32, {epochs} epochs ==")
-    print(f"training   {train_rate:9.1f} images/s (median epoch, with augmentation)")
-    print(f"inference  {infer_rate:9.1f} images/s (baseline; training/inference "
-          f"{train_rate / infer_rate:.2f})")
+    print(f"\n== CNN training on CPU: {len(images)} images 32×32 RGB, 20 classes, "
+          f"{epochs} epochs ==")
+    for n_threads in threads:
+        config = CNNConfig(epochs=epochs, patience=epochs, device="cpu")
+        model = train_cnn(images, labels, images[:40], labels[:40], config, threads=n_threads)
+        train_rate = np.median([h["images_per_s"] for h in model.history])
+        t0 = time.perf_counter()
+        model.predict_proba(images)
+        infer_rate = len(images) / (time.perf_counter() - t0)
+        print(f"{torch.get_num_threads()} thread(s): training {train_rate:8.1f} images/s (median "
+              f"epoch, augmented); inference {infer_rate:8.1f} images/s (baseline); ratio "
+              f"{train_rate / infer_rate:.2f}")
 
 
 def _latencies(search, queries: np.ndarray) -> tuple[float, float, np.ndarray]:

@@ -116,8 +116,11 @@ def _augment(x, config: CNNConfig, gen):
         padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-        s = config.input_size
-        x = torch.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(n)])
+        s = torch.arange(config.input_size)
+        rows = (dy[:, None] + s)[:, None, :, None]  # one random offset per image, vectorised
+        cols = (dx[:, None] + s)[:, None, None, :]
+        x = padded[torch.arange(n)[:, None, None, None],
+                   torch.arange(x.shape[1])[None, :, None, None], rows, cols]
     if "flip" in config.augment:
         flip = torch.rand(n, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
