@@ -69,7 +69,7 @@ DTYPES = ("uint8", "uint16", "float32")
 #: ops that compute an integer result from a float32 intermediate made by OpenCV, whose SIMD
 #: sums are ordered by position: a value within 1e-7 of .5 may round either way, so their
 #: integer outputs may differ by 1 in a few pixels ("within float rounding")
-FLOAT_INTERMEDIATE = {"unsharp_mask"}
+FLOAT_INTERMEDIATE: set[str] = set()
 #: costly ops (neural networks, non-local means): one dtype, RGB, two tile sizes
 SLOW = {"super_resolve", "nl_means"}
 TILES = (7, 16, 33)

@@ -284,7 +284,10 @@ def unsharp_mask(
         float32 results are not clipped.
     """
     image = check_image(image, "unsharp_mask")
-    src = image.astype(np.float32)
+    # Integer results round a float intermediate; OpenCV's float32 sums are ordered by pixel
+    # position (SIMD body vs scalar tail), so a value within 1e-7 of .5 could round differently
+    # in a tile than in the whole image. float64 leaves ~1e-16 of slack: tiled == whole exactly.
+    src = image.astype(np.float64 if image.dtype.kind in "ui" else np.float32)
     blurred = per_channel(src, lambda a: _gaussian_blur(a, radius, 4.0, mode))
     return cast_like(src + amount * (src - blurred), image.dtype)
 
