@@ -60,7 +60,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: run the CLI, map errors to exit codes."""
     try:
-        cli.main(args=argv, prog_name="pixelmill", standalone_mode=False)
+        # without standalone mode, click *returns* the code of an Exit raised by a command
+        rv = cli.main(args=argv, prog_name="pixelmill", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    return ExitCode.OK
+    return int(rv) if isinstance(rv, int) else ExitCode.OK
 
 
 def exit_with(code: int) -> None:

@@ -27,8 +27,15 @@ from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
 
 __all__ = ["LocalEngine", "RemoteError"]
 
-#: glibc malloc settings for workers: keep freed memory instead of returning it to the OS.
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+#: environment of worker processes: glibc keeps freed memory instead of returning it to the OS
+#: (a fresh page fault per decoded image costs milliseconds here), and OpenCV runs one thread per
+#: worker — the pool is the parallelism; OpenCV's own threads only add contention.
+WORKER_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "1073741824",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "OPENCV_FOR_THREADS_NUM": "1",
+}
+WORKER_MALLOC_ENV = WORKER_ENV  # the name the dask/spark adapters import
 
 
 class RemoteError(Exception):
@@ -103,8 +110,8 @@ class LocalEngine:
 
     # -- pool management -----------------------------------------------------------------
     def _spawn(self) -> _Worker:
-        saved = {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
-        os.environ.update({k: v for k, v in WORKER_MALLOC_ENV.items() if saved[k] is None})
+        saved = {k: os.environ.get(k) for k in WORKER_ENV}
+        os.environ.update({k: v for k, v in WORKER_ENV.items() if saved[k] is None})
         try:
             return _Worker(self._ctx)
         finally:
