@@ -53,3 +53,17 @@ def test_bad_settings_name_the_field():
         make_index(X, [{}] * 3, metric="manhattan")
     with pytest.raises(InvalidParameterError, match="kind"):
         make_index(X, [{}] * 3, kind="faiss")
+
+
+def test_query_image_of_another_vector_length_is_a_usage_error():
+    from pixelmill.errors import UsageError
+    from pixelmill.ops import get_op
+    from pixelmill.pipeline import Pipeline
+
+    pipe = Pipeline.from_steps([{"op": "hog", "pixels_per_cell": [8, 8]}])
+    X = np.stack([get_op("hog")(np.full((32, 32), v, np.uint8)) for v in range(5)])
+    index = make_index(X, [{"key": str(i)} for i in range(5)], columns=["vec_hog"],
+                       pipeline=pipe.to_dict())
+    assert len(index.query_image(np.zeros((32, 32), np.uint8), k=2)) == 2
+    with pytest.raises(UsageError, match="fixed size"):
+        index.query_image(np.zeros((48, 48), np.uint8), k=2)

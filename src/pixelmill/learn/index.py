@@ -106,6 +106,10 @@ class VectorIndex:
             raise UsageError("this index has no feature pipeline; query it with vectors")
         result = Pipeline.from_dict(self.pipeline).run(image)
         vec = np.concatenate([result.vectors[c[4:]] for c in self.columns])[None]
+        if vec.shape[1] != self.vectors.shape[1]:
+            raise UsageError(
+                f"the query image gives {vec.shape[1]} feature values, the index holds "
+                f"{self.vectors.shape[1]} (an image of another size? give the op a fixed size)")
         idx, dist = self.search(self.transform(vec), k)
         return [{**self.rows[i], "distance": float(d)}
                 for i, d in zip(idx[0], dist[0], strict=True)]
