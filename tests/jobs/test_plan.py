@@ -79,3 +79,12 @@ def test_plan_from_scan_manifest(tmp_path, collection):
     units = plan_units(str(tmp_path / "scan.parquet"), str(tmp_path / "out"))
     assert [u.relpath for u in units] == [r["relpath"] for r in sorted(rows, key=lambda r: r["uri"])]
     assert {u.label for u in units} == {"L"}
+
+
+def test_an_output_folder_inside_the_input_is_not_listed(collection):
+    root, kinds = collection
+    (root / "out" / "cats").mkdir(parents=True)
+    (root / "out" / "cats" / "chelsea.jpg").write_bytes((root / "cats/chelsea.jpg").read_bytes())
+    units = plan_units(str(root), str(root / "out"))
+    assert sorted(u.relpath for u in units) == sorted(kinds)
+    assert len(plan_units(str(root), None)) == len(kinds) + 1

@@ -7,6 +7,7 @@ come from a naming template (:func:`render_name`) that keeps the input's relativ
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,16 @@ def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
     return out
 
 
+def _inside(uri: str, folder: str | None) -> bool:
+    """Whether ``uri`` lies under ``folder`` (an output folder inside the input folder)."""
+    if folder is None:
+        return False
+    if "://" not in uri and "://" not in str(folder):
+        uri, folder = os.path.abspath(uri), os.path.abspath(folder)
+        return uri.startswith(folder.rstrip(os.sep) + os.sep)
+    return uri.startswith(str(folder).rstrip("/") + "/")
+
+
 def plan_units(
     input: str,
     output: str | None,
@@ -145,7 +156,8 @@ def plan_units(
     """List the inputs and build one :class:`WorkUnit` per input, in URI order.
 
     ``input`` is a folder/file/glob URL, or a ``.parquet`` manifest written by ``pixelmill
-    scan`` (its ``uri``, ``relpath`` and ``label`` columns are used). Two inputs that would be
+    scan`` (its ``uri``, ``relpath`` and ``label`` columns are used). Files under ``output``
+    (an output folder inside the input folder) are never inputs. Two inputs that would be
     written to the same output name are a usage error, raised here, before any work.
     """
     if label_from not in (None, "parent", "partition"):
@@ -163,7 +175,7 @@ def plan_units(
         listed = storage.list_files(str(input), recursive=recursive, include=include,
                                     exclude=exclude, storage_options=storage_options)
         entries = [(e.uri, e.size, e.relpath, storage.label_from_path(e.relpath, label_from))
-                   for e in listed]
+                   for e in listed if not _inside(e.uri, output)]
     if not entries:
         raise NoInputError(f"{input}: no image files found"
                            + ("" if recursive else " (sub-folders not searched: --recursive)"))
