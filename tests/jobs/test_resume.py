@@ -31,10 +31,10 @@ def many(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("many") / "in"
     rng = np.random.default_rng(7)
-    big = data.astronaut()
+    big = cv2.resize(data.astronaut(), (1024, 1024), interpolation=cv2.INTER_CUBIC)
     for i in range(60):
-        y, x = rng.integers(0, 512 - 240), rng.integers(0, 512 - 320)
-        crop = np.ascontiguousarray(big[y:y + 240, x:x + 320, ::-1])
+        y, x = rng.integers(0, 1024 - 480), rng.integers(0, 1024 - 640)
+        crop = np.ascontiguousarray(big[y:y + 480, x:x + 640, ::-1])
         path = root / f"f{i % 4}" / f"img{i:03d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -71,7 +71,7 @@ def test_sigkill_of_the_command_then_resume(many, clean_run, tmp_path, engine):
     pipe = tmp_path / "p.yaml"
     pipe.write_text(PIPELINE)
     cmd = [sys.executable, "-m", "pixelmill", "run", str(pipe), str(many), str(out),
-           "--workers", "2", "--quiet", "--no-report"]
+           "--workers", "1", "--quiet", "--no-report"]  # one worker: a wide window to kill in
     journal = Path(journal_path(str(out / "manifest.parquet")))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
