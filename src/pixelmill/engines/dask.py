@@ -23,7 +23,17 @@ from typing import Any
 from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
 from pixelmill.errors import MissingDependencyError
 
-__all__ = ["DaskEngine", "run_batch"]
+__all__ = ["LOCAL_CLUSTER_CONFIG", "DaskEngine", "run_batch"]
+
+#: Dask settings for the cluster the engine starts: one task per worker thread at a time (a dying
+#: worker takes no bystanders with it), no statistical profiler, slower housekeeping ticks.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2000ms",
+    "distributed.worker.memory.monitor-interval": "1000ms",
+}
 
 
 def run_batch(fn: Callable[[Any], Any], units: list[Any]) -> list[Any]:
@@ -53,13 +63,14 @@ class DaskEngine:
             from pixelmill.engines.local import WORKER_MALLOC_ENV
 
             self.workers = workers or default_workers()
-            # one task per worker thread at a time: a dying worker takes no bystanders with it
-            with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                                  "distributed.scheduler.worker-saturation": 1.0}):
+            # glibc reads its malloc settings at process start: they must be set before spawn
+            pre_spawn = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+            with dask.config.set(LOCAL_CLUSTER_CONFIG | {
+                    "distributed.scheduler.allowed-failures": retries,
+                    "distributed.nanny.pre-spawn-environ": pre_spawn | WORKER_MALLOC_ENV}):
                 self._cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
                     host="127.0.0.1", dashboard_address=None, silence_logs=50,
-                    env=dict(WORKER_MALLOC_ENV),
                 )
             self._client = Client(self._cluster, set_as_default=False)
 

@@ -33,8 +33,11 @@ from typing import Any
 from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
 from pixelmill.errors import MissingDependencyError
 
-__all__ = ["SparkEngine", "run_partition"]
+__all__ = ["LOCAL_JVM_OPTIONS", "SparkEngine", "run_partition"]
 
+#: JVM options in local mode: the JVM only moves small units and rows there, so a quick JIT and
+#: a single-threaded GC leave the cores to the Python workers (3-4x less JVM CPU time)
+LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 _LOOPBACK = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost):\d+)$")
 
 
@@ -88,7 +91,6 @@ class SparkEngine:
                 master = f"local[{n},{retries + 1}]"
             elif re.fullmatch(r"local\[(\d+|\*)\]", master):  # local mode only retries this way
                 master = f"{master[:-1]},{retries + 1}]"
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             builder = (SparkSession.builder.master(master).appName("pixelmill")
                        .config("spark.ui.enabled", "false")
                        .config("spark.ui.showConsoleProgress", "false")
@@ -97,11 +99,17 @@ class SparkEngine:
                        .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
             if _LOOPBACK.match(master):  # everything on this machine: stay on loopback
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers: this Python
                 builder = (builder.config("spark.driver.host", "127.0.0.1")
                            .config("spark.driver.bindAddress", "127.0.0.1"))
                 if master.startswith("local"):  # workers see the driver's modules
                     path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-                    builder = builder.config("spark.executorEnv.PYTHONPATH", path)
+                    builder = (builder.config("spark.executorEnv.PYTHONPATH", path)
+                               .config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS))
+            from pixelmill.engines.local import WORKER_MALLOC_ENV
+
+            for key, value in WORKER_MALLOC_ENV.items():  # Python workers keep freed memory
+                builder = builder.config(f"spark.executorEnv.{key}", value)
             for key, value in (conf or {}).items():
                 builder = builder.config(key, value)
             with warnings.catch_warnings():  # pyspark lags pandas releases; say it once in docs
@@ -152,7 +160,9 @@ class SparkEngine:
         if not units:
             return
         if batch_size is None:
-            batch_size = 1 if timeout else auto_batch_size(len(units), self.workers)
+            # a Spark job costs ~50 ms of driver time: fewer, larger batches than other engines
+            batch_size = 1 if timeout else auto_batch_size(len(units), self.workers,
+                                                           per_worker_tasks=4)
         batches = [list(range(i, min(i + batch_size, len(units))))
                    for i in range(0, len(units), batch_size)]
         tag = f"pixelmill-{uuid.uuid4().hex[:12]}"
