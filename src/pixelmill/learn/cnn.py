@@ -83,7 +83,7 @@ def build_net(config: CNNConfig, n_classes: int):
 
 def preprocess(image: np.ndarray, config: CNNConfig) -> np.ndarray:
     """One image -> C×S×S float32 in [0, 1] (before standardisation)."""
-    from pixelmill.ops.features import to_gray, to_rgb
+    from pixelmill.learn.descriptors import to_gray, to_rgb
 
     size = config.input_size
     if image.shape[0] != size or image.shape[1] != size:  # resize first: cheap on big images

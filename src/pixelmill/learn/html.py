@@ -28,7 +28,7 @@ def thumbnail_uri(uri: str, size: int = 128,
                   storage_options: Mapping[str, Any] | None = None) -> str:
     """A ``data:`` URI of a PNG thumbnail of the image at ``uri`` ('' when unreadable)."""
     from pixelmill.images import read_image
-    from pixelmill.ops.features import to_rgb
+    from pixelmill.learn.descriptors import to_rgb
 
     try:
         image = read_image(uri, storage_options=storage_options)
