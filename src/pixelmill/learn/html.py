@@ -74,7 +74,7 @@ def write_evaluation_report(evaluation: Any, out: str, meta: Mapping[str, Any],
                             storage_options: Mapping[str, Any] | None = None) -> str:
     """Write the HTML report of an :class:`~pixelmill.learn.evaluation.Evaluation`."""
     ev = evaluation
-    summary = [("model", f"{meta.get('model')} ({ev.model})"), ("split", ev.split),
+    summary = [("model", html.escape(f"{meta.get('model')} ({ev.model})")), ("split", ev.split),
                ("images", ev.n), ("accuracy", f"{ev.accuracy:.4f}"),
                ("macro F1", f"{ev.macro_f1:.4f}")]
     if ev.roc_auc is not None:
