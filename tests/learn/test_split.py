@@ -49,3 +49,30 @@ def test_custom_ratios_and_salt():
     for bad in ("7:1", "a:b:c", "-1:1:1", "0:0:0"):
         with pytest.raises(InvalidParameterError, match="ratios"):
             parse_ratios(bad)
+
+
+def test_content_split_follows_the_bytes(tmp_path):
+    """split_by=content: a renamed copy of an image lands in the split of the original."""
+    import os
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pixelmill.learn import extract
+    from pixelmill.learn.datasets import color_classes, write_labelled
+
+    images, labels = color_classes(4, size=12, seed=3)
+    paths = write_labelled(str(tmp_path / "images"), images, labels)
+    os.makedirs(tmp_path / "images" / "copies")
+    for i, path in enumerate(paths[:8]):
+        shutil.copy(path, tmp_path / "images" / "copies" / f"renamed_{i}.png")
+    out = str(tmp_path / "f.parquet")
+    extract([{"op": "color_moments"}], str(tmp_path / "images"), out, split_by="content",
+            workers=1)
+    rows = pq.read_table(out).to_pylist()
+    by_hash: dict[str, set] = {}
+    for row in rows:
+        assert row["split"] == split_of(row["content_sha256"])
+        by_hash.setdefault(row["content_sha256"], set()).add(row["split"])
+    assert len(rows) == 28 and len(by_hash) == 20
+    assert all(len(splits) == 1 for splits in by_hash.values())  # duplicates share one split

@@ -54,8 +54,10 @@ def learn() -> None:
               help="Label each image by its folder name or its label=... path part.")
 @click.option("--ratios", default="7:1:2", show_default=True,
               help="train:val:test proportions of the stable split.")
-@click.option("--split-by", type=click.Choice(["relpath", "uri"]), default="relpath",
-              show_default=True, help="What the split hash reads.")
+@click.option("--split-by", type=click.Choice(["relpath", "uri", "content"]), default="relpath",
+              show_default=True,
+              help="What the split hash reads; content = each file's SHA-256 (duplicates and "
+              "renamed files keep one split).")
 @click.option("--salt", default="", help="Mixed into the split hash (another stable split).")
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
 @click.option("--glob", "include", multiple=True, metavar="PATTERN", help="Only matching files.")

@@ -9,6 +9,8 @@ with :func:`pixelmill.jobs.run` on any engine — one manifest row per image wit
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -25,8 +27,10 @@ from pixelmill.learn.split import assign_split, parse_ratios
 
 __all__ = ["SPLIT_KEYS", "FeatureSet", "extract", "load_features", "read_table", "write_table"]
 
-#: what the split hash reads: the path relative to the collection root, or the full URI
-SPLIT_KEYS = ("relpath", "uri")
+#: what the split hash reads: the path relative to the collection root, the full URI, or the
+#: file's SHA-256 (``content``: renames and moves keep the split, duplicates share one split)
+SPLIT_KEYS = ("relpath", "uri", "content")
+CONTENT_COLUMN = "content_sha256"
 VECTOR_PREFIX = "vec_"
 
 
@@ -53,8 +57,42 @@ def _split_keys(table: pa.Table, split_by: str) -> list[str]:
     if split_by not in SPLIT_KEYS:
         raise InvalidParameterError(f"split_by: expected one of {SPLIT_KEYS}, got {split_by!r}",
                                     field="split_by")
-    column = split_by if split_by in table.column_names else "key"
+    if split_by == "content":
+        if CONTENT_COLUMN not in table.column_names:
+            raise UsageError(f"split_by=content needs a {CONTENT_COLUMN} column")
+        column = CONTENT_COLUMN
+    else:
+        column = split_by if split_by in table.column_names else "key"
     return [str(v) for v in table.column(column).to_pylist()]
+
+
+def file_sha256(uri: str, storage_options: Mapping[str, Any] | None = None) -> str | None:
+    """SHA-256 (hex) of a file's bytes, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(storage.read_bytes(uri, storage_options)).hexdigest()
+    except OSError:
+        return None
+
+
+def add_content_hashes(table: pa.Table, engine: Any = "local", workers: int | None = None,
+                       storage_options: Mapping[str, Any] | None = None) -> pa.Table:
+    """The table with a ``content_sha256`` column, hashed on ``engine`` (one read per file)."""
+    from pixelmill.engines import get_engine
+
+    uris = [str(u) for u in table.column("uri").to_pylist()]
+    hashes: list[str | None] = [None] * len(uris)
+    own = isinstance(engine, str) or engine is None
+    eng = get_engine(engine or "local", workers) if own else engine
+    try:
+        fn = functools.partial(file_sha256, storage_options=dict(storage_options or {}) or None)
+        for i, digest in eng.map(fn, uris):
+            hashes[i] = digest if isinstance(digest, str) else None
+    finally:
+        if own:
+            eng.close()
+    if CONTENT_COLUMN in table.column_names:
+        table = table.drop_columns([CONTENT_COLUMN])
+    return table.append_column(CONTENT_COLUMN, pa.array(hashes, pa.string()))
 
 
 def add_split(table: pa.Table, ratios: Any = None, *, split_by: str = "relpath",
@@ -100,8 +138,8 @@ def extract(
         Where labels come from (the parent folder's name, or ``label=...`` path parts).
     ratios : str or sequence, optional
         train:val:test proportions (default 7:1:2).
-    split_by : {"relpath", "uri"}
-        What the split hash reads.
+    split_by : {"relpath", "uri", "content"}
+        What the split hash reads (``content``: each file's SHA-256, one more read per file).
     salt : str
         Mixed into the hash, for a different (still stable) split.
     engine, workers, storage_options, progress
@@ -124,10 +162,22 @@ def extract(
         raise InvalidParameterError(f"--split-by: expected one of {SPLIT_KEYS}, got {split_by!r}",
                                     field="split_by")
     job_options.setdefault("report", False)
-    summary = run(pipe, input, None, manifest=out, label_from=label_from, engine=engine,
-                  workers=workers, storage_options=storage_options, progress=progress,
-                  **job_options)
-    table = add_split(read_table(out, storage_options), ratios, split_by=split_by, salt=salt)
+    own = split_by == "content" and (isinstance(engine, str) or engine is None)
+    if own:  # one engine for the job and the hashing pass
+        from pixelmill.engines import get_engine
+
+        engine = get_engine(engine or "local", workers)
+    try:
+        summary = run(pipe, input, None, manifest=out, label_from=label_from, engine=engine,
+                      workers=workers, storage_options=storage_options, progress=progress,
+                      **job_options)
+        table = read_table(out, storage_options)
+        if split_by == "content":
+            table = add_content_hashes(table, engine, workers, storage_options)
+    finally:
+        if own:
+            engine.close()
+    table = add_split(table, ratios, split_by=split_by, salt=salt)
     write_table(out, table, storage_options)
     return summary
 
