@@ -73,4 +73,7 @@ def test_usage_errors_exit_2_and_name_the_field(colours, tmp_path, capsys):
     assert main(["learn", "train", "x.parquet", "--model", "deep_forest", "--out",
                  str(tmp_path / "m")]) == 2
     assert "--model" in capsys.readouterr().err
+    assert main(["learn", "train", "--model", "rbf_svm", "--images", images, "--out",
+                 str(tmp_path / "m")]) == 2
+    assert "--images" in capsys.readouterr().err
     assert main(["index", "query", str(tmp_path / "nowhere"), "img.png"]) == 2

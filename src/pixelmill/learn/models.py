@@ -207,6 +207,9 @@ def train(
         raise InvalidParameterError(
             f"--model: unknown model {model!r} (valid: {', '.join(MODEL_NAMES)}, cnn)",
             field="model")
+    if images is not None and model != "cnn":
+        raise UsageError(f"--images trains a CNN from image files; {model} trains on a "
+                         "feature table (pixelmill learn extract)")
     if model == "cnn":
         from pixelmill.learn.cnn import train_cnn
 
