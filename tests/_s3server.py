@@ -46,9 +46,11 @@ def s3_server(buckets: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
                    "use_listings_cache": False}
         import s3fs
 
-        fs = s3fs.S3FileSystem(**options)
+        # a fresh client: a cached one may belong to an earlier server on the same port
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
         for bucket in buckets:
-            fs.mkdir(bucket)
+            with contextlib.suppress(FileExistsError):
+                fs.mkdir(bucket)
         yield options
     finally:
         server.stop()

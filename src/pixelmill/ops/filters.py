@@ -284,12 +284,25 @@ def unsharp_mask(
         float32 results are not clipped.
     """
     image = check_image(image, "unsharp_mask")
+    if image.dtype.kind == "f":
+        src = image.astype(np.float32)
+        blurred = per_channel(src, lambda a: _gaussian_blur(a, radius, 4.0, mode))
+        return cast_like(src + amount * (src - blurred), image.dtype)
     # Integer results round a float intermediate; OpenCV's float32 sums are ordered by pixel
     # position (SIMD body vs scalar tail), so a value within 1e-7 of .5 could round differently
     # in a tile than in the whole image. float64 leaves ~1e-16 of slack: tiled == whole exactly.
-    src = image.astype(np.float64 if image.dtype.kind in "ui" else np.float32)
-    blurred = per_channel(src, lambda a: _gaussian_blur(a, radius, 4.0, mode))
-    return cast_like(src + amount * (src - blurred), image.dtype)
+    # One channel at a time keeps the float64 working set below the float32 one of all channels.
+    out = np.empty_like(image)
+    planes = image[..., None] if image.ndim == 2 else image
+    target = out[..., None] if image.ndim == 2 else out
+    for c in range(planes.shape[2]):
+        src = planes[..., c].astype(np.float64)
+        blurred = _gaussian_blur(src, radius, 4.0, mode)
+        blurred -= src  # -(detail)
+        blurred *= -amount
+        blurred += src
+        target[..., c] = cast_like(blurred, image.dtype)
+    return out
 
 
 @op(
