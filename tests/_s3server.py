@@ -46,6 +46,11 @@ def s3_server(buckets: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
                    "use_listings_cache": False}
         import s3fs
 
+        # moto keeps its backends in process-wide state: start every server empty
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset",
+                                                      method="POST"), timeout=30).close()
         # a fresh client: a cached one may belong to an earlier server on the same port
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
         for bucket in buckets:
