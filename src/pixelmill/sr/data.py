@@ -184,7 +184,8 @@ def sample_patches(
     multiple-of-90° rotation (the 8 dihedral transforms).
     """
     s = pairs.scale
-    sizes = np.array([max(0, (a.shape[0] - patch + 1) * (a.shape[1] - patch + 1)) for a in pairs.lr])
+    sizes = np.array([max(0, a.shape[0] - patch + 1) * max(0, a.shape[1] - patch + 1)
+                      for a in pairs.lr], np.float64)  # images smaller than a patch: never
     if sizes.sum() == 0:
         raise ValueError(f"no training image is at least {patch}×{patch} in low resolution")
     which = rng.choice(len(pairs.lr), size=batch, p=sizes / sizes.sum())
