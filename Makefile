@@ -9,9 +9,11 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test install lint bench clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins the versions the suite was last run with: pip resolves instantly
+# instead of backtracking through the botocore/aiobotocore/moto version space.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,test]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
