@@ -68,9 +68,11 @@ class DaskEngine:
             with dask.config.set(LOCAL_CLUSTER_CONFIG | {
                     "distributed.scheduler.allowed-failures": retries,
                     "distributed.nanny.pre-spawn-environ": pre_spawn | WORKER_MALLOC_ENV}):
+                # the scheduler always serves HTTP (/health, /metrics): on a free loopback port,
+                # not the fixed 8787 that a second cluster on this machine would collide on
                 self._cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address=None, silence_logs=50,
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
                 )
             self._client = Client(self._cluster, set_as_default=False)
 
