@@ -87,3 +87,20 @@ def test_demo_hook_on_a_small_mosaic(tmp_path, capsys, inline_engine):
     assert "700×700" in text and "peak memory" in text
     out = tifffile.imread(tmp_path / "huge-mosaic-sharpened.tif")
     assert out.shape == (700, 700, 3) and out.std() > 10
+
+
+def test_ops_that_load_models_count_their_memory_per_worker(monkeypatch):
+    """super_resolve declares the resident memory of torch + a model; budgets charge it to
+    every worker, so a budget that fits two plain workers fits only one SR worker."""
+    from pixelmill.tiled import _plan
+
+    monkeypatch.setattr(_plan, "_driver_bytes", lambda: 200 * 2**20)  # not this test process's
+
+    plain = analyze(Pipeline.from_steps([{"op": "gaussian", "sigma": 1.0}]))
+    sr = analyze(Pipeline.from_steps([{"op": "super_resolve", "model": "bicubic", "scale": 2}]))
+    assert plain.worker_bytes == WORKER_BASE_BYTES
+    assert sr.worker_bytes >= WORKER_BASE_BYTES + 400 * 2**20
+    budget = 1200 * 2**20
+    _, plain_workers = choose_tiling(plain, (4000, 4000, 3), "uint8", budget, workers=2, tile=256)
+    _, sr_workers = choose_tiling(sr, (4000, 4000, 3), "uint8", budget, workers=2, tile=256)
+    assert plain_workers == 2 and sr_workers < plain_workers

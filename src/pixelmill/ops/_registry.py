@@ -399,12 +399,15 @@ def op(
     output: str = "image",
     dtypes: tuple[str, ...] = ("uint8", "uint16", "float32"),
     check: Callable[[Mapping[str, Any]], str | None] | None = None,
+    worker_bytes: int = 0,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as a pixelmill op (attaches an :class:`OpSpec`; registers nothing).
 
     ``check`` validates combinations of parameters: it returns ``None`` when they are fine,
     else a message; a message that starts with ``"<param>: "`` is reported against that
     parameter (``steps[2].size: expected an odd integer, got 4``).
+    ``worker_bytes``: resident memory a worker keeps once it has run this op (a loaded model and
+    its runtime); memory budgets add it to every worker that runs the pipeline.
     """
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}")
@@ -439,7 +442,9 @@ def op(
             summary=doc.split("\n\n")[0].replace("\n", " ") if doc else "",
             doc=doc,
             dtypes=dtypes,
-            extra=types.MappingProxyType({"check": check} if check else {}),
+            extra=types.MappingProxyType(
+                {**({"check": check} if check else {}),
+                 **({"worker_bytes": int(worker_bytes)} if worker_bytes else {})}),
         )
         func.__pixelmill_op__ = spec  # type: ignore[attr-defined]
         return func

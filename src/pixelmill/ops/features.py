@@ -30,6 +30,7 @@ from pixelmill.learn.descriptors import (
 from pixelmill.learn.regions import pool_regions
 from pixelmill.ops._common import check_image
 from pixelmill.ops._registry import GLOBAL, Range, op
+from pixelmill.ops.sr import TORCH_WORKER_BYTES
 
 __all__ = [
     "classify",
@@ -326,7 +327,7 @@ def gradient_stats(
                         grid=grid, overlap=overlap, pool=pool)
 
 
-@op(family="features", halo=GLOBAL, output="vector")
+@op(family="features", halo=GLOBAL, output="vector", worker_bytes=TORCH_WORKER_BYTES)
 def cnn_embedding(
     image: np.ndarray,
     *,
@@ -374,7 +375,7 @@ def cnn_embedding(
                         pool=pool)
 
 
-@op(family="features", halo=GLOBAL, output="measures")
+@op(family="features", halo=GLOBAL, output="measures", worker_bytes=TORCH_WORKER_BYTES)
 def classify(image: np.ndarray, *, model: str) -> dict:
     """Classify the image with a model trained by ``pixelmill learn train``.
 

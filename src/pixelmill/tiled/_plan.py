@@ -53,6 +53,12 @@ class PipelinePlan:
     def tileable(self) -> bool:
         return self.problem is None
 
+    @property
+    def worker_bytes(self) -> int:
+        """Resident memory of one worker: the base, plus the largest model an op declares."""
+        extra = [int(s.spec.extra.get("worker_bytes", 0)) for s in self.pipeline.steps]
+        return WORKER_BASE_BYTES + max(extra, default=0)
+
     def size_problem(self, height: int, width: int) -> str | None:
         """Why this image's size prevents exact tiling, or None.
 
@@ -185,12 +191,12 @@ def choose_tiling(
     candidates = [tile] if tile else [t for t in TILE_CHOICES if t <= max(64, max(h, w))] or [64]
     for n in range(max(1, workers), 0, -1):
         for t in candidates:
-            need = fixed + n * (WORKER_BASE_BYTES + tile_work_bytes(
+            need = fixed + n * (plan.worker_bytes + tile_work_bytes(
                 t, plan.halo, channels, itemsize, plan.max_scale))
             if need <= memory:
                 return t, n
     smallest = candidates[-1]
-    need = fixed + WORKER_BASE_BYTES + tile_work_bytes(smallest, plan.halo, channels, itemsize,
+    need = fixed + plan.worker_bytes + tile_work_bytes(smallest, plan.halo, channels, itemsize,
                                                        plan.max_scale)
     raise InvalidParameterError(
         f"--memory: {memory / 2**20:.0f} MiB is too small for this image and pipeline "
@@ -202,7 +208,7 @@ def check_whole(plan: PipelinePlan, shape: tuple[int, ...], dtype: str, memory: 
     """Refuse a pipeline that cannot be tiled when the image does not fit the budget whole."""
     problem = plan.size_problem(shape[0], shape[1])
     channels = shape[2] if len(shape) == 3 else 1
-    need = (_driver_bytes() + WORKER_BASE_BYTES
+    need = (_driver_bytes() + plan.worker_bytes
             + whole_image_bytes(shape[0], shape[1], channels, np.dtype(dtype).itemsize,
                                 plan.max_scale))
     if need > memory:
