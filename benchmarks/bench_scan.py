@@ -109,13 +109,13 @@ def fastest_decoder(paths: list[Path], sample: int = 200) -> tuple[str, dict[str
 
 def pure_decode_rate(name: str, paths: list[Path], workers: int) -> tuple[float, float]:
     """Files/s of a bare read+decode loop over ``workers`` processes: (with pool start, warm)."""
-    from pixelmill.engines.local import WORKER_MALLOC_ENV
+    from pixelmill.engines.local import WORKER_ENV
 
     chunks = [[str(p) for p in paths[i::workers]] for i in range(workers)]
     # the same glibc settings the engine's workers get (keep freed memory: no page faults
     # for every decoded image), so that the baseline is the best bare loop, not a handicapped one
-    saved = {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
-    os.environ.update(WORKER_MALLOC_ENV)
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
     t0 = time.perf_counter()
     try:
         pool = mp.get_context("spawn").Pool(workers)

@@ -44,10 +44,10 @@ def s3_server(buckets: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         options = {"key": "testing", "secret": "testing",
                    "client_kwargs": {"endpoint_url": endpoint},
                    "use_listings_cache": False}
-        import s3fs
-
         # moto keeps its backends in process-wide state: start every server empty
         import urllib.request
+
+        import s3fs
 
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset",
                                                       method="POST"), timeout=30).close()

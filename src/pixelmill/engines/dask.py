@@ -60,14 +60,14 @@ class DaskEngine:
             self.workers = workers or max(1, sum(
                 w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
         else:
-            from pixelmill.engines.local import WORKER_MALLOC_ENV
+            from pixelmill.engines.local import WORKER_ENV
 
             self.workers = workers or default_workers()
             # glibc reads its malloc settings at process start: they must be set before spawn
             pre_spawn = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
             with dask.config.set(LOCAL_CLUSTER_CONFIG | {
                     "distributed.scheduler.allowed-failures": retries,
-                    "distributed.nanny.pre-spawn-environ": pre_spawn | WORKER_MALLOC_ENV}):
+                    "distributed.nanny.pre-spawn-environ": pre_spawn | WORKER_ENV}):
                 # the scheduler always serves HTTP (/health, /metrics): on a free loopback port,
                 # not the fixed 8787 that a second cluster on this machine would collide on
                 self._cluster = LocalCluster(

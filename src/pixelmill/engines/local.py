@@ -35,7 +35,6 @@ WORKER_ENV = {
     "MALLOC_TRIM_THRESHOLD_": "4294967296",
     "OPENCV_FOR_THREADS_NUM": "1",
 }
-WORKER_MALLOC_ENV = WORKER_ENV  # the name the dask/spark adapters import
 
 
 class RemoteError(Exception):

@@ -106,9 +106,9 @@ class SparkEngine:
                     path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
                     builder = (builder.config("spark.executorEnv.PYTHONPATH", path)
                                .config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS))
-            from pixelmill.engines.local import WORKER_MALLOC_ENV
+            from pixelmill.engines.local import WORKER_ENV
 
-            for key, value in WORKER_MALLOC_ENV.items():  # Python workers keep freed memory
+            for key, value in WORKER_ENV.items():  # Python workers keep freed memory
                 builder = builder.config(f"spark.executorEnv.{key}", value)
             for key, value in (conf or {}).items():
                 builder = builder.config(key, value)
