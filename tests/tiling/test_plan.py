@@ -104,3 +104,7 @@ def test_ops_that_load_models_count_their_memory_per_worker(monkeypatch):
     _, plain_workers = choose_tiling(plain, (4000, 4000, 3), "uint8", budget, workers=2, tile=256)
     _, sr_workers = choose_tiling(sr, (4000, 4000, 3), "uint8", budget, workers=2, tile=256)
     assert plain_workers == 2 and sr_workers < plain_workers
+    # a network's feature maps: the declared working memory per pixel sizes SR tiles
+    assert sr.pixel_bytes > 0 == plain.pixel_bytes
+    assert _plan.tile_work_bytes(512, sr.halo, 3, 1, 2.0, sr.pixel_bytes) > _plan.tile_work_bytes(
+        512, sr.halo, 3, 1, 2.0)

@@ -400,6 +400,7 @@ def op(
     dtypes: tuple[str, ...] = ("uint8", "uint16", "float32"),
     check: Callable[[Mapping[str, Any]], str | None] | None = None,
     worker_bytes: int = 0,
+    pixel_bytes: int = 0,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as a pixelmill op (attaches an :class:`OpSpec`; registers nothing).
 
@@ -408,6 +409,8 @@ def op(
     parameter (``steps[2].size: expected an odd integer, got 4``).
     ``worker_bytes``: resident memory a worker keeps once it has run this op (a loaded model and
     its runtime); memory budgets add it to every worker that runs the pipeline.
+    ``pixel_bytes``: working memory per input pixel while the op runs, where that exceeds the
+    tiler's generic estimate (a network's feature maps); memory budgets size tiles with it.
     """
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}")
@@ -444,7 +447,8 @@ def op(
             dtypes=dtypes,
             extra=types.MappingProxyType(
                 {**({"check": check} if check else {}),
-                 **({"worker_bytes": int(worker_bytes)} if worker_bytes else {})}),
+                 **({"worker_bytes": int(worker_bytes)} if worker_bytes else {}),
+                 **({"pixel_bytes": int(pixel_bytes)} if pixel_bytes else {})}),
         )
         func.__pixelmill_op__ = spec  # type: ignore[attr-defined]
         return func

@@ -54,6 +54,12 @@ class PipelinePlan:
         return self.problem is None
 
     @property
+    def pixel_bytes(self) -> int:
+        """The largest working memory per input pixel an op declares (0: generic estimate)."""
+        return max((int(s.spec.extra.get("pixel_bytes", 0)) for s in self.pipeline.steps),
+                   default=0)
+
+    @property
     def worker_bytes(self) -> int:
         """Resident memory of one worker: the base, plus the largest model an op declares."""
         extra = [int(s.spec.extra.get("worker_bytes", 0)) for s in self.pipeline.steps]
@@ -141,11 +147,15 @@ def default_memory() -> int:
 
 
 def tile_work_bytes(tile: int, halo: int, channels: int, itemsize: int,
-                    max_scale: float = 1.0) -> int:
-    """Estimated peak working memory of one worker processing one tile."""
+                    max_scale: float = 1.0, pixel_bytes: int = 0) -> int:
+    """Estimated peak working memory of one worker processing one tile.
+
+    ``pixel_bytes``: what an op declares it needs per input pixel, when that is more.
+    """
     side = tile + 2 * halo
     values = side * side * channels
-    return int(values * itemsize + values * max(1.0, max_scale) ** 2 * BYTES_PER_VALUE)
+    generic = values * itemsize + values * max(1.0, max_scale) ** 2 * BYTES_PER_VALUE
+    return int(max(generic, side * side * pixel_bytes))
 
 
 def whole_image_bytes(height: int, width: int, channels: int, itemsize: int,
@@ -192,12 +202,12 @@ def choose_tiling(
     for n in range(max(1, workers), 0, -1):
         for t in candidates:
             need = fixed + n * (plan.worker_bytes + tile_work_bytes(
-                t, plan.halo, channels, itemsize, plan.max_scale))
+                t, plan.halo, channels, itemsize, plan.max_scale, plan.pixel_bytes))
             if need <= memory:
                 return t, n
     smallest = candidates[-1]
     need = fixed + plan.worker_bytes + tile_work_bytes(smallest, plan.halo, channels, itemsize,
-                                                       plan.max_scale)
+                                                       plan.max_scale, plan.pixel_bytes)
     raise InvalidParameterError(
         f"--memory: {memory / 2**20:.0f} MiB is too small for this image and pipeline "
         f"(one worker with {smallest}-pixel tiles needs about {need / 2**20:.0f} MiB)",
