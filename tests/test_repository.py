@@ -31,3 +31,19 @@ def test_every_public_name_resolves(name):
 def test_unknown_public_name_raises_attribute_error():
     with pytest.raises(AttributeError):
         pixelmill.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["pixelmill", "pixelmill.sr", "pixelmill.learn"])
+def test_public_names_are_not_shadowed_by_submodules(package):
+    """Importing a submodule binds its name on the package: a public function must never share
+    a name with a submodule, or ``pixelmill.sr.imresize(...)`` breaks depending on import order."""
+    import importlib
+    import pkgutil
+    import types
+
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "__main__":
+            importlib.import_module(f"{package}.{info.name}")
+    shadowed = [n for n in pkg.__all__ if isinstance(getattr(pkg, n), types.ModuleType)]
+    assert not shadowed

@@ -5,8 +5,7 @@ The top-level names are loaded lazily so that ``import pixelmill`` stays cheap i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pixelmill._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -27,14 +26,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pixelmill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__ = lazy_exports(__name__, _API)

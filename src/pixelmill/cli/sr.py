@@ -59,8 +59,8 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
     """Train a network on LR/HR patches with validation PSNR each epoch."""
     import torch
 
-    from pixelmill.sr.train import TrainConfig
-    from pixelmill.sr.train import train as run_training
+    from pixelmill.sr.training import TrainConfig
+    from pixelmill.sr.training import train as run_training
 
     if threads:
         torch.set_num_threads(threads)

@@ -13,8 +13,7 @@ Names are loaded lazily so ``import pixelmill.learn`` does not import torch or s
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pixelmill._lazy import lazy_exports
 
 _API = {
     "extract": "pixelmill.learn.features",
@@ -42,14 +41,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pixelmill.learn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__ = lazy_exports(__name__, _API)

@@ -5,12 +5,11 @@ Public names are loaded lazily so that ``import pixelmill.sr`` does not import t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pixelmill._lazy import lazy_exports
 
 _API = {
-    "imresize": "pixelmill.sr.imresize",
-    "resize_opencv_cubic": "pixelmill.sr.imresize",
+    "imresize": "pixelmill.sr.resample",
+    "resize_opencv_cubic": "pixelmill.sr.resample",
     "load_model": "pixelmill.sr.weights",
     "available_models": "pixelmill.sr.weights",
     "upscale_image": "pixelmill.sr.infer",
@@ -18,22 +17,12 @@ _API = {
     "fuse_frames": "pixelmill.sr.fusion",
     "register_frames": "pixelmill.sr.fusion",
     "upscale_tiled": "pixelmill.sr.tiles",
-    "demo": "pixelmill.sr.demo",
-    "TrainConfig": "pixelmill.sr.train",
-    "train": "pixelmill.sr.train",
+    "demo": "pixelmill.sr.showcase",
+    "TrainConfig": "pixelmill.sr.training",
+    "train": "pixelmill.sr.training",
 }
 
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pixelmill.sr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__ = lazy_exports(__name__, _API)

@@ -23,7 +23,7 @@ import numpy as np
 
 from pixelmill.errors import DecodeError, NoInputError
 from pixelmill.metrics import rgb_to_y
-from pixelmill.sr.imresize import imresize
+from pixelmill.sr.resample import imresize
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from pixelmill.errors import InvalidParameterError
-from pixelmill.sr.imresize import imresize
+from pixelmill.sr.resample import imresize
 
 __all__ = ["back_project", "fuse_frames", "register_frames", "shift_and_add"]
 

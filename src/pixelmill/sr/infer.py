@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pixelmill.sr.color import rgb_to_ycbcr, ycbcr_to_rgb
-from pixelmill.sr.imresize import imresize
+from pixelmill.sr.resample import imresize
 from pixelmill.sr.weights import LoadedModel
 
 __all__ = ["upscale_batch", "upscale_image", "upscale_luma", "upscale_luma_batch"]

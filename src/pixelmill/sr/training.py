@@ -75,7 +75,7 @@ def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
 
 
 def _bicubic_psnr(pairs) -> float:
-    from pixelmill.sr.imresize import imresize
+    from pixelmill.sr.resample import imresize
 
     return float(np.mean([
         psnr(hr, np.clip(imresize(lr.astype(np.float64), pairs.scale), 0, 1), data_range=1.0,

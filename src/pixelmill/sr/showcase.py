@@ -32,7 +32,7 @@ def demo(out_dir: str | Path, *, scale: int = 2, tile: int = 96) -> dict[str, fl
     from pixelmill.images import write_image
     from pixelmill.metrics import psnr
     from pixelmill.sr.data import degrade, modcrop
-    from pixelmill.sr.imresize import imresize
+    from pixelmill.sr.resample import imresize
     from pixelmill.tiled import process_array_tiled
 
     out = Path(out_dir)
