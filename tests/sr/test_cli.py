@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pixelmill.cli import cli, main
-from pixelmill.sr.imresize import imresize
+from pixelmill.sr.resample import imresize
 
 SK_SSIM = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
 

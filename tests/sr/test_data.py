@@ -10,7 +10,7 @@ import pytest
 
 from pixelmill.metrics import rgb_to_y
 from pixelmill.sr.data import PairSet, sample_patches, split_files, to_luma
-from pixelmill.sr.imresize import imresize
+from pixelmill.sr.resample import imresize
 
 
 def test_patches_are_aligned_and_small_images_never_drawn(astronaut, rng):

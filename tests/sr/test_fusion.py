@@ -11,7 +11,7 @@ from scipy import ndimage
 from pixelmill.errors import InvalidParameterError
 from pixelmill.metrics import psnr
 from pixelmill.sr.fusion import fuse_frames, register_frames
-from pixelmill.sr.imresize import imresize
+from pixelmill.sr.resample import imresize
 
 from .conftest import require_shipped
 

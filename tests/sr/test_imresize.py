@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pixelmill.errors import InvalidParameterError
-from pixelmill.sr.imresize import imresize, resize_opencv_cubic
+from pixelmill.sr.resample import imresize, resize_opencv_cubic
 
 
 def keys_cubic(x: float) -> float:
