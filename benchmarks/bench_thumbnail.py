@@ -111,6 +111,41 @@ def opencv_one(args: tuple[str, str]) -> int:
     return 1
 
 
+def stage_ceiling(photos: list[Path], k: int = 60, rounds: int = 3) -> dict[str, float]:
+    """Median single-core milliseconds per photo of each stage of the fastest composition.
+
+    Read the file, decode at 1/2 in the DCT domain (the smallest scale still >= the output),
+    area resize, gaussian, JPEG encode — each timed alone, in this process, on ``k`` photos,
+    best of ``rounds``. Their sum is what one core needs per photo with no overhead at all, so
+    ``workers / sum`` bounds every composition of these stages.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    r = int(4 * SIGMA + 0.5)
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        t = dict.fromkeys(("read", "decode 1/2", "area resize", "gaussian", "encode"), 0.0)
+        for p in photos[:k]:
+            t0 = time.perf_counter()
+            data = p.read_bytes()
+            t1 = time.perf_counter()
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_2)
+            t2 = time.perf_counter()
+            h, w = img.shape[:2]
+            img = cv2.resize(img, _target(w * 2, h * 2), interpolation=cv2.INTER_AREA)
+            t3 = time.perf_counter()
+            img = cv2.GaussianBlur(img, (2 * r + 1, 2 * r + 1), SIGMA, borderType=cv2.BORDER_REFLECT)
+            t4 = time.perf_counter()
+            cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, Q])
+            t5 = time.perf_counter()
+            for key, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                t[key] += dt
+        for key, total in t.items():
+            best[key] = min(best.get(key, float("inf")), total / min(k, len(photos)) * 1000)
+    return best
+
+
 def _init_worker() -> None:
     import cv2
 
@@ -273,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{idle['pixelmill'] / base_idle:.2f}x on idle cores (bar >= 7)")
     print(f"pixelmill / fastest hand-written: {wall['pixelmill'] / best_wall:.2f}x wall, "
           f"{idle['pixelmill'] / best_idle:.2f}x on idle cores (bar >= 1)")
+    stages = stage_ceiling(photos)
+    per_photo = sum(stages.values())
+    ceiling = args.workers * 1000 / per_photo
+    print("single-core ms per photo of the fastest stages, timed alone: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) + f"; sum {per_photo:.2f} ms")
+    print(f"ceiling for any composition of these stages on {args.workers} cores (no overhead): "
+          f"{ceiling:.1f} img/s = {ceiling / base_idle:.2f}x the Pillow loop on idle cores")
     print(f"pixelmill per-worker peak RSS: {rss_of['pixelmill']:.0f} MB (bar < 300)")
     return 0
 

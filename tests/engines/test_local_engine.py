@@ -51,3 +51,36 @@ def test_exception_propagates_with_type(engine):
 def test_get_engine_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown engine 'sparky'"):
         get_engine("sparky")
+
+
+# ---- batch planning (shared by every engine) ---------------------------------------------
+@pytest.mark.parametrize("n,workers", [(1, 1), (7, 2), (400, 2), (1000, 3), (10_000, 16)])
+def test_plan_batches_covers_every_unit_once_in_order(n, workers):
+    from pixelmill.engines import plan_batches
+
+    batches = plan_batches(n, workers)
+    assert [i for b in batches for i in b] == list(range(n))
+    sizes = [len(b) for b in batches]
+    assert sizes == sorted(sizes, reverse=True)  # never grows: large first, small at the end
+
+
+def test_plan_batches_shrink_towards_the_end():
+    from pixelmill.engines import auto_batch_size, plan_batches
+
+    sizes = [len(b) for b in plan_batches(400, 2)]
+    assert sizes[0] == auto_batch_size(400, 2) == 25
+    assert sizes[-1] == 1
+    # the last batch any worker takes is small: the tail where one worker idles is short
+    assert max(sizes[-4:]) <= 2
+    # each batch is at most a quarter of what was left when it was cut (2 workers)
+    left = 400
+    for s in sizes:
+        assert s <= -(-left // 4)
+        left -= s
+
+
+def test_plan_batches_explicit_size_and_timeout_are_exact():
+    from pixelmill.engines import plan_batches
+
+    assert [len(b) for b in plan_batches(10, 2, 4)] == [4, 4, 2]
+    assert plan_batches(3, 2, timeout=5.0) == [[0], [1], [2]]

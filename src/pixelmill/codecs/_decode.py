@@ -22,11 +22,16 @@ cv2, np, Image = lazy_modules(globals())
 _REDUCE = (1, 2, 4, 8)
 
 
-def _jpeg_flags(gray: bool, reduce: int) -> int:
-    """OpenCV imread flags for a JPEG: colour or gray, DCT-domain reduce, raw orientation."""
+def _jpeg_flags(gray: bool, reduce: int) -> tuple[int, bool]:
+    """OpenCV imread flags for a JPEG (colour or gray, DCT-domain reduce, raw orientation), and
+    whether colour comes out as RGB already (OpenCV >= 4.10 lets libjpeg write RGB: no swap)."""
     name = ("GRAYSCALE" if gray else "COLOR") if reduce == 1 else (
         f"REDUCED_GRAYSCALE_{reduce}" if gray else f"REDUCED_COLOR_{reduce}")
-    return getattr(cv2, "IMREAD_" + name) | cv2.IMREAD_IGNORE_ORIENTATION
+    flags = getattr(cv2, "IMREAD_" + name) | cv2.IMREAD_IGNORE_ORIENTATION
+    rgb = not gray and hasattr(cv2, "IMREAD_COLOR_RGB")
+    if rgb:
+        flags = (flags & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB
+    return flags, rgb
 
 
 def apply_orientation(image: Any, orientation: int) -> Any:
@@ -61,8 +66,9 @@ def _bgr_to_rgb(arr: Any) -> Any:
 
 def _decode_cv2(data: bytes, info: ImageInfo, reduce: int) -> Any:
     buf = np.frombuffer(data, np.uint8)
+    rgb = False
     if info.format == "jpg":
-        flags = _jpeg_flags(info.channels == 1, reduce)
+        flags, rgb = _jpeg_flags(info.channels == 1, reduce)
     else:
         flags = cv2.IMREAD_UNCHANGED
     arr = cv2.imdecode(buf, flags)
@@ -72,7 +78,7 @@ def _decode_cv2(data: bytes, info: ImageInfo, reduce: int) -> Any:
         return np.ascontiguousarray(arr[..., [0, 3]])
     if info.channels == 1 and arr.ndim == 3:
         arr = arr[..., 0]
-    return _bgr_to_rgb(arr)
+    return arr if rgb else _bgr_to_rgb(arr)
 
 
 def _decode_tiff(data: bytes, info: ImageInfo, page: int) -> Any:
@@ -206,7 +212,7 @@ def verify(
     if info.format in ("jpg", "png") and info.pixels < (1 << 30):
         flags = cv2.IMREAD_UNCHANGED
         if info.format == "jpg":
-            flags = _jpeg_flags(info.channels == 1, 1)
+            flags = _jpeg_flags(info.channels == 1, 1)[0]
         if cv2.imdecode(np.frombuffer(data, np.uint8), flags) is None:
             raise DecodeError(f"corrupt or truncated {info.format.upper()} data")
     else:

@@ -70,6 +70,27 @@ def auto_batch_size(n_units: int, workers: int, per_worker_tasks: int = 8, cap: 
     return max(1, min(cap, n_units // max(1, workers * per_worker_tasks)))
 
 
+def plan_batches(n_units: int, workers: int, batch_size: int | None = None, *,
+                 timeout: float | None = None, per_worker_tasks: int = 8) -> list[list[int]]:
+    """Indices ``0..n_units-1`` cut into the batches an engine hands out, in order.
+
+    An explicit ``batch_size`` is honoured exactly; with a timeout every unit is its own batch
+    (its clock is its own). Otherwise batches of :func:`auto_batch_size` units shrink towards
+    the end (guided scheduling: a batch is at most ``1/(2·workers)`` of what is left), so no
+    worker idles through the last large batch of another.
+    """
+    if batch_size is not None or timeout:
+        size = batch_size or 1
+        return [list(range(i, min(i + size, n_units))) for i in range(0, n_units, size)]
+    cap = auto_batch_size(n_units, workers, per_worker_tasks)
+    batches, start = [], 0
+    while start < n_units:
+        size = max(1, min(cap, -(-(n_units - start) // (2 * max(1, workers)))))
+        batches.append(list(range(start, min(start + size, n_units))))
+        start += size
+    return batches
+
+
 def get_engine(spec: str = "local", workers: int | None = None, **options: Any) -> Engine:
     """An engine from the CLI's ``--engine`` value (``name`` or ``name=address``)."""
     name, _, address = (spec or "local").partition("=")

@@ -4,7 +4,7 @@
 process per core, bound to 127.0.0.1, no dashboard) and closes it on :meth:`close`;
 ``DaskEngine("tcp://HOST:8786")`` connects to an existing scheduler and leaves it running.
 
-Small units are batched into one task each (:func:`~pixelmill.engines.auto_batch_size`);
+Small units are batched into one task each (:func:`~pixelmill.engines.plan_batches`);
 results are yielded as tasks complete. A worker process that dies is restarted by its nanny
 and the scheduler runs its tasks again elsewhere, up to ``distributed.scheduler.allowed-failures``
 times (``retries`` for a cluster the engine starts); a batch that still fails is split and its
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
+from pixelmill.engines import UnitFailure, default_workers, plan_batches
 from pixelmill.errors import MissingDependencyError
 
 __all__ = ["LOCAL_CLUSTER_CONFIG", "DaskEngine", "run_batch"]
@@ -110,10 +110,7 @@ class DaskEngine:
         if not units:
             return
         client = self._client
-        if batch_size is None:
-            batch_size = 1 if timeout else auto_batch_size(len(units), self.workers)
-        batches = [list(range(i, min(i + batch_size, len(units))))
-                   for i in range(0, len(units), batch_size)]
+        batches = plan_batches(len(units), self.workers, batch_size, timeout=timeout)
         futures: dict[Any, list[int]] = {}
         started: dict[Any, float] = {}
         queue = list(reversed(batches))

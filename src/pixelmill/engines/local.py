@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
+from pixelmill.engines import UnitFailure, default_workers, plan_batches
 
 __all__ = ["LocalEngine", "RemoteError"]
 
@@ -156,12 +156,8 @@ class LocalEngine:
         if not units:
             return
         fn_blob = pickle.dumps(fn)
-        if batch_size is None:
-            batch_size = 1 if timeout else auto_batch_size(len(units), self.workers)
         pending: deque[list[int]] = deque(
-            list(range(i, min(i + batch_size, len(units))))
-            for i in range(0, len(units), batch_size)
-        )
+            plan_batches(len(units), self.workers, batch_size, timeout=timeout))
         attempts: dict[int, int] = {}
         remaining = len(units)
         self._ensure_pool(min(self.workers, len(pending)))

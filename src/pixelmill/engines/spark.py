@@ -6,7 +6,7 @@
 (a notebook, ``spark-submit``) the engine uses it and leaves it running on :meth:`close`.
 
 The units are put once into an RDD with one partition per batch
-(:func:`~pixelmill.engines.auto_batch_size`); each partition then runs as its own small Spark job
+(:func:`~pixelmill.engines.plan_batches`); each partition then runs as its own small Spark job
 from a driver thread, so results stream back as partitions finish and a job can be cancelled on
 its own (timeouts, closing the iterator early). ``fn`` is shipped with Spark's cloudpickle. A
 Python worker or executor that dies fails its task, which Spark retries up to
@@ -30,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
 
-from pixelmill.engines import UnitFailure, auto_batch_size, default_workers
+from pixelmill.engines import UnitFailure, default_workers, plan_batches
 from pixelmill.errors import MissingDependencyError
 
 __all__ = ["LOCAL_JVM_OPTIONS", "SparkEngine", "run_partition"]
@@ -159,12 +159,9 @@ class SparkEngine:
         units = list(units)
         if not units:
             return
-        if batch_size is None:
-            # a Spark job costs ~50 ms of driver time: fewer, larger batches than other engines
-            batch_size = 1 if timeout else auto_batch_size(len(units), self.workers,
-                                                           per_worker_tasks=4)
-        batches = [list(range(i, min(i + batch_size, len(units))))
-                   for i in range(0, len(units), batch_size)]
+        # a Spark job costs ~50 ms of driver time: fewer, larger batches than other engines
+        batches = plan_batches(len(units), self.workers, batch_size, timeout=timeout,
+                               per_worker_tasks=4)
         tag = f"pixelmill-{uuid.uuid4().hex[:12]}"
         rdd = (self.sc.parallelize([[units[i] for i in b] for b in batches], len(batches))
                .mapPartitions(partial(run_partition, fn)))
