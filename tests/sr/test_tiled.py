@@ -88,3 +88,46 @@ def test_op_rejects_missing_weights_before_work(temp_weights):
         get_op("super_resolve").bind({"model": "espcn", "scale": 3})
     with pytest.raises(InvalidParameterError, match="scale"):
         get_op("super_resolve").bind({"model": "fsrcnn", "scale": 5})
+
+
+# ---- geometric self-ensemble ---------------------------------------------------------------
+@pytest.mark.parametrize(("arch", "scale"), [("edsr", 2), ("fsrcnn", 3)])
+def test_self_ensemble_is_the_mean_of_the_eight_transforms(arch, scale, small_rgb):
+    from pixelmill.sr.infer import upscale_luma
+
+    model = random_model(arch, scale)
+    plane = small_rgb[:23, :31, 1].astype(np.float32) / 255  # not square: rotations change shape
+    expected = np.zeros((23 * scale, 31 * scale), np.float64)
+    for k in range(4):
+        for flip in (False, True):
+            x = np.rot90(plane, k)
+            x = x[:, ::-1] if flip else x
+            y = upscale_luma(model, np.ascontiguousarray(x))
+            y = y[:, ::-1] if flip else y
+            expected += np.rot90(y, -k)
+    got = upscale_luma(model, plane, ensemble=True)
+    np.testing.assert_allclose(got, expected / 8, atol=1e-5)
+    assert np.abs(got - upscale_luma(model, plane)).max() > 1e-3  # not the plain pass
+
+
+def test_self_ensemble_commutes_with_flips_and_tiles(small_rgb):
+    model = random_model("edsr", 2)
+    image = small_rgb[:45, :61].astype(np.float32) / 255
+    whole = upscale_image(image, model, 2, ensemble=True)
+    # an ensemble over the dihedral group is equivariant: flipping the input flips the output
+    flipped = upscale_image(np.ascontiguousarray(image[::-1]), model, 2, ensemble=True)
+    np.testing.assert_allclose(flipped[::-1], whole, atol=2e-5)
+    tiled = upscale_tiled(image, model, 2, tile=16, batch=3, ensemble=True)
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+
+
+def test_op_ensemble_parameter(temp_weights, small_rgb):
+    from pixelmill.ops import get_op
+
+    spec = get_op("super_resolve")
+    image = small_rgb[:30, :40]
+    plain = spec(image, model="fsrcnn", scale=2, device="cpu")
+    ens = spec(image, model="fsrcnn", scale=2, device="cpu", ensemble=True)
+    assert ens.shape == plain.shape == (60, 80, 3) and not np.array_equal(ens, plain)
+    with pytest.raises(InvalidParameterError, match="ensemble"):
+        spec.bind({"model": "fsrcnn", "scale": 2, "ensemble": "yes please"})

@@ -91,8 +91,10 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
 @click.option("--crop", type=click.IntRange(min=16), default=None,
               help="Use a central CROP×CROP region of each image (quicker on large images).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--ensemble", is_flag=True,
+              help="Geometric self-ensemble: average over the 8 flips/rotations (8x slower).")
 @json_option
-def eval_(data, scale, model, split, crop, device, as_json) -> None:
+def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
     """Evaluate on a folder: modcrop, MATLAB bicubic degradation, Y PSNR/SSIM, S px shaved."""
     from pixelmill.sr.data import list_images, split_files
     from pixelmill.sr.evaluate import evaluate_files
@@ -103,14 +105,16 @@ def eval_(data, scale, model, split, crop, device, as_json) -> None:
         if not as_json:
             click.echo(f"{row['image']:<28} {row['psnr']:8.3f} dB  SSIM {row['ssim']:.4f}")
 
-    result = evaluate_files(files, scale, model, device=device, on_image=show, crop=crop)
+    result = evaluate_files(files, scale, model, device=device, on_image=show, crop=crop,
+                            ensemble=ensemble)
+    label = f"{model}+ensemble" if ensemble and model != "bicubic" else model
     if as_json:
         click.echo(json.dumps({"images": result["images"], "mean": result["mean"],
-                               "scale": scale, "model": model}))
+                               "scale": scale, "model": model, "ensemble": ensemble}))
     else:
         m = result["mean"]
         click.echo(f"{'mean (' + str(len(files)) + ' images)':<28} {m['psnr']:8.3f} dB  "
-                   f"SSIM {m['ssim']:.4f}   [{model} x{scale}]")
+                   f"SSIM {m['ssim']:.4f}   [{label} x{scale}]")
 
 
 @sr.command()

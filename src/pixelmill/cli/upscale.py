@@ -24,6 +24,9 @@ _STREAMING_SUFFIXES = (".tif", ".tiff", ".zarr")
               help="Tile core size in input pixels.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
               help="Tiles per network pass (in-memory path).")
+@click.option("--ensemble", is_flag=True,
+              help="Geometric self-ensemble: average over the 8 flips/rotations (8x slower, "
+              "~0.1 dB better).")
 @click.option("--memory", default=None, help="Memory budget of the streaming path, e.g. 2GB.")
 @click.option("--stream/--no-stream", default=None,
               help="Force the streaming tiled job (TIFF/Zarr output) or the in-memory path; "
@@ -31,8 +34,8 @@ _STREAMING_SUFFIXES = (".tif", ".tiff", ".zarr")
 @engine_option
 @workers_option
 @storage_option
-def upscale(input_uri, output_uri, scale, model, device, tile, batch, memory, stream, engine,
-            workers, storage_options) -> None:
+def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, memory, stream,
+            engine, workers, storage_options) -> None:
     """Upscale INPUT by --scale with a super-resolution network, writing OUTPUT.
 
     TIFF/Zarr outputs stream through the tiled job (any size, bounded memory, resumable
@@ -43,7 +46,7 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, memory, st
     from pixelmill.storage import parse_storage_options
 
     so = parse_storage_options(list(storage_options))
-    params = {"model": model, "scale": scale, "device": device}
+    params = {"model": model, "scale": scale, "device": device, "ensemble": ensemble}
     get_op("super_resolve").bind(params, where="upscale")  # fails before any work
     if stream is None:
         stream = output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES)
@@ -73,7 +76,8 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, memory, st
 
     t0 = time.perf_counter()
     image = read_image(input_uri, storage_options=so)
-    out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=_device(device))
+    out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=_device(device),
+                        ensemble=ensemble)
     write_image(output_uri, out, storage_options=so)
     click.echo(f"{image.shape[1]}×{image.shape[0]} -> {out.shape[1]}×{out.shape[0]} "
                f"({model} x{scale}, {time.perf_counter() - t0:.1f} s) -> {output_uri}")

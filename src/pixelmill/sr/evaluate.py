@@ -42,11 +42,13 @@ def evaluate_files(
     device: str = "cpu",
     on_image: Callable[[dict[str, Any]], None] | None = None,
     crop: int | None = None,
+    ensemble: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (a shipped name, a ``.safetensors`` path or ``bicubic``) on files.
 
     ``crop`` first takes a central ``crop``×``crop`` region of each image (a quicker,
     reproducible subset for large images); the protocol then applies unchanged.
+    ``ensemble`` runs the network as a geometric self-ensemble (see :mod:`pixelmill.sr.infer`).
 
     Returns ``{"scale", "model", "images": [{"image", "psnr", "ssim"}...], "mean": {...}}``.
     """
@@ -57,7 +59,8 @@ def evaluate_files(
         if crop:
             top, left = max(0, (hr.shape[0] - crop) // 2), max(0, (hr.shape[1] - crop) // 2)
             hr = hr[top : top + crop, left : left + crop]
-        scores = evaluate_arrays(hr, scale, lambda lr: upscale_image(lr, net, scale))
+        scores = evaluate_arrays(hr, scale, lambda lr: upscale_image(lr, net, scale,
+                                                                   ensemble=ensemble))
         row = {"image": Path(f).name, **scores}
         rows.append(row)
         if on_image is not None:
@@ -66,4 +69,5 @@ def evaluate_files(
         "psnr": float(np.mean([r["psnr"] for r in rows])) if rows else float("nan"),
         "ssim": float(np.mean([r["ssim"] for r in rows])) if rows else float("nan"),
     }
-    return {"scale": scale, "model": model, "crop": crop, "images": rows, "mean": mean}
+    return {"scale": scale, "model": model, "ensemble": ensemble, "crop": crop, "images": rows,
+            "mean": mean}

@@ -4,6 +4,11 @@ Colour images are converted to BT.601 YCbCr: the network upscales Y, Cb and Cr a
 with MATLAB's bicubic, and the result is converted back. Gray images go through the network
 directly. uint8/uint16 images are scaled by their nominal white (255/65535) and rounded back;
 float32 images are taken as nominal [0, 1] and returned unclipped, as float32.
+
+``ensemble=True`` is the geometric self-ensemble of Lim et al. (EDSR+, 2017): the network runs
+on the 8 flips/rotations of the input and the results, turned back, are averaged — 8× the
+compute for ~0.06–0.1 dB on held-out data here. Every transformed network is still a
+convolution with the same receptive field, so tiled output still equals whole-image output.
 """
 
 from __future__ import annotations
@@ -25,18 +30,37 @@ def _white(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
 
 
-def upscale_luma_batch(model: LoadedModel, planes: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Upscale equally-sized float planes (h×w, [0, 1]) in one forward pass."""
+def _self_ensemble(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``net`` over the 8 dihedral transforms of ``x`` (N×1×h×w), each undone."""
+    total = None
+    for k in range(4):
+        for flip in (False, True):
+            xi = torch.rot90(x, k, (2, 3))
+            if flip:
+                xi = torch.flip(xi, (3,))
+            y = net(xi).float()
+            if flip:
+                y = torch.flip(y, (3,))
+            y = torch.rot90(y, -k, (2, 3))
+            total = y if total is None else total + y
+    return total / 8
+
+
+def upscale_luma_batch(model: LoadedModel, planes: Sequence[np.ndarray], *,
+                       ensemble: bool = False) -> list[np.ndarray]:
+    """Upscale equally-sized float planes (h×w, [0, 1]) in one forward pass (8 with
+    ``ensemble``)."""
     device = next(model.net.parameters()).device
     x = torch.from_numpy(np.stack([np.asarray(p, np.float32) for p in planes])[:, None])
     with torch.inference_mode():
-        y = model.net(x.to(device)).float().cpu().numpy()
+        x = x.to(device)
+        y = (_self_ensemble(model.net, x) if ensemble else model.net(x)).float().cpu().numpy()
     return [y[i, 0] for i in range(y.shape[0])]
 
 
-def upscale_luma(model: LoadedModel, plane: np.ndarray) -> np.ndarray:
+def upscale_luma(model: LoadedModel, plane: np.ndarray, *, ensemble: bool = False) -> np.ndarray:
     """Upscale one float plane (h×w, values in [0, 1]) -> float32 (S·h)×(S·w)."""
-    return upscale_luma_batch(model, [plane])[0]
+    return upscale_luma_batch(model, [plane], ensemble=ensemble)[0]
 
 
 def _to_output(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -47,16 +71,19 @@ def _to_output(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def upscale_image(image: np.ndarray, model: LoadedModel | None, scale: int) -> np.ndarray:
+def upscale_image(image: np.ndarray, model: LoadedModel | None, scale: int, *,
+                  ensemble: bool = False) -> np.ndarray:
     """Upscale an H×W, H×W×1, H×W×3 or H×W×4 image by ``scale``; ``model=None`` is bicubic.
 
     Alpha (a 4th channel) is upscaled with MATLAB's bicubic. Output has the input's dtype.
+    ``ensemble``: geometric self-ensemble (8 passes; ignored for bicubic).
     """
-    return upscale_batch([image], model, scale)[0]
+    return upscale_batch([image], model, scale, ensemble=ensemble)[0]
 
 
 def upscale_batch(
-    images: Sequence[np.ndarray], model: LoadedModel | None, scale: int
+    images: Sequence[np.ndarray], model: LoadedModel | None, scale: int, *,
+    ensemble: bool = False,
 ) -> list[np.ndarray]:
     """:func:`upscale_image` of several equally-shaped images with one network pass."""
     if model is None:
@@ -73,7 +100,7 @@ def upscale_batch(
             ycc = rgb_to_ycbcr(x[..., :3])
             planes.append(ycc[..., 0])
             colour.append((ycc, x[..., 3:]))
-    lumas = upscale_luma_batch(model, planes)
+    lumas = upscale_luma_batch(model, planes, ensemble=ensemble)
     out = []
     for i, im in enumerate(images):
         if gray:

@@ -30,6 +30,7 @@ def upscale_tiled(
     tile: int = 512,
     batch: int = 4,
     device: str = "cpu",
+    ensemble: bool = False,
 ) -> np.ndarray:
     """Upscale ``image`` by ``scale`` tile by tile (``model=None`` or ``"bicubic"``: bicubic).
 
@@ -47,6 +48,8 @@ def upscale_tiled(
         Tiles of one shape per network pass.
     device : str
         Where the network runs (``cpu``, ``cuda``).
+    ensemble : bool
+        Geometric self-ensemble (8 passes per tile; see :mod:`pixelmill.sr.infer`).
 
     Returns
     -------
@@ -67,7 +70,7 @@ def upscale_tiled(
         for start in range(0, len(group), batch):
             chunk = group[start : start + batch]
             tiles = [np.ascontiguousarray(image[win.slices("halo")]) for win in chunk]
-            for win, up in zip(chunk, upscale_batch(tiles, net, scale), strict=True):
+            for win, up in zip(chunk, upscale_batch(tiles, net, scale, ensemble=ensemble), strict=True):
                 y0, y1, x0, x1 = crop_box(win, scale, (h, w))
                 oy0, oy1, ox0, ox1 = scale_box(win.core, scale, (h, w))
                 out[oy0:oy1, ox0:ox1] = up[y0:y1, x0:x1]
