@@ -109,3 +109,26 @@ def test_train_writes_card_and_resumes(tmp_path, astronaut):
     state = json.loads((out / "checkpoint.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]) == 2
     assert not list(out.glob("*.pt")) and not list(out.glob("*.pkl"))
+
+
+def test_upscale_and_eval_ensemble_use_the_self_ensemble(tmp_path, astronaut, folder):
+    from pixelmill.sr.infer import upscale_image
+    from pixelmill.sr.weights import load_model
+
+    src = tmp_path / "in.png"
+    image = astronaut[:40, :52]
+    write_png(src, image)
+    outs = {}
+    for flag in ([], ["--ensemble"]):
+        out = tmp_path / f"out{len(flag)}.png"
+        assert main(["upscale", str(src), str(out), "--model", "edsr", "--device", "cpu",
+                     "--tile", "24", *flag]) == 0
+        outs[bool(flag)] = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    ens = upscale_image(image, load_model("edsr", 2, "cpu"), 2, ensemble=True)
+    assert np.abs(outs[True].astype(int) - ens).max() <= 1  # tiles vs whole: float rounding
+    assert not np.array_equal(outs[True], outs[False])
+    result = CliRunner().invoke(cli, ["sr", "eval", str(folder), "--model", "edsr",
+                                      "--ensemble", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got["ensemble"] is True and len(got["images"]) == 2
