@@ -146,21 +146,31 @@ def models(as_json) -> None:
 @_SCALE
 @click.option("--iterations", type=click.IntRange(min=0), default=20, show_default=True,
               help="Back-projection iterations.")
+@click.option("--prior", type=click.Choice(["none", "edsr", "fsrcnn", "espcn"]), default="none",
+              show_default=True,
+              help="Start back-projection from this network's upscale of the first frame "
+              "instead of the shift-and-add estimate.")
 @json_option
-def fuse(paths, scale, iterations, as_json) -> None:
+def fuse(paths, scale, iterations, prior, as_json) -> None:
     """Fuse several shifted low-resolution frames of one scene into one S-times larger image.
 
     Registration (phase correlation + ECC refinement), robust shift-and-add onto the fine
-    grid, iterative back-projection. The output is aligned with the first frame.
+    grid (or a learned single-frame upscale with --prior), iterative back-projection over
+    every frame. The output is aligned with the first frame.
     """
     from pixelmill.images import read_image, write_image
     from pixelmill.sr.fusion import fuse_frames
 
     if len(paths) < 3:
         raise InvalidParameterError("fuse: give at least 2 frames and an OUTPUT", field="FRAME")
+    prior = None if prior == "none" else prior
+    if prior is not None:
+        from pixelmill.ops import get_op
+
+        get_op("super_resolve").bind({"model": prior, "scale": scale}, where="--prior")
     *frames_uris, output = paths
     frames = [read_image(u) for u in frames_uris]
-    fused, shifts = fuse_frames(frames, scale, iterations=iterations)
+    fused, shifts = fuse_frames(frames, scale, iterations=iterations, prior=prior)
     write_image(output, fused)
     if as_json:
         click.echo(json.dumps({"output": output, "shape": list(fused.shape),
