@@ -119,7 +119,9 @@ class LocalEngine:
                     os.environ.pop(k, None)
 
     def _ensure_pool(self, n: int) -> None:
-        self._pool = [w for w in self._pool if w.proc.is_alive()]
+        # a dead worker that still holds a task stays until map() has seen its death and
+        # requeued or failed that task; dropping it here would lose the task (and hang the job)
+        self._pool = [w for w in self._pool if w.proc.is_alive() or w.task is not None]
         while len(self._pool) < n:
             self._pool.append(self._spawn())
 
