@@ -176,10 +176,10 @@ def fuse_frames(
     channels = 1 if first.ndim == 2 else first.shape[2]
     start = None
     if prior is not None:
-        from pixelmill.sr.infer import upscale_image
+        from pixelmill.sr.infer import _white, upscale_image
         from pixelmill.sr.weights import load_model
 
-        white = float(np.iinfo(first.dtype).max) if first.dtype.kind in "ui" else 1.0
+        white = _white(first.dtype)
         start = upscale_image(np.asarray(first, np.float32) / white,
                               load_model(prior, scale, device), scale).astype(np.float64) * white
     planes = []
