@@ -56,6 +56,46 @@ def test_eval_bicubic_json_follows_protocol(folder, astronaut, camera, scale):
     assert got["mean"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in got["images"]]))
 
 
+@pytest.mark.parametrize("layout", ["edsr", "basicsr", "selfexsr"])
+def test_eval_takes_only_the_ground_truth_of_benchmark_layouts(tmp_path, astronaut, camera,
+                                                               layout):
+    """Set5/Set14 ship with LR and bicubic images beside the ground truth; eval must score
+    the same two ground-truth images whichever layout holds them."""
+    hr = {"baby": astronaut[:66, :80], "bird": camera[100:170, 50:130]}
+    root = tmp_path / "Set5"
+    for name, img in hr.items():
+        lr = imresize(img, 1 / 2)
+        if layout == "edsr":  # Set5/HR/baby.png, Set5/LR_bicubic/X2/babyx2.png
+            gt, low = root / "HR" / f"{name}.png", root / "LR_bicubic" / "X2" / f"{name}x2.png"
+        elif layout == "basicsr":  # Set5/GTmod12/baby.png, Set5/LRbicx2/baby.png
+            gt, low = root / "GTmod12" / f"{name}.png", root / "LRbicx2" / f"{name}.png"
+        else:  # Set5/image_SRF_2/img_001_SRF_2_HR.png beside _LR and _bicubic
+            gt = root / "image_SRF_2" / f"{name}_SRF_2_HR.png"
+            low = root / "image_SRF_2" / f"{name}_SRF_2_LR.png"
+            for d in ("image_SRF_2", "image_SRF_4"):
+                (root / d).mkdir(parents=True, exist_ok=True)
+            write_png(root / "image_SRF_4" / f"{name}_SRF_4_HR.png", img[:64, :64])
+            write_png(root / "image_SRF_2" / f"{name}_SRF_2_bicubic.png", imresize(lr, 2))
+        for path, arr in ((gt, img), (low, lr)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_png(path, arr)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name, img in hr.items():
+        write_png(flat / f"{name}.png", img)
+
+    def run(folder):
+        result = CliRunner().invoke(cli, ["sr", "eval", str(folder), "--scale", "2",
+                                          "--model", "bicubic", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    got, want = run(root), run(flat)
+    assert len(got["images"]) == 2 and got["layout"] != "all images"
+    assert [r["psnr"] for r in got["images"]] == [r["psnr"] for r in want["images"]]
+    assert got["mean"] == want["mean"]
+
+
 def test_models_lists_cards_and_eval_rejects_unknown_model(folder):
     result = CliRunner().invoke(cli, ["sr", "models", "--json"])
     assert result.exit_code == 0

@@ -96,10 +96,13 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
 @json_option
 def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
     """Evaluate on a folder: modcrop, MATLAB bicubic degradation, Y PSNR/SSIM, S px shaved."""
-    from pixelmill.sr.data import list_images, split_files
+    from pixelmill.sr.data import benchmark_images, split_files
     from pixelmill.sr.evaluate import evaluate_files
 
-    files = split_files(list_images(data), data, split)
+    found, layout = benchmark_images(data, scale)
+    files = split_files(found, data, split)
+    if not as_json:
+        click.echo(f"{len(files)} images ({layout}{'' if split == 'all' else ', ' + split})")
 
     def show(row):
         if not as_json:
@@ -110,7 +113,8 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
     label = f"{model}+ensemble" if ensemble and model != "bicubic" else model
     if as_json:
         click.echo(json.dumps({"images": result["images"], "mean": result["mean"],
-                               "scale": scale, "model": model, "ensemble": ensemble}))
+                               "scale": scale, "model": model, "ensemble": ensemble,
+                               "layout": layout}))
     else:
         m = result["mean"]
         click.echo(f"{'mean (' + str(len(files)) + ' images)':<28} {m['psnr']:8.3f} dB  "

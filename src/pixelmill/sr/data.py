@@ -28,6 +28,7 @@ from pixelmill.sr.resample import imresize
 __all__ = [
     "IMAGE_SUFFIXES",
     "PairSet",
+    "benchmark_images",
     "default_data_dir",
     "degrade",
     "list_images",
@@ -58,6 +59,41 @@ def list_images(root: str | Path) -> list[Path]:
     if not files:
         raise NoInputError(f"data: no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
     return files
+
+
+_GT_FOLDERS = ("hr", "gtmod12", "gt", "original")
+
+
+def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
+    """The ground-truth images of an evaluation folder, in the common benchmark layouts.
+
+    Benchmark sets are distributed with their low-resolution and bicubic images beside the
+    ground truth, and evaluating those as ground truth would give meaningless means. Recognised:
+
+    * ``<set>/HR/`` (beside ``LR_bicubic/X2`` …; EDSR's *benchmark* folders), and likewise a
+      ``GTmod12/``, ``GT/`` or ``original/`` subfolder (BasicSR's layout, beside ``LRbicx2`` …):
+      only that subfolder;
+    * ``*_HR.<ext>`` files (``image_SRF_2/img_001_SRF_2_HR.png`` beside ``…_LR.png``,
+      ``…_bicubic.png``; the SelfExSR layout): only those, from ``image_SRF_<scale>/`` when
+      that folder exists;
+    * anything else: every image under ``root``.
+
+    Returns the files and a short description of the layout found.
+    """
+    root = Path(root)
+    if root.is_dir():
+        subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
+        for name in _GT_FOLDERS:
+            if name in subdirs:
+                return list_images(subdirs[name]), f"ground truth from {subdirs[name].name}/"
+    files = list_images(root)
+    tagged = [p for p in files if p.stem.lower().endswith("_hr")]
+    if tagged:
+        per_scale = [p for p in tagged if p.parent.name.lower() == f"image_srf_{scale}"]
+        if per_scale:
+            return per_scale, f"*_HR files from image_SRF_{scale}/"
+        return tagged, "*_HR files"
+    return files, "all images"
 
 
 def split_files(
