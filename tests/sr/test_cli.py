@@ -96,6 +96,33 @@ def test_eval_takes_only_the_ground_truth_of_benchmark_layouts(tmp_path, astrona
     assert got["mean"] == want["mean"]
 
 
+def test_eval_scores_channels_as_stored(tmp_path, camera):
+    """MATLAB's protocol looks at size(im, 3): a gray picture saved with three equal channels
+    is RGB (scored on Y = 16 + 219/255 v), saved with one channel it is scored on its values.
+    The two PSNRs differ by exactly 20 log10(255/219) when rounding leaves the channels equal."""
+    gray = camera[100:180, 40:140]
+    one, three = tmp_path / "one", tmp_path / "three"
+    one.mkdir()
+    three.mkdir()
+    write_png(one / "g.png", gray)
+    write_png(three / "g.png", np.dstack([gray] * 3))
+
+    def psnr_of(folder):
+        result = CliRunner().invoke(cli, ["sr", "eval", str(folder), "--scale", "2",
+                                          "--model", "bicubic", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["mean"]["psnr"]
+
+    hr = gray[:80, :100]
+    sr = imresize(imresize(hr, 1 / 2), 2)
+    a, b = hr[2:-2, 2:-2].astype(float), sr[2:-2, 2:-2].astype(float)
+    assert psnr_of(one) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255), abs=1e-9)
+    ya, yb = y_of(np.dstack([a] * 3)), y_of(np.dstack([b] * 3))
+    assert psnr_of(three) == pytest.approx(peak_signal_noise_ratio(ya, yb, data_range=255),
+                                           abs=1e-9)
+    assert psnr_of(three) - psnr_of(one) == pytest.approx(20 * np.log10(255 / 219), abs=1e-6)
+
+
 def test_models_lists_cards_and_eval_rejects_unknown_model(folder):
     result = CliRunner().invoke(cli, ["sr", "models", "--json"])
     assert result.exit_code == 0

@@ -114,7 +114,8 @@ def split_files(
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as uint8 RGB (H×W×3) or gray (H×W); alpha is dropped, 16-bit scaled."""
+    """Read an image as uint8 RGB (H×W×3) or gray (H×W, single-channel files only); alpha is
+    dropped, 16-bit scaled."""
     data = np.fromfile(str(path), np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
@@ -128,10 +129,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
         else:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.ndim == 3 and np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(
-        image[..., 1], image[..., 2]
-    ):
-        image = image[..., 0]  # a gray image stored as RGB stays single-channel
+    # Channels stay as stored, as MATLAB's ``size(im, 3)`` sees them: a gray image saved with
+    # three equal channels is RGB to the protocol (scored on Y = 16 + 219/255 v), one saved with
+    # a single channel is scored on its values.
     return image
 
 
