@@ -13,6 +13,7 @@ from pixelmill.errors import InvalidParameterError
 from pixelmill.sr import weights as sr_weights
 from pixelmill.sr.infer import upscale_image
 from pixelmill.sr.models import build_model
+from pixelmill.sr.resample import imresize
 from pixelmill.sr.tiles import upscale_tiled
 from pixelmill.sr.weights import LoadedModel, save_model
 
@@ -50,6 +51,28 @@ def test_tiled_equals_whole_uint8_gray_and_uint16(small_rgb):
     out = upscale_tiled(deep, model, 2, tile=40)
     assert out.dtype == np.uint16
     assert np.abs(out.astype(int) - upscale_image(deep, model, 2).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("colour", ["gray", "rgb"])
+def test_alpha_is_upscaled_bicubically_beside_the_network(colour, small_rgb):
+    # gray + alpha (2 channels, PNG's LA) crashed in the YCbCr conversion before
+    model = random_model("espcn", 2)
+    base = small_rgb[:30, :40, :1] if colour == "gray" else small_rgb[:30, :40]
+    alpha = np.ascontiguousarray(small_rgb[:30, :40, 2::-1][..., :1])
+    image = np.concatenate([base, alpha], axis=2)
+    out = upscale_tiled(image, model, 2, tile=16)
+    assert out.shape == (60, 80, base.shape[2] + 1) and out.dtype == np.uint8
+    expected = upscale_image(np.ascontiguousarray(base), model, 2)
+    assert np.abs(out[..., :-1].astype(int) - expected.astype(int)).max() <= 1
+    bicubic = np.clip(imresize(alpha / 255.0, 2)[..., 0] * 255, 0, 255)  # float, then rounded once
+    assert np.abs(out[..., -1] - bicubic).max() <= 0.5 + 1e-6
+
+
+def test_unsupported_channel_counts_are_refused_clearly(small_rgb):
+    model = random_model("espcn", 2)
+    five = np.concatenate([small_rgb[:20, :20]] * 2, axis=2)[..., :5]
+    with pytest.raises(InvalidParameterError, match="got 5"):
+        upscale_image(five, model, 2)
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def super_resolve(
     Parameters
     ----------
     image : ndarray
-        H×W or H×W×C (C = 1, 3 or 4), uint8, uint16 or float32 (float taken as nominal [0, 1]).
+        H×W or H×W×C (C = 1 gray, 2 gray + alpha, 3 RGB or 4 RGBA), uint8, uint16 or float32 (float taken as nominal [0, 1]).
     model : str
         Shipped network: ``edsr`` (best), ``fsrcnn``, ``espcn``; ``bicubic`` for MATLAB's bicubic.
     scale : int

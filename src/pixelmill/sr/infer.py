@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from pixelmill.errors import InvalidParameterError
 from pixelmill.sr.color import rgb_to_ycbcr, ycbcr_to_rgb
 from pixelmill.sr.resample import imresize
 from pixelmill.sr.weights import LoadedModel
@@ -73,9 +74,10 @@ def _to_output(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def upscale_image(image: np.ndarray, model: LoadedModel | None, scale: int, *,
                   ensemble: bool = False) -> np.ndarray:
-    """Upscale an H×W, H×W×1, H×W×3 or H×W×4 image by ``scale``; ``model=None`` is bicubic.
+    """Upscale an H×W or H×W×C image (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) by ``scale``;
+    ``model=None`` is bicubic.
 
-    Alpha (a 4th channel) is upscaled with MATLAB's bicubic. Output has the input's dtype.
+    Alpha is upscaled with MATLAB's bicubic. Output has the input's dtype.
     ``ensemble``: geometric self-ensemble (8 passes; ignored for bicubic).
     """
     return upscale_batch([image], model, scale, ensemble=ensemble)[0]
@@ -90,12 +92,21 @@ def upscale_batch(
         return [imresize(im, scale) for im in images]
     first = images[0]
     white = _white(first.dtype)
-    gray = first.ndim == 2 or first.shape[2] == 1
+    channels = 1 if first.ndim == 2 else first.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise InvalidParameterError(
+            f"super-resolution takes 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels; "
+            f"got {channels}")
+    base = 1 if channels <= 2 else 3  # the network sees gray directly, colour as Y of YCbCr
     planes, colour = [], []
     for im in images:
         x = im.astype(np.float64) / white
-        if gray:
-            planes.append(x if im.ndim == 2 else x[..., 0])
+        if im.ndim == 2:
+            planes.append(x)
+            colour.append((None, None))
+        elif base == 1:
+            planes.append(x[..., 0])
+            colour.append((None, x[..., 1:]))
         else:
             ycc = rgb_to_ycbcr(x[..., :3])
             planes.append(ycc[..., 0])
@@ -103,14 +114,16 @@ def upscale_batch(
     lumas = upscale_luma_batch(model, planes, ensemble=ensemble)
     out = []
     for i, im in enumerate(images):
-        if gray:
-            y = lumas[i]
-            out.append(_to_output(y[..., None] if im.ndim == 3 else y, im.dtype))
+        ycc, extra = colour[i]
+        if im.ndim == 2:
+            out.append(_to_output(lumas[i], im.dtype))
             continue
-        ycc, alpha = colour[i]
-        chroma = imresize(ycc[..., 1:], scale)  # float64, MATLAB's bicubic
-        rgb = ycbcr_to_rgb(np.concatenate([lumas[i][..., None], chroma], axis=2))
-        if alpha.shape[2]:
-            rgb = np.concatenate([rgb, imresize(alpha, scale)], axis=2)
-        out.append(_to_output(rgb, im.dtype))
+        if ycc is None:
+            main = lumas[i][..., None]
+        else:
+            chroma = imresize(ycc[..., 1:], scale)  # float64, MATLAB's bicubic
+            main = ycbcr_to_rgb(np.concatenate([lumas[i][..., None], chroma], axis=2))
+        if extra.shape[2]:  # alpha: MATLAB's bicubic
+            main = np.concatenate([main, imresize(extra, scale)], axis=2)
+        out.append(_to_output(main, im.dtype))
     return out
