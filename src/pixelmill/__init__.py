@@ -5,7 +5,14 @@ The top-level names are loaded lazily so that ``import pixelmill`` stays cheap i
 
 from __future__ import annotations
 
+import os
+
 from pixelmill._lazy import lazy_exports
+
+# OpenCV logs its own warnings for broken files ("PNG input buffer is incomplete") to stderr;
+# pixelmill reports every such file itself (an error naming it, or a manifest row with the
+# reason), so keep OpenCV to fatal messages unless the user set a level.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 
 __version__ = "0.1.0"
 

@@ -123,6 +123,12 @@ def test_eval_scores_channels_as_stored(tmp_path, camera):
     assert psnr_of(three) - psnr_of(one) == pytest.approx(20 * np.log10(255 / 219), abs=1e-6)
 
 
+def test_eval_names_the_image_it_cannot_score(folder, capsys):
+    write_png(folder / "tiny.png", np.zeros((5, 5), np.uint8))  # nothing left once 2 px shaved
+    assert main(["sr", "eval", str(folder), "--scale", "2", "--model", "bicubic"]) == 2
+    assert "tiny.png: crop_border removes the whole image" in capsys.readouterr().err
+
+
 def test_models_lists_cards_and_eval_rejects_unknown_model(folder):
     result = CliRunner().invoke(cli, ["sr", "models", "--json"])
     assert result.exit_code == 0

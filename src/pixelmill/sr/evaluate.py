@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelmill.errors import InvalidParameterError
 from pixelmill.metrics import psnr, ssim
 from pixelmill.sr.data import degrade, modcrop, read_rgb
 from pixelmill.sr.infer import upscale_image
@@ -59,8 +60,11 @@ def evaluate_files(
         if crop:
             top, left = max(0, (hr.shape[0] - crop) // 2), max(0, (hr.shape[1] - crop) // 2)
             hr = hr[top : top + crop, left : left + crop]
-        scores = evaluate_arrays(hr, scale, lambda lr: upscale_image(lr, net, scale,
-                                                                   ensemble=ensemble))
+        try:
+            scores = evaluate_arrays(hr, scale, lambda lr: upscale_image(lr, net, scale,
+                                                                       ensemble=ensemble))
+        except InvalidParameterError as e:  # e.g. too small to score: name the file
+            raise InvalidParameterError(f"{f}: {e}", field=e.field) from e
         row = {"image": Path(f).name, **scores}
         rows.append(row)
         if on_image is not None:
