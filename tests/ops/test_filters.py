@@ -81,6 +81,21 @@ def test_bilateral_uint8_opencv_matches_the_definition(image_factory):
         assert np.abs(got.astype(float) - want).max() <= 1.0
 
 
+def test_bilateral_uint8_other_channel_counts_go_channel_by_channel(image_factory):
+    """OpenCV takes 1 or 3 channels: gray + alpha (which raised an OpenCV assertion) and RGBA
+    are filtered one channel at a time, each equal to the gray filter of that channel."""
+    op = get_op("bilateral")
+    for channels in (2, 4):
+        image = image_factory("uint8", channels=channels, smooth=1.0)
+        got = op(image, diameter=5, sigma_color=30.0, sigma_space=2.0)
+        assert got.shape == image.shape and got.dtype == np.uint8
+        for c in range(channels):
+            plane = np.ascontiguousarray(image[..., c])
+            np.testing.assert_array_equal(
+                got[..., c], op(plane, diameter=5, sigma_color=30.0, sigma_space=2.0))
+        assert np.abs(got.astype(int) - image).max() > 0  # it did filter
+
+
 def test_bilateral_float_definition_matches_opencv_float_path(image_factory):
     """OpenCV's float32 path interpolates its colour weights from a table: agreement ~1e-3."""
     image = image_factory("float32", smooth=1.0)

@@ -219,8 +219,8 @@ def bilateral(
 ) -> np.ndarray:
     """Edge-preserving bilateral filter over a disc of ``diameter`` pixels.
 
-    uint8 images use OpenCV's ``bilateralFilter``; uint16 and float32 images use the same
-    definition evaluated in float64 (OpenCV's float path quantizes the color weights by the
+    uint8 images use OpenCV's ``bilateralFilter`` (jointly on 1 or 3 channels, channel by
+    channel otherwise); uint16 and float32 images use the same definition evaluated in float64 (OpenCV's float path quantizes the color weights by the
     image's own min/max, which would make a tile differ from the whole image).
 
     Parameters
@@ -251,7 +251,9 @@ def bilateral(
             return with_border(a, r, mode, lambda x, b: cv2.bilateralFilter(
                 x, diameter, sigma_color, sigma_space, borderType=b))
 
-        return per_channel(image, run, max_channels=3).reshape(image.shape)
+        # OpenCV takes 1 or 3 channels; others (gray + alpha, RGBA) go channel by channel
+        joint = image.ndim == 2 or image.shape[2] in (1, 3)
+        return per_channel(image, run, max_channels=3 if joint else 1).reshape(image.shape)
     return cast_like(bilateral_reference(image, diameter, sigma_color, sigma_space, mode),
                      image.dtype)
 
