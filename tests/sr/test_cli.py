@@ -9,6 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -205,3 +206,44 @@ def test_upscale_and_eval_ensemble_use_the_self_ensemble(tmp_path, astronaut, fo
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
     assert got["ensemble"] is True and len(got["images"]) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a torch without CUDA")
+def test_device_cuda_without_a_gpu_is_a_usage_error_before_work(tmp_path, folder, capsys):
+    """`--device cuda` where torch sees no GPU raised torch's AssertionError with a traceback
+    from deep inside the first .to(device); now every command refuses it before any work."""
+    src = folder / "a.png"
+    runs = {
+        "upscale": ["upscale", str(src), str(tmp_path / "o.png"), "--device", "cuda"],
+        "upscale-stream": ["upscale", str(src), str(tmp_path / "o.tif"), "--device", "cuda",
+                           "--model", "espcn"],
+        "eval": ["sr", "eval", str(folder), "--model", "espcn", "--device", "cuda"],
+        "train": ["sr", "train", "--model", "espcn", "--data", str(folder), "--epochs", "1",
+                  "--iters", "1", "--device", "cuda", "--out", str(tmp_path / "run")],
+    }
+    for name, argv in runs.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert "device: 'cuda' requested" in err and "sees no CUDA device" in err, (name, err)
+        assert "Traceback" not in err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "o.tif").exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_resolve_device(monkeypatch):
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.sr.weights import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    for bad, message in [("gpu", "is not a device"), ("mps", "cpu or cuda")]:
+        with pytest.raises(InvalidParameterError, match=message) as info:
+            resolve_device(bad, field="--device")
+        assert info.value.field == "--device"
+    # the index check, with torch told it has one GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(InvalidParameterError, match="sees 1 CUDA device"):
+        resolve_device("cuda:1")

@@ -33,11 +33,9 @@ def _check(params: Mapping[str, Any]) -> str | None:
 
 
 def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
+    from pixelmill.sr.weights import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(name)
 
 
 #: resident memory a worker adds once torch and a model are loaded (measured: ~0.4 GiB more

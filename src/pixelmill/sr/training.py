@@ -57,9 +57,9 @@ class TrainConfig:
 
 
 def _device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from pixelmill.sr.weights import resolve_device
+
+    return torch.device(resolve_device(name))
 
 
 def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
@@ -130,9 +130,9 @@ def train(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train per ``cfg``; returns the card of the best network (also written to ``cfg.out``)."""
+    device = _device(cfg.device)  # a device torch cannot use fails before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     root = Path(cfg.data)
     files = list_images(root)

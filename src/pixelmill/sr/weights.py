@@ -32,6 +32,7 @@ __all__ = [
     "available_models",
     "load_model",
     "read_card",
+    "resolve_device",
     "save_model",
 ]
 
@@ -39,6 +40,37 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 _LOCK = threading.Lock()
+
+
+def resolve_device(name: str | None = "auto", field: str = "device") -> str:
+    """The torch device to run on: ``auto`` (or None) is CUDA when torch sees a GPU, else the
+    CPU; ``cpu``, ``cuda`` and ``cuda:N`` are checked against what torch can use here.
+
+    Raises :class:`InvalidParameterError` naming ``field`` before any work, instead of torch's
+    own assertion deep inside the first ``.to(device)``.
+    """
+    if name in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise InvalidParameterError(
+            f"{field}: {name!r} is not a device (use auto, cpu, cuda or cuda:N)", field=field
+        ) from e
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type != "cuda":
+        raise InvalidParameterError(
+            f"{field}: {name!r}: pixelmill runs on cpu or cuda devices", field=field)
+    if not torch.cuda.is_available():
+        raise InvalidParameterError(
+            f"{field}: {name!r} requested, but this torch ({torch.__version__}) sees no CUDA "
+            "device; use cpu, or auto to take a GPU when there is one", field=field)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidParameterError(
+            f"{field}: {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s)",
+            field=field)
+    return str(dev)
 
 
 class LoadedModel:
@@ -125,11 +157,13 @@ def _load(path: str, device: str) -> LoadedModel:
 
 
 def load_model(name: str, scale: int, device: str = "cpu") -> LoadedModel:
-    """The network ``name`` (a shipped model or a ``.safetensors`` path) for ``scale``.
+    """The network ``name`` (a shipped model or a ``.safetensors`` path) for ``scale``, on
+    ``device`` (see :func:`resolve_device`).
 
     Cached per process and device. Raises :class:`InvalidParameterError` naming the shipped
     models when there is none for ``name`` at ``scale``.
     """
+    device = resolve_device(device)
     path = _resolve(name, int(scale))
     with _LOCK:
         model = _load(str(path.resolve()), device)
