@@ -76,4 +76,8 @@ def test_usage_errors_exit_2_and_name_the_field(colours, tmp_path, capsys):
     assert main(["learn", "train", "--model", "rbf_svm", "--images", images, "--out",
                  str(tmp_path / "m")]) == 2
     assert "--images" in capsys.readouterr().err
+    assert main(["learn", "train", "--model", "cnn", "--images", images, "--device", "gpu",
+                 "--out", str(tmp_path / "m")]) == 2  # was torch's RuntimeError, after reading
+    assert "--device: 'gpu' is not a device" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
     assert main(["index", "query", str(tmp_path / "nowhere"), "img.png"]) == 2

@@ -142,6 +142,10 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
     if bad:
         raise InvalidParameterError(f"--augment: unknown {bad[0]!r} (valid: crop, jitter, flip)",
                                     field="augment")
+    if model_name == "cnn":  # a device torch cannot use fails here, before any image is read
+        from pixelmill.devices import resolve_device
+
+        resolve_device(device, field="--device")
     config = CNNConfig(input_size=size, in_channels=1 if gray else 3, channels=stages,
                        dropout=dropout, epochs=epochs, patience=patience, batch_size=batch_size,
                        augment=augments, device=device)

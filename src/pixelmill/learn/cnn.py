@@ -101,9 +101,9 @@ def preprocess(image: np.ndarray, config: CNNConfig) -> np.ndarray:
 def _device(name: str):
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from pixelmill.devices import resolve_device
+
+    return torch.device(resolve_device(name))
 
 
 def _augment(x, config: CNNConfig, gen):

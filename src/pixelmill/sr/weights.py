@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from pixelmill.devices import resolve_device
 from pixelmill.errors import InvalidParameterError
 from pixelmill.sr.models import ARCHITECTURES, build_model, receptive_field
 
@@ -40,37 +41,6 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 _LOCK = threading.Lock()
-
-
-def resolve_device(name: str | None = "auto", field: str = "device") -> str:
-    """The torch device to run on: ``auto`` (or None) is CUDA when torch sees a GPU, else the
-    CPU; ``cpu``, ``cuda`` and ``cuda:N`` are checked against what torch can use here.
-
-    Raises :class:`InvalidParameterError` naming ``field`` before any work, instead of torch's
-    own assertion deep inside the first ``.to(device)``.
-    """
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError, TypeError) as e:
-        raise InvalidParameterError(
-            f"{field}: {name!r} is not a device (use auto, cpu, cuda or cuda:N)", field=field
-        ) from e
-    if dev.type == "cpu":
-        return "cpu"
-    if dev.type != "cuda":
-        raise InvalidParameterError(
-            f"{field}: {name!r}: pixelmill runs on cpu or cuda devices", field=field)
-    if not torch.cuda.is_available():
-        raise InvalidParameterError(
-            f"{field}: {name!r} requested, but this torch ({torch.__version__}) sees no CUDA "
-            "device; use cpu, or auto to take a GPU when there is one", field=field)
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InvalidParameterError(
-            f"{field}: {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s)",
-            field=field)
-    return str(dev)
 
 
 class LoadedModel:
