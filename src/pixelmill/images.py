@@ -20,7 +20,7 @@ import numpy as np
 from pixelmill import codecs, storage
 from pixelmill.errors import DecodeError, InvalidParameterError, StorageError
 
-__all__ = ["LoadedImage", "iter_images", "read_image", "write_image"]
+__all__ = ["LoadedImage", "check_output", "iter_images", "read_image", "write_image"]
 
 
 class LoadedImage(NamedTuple):
@@ -48,6 +48,28 @@ def read_image(
         raise type(e)(f"{uri}: {e}") from e
 
 
+def check_output(
+    uri: str,
+    shape: tuple[int, ...] | None = None,
+    dtype: Any = None,
+    *,
+    format: str | None = None,
+    quality: int | None = None,
+) -> str:
+    """Check, before computing it, that an image can be written to ``uri``: the format its
+    extension names (or ``format``) is writable and, given ``shape`` and ``dtype``, can hold
+    such an array. Raises :class:`~pixelmill.errors.InvalidParameterError`; returns the format.
+    """
+    fmt = format or codecs.format_from_name(uri)
+    if fmt not in codecs.ENCODE_FORMATS and fmt not in ("jpeg", "tiff"):
+        raise InvalidParameterError(
+            f"format: cannot write {fmt} (writable: {', '.join(codecs.ENCODE_FORMATS)})",
+            field="format")
+    if shape is not None:
+        fmt = codecs.check_encodable(tuple(shape), dtype, fmt, quality=quality)
+    return fmt
+
+
 def write_image(
     uri: str,
     image: np.ndarray,
@@ -60,11 +82,7 @@ def write_image(
 
     ``format`` defaults to the one ``uri``'s extension names (jpg, png, tif, webp).
     """
-    fmt = format or codecs.format_from_name(uri)
-    if fmt not in codecs.ENCODE_FORMATS and fmt not in ("jpeg", "tiff"):
-        raise InvalidParameterError(
-            f"format: cannot write {fmt} (writable: {', '.join(codecs.ENCODE_FORMATS)})",
-            field="format")
+    fmt = check_output(uri, format=format)
     storage.write_atomic(uri, codecs.encode(image, fmt, quality=quality), storage_options)
 
 

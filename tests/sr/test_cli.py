@@ -247,3 +247,31 @@ def test_resolve_device(monkeypatch):
     assert resolve_device("cuda:0") == "cuda:0"
     with pytest.raises(InvalidParameterError, match="sees 1 CUDA device"):
         resolve_device("cuda:1")
+
+
+def test_upscale_and_fuse_refuse_an_output_they_cannot_write_before_computing(
+        tmp_path, astronaut, monkeypatch, capsys):
+    """An RGBA input to a .jpg output (or a read-only format) used to fail in write_image,
+    after the whole upscale had run; now the output is checked before any work."""
+    import pixelmill.sr.fusion
+    import pixelmill.sr.tiles
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("computed an output that cannot be written")
+
+    monkeypatch.setattr(pixelmill.sr.tiles, "upscale_tiled", no_work)
+    monkeypatch.setattr(pixelmill.sr.fusion, "fuse_frames", no_work)
+    rgba = tmp_path / "rgba.png"
+    assert cv2.imwrite(str(rgba), np.dstack([astronaut[:40, :50], astronaut[:40, :50, 0]]))
+    cases = [
+        (["upscale", str(rgba), str(tmp_path / "o.jpg")], "jpg cannot hold an alpha channel"),
+        (["upscale", str(rgba), str(tmp_path / "o.gif")], "cannot write gif"),
+        (["upscale", str(rgba), str(tmp_path / "o.xyz")], "cannot tell the image format"),
+        (["sr", "fuse", str(rgba), str(rgba), str(tmp_path / "f.jpg")],
+         "jpg cannot hold an alpha channel"),
+        (["sr", "fuse", str(rgba), str(rgba), str(tmp_path / "f.bmp")], "cannot write bmp"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgba.png"]

@@ -162,7 +162,7 @@ def fuse(paths, scale, iterations, prior, as_json) -> None:
     grid (or a learned single-frame upscale with --prior), iterative back-projection over
     every frame. The output is aligned with the first frame.
     """
-    from pixelmill.images import read_image, write_image
+    from pixelmill.images import check_output, read_image, write_image
     from pixelmill.sr.fusion import fuse_frames
 
     if len(paths) < 3:
@@ -173,7 +173,10 @@ def fuse(paths, scale, iterations, prior, as_json) -> None:
 
         get_op("super_resolve").bind({"model": prior, "scale": scale}, where="--prior")
     *frames_uris, output = paths
+    check_output(output)  # an unwritable format fails before any frame is read
     frames = [read_image(u) for u in frames_uris]
+    f0 = frames[0]
+    check_output(output, (f0.shape[0] * scale, f0.shape[1] * scale, *f0.shape[2:]), f0.dtype)
     fused, shifts = fuse_frames(frames, scale, iterations=iterations, prior=prior)
     write_image(output, fused)
     if as_json:

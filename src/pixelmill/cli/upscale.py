@@ -70,13 +70,18 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
         return
     import time
 
-    from pixelmill.images import read_image, write_image
+    from pixelmill.images import check_output, read_image, write_image
     from pixelmill.ops.sr import _device
     from pixelmill.sr.tiles import upscale_tiled
 
+    check_output(output_uri)  # an unwritable format fails before the input is read
+    dev = _device(device)
     t0 = time.perf_counter()
     image = read_image(input_uri, storage_options=so)
-    out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=_device(device),
+    # the output keeps the input's dtype and channels: say now if OUTPUT cannot hold them
+    check_output(output_uri, (image.shape[0] * scale, image.shape[1] * scale, *image.shape[2:]),
+                 image.dtype)
+    out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=dev,
                         ensemble=ensemble)
     write_image(output_uri, out, storage_options=so)
     click.echo(f"{image.shape[1]}×{image.shape[0]} -> {out.shape[1]}×{out.shape[0]} "

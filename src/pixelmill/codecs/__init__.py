@@ -23,7 +23,7 @@ from pixelmill.codecs._decode import (
     decoder_threads,
     verify,
 )
-from pixelmill.codecs._encode import encode
+from pixelmill.codecs._encode import check_encodable, encode
 from pixelmill.codecs._info import (
     DEFAULT_MAX_PIXELS,
     ENCODE_FORMATS,
@@ -37,6 +37,7 @@ __all__ = [
     "ENCODE_FORMATS",
     "ImageInfo",
     "apply_orientation",
+    "check_encodable",
     "check_pixel_limit",
     "decode",
     "decoder_threads",

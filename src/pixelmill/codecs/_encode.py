@@ -9,7 +9,7 @@ from pixelmill.codecs._imports import lazy_modules
 from pixelmill.codecs._info import ENCODE_FORMATS
 from pixelmill.errors import DecodeError, InvalidParameterError
 
-__all__ = ["encode"]
+__all__ = ["check_encodable", "encode"]
 
 cv2, np, Image = lazy_modules(globals())
 
@@ -23,35 +23,46 @@ def _check_quality(quality: int | None, fmt: str) -> None:
                                     field="quality")
 
 
+def check_encodable(shape: tuple[int, ...], dtype: Any, format: str = "png", *,
+                    quality: int | None = None) -> str:
+    """Raise :class:`~pixelmill.errors.InvalidParameterError` when an array of ``shape`` and
+    ``dtype`` cannot be written as ``format`` (before computing it); return the format's
+    canonical name (``jpg``, ``png``, ``tif``, ``webp``)."""
+    fmt = {"jpeg": "jpg", "tiff": "tif"}.get(format.lower().lstrip("."), format.lower().lstrip("."))
+    if fmt not in ENCODE_FORMATS:
+        raise InvalidParameterError(
+            f"format: expected one of {', '.join(ENCODE_FORMATS)}, got {format!r}", field="format")
+    _check_quality(quality, fmt)
+    ndim = len(shape)
+    channels = 1 if ndim == 2 else shape[2] if ndim == 3 else 0
+    if channels not in (1, 2, 3, 4):
+        raise InvalidParameterError(f"image: expected H×W or H×W×C (C ≤ 4), got shape {shape}",
+                                    field="image")
+    allowed = {"jpg": ("uint8",), "webp": ("uint8",), "png": ("uint8", "uint16"),
+               "tif": ("uint8", "uint16", "float32")}[fmt]
+    if np.dtype(dtype).name not in allowed:
+        raise InvalidParameterError(
+            f"image: {fmt} cannot hold {np.dtype(dtype)} pixels (allowed: {', '.join(allowed)}); "
+            "convert explicitly", field="image")
+    if fmt == "jpg" and channels in (2, 4):
+        raise InvalidParameterError("image: jpg cannot hold an alpha channel; drop it or use png",
+                                    field="image")
+    return fmt
+
+
 def encode(image: Any, format: str = "png", *, quality: int | None = None) -> bytes:
     """Encode an array as ``jpg``, ``png``, ``tif`` or ``webp``.
 
     ``quality`` (1–100) applies to jpg (default 95) and webp (default lossless). jpg and webp
     hold 8-bit L/RGB(A) only (jpg: no alpha); png holds 8/16-bit; tif also float32. Values
     are never rescaled: an array a format cannot hold raises
-    :class:`~pixelmill.errors.InvalidParameterError`.
+    :class:`~pixelmill.errors.InvalidParameterError` (:func:`check_encodable` says so first).
     """
-    fmt = {"jpeg": "jpg", "tiff": "tif"}.get(format.lower().lstrip("."), format.lower().lstrip("."))
-    if fmt not in ENCODE_FORMATS:
-        raise InvalidParameterError(
-            f"format: expected one of {', '.join(ENCODE_FORMATS)}, got {format!r}", field="format")
-    _check_quality(quality, fmt)
     arr = np.asarray(image)
-    channels = 1 if arr.ndim == 2 else arr.shape[2] if arr.ndim == 3 else 0
-    if channels not in (1, 2, 3, 4):
-        raise InvalidParameterError(f"image: expected H×W or H×W×C (C ≤ 4), got shape {arr.shape}",
-                                    field="image")
+    fmt = check_encodable(arr.shape, arr.dtype, format, quality=quality)
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
     if arr.ndim == 3 and channels == 1:
         arr = arr[..., 0]
-    allowed = {"jpg": ("uint8",), "webp": ("uint8",), "png": ("uint8", "uint16"),
-               "tif": ("uint8", "uint16", "float32")}[fmt]
-    if arr.dtype.name not in allowed:
-        raise InvalidParameterError(
-            f"image: {fmt} cannot hold {arr.dtype} pixels (allowed: {', '.join(allowed)}); "
-            "convert explicitly", field="image")
-    if fmt == "jpg" and channels in (2, 4):
-        raise InvalidParameterError("image: jpg cannot hold an alpha channel; drop it or use png",
-                                    field="image")
     if fmt == "tif":
         import tifffile
 
