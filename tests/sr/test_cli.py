@@ -252,7 +252,8 @@ def test_resolve_device(monkeypatch):
 def test_upscale_and_fuse_refuse_an_output_they_cannot_write_before_computing(
         tmp_path, astronaut, monkeypatch, capsys):
     """An RGBA input to a .jpg output (or a read-only format) used to fail in write_image,
-    after the whole upscale had run; now the output is checked before any work."""
+    after the whole upscale had run, and --memory was ignored by the in-memory path; now the
+    output is checked before any work."""
     import pixelmill.sr.fusion
     import pixelmill.sr.tiles
 
@@ -270,6 +271,11 @@ def test_upscale_and_fuse_refuse_an_output_they_cannot_write_before_computing(
         (["sr", "fuse", str(rgba), str(rgba), str(tmp_path / "f.jpg")],
          "jpg cannot hold an alpha channel"),
         (["sr", "fuse", str(rgba), str(rgba), str(tmp_path / "f.bmp")], "cannot write bmp"),
+        # the in-memory path holds the whole result: a budget it cannot meet points to streaming
+        (["upscale", str(rgba), str(tmp_path / "m.png"), "--memory", "100MB"],
+         "made in memory needs about"),
+        (["upscale", str(rgba), str(tmp_path / "m.png"), "--memory", "lots"],
+         "--memory: expected a size"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -12,6 +12,31 @@ __all__ = ["upscale"]
 _STREAMING_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
+def _check_in_memory(image, out_shape, tile: int, batch: int, budget: int | None) -> None:
+    """Refuse, before computing, an in-memory upscale whose output (the array, then its encoded
+    file) would not fit ``--memory`` or, without it, the memory available now."""
+    import math
+
+    import psutil
+
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.ops.sr import SR_PIXEL_BYTES, TORCH_WORKER_BYTES
+
+    h, w = image.shape[:2]
+    out_bytes = math.prod(out_shape) * image.dtype.itemsize
+    tiles = min(batch, math.ceil(h / tile) * math.ceil(w / tile))
+    tile_px = (min(tile, h) + 64) * (min(tile, w) + 64)  # core + a generous halo
+    work = TORCH_WORKER_BYTES + tiles * tile_px * SR_PIXEL_BYTES
+    need = image.nbytes + 2 * out_bytes + work  # the array and, at most, its encoded file
+    limit = budget if budget is not None else psutil.virtual_memory().available
+    if need > limit:
+        raise InvalidParameterError(
+            f"OUTPUT: a {out_shape[1]}×{out_shape[0]} result made in memory needs about "
+            f"{need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
+            f"{'of --memory' if budget is not None else 'available'}; write a .tif or .zarr "
+            "OUTPUT to stream it tile by tile within a fixed budget", field="OUTPUT")
+
+
 @click.command()
 @click.argument("input_uri", metavar="INPUT")
 @click.argument("output_uri", metavar="OUTPUT")
@@ -73,14 +98,17 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     from pixelmill.images import check_output, read_image, write_image
     from pixelmill.ops.sr import _device
     from pixelmill.sr.tiles import upscale_tiled
+    from pixelmill.tiled import parse_memory
 
     check_output(output_uri)  # an unwritable format fails before the input is read
     dev = _device(device)
+    budget = parse_memory(memory, "--memory")
     t0 = time.perf_counter()
     image = read_image(input_uri, storage_options=so)
     # the output keeps the input's dtype and channels: say now if OUTPUT cannot hold them
-    check_output(output_uri, (image.shape[0] * scale, image.shape[1] * scale, *image.shape[2:]),
-                 image.dtype)
+    out_shape = (image.shape[0] * scale, image.shape[1] * scale, *image.shape[2:])
+    check_output(output_uri, out_shape, image.dtype)
+    _check_in_memory(image, out_shape, tile, batch, budget)
     out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=dev,
                         ensemble=ensemble)
     write_image(output_uri, out, storage_options=so)
