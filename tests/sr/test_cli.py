@@ -80,6 +80,11 @@ def test_eval_takes_only_the_ground_truth_of_benchmark_layouts(tmp_path, astrona
         for path, arr in ((gt, img), (low, lr)):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_png(path, arr)
+        # what a set unzipped from a Mac carries: AppleDouble forks, not images
+        for junk in (root / "__MACOSX" / gt.relative_to(root).parent / f"._{gt.name}",
+                     gt.parent / f"._{gt.name}"):
+            junk.parent.mkdir(parents=True, exist_ok=True)
+            junk.write_bytes(b"\x00\x05\x16\x07 not an image")
     flat = tmp_path / "flat"
     flat.mkdir()
     for name, img in hr.items():

@@ -49,13 +49,19 @@ def default_data_dir() -> Path:
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """Image files under ``root`` (recursive), sorted by path."""
+    """Image files under ``root`` (recursive), sorted by path; hidden files and folders
+    (``.DS_Store``, the ``__MACOSX/._baby.png`` resource forks that zipped benchmark sets
+    often carry) are not images and are skipped."""
     root = Path(root)
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise NoInputError(f"data: {root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") or part == "__MACOSX"
+                    for part in p.relative_to(root).parts))
     if not files:
         raise NoInputError(f"data: no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
     return files
