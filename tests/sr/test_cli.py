@@ -5,10 +5,17 @@ train writes weights + card and resumes."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
 import pytest
+import tifffile
 import torch
 from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -286,3 +293,44 @@ def test_upscale_and_fuse_refuse_an_output_they_cannot_write_before_computing(
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rgba.png"]
+
+
+def _ok_tile_rows(journal) -> int:
+    try:
+        return sum("#tile=" in line and '"ok"' in line for line in open(journal, encoding="utf-8"))
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_upscale_streaming_resumes_a_killed_run(tmp_path, astronaut, capsys):
+    """SIGKILL `pixelmill upscale IN OUT.tif` mid-run; `--resume` upscales only the tiles
+    without an ok row and writes exactly what an uninterrupted run writes."""
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, astronaut[:160, :192], photometric="rgb")
+    out = tmp_path / "out.tif"
+    args = ["upscale", str(src), str(out), "--scale", "2", "--model", "espcn", "--tile", "16",
+            "--workers", "1", "--memory", "2GB"]
+    proc = subprocess.Popen([sys.executable, "-m", "pixelmill", *args], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = f"{out}.manifest.parquet.journal.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while _ok_tile_rows(journal) < 10 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the job ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    done = _ok_tile_rows(journal)
+    assert done >= 10 and not out.exists()
+    assert main([*args, "--resume"]) == 0
+    line = capsys.readouterr().out
+    resumed = int(re.search(r"120 tiles \((\d+) from an earlier run\)", line).group(1))
+    assert done <= resumed < 120
+    fresh = tmp_path / "fresh.tif"
+    assert main(["upscale", str(src), str(fresh), *args[3:]]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out), tifffile.imread(fresh))
+    # the in-memory path has no manifest to resume from
+    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--resume"]) == 2
+    assert "--resume: only the streaming path" in capsys.readouterr().err

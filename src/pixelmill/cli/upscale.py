@@ -53,14 +53,17 @@ def _check_in_memory(image, out_shape, tile: int, batch: int, budget: int | None
               help="Geometric self-ensemble: average over the 8 flips/rotations (8x slower, "
               "~0.1 dB better).")
 @click.option("--memory", default=None, help="Memory budget of the streaming path, e.g. 2GB.")
+@click.option("--resume", is_flag=True,
+              help="Streaming path: continue a killed run; only tiles without an ok manifest "
+              "row (<OUTPUT>.manifest.parquet) are upscaled again.")
 @click.option("--stream/--no-stream", default=None,
               help="Force the streaming tiled job (TIFF/Zarr output) or the in-memory path; "
               "default: stream when OUTPUT is .tif/.tiff/.zarr.")
 @engine_option
 @workers_option
 @storage_option
-def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, memory, stream,
-            engine, workers, storage_options) -> None:
+def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, memory, resume,
+            stream, engine, workers, storage_options) -> None:
     """Upscale INPUT by --scale with a super-resolution network, writing OUTPUT.
 
     TIFF/Zarr outputs stream through the tiled job (any size, bounded memory, resumable
@@ -75,6 +78,10 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     get_op("super_resolve").bind(params, where="upscale")  # fails before any work
     if stream is None:
         stream = output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES)
+    if resume and not stream:
+        raise InvalidParameterError(
+            "--resume: only the streaming path (a .tif/.tiff/.zarr OUTPUT) keeps a manifest "
+            "to resume from", field="resume")
     if stream:
         if not output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES):
             raise InvalidParameterError(
@@ -83,9 +90,10 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
 
         summary = run_tiled([{"op": "super_resolve", **params}], input_uri, output_uri,
                             tile=tile, memory=memory, engine=engine, workers=workers,
-                            storage_options=so, progress=True)
+                            resume=resume, storage_options=so, progress=True)
+        again = f" ({summary.resumed} from an earlier run)" if summary.resumed else ""
         click.echo(f"{summary.status}: {summary.width}×{summary.height} -> "
-                   f"{summary.out_width}×{summary.out_height}, {summary.tiles} tiles, "
+                   f"{summary.out_width}×{summary.out_height}, {summary.tiles} tiles{again}, "
                    f"{summary.seconds:.1f} s -> {output_uri}")
         if summary.status != "ok":
             from pixelmill.cli import exit_with
