@@ -103,13 +103,13 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
         return
     import time
 
+    from pixelmill.devices import resolve_device
     from pixelmill.images import check_output, read_image, write_image
-    from pixelmill.ops.sr import _device
     from pixelmill.sr.tiles import upscale_tiled
     from pixelmill.tiled import parse_memory
 
     check_output(output_uri)  # an unwritable format fails before the input is read
-    dev = _device(device)
+    dev = resolve_device(device, field="--device")
     budget = parse_memory(memory, "--memory")
     t0 = time.perf_counter()
     image = read_image(input_uri, storage_options=so)

@@ -220,8 +220,9 @@ def bilateral(
     """Edge-preserving bilateral filter over a disc of ``diameter`` pixels.
 
     uint8 images use OpenCV's ``bilateralFilter`` (jointly on 1 or 3 channels, channel by
-    channel otherwise); uint16 and float32 images use the same definition evaluated in float64 (OpenCV's float path quantizes the color weights by the
-    image's own min/max, which would make a tile differ from the whole image).
+    channel otherwise); uint16 and float32 images use the same definition evaluated in
+    float64 (OpenCV's float path quantizes the color weights by the image's own min/max,
+    which would make a tile differ from the whole image).
 
     Parameters
     ----------

@@ -32,12 +32,6 @@ def _check(params: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _device(name: str) -> str:
-    from pixelmill.sr.weights import resolve_device
-
-    return resolve_device(name)
-
-
 #: resident memory a worker adds once torch and a model are loaded (measured: ~0.4 GiB more
 #: than a worker with NumPy and OpenCV only)
 TORCH_WORKER_BYTES = 450 * 2**20
@@ -90,5 +84,5 @@ def super_resolve(
         return upscale_image(image, None, scale)
     from pixelmill.sr.weights import load_model
 
-    return upscale_image(image, load_model(model, scale, _device(device)), scale,
+    return upscale_image(image, load_model(model, scale, device), scale,
                          ensemble=ensemble)

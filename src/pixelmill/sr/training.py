@@ -57,7 +57,7 @@ class TrainConfig:
 
 
 def _device(name: str | None) -> torch.device:
-    from pixelmill.sr.weights import resolve_device
+    from pixelmill.devices import resolve_device
 
     return torch.device(resolve_device(name))
 
