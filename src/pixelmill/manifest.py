@@ -90,7 +90,7 @@ def read_manifest(uri: str, storage_options: Mapping[str, Any] | None = None) ->
     rows: list[dict[str, Any]] = []
     fs, path = storage.get_fs(uri, storage_options)
     if fs.exists(path):
-        table = pq.read_table(io.BytesIO(storage.read_bytes(uri, storage_options)))
+        table = storage.read_parquet(uri, storage_options)
         rows.extend(table.to_pylist())
     if storage._is_local(fs):
         rows.extend(_read_journal(journal_path(path)))
@@ -108,7 +108,7 @@ def read_manifest_metadata(uri: str, storage_options: Mapping[str, Any] | None =
     fs, path = storage.get_fs(uri, storage_options)
     if not fs.exists(path):
         return {}
-    schema = pq.read_schema(io.BytesIO(storage.read_bytes(uri, storage_options)))
+    schema = storage.read_parquet(uri, storage_options, schema_only=True)
     return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()
             if not k.startswith(b"ARROW")}
 

@@ -258,11 +258,34 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> by
         raise StorageError(f"{uri}: cannot read: {e}") from e
 
 
+def read_parquet(uri: str, storage_options: Mapping[str, Any] | None = None, *,
+                 schema_only: bool = False):
+    """The Parquet file at ``uri`` (any URL) as a ``pyarrow.Table`` (or only its schema).
+
+    Decoded on the calling thread: pyarrow's thread pool, used on an in-memory file, makes
+    about one interpreter in six abort at exit ("terminate called without an active
+    exception", exit 134) with pyarrow 26. A file that is not Parquet is a :class:`UsageError`.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = io.BytesIO(read_bytes(uri, storage_options))
+    try:
+        if schema_only:
+            return pq.read_schema(data)
+        return pq.read_table(data, use_threads=False)
+    except pa.ArrowException as e:
+        raise UsageError(f"{uri}: not a Parquet file ({e})") from e
+
+
 def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write ``data`` so that readers see the old file, or the whole new one, never a part.
 
-    Local files: a temporary name in the same folder, fsync, then ``os.replace``. Object stores
-    (and other remote filesystems): one whole-object put, which they make visible atomically.
+    Local files: a temporary name in the same folder, then ``os.replace`` (atomic against a
+    killed process; not fsynced, so not against a power cut). Object stores (and other remote
+    filesystems): one whole-object put, which they make visible atomically.
     """
     fs, path = get_fs(uri, storage_options)
     try:

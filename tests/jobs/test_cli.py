@@ -32,6 +32,10 @@ def test_partial_then_ok_then_report(collection, tmp_path):
                               str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
     assert "<html>" in (tmp_path / "r.html").read_text()
+    (out / "report.html").unlink()
+    res = runner.invoke(cli, ["report", str(out)])  # the OUTPUT folder: its manifest
+    assert res.exit_code == 0, res.output
+    assert (out / "report.html").exists()
 
 
 def test_usage_errors_name_the_field(collection, tmp_path, capsys):
@@ -48,6 +52,10 @@ def test_usage_errors_name_the_field(collection, tmp_path, capsys):
     assert "gaussian" in capsys.readouterr().err  # did-you-mean
     assert main(["run", _pipe(tmp_path), str(root), str(out), "--bogus-flag"]) == ExitCode.USAGE
     assert main(["report", str(tmp_path / "missing.parquet")]) == ExitCode.USAGE
+    assert main(["report", str(tmp_path / "p.yaml")]) == ExitCode.USAGE  # not Parquet
+    assert "p.yaml: not a Parquet file" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == ExitCode.USAGE  # a folder with no manifest
+    assert "without a manifest.parquet" in capsys.readouterr().err
     assert not out.exists()  # nothing was started
 
 

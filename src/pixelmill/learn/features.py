@@ -37,13 +37,11 @@ VECTOR_PREFIX = "vec_"
 def read_table(uri: str, storage_options: Mapping[str, Any] | None = None) -> pa.Table:
     """A Parquet file at any URL."""
     try:
-        data = storage.read_bytes(uri, storage_options)
+        return storage.read_parquet(uri, storage_options)
     except (OSError, FileNotFoundError) as e:
         raise UsageError(f"{uri}: cannot read the feature table: {e}") from e
-    try:
-        return pq.read_table(io.BytesIO(data))
-    except pa.ArrowException as e:
-        raise UsageError(f"{uri}: not a Parquet feature table: {e}") from e
+    except UsageError as e:
+        raise UsageError(f"{e} (a feature table was expected)") from e
 
 
 def write_table(uri: str, table: pa.Table, storage_options: Mapping[str, Any] | None = None):

@@ -247,8 +247,7 @@ def load_index(uri: str, storage_options: Mapping[str, Any] | None = None) -> Ve
         raise UsageError(f"{uri}: unknown index format {meta.get('format')!r}")
     vectors = np.load(io.BytesIO(storage.read_bytes(storage.join(uri, "vectors.npy"),
                                                     storage_options)), allow_pickle=False)
-    rows = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(uri, "rows.parquet"),
-                                                       storage_options))).to_pylist()
+    rows = storage.read_parquet(storage.join(uri, "rows.parquet"), storage_options).to_pylist()
     def arr(v):
         return (None if v is None else np.asarray(v, np.float32))
     index = VectorIndex(vectors, rows, meta["metric"], meta["kind"], arr(meta["mean"]),
