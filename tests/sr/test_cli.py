@@ -242,6 +242,31 @@ def test_device_cuda_without_a_gpu_is_a_usage_error_before_work(tmp_path, folder
     assert not (tmp_path / "run").exists()
 
 
+def test_upscale_device_takes_cuda_n_and_the_op_checks_its_syntax(tmp_path, folder, capsys):
+    """`upscale --device cuda:0` was refused by a cpu/cuda/auto choice although the README
+    promises cuda:N; the op itself now checks the spelling and the CLI the device."""
+    import torch
+
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.ops import get_op
+
+    src = folder / "a.png"
+    for out in ("o.png", "o.tif"):
+        code = main(["upscale", str(src), str(tmp_path / out), "--device", "cuda:0",
+                     "--model", "espcn"])
+        err = capsys.readouterr().err
+        if torch.cuda.is_available():
+            assert code == 0, err
+        else:
+            assert code == 2 and "'cuda:0' requested" in err, err
+    assert main(["upscale", str(src), str(tmp_path / "p.png"), "--device", "gpu"]) == 2
+    assert "device 'gpu': use auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    op = get_op("super_resolve")
+    assert op.bind({"device": "cuda:1"})["device"] == "cuda:1"  # syntax only: no GPU needed
+    with pytest.raises(InvalidParameterError, match="use auto, cpu, cuda or cuda:N"):
+        op.bind({"device": "gpu"})
+
+
 def test_resolve_device(monkeypatch):
     from pixelmill.errors import InvalidParameterError
     from pixelmill.sr.weights import resolve_device

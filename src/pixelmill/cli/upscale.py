@@ -43,8 +43,8 @@ def _check_in_memory(image, out_shape, tile: int, batch: int, budget: int | None
 @click.option("--scale", type=click.IntRange(2, 4), default=2, show_default=True)
 @click.option("--model", type=click.Choice(["edsr", "fsrcnn", "espcn", "bicubic"]),
               default="edsr", show_default=True, help="Shipped network (or MATLAB bicubic).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N.")
 @click.option("--tile", type=click.IntRange(min=16), default=512, show_default=True,
               help="Tile core size in input pixels.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
@@ -76,6 +76,10 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     so = parse_storage_options(list(storage_options))
     params = {"model": model, "scale": scale, "device": device, "ensemble": ensemble}
     get_op("super_resolve").bind(params, where="upscale")  # fails before any work
+    if engine is None or str(engine).split("=")[0] == "local":  # this machine's devices
+        from pixelmill.devices import resolve_device
+
+        resolve_device(device, field="--device")
     if stream is None:
         stream = output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES)
     if resume and not stream:

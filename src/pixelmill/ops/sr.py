@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -23,6 +24,9 @@ def _halo(params: Mapping[str, Any]) -> int:
 def _check(params: Mapping[str, Any]) -> str | None:
     from pixelmill.sr.weights import WEIGHTS_DIR, available_models
 
+    # the syntax only: whether the GPU exists is for the process that runs the op to say
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(params["device"])):
+        return f"device {params['device']!r}: use auto, cpu, cuda or cuda:N"
     if params["model"] == "bicubic":
         return None
     if not (WEIGHTS_DIR / f"{params['model']}_x{params['scale']}.safetensors").exists():
@@ -49,7 +53,7 @@ def super_resolve(
     *,
     model: Literal["edsr", "fsrcnn", "espcn", "bicubic"] = "edsr",
     scale: Literal[2, 3, 4] = 2,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: str = "auto",
     ensemble: bool = False,
 ) -> np.ndarray:
     """Upscale by ``scale`` with a shipped super-resolution network (on the BT.601 Y channel).
@@ -67,7 +71,7 @@ def super_resolve(
     scale : int
         Upscaling factor: 2, 3 or 4.
     device : str
-        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     ensemble : bool
         Geometric self-ensemble: average the network over the 8 flips/rotations of the
         input (8× the compute, ~0.1 dB; no effect on ``bicubic``).
