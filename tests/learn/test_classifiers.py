@@ -62,6 +62,21 @@ def test_two_class_metrics_against_scikit_learn():
     assert per_class["pos"]["recall"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize("name,grid,message", [
+    ("linear_svm", {"C": ["abc"]}, "C='abc': could not convert"),
+    ("linear_svm", {"C": [1.0, -1]}, "C=-1: The 'C' parameter of LinearSVC"),
+    ("rbf_svm", {"bogus": [1, 2]}, "bogus: not a hyperparameter of rbf_svm .valid: C, gamma"),
+    ("random_forest", {"max_depth": [-3]}, "max_depth=-3: The 'max_depth' parameter"),
+    ("random_forest", {"C": [1.0]}, "C: not a hyperparameter of random_forest"),
+    ("gradient_boosting", {"learning_rate": ["x"]}, "learning_rate='x'"),
+])
+def test_a_wrong_grid_is_a_usage_error_before_fitting(name, grid, message):
+    """`--grid C=abc` and `C=-1` ended in tracebacks, `bogus=1,2` was silently ignored."""
+    with pytest.raises(InvalidParameterError, match=message) as info:
+        search_grid(name, grid)
+    assert info.value.field == "grid"
+
+
 def test_bad_model_and_data():
     with pytest.raises(InvalidParameterError, match="model"):
         search_grid("deep_forest")

@@ -68,6 +68,16 @@ def test_usage_errors_exit_2_and_name_the_field(colours, tmp_path, capsys):
     assert main(["learn", "extract", str(nofeat), images, "--out", str(tmp_path / "y.parquet"),
                  "--ratios", "7:1"]) == 2
     assert "ratios" in capsys.readouterr().err
+    table = str(tmp_path / "never-read.parquet")  # the grid is checked before the table is read
+    for grid, message in [("C=abc", "could not convert"), ("bogus=1,2", "not a hyperparameter")]:
+        assert main(["learn", "train", table, "--model", "linear_svm", "--out",
+                     str(tmp_path / "m"), "--grid", grid]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert main(["learn", "train", "--images", images, "--model", "cnn", "--out",
+                 str(tmp_path / "m"), "--grid", "C=1"]) == 2
+    assert "--grid searches the feature-table models" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
     assert main(["learn", "train", str(tmp_path / "missing.parquet"), "--model", "rbf_svm",
                  "--out", str(tmp_path / "m")]) == 2
     assert main(["learn", "train", "x.parquet", "--model", "deep_forest", "--out",

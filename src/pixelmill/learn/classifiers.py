@@ -95,8 +95,38 @@ def search_grid(name: str, grid: Mapping[str, Sequence[Any]] | None = None) -> l
         _estimator(name, {}, 1, None)  # raises with the valid names
     grid = dict(DEFAULT_GRIDS[name] if grid is None else grid)
     keys = sorted(grid)
-    return [dict(zip(keys, values, strict=True))
-            for values in itertools.product(*(list(grid[k]) for k in keys))]
+    candidates = [dict(zip(keys, values, strict=True))
+                  for values in itertools.product(*(list(grid[k]) for k in keys))]
+    _check_grid(name, keys, candidates)
+    return candidates
+
+
+#: the hyperparameters of each model that a grid may set (the others are fixed by pixelmill)
+_FIXED = {"random_state", "n_jobs", "early_stopping", "verbose", "warm_start"}
+
+
+def _grid_keys(name: str) -> list[str]:
+    if name in ("linear_svm", "logistic_regression"):
+        return ["C"]
+    if name == "rbf_svm":
+        return ["C", "gamma"]
+    return sorted(set(_estimator(name, {}, 1, None).get_params()) - _FIXED)
+
+
+def _check_grid(name: str, keys: Sequence[str], candidates: Sequence[Mapping[str, Any]]) -> None:
+    """Unknown names and values sklearn would refuse are usage errors, before any fitting."""
+    allowed = _grid_keys(name)
+    for key in keys:
+        if key not in allowed:
+            raise InvalidParameterError(
+                f"--grid {key}: not a hyperparameter of {name} (valid: {', '.join(allowed)})",
+                field="grid")
+    for params in candidates:
+        try:
+            _estimator(name, params, 1, None)._validate_params()
+        except (ValueError, TypeError) as e:  # sklearn's InvalidParameterError is both
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise InvalidParameterError(f"--grid {shown}: {e}", field="grid") from e
 
 
 def _final(name: str, params, n_features, workers, y):

@@ -207,6 +207,13 @@ def train(
         raise InvalidParameterError(
             f"--model: unknown model {model!r} (valid: {', '.join(MODEL_NAMES)}, cnn)",
             field="model")
+    if grid is not None:
+        if model == "cnn":
+            raise UsageError("--grid searches the feature-table models; cnn takes its "
+                             "settings from CNNConfig (learn train --epochs, --size ...)")
+        from pixelmill.learn.classifiers import search_grid
+
+        search_grid(model, grid)  # a wrong name or value fails before anything is read
     if images is not None and model != "cnn":
         raise UsageError(f"--images trains a CNN from image files; {model} trains on a "
                          "feature table (pixelmill learn extract)")
