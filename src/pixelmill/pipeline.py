@@ -204,6 +204,15 @@ class Pipeline:
             scale *= s
         return total
 
+    def output_dtype(self, dtype: str) -> str:
+        """The dtype of the image this pipeline returns for an input of ``dtype`` (measurement
+        and vector steps pass the image on unchanged)."""
+        out = str(np.dtype(dtype))
+        for step in self.steps:
+            if step.spec.output in ("image", "labels"):
+                out = step.spec.output_dtype(step.kwargs, out)
+        return out
+
     def untileable_steps(self) -> list[tuple[int, str, str]]:
         """(index, op, why) for each step that prevents exact tiling."""
         out = []

@@ -157,7 +157,7 @@ def test_read_parquet_any_url_single_threaded_and_rejects_non_parquet(tmp_path, 
     assert seen.get("use_threads") is False
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(b"\xff\xd8\xff\xe0 not parquet")
-    with pytest.raises(UsageError, match="photo.jpg: not a Parquet file"):
+    with pytest.raises(UsageError, match=r"photo\.jpg: not a Parquet file"):
         storage.read_parquet(str(jpeg))
 
 

@@ -59,6 +59,29 @@ def test_usage_errors_name_the_field(collection, tmp_path, capsys):
     assert not out.exists()  # nothing was started
 
 
+def test_an_output_format_that_cannot_hold_the_result_is_refused_before_work(collection,
+                                                                              tmp_path, capsys):
+    """A float32 (sobel) or int32 (slic) result was computed for every input and then failed
+    each at its encode; the registry declares result dtypes, so the run refuses up front."""
+    root, _ = collection
+    out = tmp_path / "out"
+    sobel = _pipe(tmp_path, "steps:\n  - op: sobel\n")
+    assert main(["run", sobel, str(root), str(out)]) == ExitCode.USAGE  # inputs' own: jpg, png
+    err = capsys.readouterr().err
+    assert "makes float32 images" in err and "use --format tif" in err, err
+    assert main(["run", sobel, str(root), str(out), "--format", "png"]) == ExitCode.USAGE
+    assert "--format: this pipeline makes float32 images and png cannot hold" in (
+        capsys.readouterr().err)
+    assert not out.exists()  # nothing was started
+    res = CliRunner().invoke(cli, ["run", sobel, str(root), str(out), "--format", "tif",
+                                   "--workers", "1", "-q", "--no-report"])
+    assert res.exit_code == ExitCode.PARTIAL  # the collection's corrupt files; the rest written
+    assert len(list(out.rglob("*.tif"))) == 5
+    labels = _pipe(tmp_path, "steps:\n  - op: slic\n")
+    assert main(["run", labels, str(root), str(tmp_path / "o2"), "--format", "tif"]) == 2
+    assert "no image format holds them" in capsys.readouterr().err
+
+
 def test_partial_exit_code_reaches_the_shell(collection, tmp_path):
     import subprocess
     import sys

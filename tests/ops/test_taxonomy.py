@@ -54,6 +54,7 @@ def test_smoke_contract(name, dtype, channels):
         return
     assert isinstance(out, np.ndarray)
     assert not np.shares_memory(out, image)
+    assert out.dtype == spec.output_dtype(bound, dtype)  # the registry declares it truly
     if spec.output == "labels":
         assert out.dtype == np.int32 and out.shape == image.shape[:2]
         assert out.min() >= 0
@@ -68,6 +69,21 @@ def test_smoke_contract(name, dtype, channels):
     if scale is not None:
         h, w = image.shape[:2]
         assert out.shape[:2] == (round(h * scale), round(w * scale))
+
+
+@pytest.mark.parametrize("to", ["gray", "rgb", "hsv", "lab", "ycbcr"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_convert_declares_its_output_dtype(to, dtype):
+    spec = get_op("convert")
+    image = make_image(np.random.default_rng(3), dtype, 3, shape=(8, 8))
+    assert spec(image, to=to).dtype == spec.output_dtype({"to": to}, dtype)
+
+
+def test_halo_and_scale_fill_defaults():
+    """`get_op("gaussian").halo({"sigma": 2.0})` raised KeyError: 'truncate'."""
+    spec = get_op("gaussian")
+    assert spec.halo({"sigma": 2.0}) == spec.halo(spec.bind({"sigma": 2.0})) == 8
+    assert get_op("super_resolve").scale({"scale": 3}) == 3.0
 
 
 def test_one_channel_3d_input_keeps_its_shape():

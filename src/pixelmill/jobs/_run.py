@@ -93,6 +93,53 @@ def _remove_stale_temporaries(output: str, so: Mapping[str, Any]) -> None:
                     os.unlink(os.path.join(folder, name))
 
 
+#: inputs whose decoded pixels are always 8-bit (other formats may hold 16-bit or float)
+_EIGHT_BIT_INPUTS = {"jpg", "jpeg", "jpe", "jfif", "webp", "gif", "bmp"}
+
+
+def _check_output_formats(pipe: Pipeline, units: Sequence[WorkUnit], format: str | None) -> None:
+    """Refuse, before any work, an output format that no input of the plan could be written
+    in: the pipeline's result dtype (a float32 gradient map, int32 labels) is known from the
+    registry for every input dtype its input formats can decode to."""
+    from pixelmill.codecs import check_encodable
+
+    seen: set[tuple[bool, str]] = set()
+    for unit in units:
+        if unit.format is None:
+            continue
+        ext = posixpath.splitext(unit.relpath)[1].lower().lstrip(".")
+        key = (ext in _EIGHT_BIT_INPUTS, unit.format)
+        if key in seen:
+            continue
+        seen.add(key)
+        ins = ("uint8",) if key[0] else ("uint8", "uint16", "float32")
+        outs = sorted({pipe.output_dtype(d) for d in ins})
+        problems = []
+        for dtype in outs:
+            try:
+                check_encodable((1, 1), dtype, unit.format)
+            except InvalidParameterError as e:
+                problems.append(str(e).removeprefix("image: ").split(";")[0])
+        if len(problems) == len(outs):  # every input of this kind would fail at its encode
+            field = "--format" if format else "OUTPUT format (each input's own; set --format)"
+            holds = [f for f in ("png", "tif") if all(_encodable(d, f) for d in outs)]
+            hint = (f"use --format {holds[0]}" if holds else
+                    "no image format holds them: add a converting step, or --measure-only")
+            raise InvalidParameterError(
+                f"{field}: this pipeline makes {'/'.join(outs)} images and {problems[0]}; "
+                f"{hint}", field="format")
+
+
+def _encodable(dtype: str, fmt: str) -> bool:
+    from pixelmill.codecs import check_encodable
+
+    try:
+        check_encodable((1, 1), dtype, fmt)
+    except InvalidParameterError:
+        return False
+    return True
+
+
 def _unit_failure_row(unit: WorkUnit, failure: Any) -> dict[str, Any]:
     kind = getattr(failure, "kind", "crash")
     row = {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath, "status": "failed",
@@ -281,6 +328,9 @@ def run(
     units = plan_units(input, output, format=fmt, name_template=name_template,
                        recursive=recursive, include=include, exclude=exclude,
                        label_from=label_from, limit=limit, storage_options=so)
+
+    if output is not None:
+        _check_output_formats(pipe, units, fmt)
 
     # -- an earlier run at the same place? -------------------------------------------------
     earlier = _manifest_exists(manifest_uri, so)

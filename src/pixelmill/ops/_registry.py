@@ -215,6 +215,7 @@ class ParamSpec:
 
 HaloRule = float | int | Callable[[Mapping[str, Any]], float]
 ScaleRule = float | int | Callable[[Mapping[str, Any]], float | None] | None
+OutDtypeRule = str | Callable[[Mapping[str, Any]], str | None] | None
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,20 @@ class OpSpec:
     doc: str = ""
     dtypes: tuple[str, ...] = ("uint8", "uint16", "float32")
     extra: Mapping[str, Any] = field(default_factory=dict)
+    out_dtype_rule: OutDtypeRule = None
+
+    def _filled(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with the defaults of the parameters it leaves out."""
+        return {**{k: p.default for k, p in self.params.items() if not p.required}, **params}
+
+    def output_dtype(self, params: Mapping[str, Any], dtype: str) -> str:
+        """The dtype of the image this op returns for an input of ``dtype`` (label images are
+        int32; ``None`` from the op's rule means the input's own dtype, the default policy)."""
+        if self.output == "labels":
+            return "int32"
+        rule = self.out_dtype_rule
+        value = rule(self._filled(params)) if callable(rule) else rule
+        return str(np.dtype(value or dtype))
 
     def bind(self, params: Mapping[str, Any] | None = None, where: str | None = None) -> dict:
         """Validate ``params`` against this op; return the full dict with defaults filled."""
@@ -288,11 +303,11 @@ class OpSpec:
                 and params.get("mode") == "wrap"):
             return GLOBAL
         rule = self.halo_rule
-        return float(rule(params) if callable(rule) else rule)
+        return float(rule(self._filled(params)) if callable(rule) else rule)
 
     def scale(self, params: Mapping[str, Any]) -> float | None:
         rule = self.scale_rule
-        value = rule(params) if callable(rule) else rule
+        value = rule(self._filled(params)) if callable(rule) else rule
         return None if value is None else float(value)
 
     def tileable(self, params: Mapping[str, Any]) -> bool:
@@ -401,6 +416,7 @@ def op(
     check: Callable[[Mapping[str, Any]], str | None] | None = None,
     worker_bytes: int = 0,
     pixel_bytes: int = 0,
+    out_dtype: OutDtypeRule = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as a pixelmill op (attaches an :class:`OpSpec`; registers nothing).
 
@@ -411,6 +427,8 @@ def op(
     its runtime); memory budgets add it to every worker that runs the pipeline.
     ``pixel_bytes``: working memory per input pixel while the op runs, where that exceeds the
     tiler's generic estimate (a network's feature maps); memory budgets size tiles with it.
+    ``out_dtype``: the dtype of the returned image when it is not the input's (``"float32"``
+    for gradient maps), or a function of the parameters giving it (``None``: the input's).
     """
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}")
@@ -449,6 +467,7 @@ def op(
                 {**({"check": check} if check else {}),
                  **({"worker_bytes": int(worker_bytes)} if worker_bytes else {}),
                  **({"pixel_bytes": int(pixel_bytes)} if pixel_bytes else {})}),
+            out_dtype_rule=out_dtype,
         )
         func.__pixelmill_op__ = spec  # type: ignore[attr-defined]
         return func

@@ -50,7 +50,8 @@ def _to_rgb(image: np.ndarray, source: str) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image[..., :3], dtype=np.float32), code)
 
 
-@op(family="color", halo=0)
+@op(family="color", halo=0,
+    out_dtype=lambda p: "float32" if p["to"] in ("hsv", "lab") else None)
 def convert(
     image: np.ndarray,
     *,

@@ -47,7 +47,7 @@ def _gradient(image: np.ndarray, direction: str, mode: str, scharr: bool) -> np.
     return per_channel(src, run).reshape(image.shape)
 
 
-@op(family="edges", halo=1)
+@op(family="edges", halo=1, out_dtype="float32")
 def sobel(
     image: np.ndarray,
     *,
@@ -84,7 +84,7 @@ def sobel(
     return _gradient(image, direction, mode, scharr=False)
 
 
-@op(family="edges", halo=1)
+@op(family="edges", halo=1, out_dtype="float32")
 def scharr(
     image: np.ndarray,
     *,
@@ -117,7 +117,7 @@ def _canny_check(p) -> str | None:
     return None
 
 
-@op(family="edges", halo=GLOBAL, check=_canny_check)
+@op(family="edges", halo=GLOBAL, check=_canny_check, out_dtype="uint8")
 def canny(
     image: np.ndarray,
     *,
@@ -164,7 +164,7 @@ def canny(
 
 @op(family="edges", halo=lambda p: p["block_size"] // 2 + p["ksize"] // 2,
     check=lambda p: None if p["block_size"] % 2 else
-    f"block_size: expected an odd integer, got {p['block_size']}")
+    f"block_size: expected an odd integer, got {p['block_size']}", out_dtype="float32")
 def harris(
     image: np.ndarray,
     *,

@@ -355,7 +355,8 @@ def nl_means(
     return per_channel(image, run).reshape(image.shape)
 
 
-@op(family="filters", halo=lambda p: 1 if p["ksize"] == 1 else p["ksize"] // 2)
+@op(family="filters", halo=lambda p: 1 if p["ksize"] == 1 else p["ksize"] // 2,
+    out_dtype="float32")
 def laplacian(
     image: np.ndarray,
     *,

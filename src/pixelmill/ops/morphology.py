@@ -181,7 +181,7 @@ def blackhat(image: np.ndarray, *, shape: Shape = "rect", size: _SIZE = 3,
     return _minus(_closing(image, shape, size, mode), image)
 
 
-@op(family="morphology", halo=GLOBAL)
+@op(family="morphology", halo=GLOBAL, out_dtype="uint8")
 def skeletonize(image: np.ndarray) -> np.ndarray:
     """Thin the foreground (non-zero pixels, in any channel) to one-pixel-wide lines.
 

@@ -51,7 +51,7 @@ def _foreground(image: np.ndarray) -> np.ndarray:
     return image != 0 if image.ndim == 2 else (image != 0).any(axis=2)
 
 
-@op(family="segmentation", halo=_threshold_halo, check=_threshold_check)
+@op(family="segmentation", halo=_threshold_halo, check=_threshold_check, out_dtype="uint8")
 def threshold(
     image: np.ndarray,
     *,
