@@ -81,6 +81,26 @@ def test_plan_from_scan_manifest(tmp_path, collection):
     assert {u.label for u in units} == {"L"}
 
 
+def test_plan_from_a_real_scan_keeps_the_folders(tmp_path, collection):
+    """`pixelmill scan` writes no relpath column: a run from its manifest wrote every output
+    flat (cats/chelsea.jpg -> out/chelsea.jpg) and refused same-named files in two folders."""
+    import pyarrow.parquet as pq
+
+    from pixelmill.inventory import scan
+
+    root, kinds = collection
+    (root / "dogs").mkdir()
+    (root / "dogs" / "chelsea.jpg").write_bytes((root / "cats/chelsea.jpg").read_bytes())
+    pq.write_table(scan(str(root), recursive=True), tmp_path / "scan.parquet")
+    units = plan_units(str(tmp_path / "scan.parquet"), str(tmp_path / "out"))
+    assert sorted(u.relpath for u in units) == sorted([*kinds, "dogs/chelsea.jpg"])
+    assert {u.output for u in units} >= {str(tmp_path / "out" / "cats" / "chelsea.jpg"),
+                                         str(tmp_path / "out" / "dogs" / "chelsea.jpg")}
+    pq.write_table(scan(str(root / "cats"), recursive=True), tmp_path / "cats.parquet")
+    assert sorted(u.relpath for u in plan_units(str(tmp_path / "cats.parquet"), None)) == [
+        "chelsea.jpg", "deep/chelsea_small.png"]
+
+
 def test_an_output_folder_inside_the_input_is_not_listed(collection):
     root, kinds = collection
     (root / "out" / "cats").mkdir(parents=True)

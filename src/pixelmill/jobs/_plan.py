@@ -117,17 +117,33 @@ def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
                            ) -> list[tuple[str, int, str, str | None]]:
     from pixelmill.manifest import read_manifest
 
-    rows = read_manifest(uri, storage_options)
+    rows = [r for r in read_manifest(uri, storage_options)
+            if (r.get("uri") or r.get("key")) and "#" not in str(r.get("uri") or r.get("key"))]
+    sources = [str(r.get("uri") or r.get("key")) for r in rows]
+    # a scan manifest has no relpath: folders are kept relative to the inputs' common folder
+    base = _common_folder([s for s, r in zip(sources, rows, strict=True) if not r.get("relpath")])
     out = []
-    for row in rows:
-        src = row.get("uri") or row.get("key")
-        if not src or "#" in str(src):
-            continue
-        rel = row.get("relpath") or posixpath.basename(str(src))
-        out.append((str(src), int(row.get("size") or row.get("bytes") or 0), str(rel),
+    for src, row in zip(sources, rows, strict=True):
+        rel = row.get("relpath") or src[len(base):].lstrip("/")
+        out.append((src, int(row.get("size") or row.get("bytes") or 0), str(rel),
                     row.get("label")))
     out.sort()
     return out
+
+
+def _common_folder(uris: Sequence[str]) -> str:
+    """The longest folder prefix (ending in ``/``) that every URI lies under; for one URI
+    its own folder, so the relative path is its name."""
+    if not uris:
+        return ""
+    parts = [u.replace(os.sep, "/").split("/")[:-1] for u in uris]
+    common = parts[0]
+    for p in parts[1:]:
+        n = 0
+        while n < min(len(common), len(p)) and common[n] == p[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) + "/"
 
 
 def _inside(uri: str, folder: str | None) -> bool:
