@@ -280,6 +280,25 @@ def read_parquet(uri: str, storage_options: Mapping[str, Any] | None = None, *,
         raise UsageError(f"{uri}: not a Parquet file ({e})") from e
 
 
+def ordinary_file_mode(path: str | os.PathLike) -> None:
+    """Give a file made through a private temporary (``mkstemp``, safetensors: mode 0600) the
+    mode an ordinary ``open(path, "w")`` would have: 0666 less the process's umask."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask can only set it)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write ``data`` so that readers see the old file, or the whole new one, never a part.
 

@@ -85,6 +85,17 @@ def temp_weights(tmp_path, monkeypatch):
     sr_weights._load.cache_clear()
 
 
+def test_saved_weights_have_an_ordinary_file_mode(temp_weights):
+    """safetensors writes 0600: `sr export` made weights only their owner could read, beside
+    a 0644 card."""
+    import os
+    import stat
+
+    weights = temp_weights / "fsrcnn_x2.safetensors"
+    card = weights.with_suffix(".json")
+    assert stat.S_IMODE(os.stat(weights).st_mode) == stat.S_IMODE(os.stat(card).st_mode)
+
+
 def test_op_through_tiling_layer_equals_whole(temp_weights, small_rgb):
     from pixelmill.ops import get_op
     from pixelmill.pipeline import load_pipeline

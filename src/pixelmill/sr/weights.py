@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from pixelmill.devices import resolve_device
 from pixelmill.errors import InvalidParameterError
 from pixelmill.sr.models import ARCHITECTURES, build_model, receptive_field
+from pixelmill.storage import ordinary_file_mode
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -72,6 +73,7 @@ def save_model(
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"architecture": card["architecture"]})
+    ordinary_file_mode(tmp)  # safetensors writes 0600; the card beside it is 0644
     tmp.replace(path)
     card = {**card, "weights_dtype": str(dtype).removeprefix("torch.")}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
