@@ -84,3 +84,27 @@ def test_plan_batches_explicit_size_and_timeout_are_exact():
 
     assert [len(b) for b in plan_batches(10, 2, 4)] == [4, 4, 2]
     assert plan_batches(3, 2, timeout=5.0) == [[0], [1], [2]]
+
+
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_workers_that_cannot_start_are_one_clear_error(tmp_path, how):
+    """A script without the `__main__` guard (or code on stdin) made every worker die while
+    importing the main module; each unit became a 'crash' row and the job 'succeeded'."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from pixelmill.engines.local import LocalEngine\n"
+            "with LocalEngine(workers=1) as eng:\n"
+            "    print(list(eng.map(abs, [-1, -2])))\n")
+    script = tmp_path / "job.py"
+    script.write_text(code)
+    root = str(Path(__file__).resolve().parents[2])
+    argv = [sys.executable, str(script)] if how == "script" else [sys.executable, "-"]
+    proc = subprocess.run(argv, input=None if how == "script" else code, text=True,
+                          capture_output=True, cwd=tmp_path, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": root})
+    assert proc.returncode != 0
+    assert "worker processes could not start" in proc.stderr, proc.stderr[-2000:]
+    assert 'if __name__ == "__main__":' in proc.stderr
+    assert "UnitFailure" not in proc.stdout

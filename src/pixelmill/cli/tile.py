@@ -1,8 +1,10 @@
 """``pixelmill tile PIPELINE INPUT OUTPUT``: process one huge image tile by tile.
 
-Exit codes: 0 the output was written; 1 some tiles failed (rerun with ``--resume``) or the job
-could not run; 2 a wrong flag, pipeline field or a pipeline that cannot be tiled within
-``--memory`` (nothing started).
+Exit codes: 0 the output was written (or, with ``--resume``, was already complete); 1 some tiles
+failed (rerun with ``--resume``) or the job could not run (a missing or unreadable INPUT); 2 a
+wrong flag, pipeline field, ``--compression`` or ``--level``, a pipeline that cannot be tiled
+within ``--memory``, or an existing OUTPUT without ``--resume``/``--overwrite`` (nothing
+started).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ __all__ = ["tile"]
 @engine_option
 @workers_option
 @click.option("--resume", is_flag=True,
-              help="Continue a killed run: only tiles without an ok manifest row are processed.")
+              help="Continue a killed run: only tiles without an ok manifest row are processed "
+              "(nothing, when OUTPUT is complete from the same pipeline and input).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the OUTPUT and manifest of an earlier run.")
 @click.option("--pyramid", is_flag=True,
               help="Also write half-size levels (TIFF SubIFDs / OME-Zarr multiscales).")
 @click.option("--compression", default=None, metavar="NAME",
-              help="TIFF compression: zlib, zstd, lzw, ... (default: none).")
+              help="TIFF: zlib, zstd, lzw, lzma, packbits, jpeg, webp, ...; Zarr: zstd, gzip, "
+              "blosc (default: none).")
 @click.option("--level", type=click.IntRange(min=0), default=0, show_default=True,
               help="Pyramid level of INPUT to read (pyramidal TIFF / OME-Zarr).")
 @click.option("--manifest", default=None, metavar="URL",
@@ -38,7 +44,7 @@ __all__ = ["tile"]
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @json_option
 @storage_option
-def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, pyramid,
+def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, overwrite, pyramid,
          compression, level, manifest, quiet, as_json, storage_options):
     """Run PIPELINE on the huge image INPUT tile by tile, writing OUTPUT (.tif or .zarr).
 
@@ -49,16 +55,26 @@ def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, py
     import json
 
     from pixelmill import storage
+    from pixelmill.errors import UsageError
     from pixelmill.tiled import run_tiled
 
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
     so = storage.parse_storage_options(storage_options)
     summary = run_tiled(pipeline, input, output, tile=tile_size, memory=memory, engine=engine,
                         workers=workers, manifest=manifest, resume=resume, storage_options=so,
                         progress=not quiet and not as_json, pyramid=pyramid,
-                        compression=compression, level=level)
+                        compression=compression, level=level, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), default=str))
-    elif not quiet:
+    elif quiet:
+        pass
+    elif summary.up_to_date:
+        click.echo(
+            f"{summary.width}×{summary.height} -> {summary.out_width}×{summary.out_height}: "
+            f"already complete, {summary.ok}/{summary.tiles} tiles ok in an earlier run with "
+            f"this pipeline and input; nothing to do\noutput: {summary.output}")
+    else:
         click.echo(
             f"{summary.width}×{summary.height} -> {summary.out_width}×{summary.out_height}: "
             f"{summary.ok}/{summary.tiles} tiles ok ({summary.resumed} from an earlier run), "

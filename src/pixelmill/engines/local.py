@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from pixelmill.engines import UnitFailure, default_workers, plan_batches
+from pixelmill.errors import PixelmillError
 
 __all__ = ["LocalEngine", "RemoteError"]
 
@@ -41,8 +42,13 @@ class RemoteError(Exception):
     """Carries a worker's traceback text for an exception raised by the mapped function."""
 
 
+_READY = "ready"
+
+
 def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
+    with contextlib.suppress(BrokenPipeError, OSError):
+        conn.send(_READY)  # started: a death from now on is the unit's, not the start-up's
     fn_cache: dict[bytes, Callable] = {}
     while True:
         try:
@@ -79,6 +85,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.task: tuple[int, list[int], float | None] | None = None  # id, unit indices, deadline
+        self.started = False  #: the worker has said it is ready (it got past its imports)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -94,6 +101,14 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"worker process died (signal {-code})"
     return f"worker process exited unexpectedly (exit code {code})"
+
+
+def _start_failure(code: int) -> PixelmillError:
+    return PixelmillError(
+        f"the local engine's worker processes could not start (exit code {code}; their error "
+        "is printed above). Workers are spawned and import the main module: a script that "
+        "runs pixelmill jobs needs the `if __name__ == \"__main__\":` guard, and code read "
+        "from stdin cannot be imported by them (save it to a file)")
 
 
 class LocalEngine:
@@ -188,9 +203,15 @@ class LocalEngine:
                     _, batch, deadline = w.task
                     if w.conn in ready:
                         try:
-                            _, ok, payload = w.conn.recv()
+                            msg = w.conn.recv()
                         except (EOFError, OSError):
-                            ok, payload = None, None
+                            msg = None
+                        if msg == _READY:
+                            w.started = True
+                            if not w.conn.poll():
+                                continue
+                            msg = w.conn.recv()
+                        _, ok, payload = msg if msg is not None else (None, None, None)
                         if ok is True:
                             w.task = None
                             for i, res in zip(batch, payload, strict=True):
@@ -208,6 +229,8 @@ class LocalEngine:
                         if expired:
                             w.proc.kill()
                         w.proc.join(timeout=5)
+                        if not w.started and (w.proc.exitcode or 0) > 0:
+                            raise _start_failure(w.proc.exitcode)
                         reason = (
                             f"timed out after {timeout:g} s" if expired
                             else _describe_exit(w.proc.exitcode)

@@ -22,12 +22,16 @@ from pixelmill.regions._source import (
     MAX_SEGMENT_BYTES,
     TIFF_EXT,
     RegionSource,
+    check_level,
     open_source,
     open_zarr_array,
 )
 from pixelmill.regions._write import (
+    TIFF_COMPRESSIONS,
+    ZARR_COMPRESSIONS,
     TiffCanvas,
     build_pyramid,
+    check_compression,
     create_tiff_canvas,
     create_tile_store,
     output_kind,
@@ -40,11 +44,15 @@ from pixelmill.regions._write import (
 
 __all__ = [
     "MAX_SEGMENT_BYTES",
+    "TIFF_COMPRESSIONS",
     "TIFF_EXT",
+    "ZARR_COMPRESSIONS",
     "RegionSource",
     "TiffCanvas",
     "UsageError",
     "build_pyramid",
+    "check_compression",
+    "check_level",
     "create_tiff_canvas",
     "create_tile_store",
     "open_source",

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
-from pixelmill.errors import DecodeError, StorageError, UsageError
+from pixelmill.errors import DecodeError, InvalidParameterError, StorageError, UsageError
 
-__all__ = ["MAX_SEGMENT_BYTES", "TIFF_EXT", "RegionSource", "open_source", "open_zarr_array"]
+__all__ = ["MAX_SEGMENT_BYTES", "TIFF_EXT", "RegionSource", "check_level", "open_source",
+           "open_zarr_array"]
 
 TIFF_EXT = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
 #: a TIFF strip/tile larger than this is spilled once instead of decoded per tile
@@ -124,6 +125,15 @@ def open_zarr_array(uri: str, path: str = "", storage_options: Mapping[str, Any]
     return zarr.open_array(target.removeprefix("file://"), mode=mode)
 
 
+def check_level(uri: str, level: int, levels: int) -> None:
+    """Refuse a pyramid ``level`` the input does not have (a usage error naming ``--level``)."""
+    if not 0 <= level < levels:
+        have = "only level 0" if levels == 1 else f"levels 0 to {levels - 1}"
+        raise InvalidParameterError(
+            f"--level {level}: {uri} has {levels} pyramid level{'s' if levels != 1 else ''} "
+            f"({have})", field="level")
+
+
 def _ome_multiscales(attrs: Mapping[str, Any]) -> list[dict] | None:
     if "multiscales" in attrs:
         return list(attrs["multiscales"])
@@ -147,8 +157,7 @@ def _open_zarr_source(uri: str, so: Mapping[str, Any] | None, level: int) -> Reg
         ms = _ome_multiscales(dict(node.attrs))
         if ms:
             datasets = ms[0]["datasets"]
-            if level >= len(datasets):
-                raise UsageError(f"{uri}: level {level} not found ({len(datasets)} levels)")
+            check_level(uri, level, len(datasets))
             path = datasets[level]["path"]
             names = [a["name"] if isinstance(a, Mapping) else str(a) for a in ms[0].get("axes", [])]
             if names:
@@ -158,7 +167,10 @@ def _open_zarr_source(uri: str, so: Mapping[str, Any] | None, level: int) -> Reg
             if not arrays:
                 raise DecodeError(f"{uri}: zarr group holds no arrays")
             path = arrays[0]
+            check_level(uri, level, 1)
         node = node[path]
+    else:
+        check_level(uri, level, 1)
     shape = tuple(node.shape)
     axes, read_shape = _norm_axes(axes or _guess_axes(shape), shape)
     return RegionSource(uri, "zarr", read_shape, np.dtype(node.dtype).name, axes, level, path,
@@ -192,8 +204,7 @@ def _open_tiff_source(uri: str, so: Mapping[str, Any] | None, level: int):
     try:
         with fs.open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
             series = tif.series[0]
-            if level >= len(series.levels):
-                raise UsageError(f"{uri}: level {level} not found ({len(series.levels)} levels)")
+            check_level(uri, level, len(series.levels))
             lev = series.levels[level]
             page = lev.keyframe
             segment = (page.tilelength * page.tilewidth if page.is_tiled
@@ -201,6 +212,8 @@ def _open_tiff_source(uri: str, so: Mapping[str, Any] | None, level: int):
             segment *= page.samplesperpixel * np.dtype(lev.dtype).itemsize
             axes, read_shape = _norm_axes(lev.axes, tuple(lev.shape))
             dtype = np.dtype(lev.dtype).name
+    except UsageError:  # a ValueError too, but the user's mistake, not the file's
+        raise
     except (tifffile.TiffFileError, ValueError, IndexError) as e:
         raise DecodeError(f"{uri}: not a readable TIFF: {e}") from e
     source = RegionSource(uri, "tiff", read_shape, dtype, axes, level, "", _so(so))
@@ -218,9 +231,22 @@ def open_source(
 
     Formats without random access, and TIFFs whose strips are huge, are decoded once into a
     ``.npy`` at ``spill_uri`` (required for them) and the returned source reads that.
+
+    Raises :class:`~pixelmill.errors.StorageError` (``URI: no such file``) for a missing input,
+    :class:`~pixelmill.errors.InvalidParameterError` for a ``level`` it does not have and
+    :class:`~pixelmill.errors.DecodeError` for a file that is not a readable image; all before
+    anything is decoded or written.
     """
+    fs, path = storage.get_fs(uri, storage_options)
+    try:
+        exists = fs.exists(path)
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot read: {e}") from e
+    if not exists:
+        raise StorageError(f"{uri}: no such file")
     low = uri.lower().rstrip("/")
     if low.endswith(".npy"):
+        check_level(uri, level, 1)
         return _open_npy_source(uri, storage_options)
     if _is_zarr(uri, storage_options):
         return _open_zarr_source(uri, storage_options, level)
@@ -233,6 +259,7 @@ def open_source(
         return spill_tiff(source, spill_uri)
     if spill_uri is None:
         raise UsageError(f"{uri}: this format has no random access; a spill location is needed")
+    check_level(uri, level, 1)
     from pixelmill.regions._spill import spill_decoded
 
     return spill_decoded(uri, storage_options, spill_uri)

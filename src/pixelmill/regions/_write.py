@@ -11,11 +11,19 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
-from pixelmill.errors import StorageError, UsageError
+from pixelmill.errors import InvalidParameterError, StorageError, UsageError
 from pixelmill.regions._source import TIFF_EXT
 
-__all__ = ["TiffCanvas", "build_pyramid", "create_tiff_canvas", "create_tile_store", "output_kind",
+__all__ = ["TIFF_COMPRESSIONS", "ZARR_COMPRESSIONS", "TiffCanvas", "build_pyramid",
+           "check_compression", "create_tiff_canvas", "create_tile_store", "output_kind",
            "read_band", "write_canvas", "write_ome_metadata", "write_tiff_from_zarr", "write_tile"]
+
+#: ``--compression`` names for TIFF outputs (tifffile's names; those whose encoder is missing
+#: here are refused): lossless ones first, which take any dtype and channel count
+TIFF_COMPRESSIONS = ("zlib", "zstd", "lzw", "lzma", "deflate", "packbits", "lerc", "jpeg",
+                     "png", "webp", "jpeg2000", "jpegxl", "jpegxr")
+#: ``--compression`` names for Zarr outputs: the compressors of the Zarr v3 core specification
+ZARR_COMPRESSIONS = ("zstd", "gzip", "blosc")
 
 def output_kind(uri: str) -> str:
     """``"tiff"`` or ``"zarr"`` from the output's name; anything else is a usage error."""
@@ -29,13 +37,85 @@ def output_kind(uri: str) -> str:
         "store")
 
 
+def _tiff_layout(channels: int) -> dict[str, Any]:
+    """The photometric interpretation every TIFF written here uses for ``channels``."""
+    return {"photometric": "rgb" if channels in (3, 4) else "minisblack",
+            "extrasamples": ("unassalpha",) if channels == 4 else None}
+
+
+def _tiff_encodable() -> list[str]:
+    """The names of :data:`TIFF_COMPRESSIONS` whose encoder tifffile has here."""
+    from tifffile import COMPRESSION, TIFF
+
+    names = []
+    for name in TIFF_COMPRESSIONS:
+        tag = COMPRESSION.ADOBE_DEFLATE if name == "zlib" else COMPRESSION[name.upper()]
+        try:
+            TIFF.COMPRESSORS[int(tag)]
+        except KeyError:  # the codec needs imagecodecs (or a build of it) that is not here
+            continue
+        names.append(name)
+    return names
+
+
+def check_compression(name: str | None, kind: str, dtype: Any = None,
+                      channels: int | None = None) -> str | None:
+    """Validate an output compression before any work: the normalized name, or None.
+
+    ``kind`` is :func:`output_kind`'s answer: TIFF outputs take tifffile's codecs that can
+    encode here (:data:`TIFF_COMPRESSIONS`), Zarr outputs :data:`ZARR_COMPRESSIONS`. Given the
+    output's ``dtype`` and ``channels``, a TIFF codec is also tried on one small tile of that
+    kind (JPEG, WebP, PNG ... take only some dtypes and channel counts). Raises
+    :class:`~pixelmill.errors.InvalidParameterError` naming ``--compression`` and what is valid.
+    """
+    if name is None:
+        return None
+    key = str(name).strip().lower()
+    if key in ("", "none"):
+        return None
+    allowed = list(ZARR_COMPRESSIONS) if kind == "zarr" else _tiff_encodable()
+    if key not in allowed:
+        what = "a Zarr (.zarr) output" if kind == "zarr" else "a TIFF output"
+        raise InvalidParameterError(
+            f"--compression: {name!r} is not available for {what}; expected one of: "
+            f"{', '.join(['none', *allowed])}", field="compression")
+    if kind == "zarr" or dtype is None:
+        return key
+    import io
+
+    import tifffile
+
+    chans = channels or 1
+    sample = np.zeros((16, 16, chans) if channels else (16, 16), dtype=dtype)
+    try:
+        with tifffile.TiffWriter(io.BytesIO(), bigtiff=True) as tw:
+            tw.write(sample, tile=(16, 16), compression=key, metadata=None, **_tiff_layout(chans))
+    except MemoryError:
+        raise
+    except Exception as e:  # the codec's own classes: ValueError, KeyError, RuntimeError...
+        raise InvalidParameterError(
+            f"--compression {key}: cannot write this pipeline's output ({np.dtype(dtype).name}, "
+            f"{chans} channel{'s' if chans != 1 else ''}) with it ({e}); lossless codecs such as "
+            "zlib, zstd or lzw take any image", field="compression") from e
+    return key
+
+
+def _zarr_compressors(compression: str):
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    return {"zstd": ZstdCodec, "gzip": GzipCodec, "blosc": BloscCodec}[compression]()
+
+
 def create_tile_store(uri: str, shape: tuple[int, ...], dtype: str, chunk: tuple[int, int], *,
                       attrs: Mapping[str, Any] | None = None, compress: bool = False,
+                      compression: str | None = None,
                       storage_options: Mapping[str, Any] | None = None):
     """A fresh zarr group at ``uri`` with the full-resolution array ``0`` stored C×Y×X.
 
     Chunks are ``(C, chunk_h, chunk_w)`` so every tile core is exactly one chunk: workers write
     their tiles concurrently without touching each other's chunks (each chunk write is atomic).
+    ``compression`` (one of :data:`ZARR_COMPRESSIONS`) compresses the chunks with that codec;
+    otherwise ``compress`` picks zarr's default codec, and neither leaves them uncompressed.
     """
     import zarr
 
@@ -46,8 +126,10 @@ def create_tile_store(uri: str, shape: tuple[int, ...], dtype: str, chunk: tuple
         group.attrs.update(dict(attrs))
     cshape = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
     chunks = ((shape[2], *chunk) if len(shape) == 3 else chunk)
-    group.create_array("0", shape=cshape, chunks=chunks, dtype=dtype,
-                       compressors="auto" if compress else None, fill_value=0)
+    compressors = (_zarr_compressors(compression) if compression
+                   else "auto" if compress else None)
+    group.create_array("0", shape=cshape, chunks=chunks, dtype=dtype, compressors=compressors,
+                       fill_value=0)
     return group
 
 
@@ -146,8 +228,6 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
 
     base = group["0"]
     channels = base.shape[0] if base.ndim == 3 else 1
-    photometric = "rgb" if channels in (3, 4) else "minisblack"
-    extrasamples = ("unassalpha",) if channels == 4 else None
     fs, path = storage.get_fs(uri, storage_options)
     local = storage._is_local(fs)
     folder = os.path.dirname(os.path.abspath(path)) if local else None
@@ -169,11 +249,11 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
                     kw["subfiletype"] = 1
                 kw["metadata"] = None
                 rows = band or arr.chunks[-2]
-                tw.write(_tiff_tiles(arr, t, -(-rows // t) * t), shape=shape, dtype=arr.dtype, tile=(t, t),
-                         photometric=photometric, extrasamples=extrasamples,
-                         compression=compression, **kw)
+                tw.write(_tiff_tiles(arr, t, -(-rows // t) * t), shape=shape, dtype=arr.dtype,
+                         tile=(t, t), compression=compression, **_tiff_layout(channels), **kw)
         size = os.path.getsize(tmp)
         if local:
+            storage.ordinary_file_mode(tmp)  # mkstemp made it 0600
             os.replace(tmp, path)
         else:
             fs.put_file(tmp, path)
@@ -209,9 +289,7 @@ def create_tiff_canvas(path: str, shape: tuple[int, ...], dtype: str, tile: int 
     channels = shape[2] if len(shape) == 3 else 1
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         tw.write(None, shape=tuple(shape), dtype=dtype, tile=(tile, tile),
-                 photometric="rgb" if channels in (3, 4) else "minisblack",
-                 extrasamples=("unassalpha",) if channels == 4 else None,
-                 description=description, metadata=None)
+                 description=description, metadata=None, **_tiff_layout(channels))
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         offsets = np.asarray(page.dataoffsets, dtype=np.int64)

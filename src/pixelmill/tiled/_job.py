@@ -31,7 +31,7 @@ import numpy as np
 
 from pixelmill import regions, storage
 from pixelmill.engines import Engine, UnitFailure, default_workers, get_engine
-from pixelmill.errors import TilingError
+from pixelmill.errors import TilingError, UsageError
 from pixelmill.pipeline import Pipeline, load_pipeline
 from pixelmill.tiled._output import (
     assemble,
@@ -39,6 +39,7 @@ from pixelmill.tiled._output import (
     chunk_for,
     finish_canvas,
     open_canvas,
+    output_bytes,
     sidecar,
     store_attrs,
 )
@@ -80,6 +81,9 @@ class TiledSummary:
     t_tiles: float = 0.0  #: seconds running the tile units
     t_assemble: float = 0.0  #: seconds writing the output from the tile store
     measures: dict[str, Any] = field(default_factory=dict)
+    #: True when ``resume`` found the output already complete (same pipeline, input and
+    #: options): nothing was run and the figures above come from the manifest
+    up_to_date: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +97,78 @@ def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: Pipeli
     if not isinstance(out, np.ndarray):
         raise TilingError("the pipeline does not return an image")
     return out.dtype.name, (out.shape[2] if out.ndim == 3 else None)
+
+
+def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
+                        so: Mapping[str, Any]) -> None:
+    """Neither resume nor overwrite: an output or manifest already there is a usage error."""
+    from pixelmill.manifest import journal_path
+
+    clash = []
+    fs, path = storage.get_fs(output_uri, so)
+    if fs.exists(path):
+        clash.append(output_uri)
+    if manifest_uri is not None:
+        mfs, mpath = storage.get_fs(manifest_uri, so)
+        if mfs.exists(mpath) or (storage._is_local(mfs) and os.path.exists(journal_path(mpath))):
+            clash.append(manifest_uri)
+    if clash:
+        raise UsageError(f"{clash[0]} already exists (results of an earlier run); use --resume to "
+                         "continue that run or --overwrite to replace it")
+
+
+def _input_stamp(uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
+    """The input's size (files) and modification time, as far as its filesystem tells them."""
+    fs, path = storage.get_fs(uri, so)
+    try:
+        info = fs.info(path)
+    except OSError:  # missing: open_source says so
+        return {"input_bytes": None, "input_modified": None}
+    size = info.get("size") if info.get("type") == "file" else None
+    try:
+        modified = fs.modified(path).isoformat()
+    except (NotImplementedError, OSError, KeyError, AttributeError, ValueError):
+        modified = None
+    return {"input_bytes": None if size is None else int(size), "input_modified": modified}
+
+
+#: columns of the image row that are not the measures of a whole-image job
+_IMAGE_COLS = {"key", "uri", "status", "reason", "output", "output_bytes", "width", "height",
+               "out_width", "out_height", "tiles", "tile", "peak_rss", "t_process", "pipeline",
+               "level", "pyramid", "compression", "input_bytes", "input_modified"}
+
+
+def _finished_run(rows: list[dict[str, Any]], input_uri: str, output_uri: str,
+                  identity: Mapping[str, Any], so: Mapping[str, Any],
+                  where: str) -> TiledSummary | None:
+    """The summary of an earlier run that already wrote this output completely, or None.
+
+    Complete means: the image row is ``ok`` for this output, it was made with the same pipeline
+    (a different one is a usage error: resuming would mix two pipelines' results), the same
+    level/pyramid/compression, from an input of the same size and modification time, and the
+    output is there with the size the row records.
+    """
+    row = next((r for r in rows if r.get("key") == input_uri), None)
+    if row is None or row.get("status") != "ok" or row.get("output") != output_uri:
+        return None
+    if row.get("pipeline") not in (None, identity["pipeline"]):
+        raise UsageError(
+            f"{where}: written by a different pipeline (fingerprint {row['pipeline']}, this one "
+            f"is {identity['pipeline']}); use --overwrite to replace its output")
+    if any(row.get(k) != v for k, v in identity.items()):
+        return None  # other options, an input changed since, or a manifest from before stamps
+    if identity["input_bytes"] is None and identity["input_modified"] is None:
+        return None  # nothing tells whether the input changed: run it again
+    if output_bytes(output_uri, so) != row.get("output_bytes"):
+        return None
+    tiles = int(row.get("tiles") or 0)
+    return TiledSummary(
+        input_uri, output_uri, "ok", tiles=tiles, ok=tiles, resumed=tiles,
+        tile=int(row.get("tile") or 0), width=int(row.get("width") or 0),
+        height=int(row.get("height") or 0), out_width=int(row.get("out_width") or 0),
+        out_height=int(row.get("out_height") or 0), up_to_date=True,
+        measures={k: v for k, v in row.items()
+                  if k not in _IMAGE_COLS and k not in _TILE_COLS and v is not None})
 
 
 def _progress(total: int, enabled: bool):
@@ -137,6 +213,7 @@ def run_tiled(
     pyramid: bool = False,
     compression: str | None = None,
     level: int = 0,
+    overwrite: bool = True,
 ) -> TiledSummary:
     """Process one huge image tile by tile, within a memory budget, resumably.
 
@@ -163,31 +240,63 @@ def run_tiled(
         image (key ``URI``).
     resume : bool
         Skip tiles whose row in the manifest is ``ok`` and whose tile store is still there.
+        When an earlier run already wrote the output completely (same pipeline, input, level,
+        pyramid and compression; output present with the size its manifest row records),
+        nothing is run: the summary says so (``up_to_date``) and output and manifest are left
+        as they are. An ``ok`` row of a different pipeline for this output is a usage error.
     pyramid : bool
         Also write half-size levels down to ~256 pixels (TIFF SubIFDs / OME-Zarr levels).
     compression : str, optional
-        TIFF compression (``"zlib"``, ``"zstd"``, ``"lzw"``, ...).
+        TIFF outputs: a tifffile codec that can encode here (``"zlib"``, ``"zstd"``, ``"lzw"``,
+        ``"jpeg"``, ... see :data:`pixelmill.regions.TIFF_COMPRESSIONS`); Zarr outputs:
+        ``"zstd"``, ``"gzip"`` or ``"blosc"``. Checked before any work (a codec that cannot
+        hold the pipeline's output dtype/channels too).
+    level : int
+        Pyramid level of the input to read; one it does not have is a usage error.
+    overwrite : bool
+        Replace an existing output and manifest (default, as before). ``False`` refuses them
+        with a usage error unless ``resume`` (what ``pixelmill tile`` does without
+        ``--overwrite``).
 
     Returns
     -------
     TiledSummary
     """
-    from pixelmill.manifest import ManifestWriter
+    from pixelmill.manifest import ManifestWriter, read_manifest
 
     t_start = time.perf_counter()
     pipeline = load_pipeline(pipeline)
     plan = analyze(pipeline)
     out_kind = regions.output_kind(output_uri)
     budget = parse_memory(memory) or default_memory()
+    compression = regions.check_compression(compression, out_kind)
     so = dict(storage_options or {})
+    own_manifest = not hasattr(manifest, "append")
+    manifest_uri = ((manifest or output_uri.rstrip("/") + ".manifest.parquet") if own_manifest
+                    else None)
+    if not resume and not overwrite:
+        _refuse_earlier_run(output_uri, manifest_uri, so)
+    # what makes an earlier, finished run's output this job's output (recorded in the image row)
+    identity = {"pipeline": pipeline.fingerprint, "level": level, "pyramid": bool(pyramid),
+                "compression": compression, **_input_stamp(input_uri, so)}
+    if resume:
+        earlier = read_manifest(manifest_uri, so) if own_manifest else manifest.earlier_rows
+        finished = _finished_run(earlier, input_uri, output_uri, identity, so,
+                                 manifest_uri or getattr(manifest, "uri", output_uri))
+        if finished is not None:
+            finished.memory = budget
+            finished.seconds = time.perf_counter() - t_start
+            return finished
     out_fs, out_path = storage.get_fs(output_uri, so)
     # a Zarr output on an object store (no rename there) is written in place
     store_uri = (output_uri if out_kind == "zarr" and not storage._is_local(out_fs)
                  else sidecar(output_uri, "pixelmill-tiles.zarr"))
-    if storage._is_local(out_fs):  # side files (spill, tile store, partial TIFF) go beside it
-        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    # chunks of a Zarr output are compressed as they are written; a TIFF's at assembly
+    store_compression = compression if out_kind == "zarr" else None
     source = regions.open_source(input_uri, so, level=level,
                                  spill_uri=sidecar(output_uri, "pixelmill-spill.npy"))
+    if storage._is_local(out_fs):  # side files (tile store, partial TIFF) go beside it
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     h, w = source.height, source.width
     n_workers = workers or getattr(engine, "workers", None) or default_workers()
     whole = plan.size_problem(h, w) is not None
@@ -200,6 +309,8 @@ def run_tiled(
             assemble=bool(pyramid or compression or not storage._is_local(out_fs)))
     fingerprint = {"input": input_uri, "shape": list(source.shape), "dtype": source.dtype,
                    "pipeline": pipeline.fingerprint, "tile": tile_size, "halo": plan.halo}
+    if store_compression:
+        fingerprint["compression"] = store_compression
     fs, store_path = storage.get_fs(store_uri, so)
     store_ok = False
     if resume and not whole:
@@ -220,9 +331,9 @@ def run_tiled(
         windows = grid(h, w, tile_size, plan.halo, plan.scale, step=plan.step, wrap=plan.wrap)
         out_dtype, out_c = _probe_output(pipeline, source, plan)
         out_h, out_w = scaled_shape(h, w, plan.scale)
-    own_manifest = not hasattr(manifest, "append")
-    writer = (ManifestWriter(manifest or output_uri.rstrip("/") + ".manifest.parquet",
-                             keep_existing=resume, storage_options=so)
+        if out_kind == "tiff":  # a codec that cannot hold this output fails now, not at the end
+            regions.check_compression(compression, out_kind, out_dtype, out_c)
+    writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
               if own_manifest else manifest)
     canvas = None
     if not whole:
@@ -240,7 +351,8 @@ def run_tiled(
                 if r.get("status") == "ok" and "#tile=" in str(r.get("key"))}
     elif not whole and canvas is None:
         regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
-                                  attrs={"pixelmill_plan": fingerprint}, storage_options=so)
+                                  attrs={"pixelmill_plan": fingerprint},
+                                  compression=store_compression, storage_options=so)
     summary = TiledSummary(input_uri, output_uri, "ok", tiles=len(windows), tile=tile_size,
                            workers=concurrency, memory=budget, width=w, height=h)
     own_engine = engine is None or isinstance(engine, str)
@@ -251,7 +363,7 @@ def run_tiled(
             t0 = time.perf_counter()
             rows, failed = _run_units(eng, pipeline, plan, source, windows, done, store_uri, so,
                                       fingerprint, output_uri, concurrency, writer, progress,
-                                      whole, summary, canvas)
+                                      whole, summary, canvas, store_compression)
             if not failed:
                 if whole:
                     out_h, out_w = rows[0]["out_height"], rows[0]["out_width"]
@@ -281,7 +393,7 @@ def run_tiled(
                        "width": w, "height": h, "out_width": summary.out_width or None,
                        "out_height": summary.out_height or None, "tiles": len(windows),
                        "tile": tile_size, "peak_rss": summary.peak_rss,
-                       "t_process": summary.seconds, **summary.measures})
+                       "t_process": summary.seconds, **identity, **summary.measures})
     finally:
         if own_engine:
             eng.close()
@@ -294,14 +406,15 @@ _TILE_COLS = {"key", "uri", "output", "tile_row", "tile_col", "y0", "x0", "heigh
               "status", "reason", "t_read", "t_process", "t_write", "out_height", "out_width"}
 
 def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, fingerprint,
-               output_uri, concurrency, writer, progress, whole, summary, canvas=None):
+               output_uri, concurrency, writer, progress, whole, summary, canvas=None,
+               store_compression=None):
     uri = fingerprint["input"]
     todo = [win for win in windows if f"{uri}#tile={win.key}" not in done]
     summary.resumed = len(windows) - len(todo)
     threads = max(1, default_workers() // max(1, concurrency))
     job = TileJob(source, pipeline.to_json(), (plan.scale.numerator, plan.scale.denominator),
                   plan.step, plan.wrap, store_uri, tuple(sorted(so.items())), output_uri,
-                  threads, whole, json.dumps(fingerprint), uri, canvas)
+                  threads, whole, json.dumps(fingerprint), uri, canvas, store_compression)
     rows, failed = [], []
     with _progress(len(todo), progress) as bar:
         for i, res in _map_waves(eng, partial(run_tile, job), todo, concurrency):

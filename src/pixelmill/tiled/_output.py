@@ -14,8 +14,8 @@ from pixelmill import regions, storage
 from pixelmill.tiled._worker import CHUNK_ROWS
 from pixelmill.tiling import scale_box
 
-__all__ = ["assemble", "canvas_tile", "chunk_for", "finish_canvas", "open_canvas", "sidecar",
-           "store_attrs"]
+__all__ = ["assemble", "canvas_tile", "chunk_for", "finish_canvas", "open_canvas",
+           "output_bytes", "sidecar", "store_attrs"]
 
 
 def sidecar(output_uri: str, suffix: str) -> str:
@@ -26,6 +26,18 @@ def sidecar(output_uri: str, suffix: str) -> str:
         return f"{head}/.{name}.{suffix}"
     folder, name = os.path.split(os.path.abspath(out))
     return os.path.join(folder, f".{name}.{suffix}")
+
+
+def output_bytes(output_uri: str, so: Mapping[str, Any] | None = None) -> int | None:
+    """The size of an output: a file's, or the sum of a Zarr store's files; None if absent."""
+    fs, path = storage.get_fs(output_uri, so)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    if info.get("type") == "file":
+        return int(info.get("size") or 0)
+    return int(sum(v.get("size", 0) or 0 for v in fs.find(path, detail=True).values()))
 
 
 def store_attrs(store_uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,15 +117,17 @@ def assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerpr
     else:
         regions.write_ome_metadata(group, 1)
     if out_kind == "tiff":
+        channels = base.shape[0] if base.ndim == 3 else None
+        # a whole-image unit learns its output dtype only now
+        regions.check_compression(compression, out_kind, base.dtype, channels)
         size = regions.write_tiff_from_zarr(group, output_uri, levels=levels + 1,
                                             compression=compression, storage_options=so,
                                             metadata={"pipeline": fingerprint["pipeline"]})
         fs.rm(store_path, recursive=True)
         return size
     out_fs, out_path = storage.get_fs(output_uri, so)
-    if store_uri == output_uri:  # written in place
-        return int(sum(v.get("size", 0) or 0 for v in out_fs.find(out_path, detail=True).values()))
-    if out_fs.exists(out_path):
-        out_fs.rm(out_path, recursive=True)
-    fs.mv(store_path, out_path, recursive=True)
-    return int(sum(v.get("size", 0) or 0 for v in out_fs.find(out_path, detail=True).values()))
+    if store_uri != output_uri:  # else written in place
+        if out_fs.exists(out_path):
+            out_fs.rm(out_path, recursive=True)
+        fs.mv(store_path, out_path, recursive=True)
+    return output_bytes(output_uri, so) or 0

@@ -36,6 +36,7 @@ class TileJob:
     fingerprint: str = "{}"
     input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
     canvas: regions.TiffCanvas | None = None  #: write tiles straight into this TIFF
+    store_compression: str | None = None  #: codec of the tile store a whole-image unit makes
 
 
 # ---- worker side --------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
                 job.store_uri, core.shape, core.dtype.name,
                 (min(1024, core.shape[0]) or 1, min(1024, core.shape[1]) or 1),
                 attrs={"pixelmill_plan": json.loads(job.fingerprint)},
-                storage_options=dict(job.store_options))
+                compression=job.store_compression, storage_options=dict(job.store_options))
             _CACHE.pop("store:" + job.store_uri, None)
             row.update(out_height=core.shape[0], out_width=core.shape[1])
             window = TileWindow(0, 0, (0, shape[0], 0, shape[1]), window.halo)
