@@ -51,6 +51,10 @@ def test_json_listing_matches_the_registry():
     assert by_name["resize"]["scale"] is None and by_name["resize"]["scale_varies"]
     assert by_name["crop"]["scale"] is None and not by_name["crop"]["scale_varies"]
     assert by_name["threshold"]["halo"] == "global"  # otsu by default
+    assert by_name["sobel"]["result_dtypes"] == dict.fromkeys(("uint8", "uint16", "float32"),
+                                                               "float32")
+    assert by_name["gaussian"]["result_dtypes"]["uint16"] == "uint16"
+    assert by_name["convert"]["result_dtype_varies"] and "result_dtypes" not in by_name["sharpness"]
 
 
 def test_one_op_in_full():
@@ -60,6 +64,7 @@ def test_one_op_in_full():
     assert "block_size: int; default 35; >= 3 and <= 1001" in out
     assert "Neighbourhood side for the adaptive methods" in out
     assert "uint8 H×W mask" in out  # the Returns section (dtype policy) is shown
+    assert "dtypes: uint8, uint16, float32  (result: uint8)" in out
     assert "Parameters\n----------" not in out  # not twice
     crop = _run("crop")
     assert "x: int; required; >= 0" in crop

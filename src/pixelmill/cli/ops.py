@@ -58,6 +58,16 @@ def _returns(doc: str) -> str:
     return " ".join(line.strip() for line in m.group(1).splitlines()) if m else ""
 
 
+def _result_dtypes(spec) -> dict[str, Any]:
+    """``result_dtypes`` (input dtype -> returned image's dtype, with default parameters) and
+    whether parameters change it; nothing for ops that return values, not an image."""
+    if spec.output not in ("image", "labels"):
+        return {}
+    defaults = {k: p.default for k, p in spec.params.items() if not p.required}
+    return {"result_dtypes": {d: spec.output_dtype(defaults, d) for d in spec.dtypes},
+            "result_dtype_varies": callable(spec.out_dtype_rule)}
+
+
 def describe_op(spec) -> dict[str, Any]:
     """A JSON-ready description of one op, straight from its registry entry."""
     halo, halo_varies = _rule(spec, "halo")
@@ -78,6 +88,7 @@ def describe_op(spec) -> dict[str, Any]:
         "family": spec.family,
         "output": spec.output,
         "dtypes": list(spec.dtypes),
+        **_result_dtypes(spec),
         "halo": halo,
         "halo_varies": halo_varies,
         "scale": scale,
@@ -129,10 +140,23 @@ def _print_list(rows: list[dict]) -> None:
                "name! = required. 'pixelmill ops NAME' for details.")
 
 
+def _result_text(d: dict) -> str:
+    results = d.get("result_dtypes")
+    if not results:
+        return ""
+    if all(k == v for k, v in results.items()):
+        text = "the input's dtype"
+    elif len(set(results.values())) == 1:
+        text = next(iter(results.values()))
+    else:
+        text = ", ".join(f"{k} -> {v}" for k, v in results.items())
+    return f"  (result: {text}{', by default' if d['result_dtype_varies'] else ''})"
+
+
 def _print_one(d: dict) -> None:
     click.echo(f"{d['name']}  ({d['family']}, output: {d['output']})")
     click.echo(f"  {d['summary']}")
-    click.echo(f"  dtypes: {', '.join(d['dtypes'])}")
+    click.echo(f"  dtypes: {', '.join(d['dtypes'])}" + _result_text(d))
     click.echo(f"  halo:   {_rule_text(d['halo'], d['halo_varies'], 'halo')}"
                + ("  (depends on the parameters)" if d["halo_varies"] else ""))
     click.echo(f"  scale:  {_rule_text(d['scale'], d['scale_varies'], 'scale')}"
