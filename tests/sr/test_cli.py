@@ -160,6 +160,25 @@ def test_upscale_bicubic_tiled_equals_imresize(tmp_path, astronaut):
     np.testing.assert_array_equal(got, imresize(astronaut[:50, :70], 3))
 
 
+def test_upscale_replaces_an_output_only_with_overwrite(tmp_path, astronaut, capsys):
+    """`upscale` silently replaced an existing OUTPUT while `run` and `tile` refuse to."""
+    src = tmp_path / "in.png"
+    write_png(src, astronaut[:40, :40])
+    for name in ("out.png", "out.tif"):
+        out = tmp_path / name
+        args = ["upscale", str(src), str(out), "--model", "bicubic", "--tile", "16"]
+        assert main(args) == 0
+        before = out.stat().st_mtime_ns
+        assert main(args) == 2
+        assert "--overwrite" in capsys.readouterr().err
+        assert out.stat().st_mtime_ns == before  # untouched
+        assert main([*args, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["upscale", str(src), str(tmp_path / "out.tif"), "--model", "bicubic",
+                 "--tile", "16", "--resume"]) == 0  # a finished streaming run: nothing to do
+    assert "from an earlier run" in capsys.readouterr().out
+
+
 def test_fuse_cli_writes_registered_result(tmp_path, astronaut):
     from scipy import ndimage
 

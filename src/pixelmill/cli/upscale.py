@@ -56,6 +56,8 @@ def _check_in_memory(image, out_shape, tile: int, batch: int, budget: int | None
 @click.option("--resume", is_flag=True,
               help="Streaming path: continue a killed run; only tiles without an ok manifest "
               "row (<OUTPUT>.manifest.parquet) are upscaled again.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing OUTPUT (and the streaming path's manifest).")
 @click.option("--stream/--no-stream", default=None,
               help="Force the streaming tiled job (TIFF/Zarr output) or the in-memory path; "
               "default: stream when OUTPUT is .tif/.tiff/.zarr.")
@@ -63,7 +65,7 @@ def _check_in_memory(image, out_shape, tile: int, batch: int, budget: int | None
 @workers_option
 @storage_option
 def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, memory, resume,
-            stream, engine, workers, storage_options) -> None:
+            overwrite, stream, engine, workers, storage_options) -> None:
     """Upscale INPUT by --scale with a super-resolution network, writing OUTPUT.
 
     TIFF/Zarr outputs stream through the tiled job (any size, bounded memory, resumable
@@ -86,6 +88,9 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
         raise InvalidParameterError(
             "--resume: only the streaming path (a .tif/.tiff/.zarr OUTPUT) keeps a manifest "
             "to resume from", field="resume")
+    if resume and overwrite:
+        raise InvalidParameterError("--resume and --overwrite exclude each other",
+                                    field="overwrite")
     if stream:
         if not output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES):
             raise InvalidParameterError(
@@ -94,7 +99,8 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
 
         summary = run_tiled([{"op": "super_resolve", **params}], input_uri, output_uri,
                             tile=tile, memory=memory, engine=engine, workers=workers,
-                            resume=resume, storage_options=so, progress=True)
+                            resume=resume, overwrite=overwrite, storage_options=so,
+                            progress=True)
         again = f" ({summary.resumed} from an earlier run)" if summary.resumed else ""
         click.echo(f"{summary.status}: {summary.width}×{summary.height} -> "
                    f"{summary.out_width}×{summary.out_height}, {summary.tiles} tiles{again}, "
@@ -113,6 +119,14 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     from pixelmill.tiled import parse_memory
 
     check_output(output_uri)  # an unwritable format fails before the input is read
+    if not overwrite:
+        from pixelmill import storage
+
+        fs, path = storage.get_fs(output_uri, so)
+        if fs.exists(path):
+            raise InvalidParameterError(
+                f"OUTPUT: {output_uri} already exists; use --overwrite to replace it",
+                field="OUTPUT")
     dev = resolve_device(device, field="--device")
     budget = parse_memory(memory, "--memory")
     t0 = time.perf_counter()
