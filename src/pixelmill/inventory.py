@@ -87,7 +87,9 @@ def _read(fs: Any, local: bool, uri: str, whole: bool) -> tuple[bytes, bool]:
     Remote files are read with ranged requests (one for the head), never a read-ahead block.
     """
     if local:
-        with open(fs._strip_protocol(uri) if "://" in uri else uri, "rb") as f:
+        local_path = fs._strip_protocol(uri) if "://" in uri else uri
+        storage.check_regular(local_path)
+        with open(local_path, "rb") as f:
             if whole:
                 return f.read(), True
             head = f.read(HEAD_BYTES)

@@ -242,9 +242,30 @@ def label_from_path(relpath: str, mode: str | None) -> str | None:
     raise UsageError(f"--label-from: expected 'parent' or 'partition', got {mode!r}")
 
 
+def check_regular(path: str, uri: str | None = None) -> None:
+    """Refuse a local "file" that is a device, pipe or socket with a
+    :class:`~pixelmill.errors.DecodeError`, before opening it (``x.jpg -> /dev/zero`` would be
+    read until memory runs out; opening a named pipe waits for a writer forever)."""
+    import stat
+
+    from pixelmill.errors import DecodeError
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing or unreadable: the open that follows says so
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device"
+                if stat.S_ISBLK(mode) else "a named pipe" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+        raise DecodeError(f"{uri + ': ' if uri else ''}not a regular file ({kind})")
+
+
 def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
-    """The whole content of one file."""
+    """The whole content of one file (a device, pipe or socket is a DecodeError)."""
     fs, path = get_fs(uri, storage_options)
+    if _is_local(fs):
+        check_regular(path, uri)
     try:
         with fs.open(path, "rb") as f:
             return f.read()

@@ -32,3 +32,61 @@ def test_big_inputs_are_tiled_and_equal_the_untiled_result(collection, tmp_path,
     expected = cv2.GaussianBlur(src, (13, 13), 1.5, borderType=cv2.BORDER_REFLECT)
     got = tifffile.imread(out / "coffee.tif")
     np.testing.assert_array_equal(got, expected)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header (and a tiny, unfinished image stream) claiming ``width``×``height``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def test_the_pixel_limit_holds_on_the_tiled_route(tmp_path, engine, blur_pipeline):
+    """An image above tile_threshold went to the tiled runner before the pixel limit was
+    checked: a PNG claiming 100000×100000 was decoded whole and the OOM killer took the job
+    (no manifest). Whole-decoded formats keep the default limit there; --max-pixels holds
+    for every format."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bomb.png").write_bytes(_png_claiming(100_000, 100_000))
+    cv2.imwrite(str(src / "ok.png"), np.full((64, 64, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    summary = run(blur_pipeline, str(src), str(out), engine=engine, progress=False,
+                  report=False, tile_threshold=1000)
+    rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))
+            if "#" not in r["key"]}
+    assert rows["bomb.png"]["status"] == "invalid"
+    assert "exceeds the pixel limit" in rows["bomb.png"]["reason"]
+    assert rows["ok.png"]["status"] == "ok" and rows["ok.png"]["tiled"]
+    assert (summary.ok, summary.invalid) == (1, 1)
+    summary = run(blur_pipeline, str(src / "ok.png"), str(tmp_path / "o2"), engine=engine,
+                  progress=False, report=False, tile_threshold=1000, max_pixels=2000)
+    assert summary.invalid == 1  # an explicit limit holds on the tiled route too
+
+
+def test_tiled_outputs_do_not_replace_each_other(tmp_path, engine, blur_pipeline):
+    """a.jpg and a.png above tile_threshold were both written to a.tif: one result lost,
+    both rows ok."""
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.jpg"), np.full((64, 64, 3), 90, np.uint8))
+    cv2.imwrite(str(src / "a.png"), np.full((64, 64, 3), 30, np.uint8))
+    out = tmp_path / "out"
+    summary = run(blur_pipeline, str(src), str(out), engine=engine, progress=False,
+                  report=False, tile_threshold=1000)
+    rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))
+            if "#" not in r["key"]}
+    assert rows["a.jpg"]["status"] == "ok" and rows["a.jpg"]["output"].endswith("a.tif")
+    assert rows["a.png"]["status"] == "failed" and "would replace the output of" in (
+        rows["a.png"]["reason"])
+    assert (summary.ok, summary.failed) == (1, 1)
+    summary = run(blur_pipeline, str(src), str(tmp_path / "named"), engine=engine,
+                  progress=False, report=False, tile_threshold=1000, name_template="{stem}-{suffix}")
+    assert summary.ok == 2

@@ -15,7 +15,7 @@ from typing import Any
 from pixelmill import storage
 from pixelmill.errors import ExitCode, InvalidParameterError, UsageError
 from pixelmill.jobs._plan import DEFAULT_NAME_TEMPLATE, WorkUnit, check_format, plan_units
-from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, process_unit
+from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
 from pixelmill.manifest import ManifestWriter, journal_path, read_manifest
 from pixelmill.pipeline import Pipeline, load_pipeline
 
@@ -193,12 +193,20 @@ def _tiled_output(uri: str) -> str:
 
 def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
                     units_by_key: Mapping[str, WorkUnit], engine: Any, writer: ManifestWriter, *,
-                    resume: bool, memory: Any, so: Mapping[str, Any], progress: Any) -> None:
-    """Hand each routed input to :func:`pixelmill.tiled.run_tiled`; one row per input after."""
+                    resume: bool, memory: Any, so: Mapping[str, Any], progress: Any,
+                    taken: Mapping[str, str] | None = None) -> None:
+    """Hand each routed input to :func:`pixelmill.tiled.run_tiled`; one row per input after.
+
+    ``taken`` maps every planned output URI to its input: a tiled output (``.tif``) that would
+    replace another input's output fails its own row instead of overwriting that result.
+    """
+    from pixelmill.errors import DecodeError
+
     try:
         from pixelmill.tiled import run_tiled
     except ImportError:
         run_tiled = None
+    taken = dict(taken or {})
     for row in rows:
         row = {k: v for k, v in row.items() if k != "_route"}
         unit = units_by_key[row["key"]]
@@ -207,8 +215,14 @@ def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
             row.update(status="failed", reason=(
                 f"tiling: the image has {pixels} pixels, above tile_threshold, and tiled "
                 "processing (pixelmill.tiled) is not available"))
+        elif taken.get(_tiled_output(unit.output), unit.uri) != unit.uri:
+            out_uri = _tiled_output(unit.output)
+            row.update(status="failed", reason=(
+                f"tiled: its output {out_uri} (a tiled job writes .tif) would replace the output "
+                f"of {taken[out_uri]}; name outputs with {{suffix}} (--name)"))
         else:
             out_uri = _tiled_output(unit.output)
+            taken[out_uri] = unit.uri
             fs, path = storage.get_fs(out_uri, so)
             if storage._is_local(fs):  # side files (spills, tile stores) go beside the output
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -216,8 +230,10 @@ def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
                 tiled = run_tiled(pipeline, unit.uri, out_uri, memory=memory, engine=engine,
                                   manifest=writer, resume=resume,
                                   storage_options=dict(so) or None, progress=False)
+            except DecodeError as e:  # the input, read by region, is not a usable image
+                row.update(status="invalid", reason=_reason("tiled", e))
             except Exception as e:
-                row.update(status="failed", reason=f"tiled: {type(e).__name__}: {e}")
+                row.update(status="failed", reason=_reason("tiled", e))
             else:
                 row.update(status=tiled.status, reason=tiled.reason, tiled=True,
                            tiles=tiled.tiles, out_width=tiled.out_width or None,
@@ -375,7 +391,8 @@ def run(
                                progress=bar)
             if deferred:
                 _run_tiled_rows(pipe, deferred, {u.key: u for u in todo}, eng, writer,
-                                resume=resume, memory=memory, so=so, progress=bar)
+                                resume=resume, memory=memory, so=so, progress=bar,
+                                taken={u.output: u.uri for u in units if u.output})
     finally:
         if own_engine:
             eng.close()

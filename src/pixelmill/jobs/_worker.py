@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pixelmill.errors import StorageError
+from pixelmill.errors import DecodeError, StorageError
 from pixelmill.jobs._plan import WorkUnit
 from pixelmill.pipeline import Pipeline, Step
 
@@ -151,11 +151,16 @@ def _prepare_worker() -> None:
         cv2.setNumThreads(1)
 
 
+#: input formats the tiled route reads region by region (the others are decoded whole first)
+_READ_BY_REGION = ("tif",)
+
+
 def _read(uri: str, so: Mapping[str, Any]) -> bytes:
     """The bytes of one input; plain local paths skip the fsspec lookup (per-image cost)."""
     from pixelmill import storage
 
     if "://" not in uri and not so:
+        storage.check_regular(uri)
         try:
             with open(uri, "rb") as f:
                 return f.read()
@@ -179,6 +184,8 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     so = dict(spec.storage_options)
     try:
         data = _read(unit.uri, so)
+    except DecodeError as e:  # not a file at all (a device, a pipe)
+        return {**row, "status": "invalid", "reason": _reason("read", e)}
     except Exception as e:  # storage errors are job failures, not bad images
         return {**row, "status": "failed", "reason": _reason("read", e)}
     t_read = time.perf_counter()
@@ -192,6 +199,16 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     pipeline = spec.pipeline
     if (spec.tile_threshold and unit.output is not None and width * height > spec.tile_threshold
             and pipeline.tileable):
+        # the pixel limit holds on this route too: always when given, and by default for the
+        # formats that must be decoded whole (a TIFF is read by region, whatever its size)
+        limit = spec.max_pixels
+        if limit is None and row["format"] not in _READ_BY_REGION:
+            limit = codecs.DEFAULT_MAX_PIXELS
+        try:
+            codecs.check_pixel_limit(info, limit)
+        except Exception as e:
+            return {**row, "status": "invalid", "reason": _reason("decode", e),
+                    "t_read": t_read - t_start}
         return {**row, "_route": TILED_ROUTE}
     reduce = 1
     if spec.shrink_on_load:
