@@ -83,10 +83,12 @@ def _thumb(uri: str | None, so: Mapping[str, Any]) -> str | None:
     except Exception:
         return None
     img = np.asarray(img)
-    if img.dtype != np.uint8:
-        lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
-        img = ((img.astype(np.float32) - lo) * (255.0 / (hi - lo or 1.0))).clip(0, 255)
-        img = img.astype(np.uint8)
+    if img.dtype != np.uint8:  # stretch the finite values to 0–255 (NaN and ±inf: 0 / 255)
+        img = img.astype(np.float32)
+        finite = img[np.isfinite(img)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        img = np.nan_to_num(img, nan=lo, posinf=hi, neginf=lo)
+        img = ((img - lo) * (255.0 / (hi - lo or 1.0))).clip(0, 255).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
     h, w = img.shape[:2]

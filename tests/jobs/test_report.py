@@ -38,3 +38,26 @@ def test_histograms_of_measurements(tmp_path):
     page = build_report(uri)
     assert "alt='measurement histograms' src='data:image/png;base64," in page
     assert "&lt;b&gt;escaped&lt;/b&gt;" in page and "<b>escaped" not in page
+
+
+def test_thumbnail_of_a_float_image_with_nan_and_inf(tmp_path):
+    """Non-finite pixels made the report's scaling warn (nanmin = -inf) and the thumbnail
+    all one value; now the finite range is stretched and NaN/±inf are clipped to its ends."""
+    import base64
+    import warnings
+
+    import cv2
+    import numpy as np
+    import tifffile
+
+    from pixelmill.report import _thumb
+
+    img = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    img[0, :3] = [np.nan, np.inf, -np.inf]
+    tifffile.imwrite(tmp_path / "f.tif", img)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        uri = _thumb(str(tmp_path / "f.tif"), {})
+    jpeg = base64.b64decode(uri.split(",", 1)[1])
+    thumb = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert thumb[-1, -1] > 240 and 110 < thumb[32, 0] < 145  # the ramp survives
