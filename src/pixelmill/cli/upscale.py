@@ -12,22 +12,24 @@ __all__ = ["upscale"]
 _STREAMING_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
-def _check_in_memory(image, out_shape, tile: int, batch: int, budget: int | None) -> None:
+def _check_in_memory(shape, dtype, out_shape, tile: int, batch: int, budget: int | None) -> None:
     """Refuse, before computing, an in-memory upscale whose output (the array, then its encoded
     file) would not fit ``--memory`` or, without it, the memory available now."""
     import math
 
+    import numpy as np
     import psutil
 
     from pixelmill.errors import InvalidParameterError
     from pixelmill.ops.sr import SR_PIXEL_BYTES, TORCH_WORKER_BYTES
 
-    h, w = image.shape[:2]
-    out_bytes = math.prod(out_shape) * image.dtype.itemsize
+    h, w = shape[:2]
+    itemsize = np.dtype(dtype).itemsize
+    out_bytes = math.prod(out_shape) * itemsize
     tiles = min(batch, math.ceil(h / tile) * math.ceil(w / tile))
     tile_px = (min(tile, h) + 64) * (min(tile, w) + 64)  # core + a generous halo
     work = TORCH_WORKER_BYTES + tiles * tile_px * SR_PIXEL_BYTES
-    need = image.nbytes + 2 * out_bytes + work  # the array and, at most, its encoded file
+    need = math.prod(shape) * itemsize + 2 * out_bytes + work  # + at most its encoded file
     limit = budget if budget is not None else psutil.virtual_memory().available
     if need > limit:
         raise InvalidParameterError(
@@ -113,15 +115,15 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
         return
     import time
 
+    from pixelmill import codecs, storage
     from pixelmill.devices import resolve_device
-    from pixelmill.images import check_output, read_image, write_image
+    from pixelmill.errors import DecodeError
+    from pixelmill.images import check_output, write_image
     from pixelmill.sr.tiles import upscale_tiled
     from pixelmill.tiled import parse_memory
 
     check_output(output_uri)  # an unwritable format fails before the input is read
     if not overwrite:
-        from pixelmill import storage
-
         fs, path = storage.get_fs(output_uri, so)
         if fs.exists(path):
             raise InvalidParameterError(
@@ -130,11 +132,19 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     dev = resolve_device(device, field="--device")
     budget = parse_memory(memory, "--memory")
     t0 = time.perf_counter()
-    image = read_image(input_uri, storage_options=so)
-    # the output keeps the input's dtype and channels: say now if OUTPUT cannot hold them
-    out_shape = (image.shape[0] * scale, image.shape[1] * scale, *image.shape[2:])
-    check_output(output_uri, out_shape, image.dtype)
-    _check_in_memory(image, out_shape, tile, batch, budget)
+    data = storage.read_bytes(input_uri, so)
+    try:  # the header says the size: a result that cannot fit fails before decoding
+        info = codecs.probe(data)
+        shape = info.shape()
+        dtype = {16: "uint16", 32: "float32", 64: "float32"}.get(info.bit_depth, "uint8")
+        # the output keeps the input's dtype and channels: say now if OUTPUT cannot hold them
+        out_shape = (shape[0] * scale, shape[1] * scale, *shape[2:])
+        check_output(output_uri, out_shape, dtype)
+        _check_in_memory(shape, dtype, out_shape, tile, batch, budget)
+        image = codecs.decode(data)
+    except DecodeError as e:
+        raise type(e)(f"{input_uri}: {e}") from e
+    del data
     out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=dev,
                         ensemble=ensemble)
     write_image(output_uri, out, storage_options=so)
