@@ -139,18 +139,19 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
         data, complete = _read(fs, bool(local), entry.uri, whole)
         row["bytes"] = len(data) if complete else entry.size
         try:
-            info = codecs.probe(data)
+            info = codecs.probe(data, whole=complete)
         except DecodeError:
             if complete:
                 raise
             data = _read(fs, bool(local), entry.uri, True)[0]  # header beyond the first 64 KiB
-            info = codecs.probe(data)
+            info = codecs.probe(data, whole=True)
         if options.sha256:
             row["sha256"] = hashlib.sha256(data).hexdigest()
         h, w = info.shape(apply_exif=True)[:2]
         row.update(format=info.format, width=w, height=h, channels=info.channels,
                    bit_depth=info.bit_depth, mode=info.mode, pages=info.pages,
                    orientation=info.orientation)
+        codecs.check_channels(info.channels)  # more than 4: not readable, header or not
         if options.verify:
             codecs.verify(data, info, max_pixels=options.max_pixels)
         elif options.max_pixels is not None and info.pixels > options.max_pixels:

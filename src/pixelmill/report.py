@@ -91,6 +91,8 @@ def _thumb(uri: str | None, so: Mapping[str, Any]) -> str | None:
         img = ((img - lo) * (255.0 / (hi - lo or 1.0))).clip(0, 255).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
+    elif img.ndim == 3 and img.shape[2] in (1, 2):  # gray (+ alpha): the gray channel
+        img = np.ascontiguousarray(img[..., 0])
     h, w = img.shape[:2]
     s = _THUMB / max(h, w)
     if s < 1:

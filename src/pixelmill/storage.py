@@ -254,10 +254,10 @@ def check_regular(path: str, uri: str | None = None) -> None:
         mode = os.stat(path).st_mode
     except OSError:  # missing or unreadable: the open that follows says so
         return
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: open() says so
         kind = ("a character device" if stat.S_ISCHR(mode) else "a block device"
                 if stat.S_ISBLK(mode) else "a named pipe" if stat.S_ISFIFO(mode) else
-                "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+                "a socket" if stat.S_ISSOCK(mode) else "an unknown kind")
         raise DecodeError(f"{uri + ': ' if uri else ''}not a regular file ({kind})")
 
 

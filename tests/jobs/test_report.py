@@ -61,3 +61,16 @@ def test_thumbnail_of_a_float_image_with_nan_and_inf(tmp_path):
     jpeg = base64.b64decode(uri.split(",", 1)[1])
     thumb = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert thumb[-1, -1] > 240 and 110 < thumb[32, 0] < 145  # the ramp survives
+
+
+def test_thumbnail_of_a_gray_alpha_image(tmp_path):
+    """A 2-channel (gray + alpha) output crashed the report in cvtColor: `pixelmill run`
+    exited 1 with a traceback after writing its manifest."""
+    import numpy as np
+    from PIL import Image
+
+    from pixelmill.report import _thumb
+
+    la = np.dstack([np.full((40, 50), 200, np.uint8), np.full((40, 50), 255, np.uint8)])
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert _thumb(str(tmp_path / "la.png"), {}).startswith("data:image/jpeg;base64,")

@@ -10,7 +10,10 @@ TIFF) or float32 (float TIFF). Bit depth is read from the header, never guessed 
 - :func:`decode` checks the pixel limit from that header *before* any pixel is decoded, then
   decodes with OpenCV (JPEG, PNG: the fastest decoders available), tifffile (TIFF) or Pillow
   (BMP, WebP, GIF first frame, PNM). CMYK JPEG becomes RGB; EXIF orientation is applied unless
-  ``apply_exif=False``; ``reduce`` shrinks JPEGs in the DCT domain while decoding.
+  ``apply_exif=False``; ``reduce`` shrinks JPEGs in the DCT domain while decoding. Refused from
+  the header, before any pixel is decoded: a sequential JPEG whose image data is too short for
+  the size it claims (at least 2 bits per 8×8 block), and more than 4 channels (a TIFF's extra
+  samples).
 - :func:`encode` writes jpg, png, tif and webp.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from pixelmill.codecs._decode import (
     apply_orientation,
+    check_channels,
     check_pixel_limit,
     decode,
     decoder_threads,
@@ -37,6 +41,7 @@ __all__ = [
     "ENCODE_FORMATS",
     "ImageInfo",
     "apply_orientation",
+    "check_channels",
     "check_encodable",
     "check_pixel_limit",
     "decode",

@@ -106,8 +106,8 @@ def _decode_tiff(data: bytes, info: ImageInfo, page: int) -> Any:
             arr = ~arr
         if arr.dtype == bool:
             arr = arr.astype(np.uint8) * 255
-        if arr.ndim == 3 and arr.shape[2] > 4:
-            arr = arr[..., :4]
+        if arr.ndim == 3:
+            check_channels(arr.shape[2])  # another page than the probed first one
     if arr.dtype not in (np.uint8, np.uint16, np.float32):
         if arr.dtype == np.float64 or arr.dtype == np.float16:
             arr = arr.astype(np.float32)
@@ -136,6 +136,13 @@ def _decode_pil(data: bytes, info: ImageInfo, page: int) -> Any:
         if mode != target:
             im = im.convert(target)
         return np.asarray(im)
+
+
+def check_channels(channels: int) -> None:
+    """Refuse more channels than pixelmill's layouts (ops and encoders take 1 to 4)."""
+    if channels > 4:
+        raise DecodeError(f"{channels} channels: pixelmill reads images with 1 to 4 channels "
+                          "(gray, gray+alpha, RGB, RGBA)")
 
 
 def check_pixel_limit(info: ImageInfo, max_pixels: int | None) -> None:
@@ -186,13 +193,16 @@ def decode(
     Raises
     ------
     DecodeError
-        The data is not a readable image (truncated, corrupt, unknown format).
+        The data is not a readable image (truncated, corrupt, unknown format, a JPEG whose
+        data is too short for its size, more than 4 channels); checked from the header first.
     """
     if reduce not in _REDUCE:
         raise InvalidParameterError(f"reduce: expected 1, 2, 4 or 8, got {reduce!r}",
                                     field="reduce")
-    info = probe(data)
+    info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
+    if not page:  # the header describes the first page (others are checked as decoded)
+        check_channels(info.channels)
     arr = _decode_info(data, info, page, reduce)
     if apply_exif and info.orientation != 1:
         arr = apply_orientation(arr, info.orientation)
@@ -207,8 +217,10 @@ def verify(
     Cheaper than :func:`decode` (no colour-order conversion, no orientation); raises
     :class:`~pixelmill.errors.DecodeError` for truncated or corrupt data.
     """
-    info = info or probe(data)
+    if info is None or info.format == "jpg":  # the whole file: a JPEG's data size is judged
+        info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
+    check_channels(info.channels)
     if info.format in ("jpg", "png") and info.pixels < (1 << 30):
         flags = cv2.IMREAD_UNCHANGED
         if info.format == "jpg":

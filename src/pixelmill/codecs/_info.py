@@ -31,9 +31,11 @@ class ImageInfo:
 
     ``width``/``height`` are the stored pixel grid (before EXIF orientation: see
     :meth:`shape`). ``channels``/``mode``/``bit_depth`` describe what :func:`decode` returns
-    (``mode`` is ``L``, ``LA``, ``RGB`` or ``RGBA``; a CMYK JPEG is ``RGB``); ``stored_mode``
-    names the colour model as stored (``CMYK``, ``P`` for a palette, ...). ``pages`` counts TIFF
-    pages and GIF frames. ``orientation`` is the EXIF orientation (1 = none).
+    (``mode`` is ``L``, ``LA``, ``RGB`` or ``RGBA``; a CMYK JPEG is ``RGB``; a TIFF with more
+    than 4 channels, which :func:`decode` refuses, has its true ``channels`` and an empty
+    ``mode``); ``stored_mode`` names the colour model as stored (``CMYK``, ``P`` for a palette,
+    ``L+4`` for gray and 4 extra samples, ...). ``pages`` counts TIFF pages and GIF frames.
+    ``orientation`` is the EXIF orientation (1 = none).
     """
 
     format: str

@@ -7,6 +7,7 @@ NumPy import); TIFF through tifffile (BigTIFF included); the rest through Pillow
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import Any
 
@@ -23,6 +24,14 @@ _PIL_FORMATS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "BMP": "bmp", "DIB":
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+#: baseline and extended sequential frames with Huffman coding: their data has a least size
+_JPEG_SEQUENTIAL_HUFFMAN = {0xC0, 0xC1}
+#: the (first fill byte of the) marker that ends entropy-coded data: not a stuffed 0xFF00 nor a
+#: restart marker (a one-byte literal prefix keeps the search at ~1 ms per MB)
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+#: marker segments allowed between the scans of a sequential JPEG (tables, restart interval,
+#: number of lines, comments, application data)
+_JPEG_BETWEEN_SCANS = {0xC4, 0xDB, 0xDD, 0xDC, 0xFE, *range(0xE0, 0xF0)}
 
 
 def exif_orientation(exif: bytes) -> int:
@@ -73,10 +82,15 @@ def _probe_png(data: bytes) -> ImageInfo:
                      stored)
 
 
-def _probe_jpeg(data: bytes) -> ImageInfo:
+def _probe_jpeg(data: bytes, whole: bool = False) -> ImageInfo:
     pos, n, orientation = 2, len(data), 1
+    info: ImageInfo | None = None
+    frame: dict[int, tuple[int, int]] | None = None
+    kind = ""
     while pos + 4 <= n:
         if data[pos] != 0xFF:
+            if info is not None:  # past the frame header: libjpeg skips such bytes too
+                return info
             raise DecodeError("corrupt JPEG: marker expected")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
@@ -88,7 +102,7 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         (length,) = struct.unpack_from(">H", data, pos + 2)
         if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
             orientation = exif_orientation(data[pos + 10 : pos + 2 + length])
-        elif marker in _JPEG_SOF:
+        elif marker in _JPEG_SOF and info is None:
             if pos + 10 > n:
                 break
             precision, height, width, comps = struct.unpack_from(">BHHB", data, pos + 4)
@@ -96,12 +110,116 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
                 raise DecodeError(f"invalid JPEG frame header ({width}x{height}, {comps} components)")
             stored = {1: "L", 3: "RGB", 4: "CMYK"}[comps]
             channels = 1 if comps == 1 else 3
-            return ImageInfo("jpg", width, height, channels, precision, MODES[channels], 1,
+            info = ImageInfo("jpg", width, height, channels, precision, MODES[channels], 1,
                              orientation, stored)
+            if marker not in _JPEG_SEQUENTIAL_HUFFMAN:
+                return info  # progressive, lossless, arithmetic: no size rule checked
+            frame = _jpeg_frame(data, pos, width, height, comps)
+            if frame is None:
+                return info
+            kind = "baseline" if marker == 0xC0 else "sequential"
         elif marker == 0xDA:
+            if info is not None and frame is not None:
+                _check_sequential_data(data, pos, frame, info, kind, whole)
+                return info
             break
+        elif marker == 0xD9 and info is not None:
+            return info
         pos += 2 + length
+    if info is not None:  # the bytes end before the image data (a head of the file)
+        return info
     raise DecodeError("truncated JPEG header (no frame header found)")
+
+
+def _jpeg_frame(data: bytes, pos: int, width: int, height: int,
+                comps: int) -> dict[int, tuple[int, int]] | None:
+    """Component id -> (non-interleaved blocks, interleaved blocks) of a frame header at ``pos``.
+
+    ``None`` when the header is cut short by the end of ``data``; bad sampling factors raise.
+    """
+    if pos + 10 + 3 * comps > len(data):
+        return None
+    sampling = [(data[pos + 10 + 3 * i], data[pos + 11 + 3 * i] >> 4,
+                 data[pos + 11 + 3 * i] & 15) for i in range(comps)]
+    if any(not (1 <= h <= 4 and 1 <= v <= 4) for _, h, v in sampling):
+        raise DecodeError("invalid JPEG frame header (sampling factors outside 1..4)")
+    hmax, vmax = max(h for _, h, _ in sampling), max(v for _, _, v in sampling)
+    mcus = -(-width // (8 * hmax)) * -(-height // (8 * vmax))
+    frame = {}
+    for cid, h, v in sampling:
+        cw, ch = -(-width * h // hmax), -(-height * v // vmax)
+        frame[cid] = (-(-cw // 8) * -(-ch // 8), mcus * h * v)
+    return frame
+
+
+def _check_sequential_data(data: bytes, sos: int, frame: dict[int, tuple[int, int]],
+                           info: ImageInfo, kind: str, whole: bool) -> None:
+    """Refuse a sequential Huffman JPEG whose entropy-coded data is too short for its size.
+
+    Every 8×8 block of every component holds at least a DC code and an AC code or an end of
+    block, each at least one bit long: a frame of ``blocks`` blocks needs ``blocks / 4`` bytes
+    at least (whatever its Huffman tables). The data is counted from the first scan up to the
+    end-of-image marker; bytes that end before that marker (a head of the file, or a
+    truncated one) are judged only when they are the ``whole`` file. Raises DecodeError.
+    """
+    n, pos = len(data), sos
+    coded: dict[int, int] = {}  # blocks of each component met in a scan
+    entropy, terminated = 0, False
+    try:
+        while not terminated:
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            ns = data[pos + 4]
+            start = pos + 2 + length
+            if start > n or length != 6 + 2 * ns:
+                return
+            for cid in data[pos + 5 : pos + 5 + 2 * ns : 2]:
+                if cid not in frame:
+                    return
+                coded[cid] = frame[cid][1 if ns > 1 else 0]
+            found = _JPEG_MARKER.search(data, start)
+            if found is None:
+                entropy += n - start
+                break
+            entropy += found.start() - start
+            pos = found.start()
+            while data[pos + 1] == 0xFF:  # fill bytes before the marker
+                pos += 1
+            while True:  # the segments between two scans, up to the next scan or the end
+                marker = data[pos + 1]
+                if marker == 0xD9:
+                    terminated = True
+                    break
+                if marker == 0xDA:
+                    break
+                if marker not in _JPEG_BETWEEN_SCANS:
+                    return
+                pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
+                while pos + 1 < n and data[pos] == 0xFF and data[pos + 1] == 0xFF:
+                    pos += 1
+                if pos + 2 > n or data[pos] != 0xFF:
+                    return
+    except (struct.error, IndexError):
+        return
+    if not (terminated or whole):
+        return
+    blocks = sum(coded.get(cid, counts[0]) for cid, counts in frame.items())
+    if entropy * 4 >= blocks:
+        return
+    raise DecodeError(
+        f"{'corrupt' if terminated else 'truncated'} JPEG: {_size(entropy)} of image data "
+        f"cannot hold {info.width}×{info.height} pixels (a {kind} JPEG needs at least "
+        f"{_size(-(-blocks // 4))})")
+
+
+def _size(n: int) -> str:
+    """A byte count for a reason: ``812 bytes``, ``1.2 KB``, ``2.3 MB`` (powers of 1000)."""
+    if n < 1000:
+        return f"{n} byte{'s' if n != 1 else ''}"
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 999.95 or unit == "TB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def _probe_tiff(data: bytes) -> ImageInfo:
@@ -116,8 +234,8 @@ def _probe_tiff(data: bytes) -> ImageInfo:
             orientation = int(tags["Orientation"].value) if "Orientation" in tags else 1
             depth = int(page.bitspersample)
             return ImageInfo("tif", int(page.imagewidth), int(page.imagelength), channels,
-                             depth, MODES[channels], pages, orientation if 1 <= orientation <= 8
-                             else 1, stored)
+                             depth, MODES.get(channels, ""), pages,
+                             orientation if 1 <= orientation <= 8 else 1, stored)
     except DecodeError:
         raise
     except Exception as e:
@@ -125,19 +243,20 @@ def _probe_tiff(data: bytes) -> ImageInfo:
 
 
 def _tiff_layout(page) -> tuple[int, str]:
-    """(decoded channels, stored mode) of a TIFF page."""
+    """(channels of the decoded array, stored mode) of a TIFF page: every sample is a channel
+    (more than 4 are reported as they are, and :func:`~pixelmill.codecs.decode` refuses them)."""
     photometric = int(page.photometric)
     spp = int(page.samplesperpixel)
     if photometric == 3:  # palette
         return 3, "P"
-    if photometric == 5:  # separated (CMYK)
-        return (4 if spp > 4 else 3), "CMYK"
-    if photometric in (0, 1):  # min-is-white / min-is-black
-        return min(spp, 2), "L" if spp == 1 else "LA"
+    if photometric == 5:  # separated (CMYK, then extra samples): CMYK becomes RGB
+        return (spp - 1 if spp > 4 else 3), "CMYK" if spp <= 4 else f"CMYK+{spp - 4}"
+    if photometric in (0, 1):  # min-is-white / min-is-black, then extra samples
+        return spp, {1: "L", 2: "LA"}.get(spp, f"L+{spp - 1}")
     if spp in (3, 4):
         return spp, MODES[spp]
     if spp > 4:
-        return 4, f"{spp} samples"
+        return spp, f"{spp} samples"
     raise DecodeError(f"unsupported TIFF layout (photometric {photometric}, {spp} samples)")
 
 
@@ -155,8 +274,13 @@ def _pil_layout(im: Any) -> tuple[int, int]:
     return 3, 8  # RGB, RGBX, CMYK, YCbCr, LAB, HSV
 
 
-def probe(data: bytes) -> ImageInfo:
+def probe(data: bytes, *, whole: bool = False) -> ImageInfo:
     """Read an image's header (no pixel is decoded).
+
+    ``data`` may be only the first bytes of the file (64 KiB hold a JPEG or PNG header). A
+    baseline or extended sequential JPEG whose image data is too short for the size its header
+    claims (at least 2 bits per 8×8 block) is refused when the data ends at its end-of-image
+    marker, or, with ``whole=True`` (``data`` is the whole file), when it ends anywhere.
 
     Raises :class:`~pixelmill.errors.DecodeError` when the bytes are not an image this module
     can read, with the reason in the message.
@@ -167,7 +291,7 @@ def probe(data: bytes) -> ImageInfo:
     if head == _PNG_SIG:
         return _probe_png(data)
     if head[:3] == b"\xff\xd8\xff":
-        return _probe_jpeg(data)
+        return _probe_jpeg(data, whole)
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return _probe_tiff(data)
     try:
