@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
+from pixelmill.regions._samples import decoded_samples, stored_box
 from pixelmill.regions._source import RegionSource, _read_npy_header, open_zarr_array
 
-__all__ = ["read_region"]
+__all__ = ["read_region", "read_stored_samples"]
 
 _HANDLES: OrderedDict[RegionSource, Any] = OrderedDict()
 _MAX_HANDLES = 4
@@ -56,13 +57,14 @@ def _handle(source: RegionSource) -> Any:
 
 
 def _npy_rows(fs, path: str, source: RegionSource, y0: int, y1: int) -> np.ndarray:
+    shape, dtype = source.raw_shape, np.dtype(source.raw_dtype)
     with fs.open(path, "rb") as f:
         _read_npy_header(f)
         offset = f.tell()
-        row = source.width * source.channels * np.dtype(source.dtype).itemsize
+        row = int(np.prod(shape[1:])) * dtype.itemsize
         f.seek(offset + y0 * row)
         data = f.read((y1 - y0) * row)
-    return np.frombuffer(data, dtype=source.dtype).reshape((y1 - y0, *source.shape[1:]))
+    return np.frombuffer(data, dtype=dtype).reshape((y1 - y0, *shape[1:]))
 
 
 class _RawSegments:
@@ -75,23 +77,23 @@ class _RawSegments:
         self.counts = np.asarray(page.databytecounts, dtype=np.int64)
         self.tiled = page.is_tiled
         self.th = page.tilelength if self.tiled else page.rowsperstrip
-        self.tw = page.tilewidth if self.tiled else source.width
+        self.width = source.raw_shape[1]
+        self.tw = page.tilewidth if self.tiled else self.width
         self.spp = page.samplesperpixel
-        self.dtype = np.dtype(source.dtype)
-        self.width = source.width
-        self.across = -(-source.width // self.tw)
+        self.dtype = np.dtype(source.raw_dtype)
+        self.across = -(-self.width // self.tw)
 
     @classmethod
     def make(cls, tif, source: RegionSource) -> _RawSegments | None:
         try:
             lev = tif.series[0].levels[source.level]
             page = lev.keyframe
+            dtype = np.dtype(source.raw_dtype)
             ok = (len(lev.pages) == 1 and page.compression == 1 and page.predictor == 1
                   and (page.planarconfig == 1 or page.samplesperpixel == 1)
                   and page.fillorder == 1 and page.imagedepth == 1
-                  and np.dtype(page.dtype).newbyteorder(tif.byteorder) == np.dtype(source.dtype)
-                  and np.dtype(source.dtype).isnative
-                  and page.bitspersample == np.dtype(source.dtype).itemsize * 8
+                  and np.dtype(page.dtype).newbyteorder(tif.byteorder) == dtype
+                  and dtype.isnative and page.bitspersample == dtype.itemsize * 8
                   and source.axes in ("YX", "YXC"))
             page = lev.pages[0]
             return cls(tif.filehandle.fileno(), page, source) if ok else None
@@ -124,11 +126,12 @@ class _RawSegments:
         return out
 
 
-def _read_inside(source: RegionSource, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+def _read_stored(source: RegionSource, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """A window of the stored grid, samples as stored."""
     h = _handle(source)
     if isinstance(h[0], _RawSegments):
         data = h[0].read(y0, y1, x0, x1)
-        return data[..., 0] if len(source.shape) == 2 else data
+        return data[..., 0] if len(source.raw_shape) == 2 else data
     if source.kind == "npy":
         if isinstance(h[0], str):
             return _npy_rows(h[1], h[2], source, y0, y1)[:, x0:x1].copy()
@@ -142,9 +145,38 @@ def _read_inside(source: RegionSource, y0: int, y1: int, x0: int, x1: int) -> np
     kept = [a for a in source.axes if a != "I"]
     order = [kept.index(a) for a in "YXC" if a in kept]
     data = data.transpose(order)
-    if data.ndim == 3 and len(source.shape) == 2:
+    if data.ndim == 3 and len(source.raw_shape) == 2:
         data = data[..., 0]
     return np.ascontiguousarray(data)
+
+
+def _colormap(source: RegionSource) -> np.ndarray:
+    """The palette of a palette TIFF, from the open file."""
+    import tifffile
+
+    tif = next(h for h in _handle(source) if isinstance(h, tifffile.TiffFile))
+    return tif.series[0].levels[source.level].keyframe.colormap
+
+
+def read_stored_samples(source: RegionSource, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``box`` of the stored grid (before orientation), samples converted as the in-memory
+    decoder converts them."""
+    data = _read_stored(source, *box)
+    if source.photometric or source.stored_dtype:
+        data = decoded_samples(data, source.photometric,
+                               _colormap(source) if source.photometric == "palette" else None,
+                               strict=False)  # what it refuses was refused when opened
+    return data
+
+
+def _read_inside(source: RegionSource, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """A window of the image as the in-memory decoder gives it: upright, samples converted."""
+    if source.orientation in (0, 1):
+        return read_stored_samples(source, (y0, y1, x0, x1))
+    from pixelmill.codecs import apply_orientation
+
+    box = stored_box(source.orientation, (y0, y1, x0, x1), *source.raw_shape[:2])
+    return apply_orientation(read_stored_samples(source, box), source.orientation)
 
 
 def read_region(source: RegionSource, box: tuple[int, int, int, int]) -> np.ndarray:

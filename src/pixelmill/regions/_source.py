@@ -10,6 +10,7 @@ import numpy as np
 
 from pixelmill import storage
 from pixelmill.errors import DecodeError, InvalidParameterError, StorageError, UsageError
+from pixelmill.regions._samples import PHOTOMETRIC, decoded_layout
 
 __all__ = ["MAX_SEGMENT_BYTES", "TIFF_EXT", "RegionSource", "check_level", "open_source",
            "open_zarr_array"]
@@ -25,6 +26,11 @@ class RegionSource:
 
     ``axes`` names the stored array's axes with ``Y``, ``X``, ``C`` (samples) and ``I`` (any
     other axis, read at index 0); reads always return ``H×W`` or ``H×W×C``.
+
+    ``shape``/``dtype`` are what reads return: a TIFF is turned upright (its ``orientation``
+    tag) and its samples converted (``photometric``, float64 as float32, ...) exactly as the
+    in-memory decoder does (:mod:`pixelmill.regions._samples`); ``stored_shape`` and
+    ``stored_dtype`` describe the file's own grid when they differ.
     """
 
     uri: str
@@ -35,6 +41,20 @@ class RegionSource:
     level: int = 0
     path: str = ""  #: array path inside a zarr group
     storage_options: tuple[tuple[str, Any], ...] = field(default=())
+    orientation: int = 1  #: TIFF/EXIF orientation (1–8) applied on reading; 1: as stored
+    photometric: str = ""  #: stored samples converted on reading: miniswhite, palette, cmyk
+    stored_shape: tuple[int, ...] = ()  #: (H, W[, C]) as stored; () when it is ``shape``
+    stored_dtype: str = ""  #: the file's sample type; "" when it is ``dtype``
+
+    @property
+    def raw_shape(self) -> tuple[int, ...]:
+        """The stored grid, before orientation and sample conversion."""
+        return self.stored_shape or self.shape
+
+    @property
+    def raw_dtype(self) -> str:
+        """The stored sample type, before conversion."""
+        return self.stored_dtype or self.dtype
 
     @property
     def height(self) -> int:
@@ -173,8 +193,11 @@ def _open_zarr_source(uri: str, so: Mapping[str, Any] | None, level: int) -> Reg
         check_level(uri, level, 1)
     shape = tuple(node.shape)
     axes, read_shape = _norm_axes(axes or _guess_axes(shape), shape)
-    return RegionSource(uri, "zarr", read_shape, np.dtype(node.dtype).name, axes, level, path,
-                        _so(so))
+    stored = np.dtype(node.dtype).name
+    _, dtype = decoded_layout(uri, read_shape, stored, strict=False,
+                              detail=f" (array shape {shape}, read as axes {axes})")
+    return RegionSource(uri, "zarr", read_shape, dtype, axes, level, path, _so(so),
+                        stored_dtype=stored if stored != dtype else "")
 
 
 def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -194,7 +217,11 @@ def _open_npy_source(uri: str, so: Mapping[str, Any] | None) -> RegionSource:
     axes, read_shape = _norm_axes(_guess_axes(shape), shape)
     if axes not in ("YX", "YXC"):
         raise DecodeError(f"{uri}: .npy must be H×W or H×W×C, got shape {shape}")
-    return RegionSource(uri, "npy", read_shape, np.dtype(dtype).name, axes, 0, "", _so(so))
+    stored = np.dtype(dtype).name
+    _, out_dtype = decoded_layout(uri, read_shape, stored, strict=False,
+                                  detail=f" (array shape {shape})")
+    return RegionSource(uri, "npy", read_shape, out_dtype, axes, 0, "", _so(so),
+                        stored_dtype=stored if stored != out_dtype else "")
 
 
 def _open_tiff_source(uri: str, so: Mapping[str, Any] | None, level: int):
@@ -208,15 +235,26 @@ def _open_tiff_source(uri: str, so: Mapping[str, Any] | None, level: int):
             lev = series.levels[level]
             page = lev.keyframe
             segment = (page.tilelength * page.tilewidth if page.is_tiled
-                       else page.rowsperstrip * page.imagewidth)
+                       else min(page.rowsperstrip, page.imagelength) * page.imagewidth)
             segment *= page.samplesperpixel * np.dtype(lev.dtype).itemsize
             axes, read_shape = _norm_axes(lev.axes, tuple(lev.shape))
-            dtype = np.dtype(lev.dtype).name
+            stored = np.dtype(lev.dtype).name
+            photometric = PHOTOMETRIC.get(int(page.photometric), "")
+            # the in-memory decoder turns the image upright by the first page's tag
+            tag = tif.pages.first.tags.get("Orientation")
+            orientation = int(tag.value) if tag is not None else 1
     except UsageError:  # a ValueError too, but the user's mistake, not the file's
         raise
     except (tifffile.TiffFileError, ValueError, IndexError) as e:
         raise DecodeError(f"{uri}: not a readable TIFF: {e}") from e
-    source = RegionSource(uri, "tiff", read_shape, dtype, axes, level, "", _so(so))
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    shape, dtype = decoded_layout(uri, read_shape, stored, photometric)
+    if orientation in (5, 6, 7, 8):
+        shape = (shape[1], shape[0], *shape[2:])
+    changed = shape != read_shape or dtype != stored
+    source = RegionSource(uri, "tiff", shape, dtype, axes, level, "", _so(so), orientation,
+                          photometric, read_shape if changed else (),
+                          stored if dtype != stored else "")
     return source, segment
 
 
@@ -226,16 +264,26 @@ def open_source(
     *,
     level: int = 0,
     spill_uri: str | None = None,
+    memory: int | None = None,
 ) -> RegionSource:
     """Probe ``uri`` (headers only) and return a reference its windows can be read from.
 
     Formats without random access, and TIFFs whose strips are huge, are decoded once into a
-    ``.npy`` at ``spill_uri`` (required for them) and the returned source reads that.
+    ``.npy`` at ``spill_uri`` (required for them) and the returned source reads that. Reads
+    follow the in-memory decoder (:func:`pixelmill.codecs.decode`): orientation applied,
+    float64 read as float32, palettes and CMYK as RGB; what it refuses is refused here.
+
+    A format decoded whole is refused, before decoding, when its header claims more than
+    :data:`pixelmill.codecs.DEFAULT_MAX_PIXELS` pixels or the decode would not fit ``memory``
+    bytes (default: the memory available now); region-read inputs (TIFF, Zarr, ``.npy``) have
+    no pixel limit.
 
     Raises :class:`~pixelmill.errors.StorageError` (``URI: no such file``) for a missing input,
-    :class:`~pixelmill.errors.InvalidParameterError` for a ``level`` it does not have and
-    :class:`~pixelmill.errors.DecodeError` for a file that is not a readable image; all before
-    anything is decoded or written.
+    :class:`~pixelmill.errors.InvalidParameterError` for a ``level`` it does not have,
+    :class:`~pixelmill.errors.PixelLimitError` for an image too big to decode whole and
+    :class:`~pixelmill.errors.DecodeError` for a file that is not a readable image (or has
+    more than 4 channels, or a sample type the in-memory decoder refuses); all before anything
+    is decoded or written.
     """
     fs, path = storage.get_fs(uri, storage_options)
     try:
@@ -254,12 +302,13 @@ def open_source(
         source, segment = _open_tiff_source(uri, storage_options, level)
         if segment <= MAX_SEGMENT_BYTES or spill_uri is None:
             return source
-        from pixelmill.regions._spill import spill_tiff
+        from pixelmill.regions._spill import check_segment_memory, spill_tiff
 
+        check_segment_memory(source, segment, memory)
         return spill_tiff(source, spill_uri)
     if spill_uri is None:
         raise UsageError(f"{uri}: this format has no random access; a spill location is needed")
     check_level(uri, level, 1)
     from pixelmill.regions._spill import spill_decoded
 
-    return spill_decoded(uri, storage_options, spill_uri)
+    return spill_decoded(uri, storage_options, spill_uri, memory=memory)

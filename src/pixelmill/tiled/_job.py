@@ -223,7 +223,10 @@ def run_tiled(
         The pipeline; its ops' halo and scale decide the overlap.
     input_uri, output_uri : str
         fsspec URLs. Inputs: TIFF/BigTIFF (tiled, striped, pyramidal: ``level`` picks one),
-        Zarr/OME-Zarr, ``.npy``, or any image Pillow decodes (decoded once, spilled to disk).
+        Zarr/OME-Zarr, ``.npy``, or any image :func:`pixelmill.codecs.decode` reads (decoded
+        once, spilled to disk; refused with :class:`~pixelmill.errors.PixelLimitError` above
+        the codecs' pixel limit or ``memory``). Pixels are read as the in-memory decoder reads
+        them (orientation, dtypes, channels; see :func:`pixelmill.regions.open_source`).
         Outputs: ``.tif``/``.tiff`` (tiled BigTIFF) or ``.zarr`` (OME-Zarr).
     tile : int, optional
         Core size in input pixels; by default the largest that fits ``memory``.
@@ -268,7 +271,8 @@ def run_tiled(
     pipeline = load_pipeline(pipeline)
     plan = analyze(pipeline)
     out_kind = regions.output_kind(output_uri)
-    budget = parse_memory(memory) or default_memory()
+    asked = parse_memory(memory)
+    budget = asked or default_memory()
     compression = regions.check_compression(compression, out_kind)
     so = dict(storage_options or {})
     own_manifest = not hasattr(manifest, "append")
@@ -293,8 +297,10 @@ def run_tiled(
                  else sidecar(output_uri, "pixelmill-tiles.zarr"))
     # chunks of a Zarr output are compressed as they are written; a TIFF's at assembly
     store_compression = compression if out_kind == "zarr" else None
+    # an input decoded whole (PNG, JPEG, ...) must fit --memory, or the memory available
     source = regions.open_source(input_uri, so, level=level,
-                                 spill_uri=sidecar(output_uri, "pixelmill-spill.npy"))
+                                 spill_uri=sidecar(output_uri, "pixelmill-spill.npy"),
+                                 memory=asked)
     if storage._is_local(out_fs):  # side files (tile store, partial TIFF) go beside it
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     h, w = source.height, source.width

@@ -1,0 +1,337 @@
+"""Odd and hostile inputs of the tiled path are read as the in-memory decoder reads them.
+
+Independent reference: :func:`pixelmill.images.read_image` (``pixelmill run``/``upscale``): the
+same orientation, dtypes and channels, the same refusals, and a decompression bomb refused from
+its header (the bombs here are headers only; nothing is ever decoded).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from pixelmill import regions
+from pixelmill.cli import main
+from pixelmill.codecs import DEFAULT_MAX_PIXELS
+from pixelmill.errors import DecodeError, ExitCode, PixelLimitError
+from pixelmill.images import read_image
+from pixelmill.manifest import read_manifest
+from pixelmill.pipeline import load_pipeline
+from pixelmill.regions import _spill
+
+from .conftest import make_image
+
+PIPE = [{"op": "gaussian", "sigma": 1}]
+FIVE = "5 channels: pixelmill reads images with 1 to 4 channels (gray, gray+alpha, RGB, RGBA)"
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_header(width: int, height: int, depth: int = 1, color: int = 0) -> bytes:
+    """A PNG whose sound header claims ``width``×``height`` (its pixel data is a few bytes)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+            + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
+
+
+def _tile(capsys, *args) -> tuple[int, str, str]:
+    code = main(["tile", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, out, err
+
+
+@pytest.fixture
+def never_decoded(monkeypatch):
+    """Fail the test if anything reaches a decoder."""
+    from pixelmill import codecs
+
+    def refuse(*a, **k):
+        raise AssertionError("decoded an image that should have been refused from its header")
+
+    monkeypatch.setattr(codecs, "decode", refuse)
+
+
+@pytest.fixture
+def pipe(tmp_path):
+    path = tmp_path / "gauss.yaml"
+    path.write_text("steps:\n  - op: gaussian\n    sigma: 1\n")
+    return str(path)
+
+
+# ---- bug: no pixel limit for formats decoded whole ---------------------------------------
+
+def test_a_png_bomb_is_refused_from_its_header(tmp_path, never_decoded):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(100_000, 100_000))
+    spill = tmp_path / "spill.npy"
+    with pytest.raises(PixelLimitError) as e:
+        regions.open_source(str(bomb), spill_uri=str(spill))
+    assert isinstance(e.value, DecodeError)  # `pixelmill run` makes it an invalid row
+    msg = str(e.value)
+    assert msg.startswith(f"{bomb}: exceeds the pixel limit")
+    assert "100000x100000 = 10,000.0 MP" in msg and f"{DEFAULT_MAX_PIXELS // 10**6} MP" in msg
+    assert "tiled TIFF or OME-Zarr" in msg
+    assert sorted(os.listdir(tmp_path)) == ["bomb.png"]
+
+
+def test_a_bomb_through_tile_and_upscale_is_an_error_before_any_work(tmp_path, pipe, capsys,
+                                                                     never_decoded):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(100_000, 100_000))
+    code, _, err = _tile(capsys, pipe, bomb, tmp_path / "out" / "o.tif", "--memory", "1GB")
+    assert code == ExitCode.ERROR and f"error: {bomb}: exceeds the pixel limit" in err, err
+    assert main(["upscale", str(bomb), str(tmp_path / "up.tif"), "--model", "bicubic"]) == 1
+    assert "exceeds the pixel limit" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bomb.png", "gauss.yaml"]  # no spill, store, rows
+
+
+def test_inputs_refused_on_the_tiled_route_of_run_are_invalid_rows(tmp_path, inline_engine,
+                                                                   never_decoded):
+    from pixelmill.jobs import run
+
+    (tmp_path / "in").mkdir()
+    # 4 MP: under the pixel limit, but its decode does not fit a 1 MB budget
+    (tmp_path / "in" / "big.png").write_bytes(_png_header(2000, 2000, depth=8, color=2))
+    tifffile.imwrite(tmp_path / "in" / "five.tif", make_image((40, 30, 5), "uint8"),
+                     photometric="minisblack", planarconfig="contig")
+    summary = run(PIPE, str(tmp_path / "in"), str(tmp_path / "out"), engine=inline_engine,
+                  progress=False, report=False, tile_threshold=100, memory="1MB")
+    assert summary.invalid == 2
+    rows = {r["key"].rsplit("/", 1)[-1]: r
+            for r in read_manifest(str(tmp_path / "out" / "manifest.parquet"))}
+    assert {k: r["status"] for k, r in rows.items()} == {"big.png": "invalid",
+                                                          "five.tif": "invalid"}
+    assert rows["big.png"]["reason"].startswith("tiled: PixelLimitError: ")
+    assert "about 23 MiB, more than the 1 MiB of the memory budget" in rows["big.png"]["reason"]
+    assert FIVE in rows["five.tif"]["reason"]
+
+
+def test_a_decode_that_would_not_fit_the_memory_is_refused(tmp_path, monkeypatch, never_decoded):
+    big = tmp_path / "big.png"  # 400 MP RGB: under the pixel limit, 1.2 GB decoded
+    big.write_bytes(_png_header(20_000, 20_000, depth=8, color=2))
+    with pytest.raises(PixelLimitError, match="more than the 512 MiB of the memory budget"):
+        regions.open_source(str(big), spill_uri=str(tmp_path / "s.npy"), memory=2**29)
+
+    class Scarce:
+        available = 2**30
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Scarce())
+    with pytest.raises(PixelLimitError, match=r"about 2\.2 GiB, more than the 1\.0 GiB of the "
+                                              "memory available"):
+        regions.open_source(str(big), spill_uri=str(tmp_path / "s.npy"))
+    assert sorted(os.listdir(tmp_path)) == ["big.png"]
+
+
+def test_region_read_inputs_have_no_pixel_limit(tmp_path):
+    path = str(tmp_path / "huge.tif")  # 625 MP, tiles all zero (stored compressed: 0.7 MB)
+    side, tile = 25_000, 512
+    blank = zlib.compress(bytes(tile * tile))
+    tifffile.imwrite(path, data=(blank for _ in range((-(-side // tile)) ** 2)),
+                     shape=(side, side), dtype=np.uint8, tile=(tile, tile), compression="zlib")
+    assert side * side > DEFAULT_MAX_PIXELS
+    source = regions.open_source(path, spill_uri=str(tmp_path / "s.npy"), memory=2**20)
+    assert source.kind == "tiff" and source.shape == (side, side)
+    assert not regions.read_region(source, (side - 9, side, 100, 140)).any()
+
+
+# ---- bug: EXIF / TIFF orientation ignored -----------------------------------------------
+
+def _exif(orientation: int) -> bytes:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_decoded_inputs_are_turned_upright_as_in_memory(tmp_path, monkeypatch, fmt,
+                                                        orientation):
+    from PIL import Image
+
+    image = make_image((37, 23, 3), "uint8", seed=orientation)
+    path = str(tmp_path / f"in.{fmt}")
+    Image.fromarray(image).save(path, exif=_exif(orientation), **(
+        {"quality": 95} if fmt == "jpg" else {}))
+    monkeypatch.setattr(_spill, "SPILL_BAND_BYTES", 100)  # many bands: each one mapped back
+    expected = read_image(path)
+    source = regions.open_source(path, spill_uri=str(tmp_path / "spill.npy"))
+    assert (source.height, source.width) == expected.shape[:2]
+    assert np.array_equal(regions.read_region(source, (0, source.height, 0, source.width)),
+                          expected)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("layout", [{"tile": (16, 16)}, {"rowsperstrip": 5},
+                                    {"tile": (16, 16), "compression": "zlib"}], ids=str)
+def test_tiff_orientation_is_applied_to_every_window(tmp_path, layout, orientation):
+    image = make_image((45, 29, 3), "uint16", seed=orientation)
+    path = str(tmp_path / "in.tif")
+    tifffile.imwrite(path, image, photometric="rgb", **layout,
+                     extratags=[(274, "H", 1, orientation, True)])
+    expected = read_image(path)
+    source = regions.open_source(path)
+    assert source.shape == expected.shape
+    h, w = expected.shape[:2]
+    for box in [(0, h, 0, w), (3, 20, 5, 17), (h - 1, h, 0, 7), (-4, h + 3, -2, w + 5)]:
+        pad = [(max(0, -box[0]), max(0, box[1] - h)), (max(0, -box[2]), max(0, box[3] - w)),
+               (0, 0)]
+        ref = np.pad(expected, pad, mode="wrap")
+        ref = ref[box[0] + pad[0][0]:box[1] + pad[0][0], box[2] + pad[1][0]:box[3] + pad[1][0]]
+        assert np.array_equal(regions.read_region(source, box), ref), box
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 7])
+@pytest.mark.parametrize("photometric", ["rgb", "palette"])
+def test_tiffs_spilled_for_their_huge_strips_read_as_in_memory(tmp_path, monkeypatch,
+                                                               orientation, photometric):
+    if photometric == "rgb":
+        image, kw = make_image((45, 29, 3), "uint16", seed=orientation), {}
+    else:
+        cmap = np.random.default_rng(2).integers(0, 65535, (3, 256)).astype(np.uint16)
+        image, kw = make_image((45, 29), "uint8", seed=orientation), {"colormap": cmap}
+    path = str(tmp_path / "in.tif")  # one compressed strip: no random access
+    tifffile.imwrite(path, image, photometric=photometric, compression="zlib", **kw,
+                     extratags=[(274, "H", 1, orientation, True)])
+    monkeypatch.setattr(regions._source, "MAX_SEGMENT_BYTES", 500)  # spilled, in bands
+    monkeypatch.setattr(regions._spill, "MAX_SEGMENT_BYTES", 500)
+    expected = read_image(path)
+    source = regions.open_source(path, spill_uri=str(tmp_path / "spill.npy"))
+    assert source.kind == "npy" and source.shape == expected.shape
+    h, w = expected.shape[:2]
+    assert np.array_equal(regions.read_region(source, (0, h, 0, w)), expected)
+    assert np.array_equal(regions.read_region(source, (4, 25, 2, 21)), expected[4:25, 2:21])
+
+
+def test_a_tiff_whose_strips_would_not_fit_the_memory_is_refused(tmp_path, monkeypatch):
+    path = str(tmp_path / "one-strip.tif")
+    tifffile.imwrite(path, make_image((300, 200, 3), "uint8"), compression="zlib")
+    monkeypatch.setattr(regions._source, "MAX_SEGMENT_BYTES", 1000)
+    with pytest.raises(PixelLimitError, match=r"strips or tiles hold 0 MiB each .* more than "
+                                              "the 0 MiB of the memory budget"):
+        regions.open_source(path, spill_uri=str(tmp_path / "s.npy"), memory=100_000)
+    assert sorted(os.listdir(tmp_path)) == ["one-strip.tif"]
+
+
+def test_tile_of_an_exif_rotated_jpeg_matches_run(tmp_path, pipe, capsys):
+    from PIL import Image
+
+    image = make_image((80, 120, 3), "uint8")
+    src = tmp_path / "exif6.jpg"
+    Image.fromarray(image).save(src, exif=_exif(6), quality=95)
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "o.tif", "--tile", "32", "-q")
+    assert code == ExitCode.OK, err
+    out = tifffile.imread(tmp_path / "o.tif")
+    assert out.shape == (120, 80, 3)
+    assert np.array_equal(out, load_pipeline(PIPE)(read_image(str(src))))
+
+
+# ---- bug: more than 4 channels ----------------------------------------------------------
+
+def _five(tmp_path, kind: str) -> str:
+    image = make_image((40, 30, 5), "uint8")
+    if kind == "contig":
+        path = tmp_path / "five.tif"
+        tifffile.imwrite(path, image, photometric="minisblack", planarconfig="contig")
+    elif kind == "planar":
+        path = tmp_path / "five.tif"
+        tifffile.imwrite(path, np.moveaxis(image, -1, 0), photometric="minisblack",
+                         planarconfig="separate")
+    elif kind == "npy":
+        path = tmp_path / "five.npy"
+        np.save(path, image)
+    else:
+        path = tmp_path / "five.zarr"
+        zarr.create_array(str(path), shape=image.shape, dtype="uint8")[:] = image
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["contig", "planar", "npy", "zarr"])
+def test_more_than_four_channels_are_refused_up_front(tmp_path, pipe, capsys, kind):
+    path = _five(tmp_path, kind)
+    with pytest.raises(DecodeError) as e:
+        regions.open_source(path, spill_uri=str(tmp_path / "s.npy"))
+    assert str(e.value).startswith(f"{path}: {FIVE}")
+    before = sorted(os.listdir(tmp_path))
+    code, _, err = _tile(capsys, pipe, path, tmp_path / "o.tif")
+    assert code == ExitCode.ERROR and f"error: {path}: {FIVE}" in err, err
+    assert sorted(os.listdir(tmp_path)) == before  # no tile store, no manifest rows
+
+
+def test_cmyk_with_alpha_is_four_channels_as_in_memory(tmp_path):
+    cmyka = make_image((40, 30, 5), "uint8")
+    path = str(tmp_path / "cmyka.tif")
+    tifffile.imwrite(path, cmyka, photometric="separated", extrasamples=[2], tile=(16, 16))
+    expected = read_image(path)
+    source = regions.open_source(path)
+    assert source.shape == expected.shape == (40, 30, 4)
+    assert np.array_equal(regions.read_region(source, (0, 40, 0, 30)), expected)
+
+
+# ---- bug: sample types the in-memory decoder converts or refuses ------------------------
+
+@pytest.mark.parametrize("case", ["float64", "float16", "bool", "miniswhite", "palette"])
+def test_tiff_samples_are_converted_as_in_memory(tmp_path, case):
+    path = str(tmp_path / f"{case}.tif")
+    gray = make_image((41, 27), "uint8")
+    if case in ("float64", "float16"):
+        tifffile.imwrite(path, make_image((41, 27, 3), "float32").astype(case),
+                         photometric="rgb", tile=(16, 16))
+    elif case == "bool":
+        tifffile.imwrite(path, gray > 128, rowsperstrip=8)
+    elif case == "miniswhite":
+        tifffile.imwrite(path, gray, photometric="miniswhite", tile=(16, 16))
+    else:
+        cmap = np.random.default_rng(1).integers(0, 65535, (3, 256)).astype(np.uint16)
+        tifffile.imwrite(path, gray, photometric="palette", colormap=cmap, rowsperstrip=8)
+    expected = read_image(path)
+    source = regions.open_source(path)
+    assert source.shape == expected.shape and source.dtype == expected.dtype.name
+    assert np.array_equal(regions.read_region(source, (0, 41, 0, 27)), expected)
+    assert np.array_equal(regions.read_region(source, (5, 30, 3, 20)), expected[5:30, 3:20])
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int32", "uint32"])
+def test_tiff_sample_types_refused_in_memory_are_refused_up_front(tmp_path, dtype):
+    path = str(tmp_path / f"{dtype}.tif")
+    tifffile.imwrite(path, np.arange(600, dtype=dtype).reshape(20, 30), tile=(16, 16))
+    with pytest.raises(DecodeError) as in_memory:
+        read_image(path)
+    with pytest.raises(DecodeError) as tiled:
+        regions.open_source(path)
+    assert str(tiled.value) == str(in_memory.value) == (
+        f"{path}: unsupported TIFF sample type {dtype}")
+
+
+def test_a_float64_tiff_tiles_as_it_runs(tmp_path, pipe, capsys):
+    image = make_image((80, 120, 3), "float32").astype(np.float64)
+    src = tmp_path / "f64.tif"
+    tifffile.imwrite(src, image, photometric="rgb")
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "o.tif", "--tile", "32", "-q")
+    assert code == ExitCode.OK, err
+    out = tifffile.imread(tmp_path / "o.tif")
+    expected = load_pipeline(PIPE)(read_image(str(src)))
+    assert out.dtype == expected.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_float64_arrays_are_read_as_float32(tmp_path):
+    image = make_image((20, 30, 3), "float32").astype(np.float64)
+    path = str(tmp_path / "f64.npy")
+    np.save(path, image)
+    source = regions.open_source(path)
+    assert source.dtype == "float32"
+    assert np.array_equal(regions.read_region(source, (2, 9, 4, 30)),
+                          image[2:9, 4:30].astype(np.float32))
