@@ -92,28 +92,51 @@ def _decode_tiff(data: bytes, info: ImageInfo, page: int) -> Any:
         arr = p.asarray()
         if int(p.planarconfig) == 2 and arr.ndim == 3:
             arr = np.moveaxis(arr, 0, -1)
-        photometric = int(p.photometric)
-        if photometric == 3:
-            cmap = p.colormap  # 3×2^bits, 16-bit entries
-            arr = (cmap[:, arr].transpose(1, 2, 0) >> 8).astype(np.uint8)
-        elif photometric == 5:
-            cmyk = arr[..., :4].astype(np.float32)
-            top = float(np.iinfo(arr.dtype).max) if arr.dtype.kind == "u" else 1.0
-            rgb = (top - cmyk[..., :3]) * (top - cmyk[..., 3:4]) / top
-            rgb = np.rint(rgb).astype(arr.dtype) if arr.dtype.kind == "u" else rgb
-            arr = np.concatenate([rgb, arr[..., 4:5]], axis=-1) if arr.shape[-1] > 4 else rgb
-        elif photometric == 0 and arr.dtype.kind in "ub":  # min-is-white
-            arr = ~arr
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8) * 255
+        photometric = TIFF_PHOTOMETRIC.get(int(p.photometric), "")
+        arr = tiff_samples(arr, photometric, p.colormap if photometric == "palette" else None,
+                           strict=False)
         if arr.ndim == 3:
             check_channels(arr.shape[2])  # another page than the probed first one
-    if arr.dtype not in (np.uint8, np.uint16, np.float32):
-        if arr.dtype == np.float64 or arr.dtype == np.float16:
-            arr = arr.astype(np.float32)
-        else:
-            raise DecodeError(f"unsupported TIFF sample type {arr.dtype}")
+    if arr.dtype not in _TIFF_KEPT:
+        raise DecodeError(f"unsupported TIFF sample type {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+#: TIFF photometric interpretations converted on reading (others are read as stored)
+TIFF_PHOTOMETRIC = {0: "miniswhite", 3: "palette", 5: "cmyk"}
+
+_TIFF_KEPT = (np.uint8, np.uint16, np.float32)
+_TIFF_WIDENED = (np.float64, np.float16)
+
+
+def tiff_samples(arr: np.ndarray, photometric: str = "", colormap: Any = None, *,
+                 strict: bool = True) -> np.ndarray:
+    """Stored TIFF samples (H×W or H×W×C, any window of them) as :func:`decode` returns them.
+
+    Expands a ``palette`` (16-bit ``colormap`` entries) to RGB, turns ``cmyk`` into RGB (an
+    extra sample stays alpha), inverts ``miniswhite`` integers, widens 1-bit samples to 0/255
+    uint8 and reads float64/float16 as float32. Every rule is per pixel, so the region reader
+    applies the same function window by window. ``strict`` refuses the remaining sample types
+    (int16, int32, ...) as :func:`decode` does; arrays that are not TIFF pages keep them.
+    """
+    if photometric == "palette":
+        arr = (np.asarray(colormap)[:, arr].transpose(1, 2, 0) >> 8).astype(np.uint8)
+    elif photometric == "cmyk":
+        cmyk = arr[..., :4].astype(np.float32)
+        top = float(np.iinfo(arr.dtype).max) if arr.dtype.kind == "u" else 1.0
+        rgb = (top - cmyk[..., :3]) * (top - cmyk[..., 3:4]) / top
+        rgb = np.rint(rgb).astype(arr.dtype) if arr.dtype.kind == "u" else rgb
+        arr = np.concatenate([rgb, arr[..., 4:5]], axis=-1) if arr.shape[-1] > 4 else rgb
+    elif photometric == "miniswhite" and arr.dtype.kind in "ub":
+        arr = ~arr
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype not in _TIFF_KEPT:
+        if arr.dtype in _TIFF_WIDENED:
+            arr = arr.astype(np.float32)
+        elif strict:
+            raise DecodeError(f"unsupported TIFF sample type {arr.dtype}")
+    return arr
 
 
 def _decode_pil(data: bytes, info: ImageInfo, page: int) -> Any:

@@ -10,10 +10,10 @@ window), so a window of the converted image is the conversion of a window of the
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from pixelmill import codecs
+from pixelmill.codecs._decode import tiff_samples
 from pixelmill.errors import DecodeError
 
 __all__ = ["MAX_CHANNELS", "check_channels", "decoded_layout", "decoded_samples", "stored_box"]
@@ -21,46 +21,17 @@ __all__ = ["MAX_CHANNELS", "check_channels", "decoded_layout", "decoded_samples"
 #: channel counts pixelmill reads: gray, gray+alpha, RGB, RGBA
 MAX_CHANNELS = 4
 
-#: TIFF photometric interpretations converted on reading (others are read as stored)
-PHOTOMETRIC = {0: "miniswhite", 3: "palette", 5: "cmyk"}
-
+#: the in-memory decoder's per-pixel rules for stored TIFF samples, shared, not copied
+decoded_samples = tiff_samples
 _KEPT = (np.uint8, np.uint16, np.float32)
-_WIDENED = (np.float64, np.float16)
 
 
 def check_channels(uri: str, channels: int, detail: str = "") -> None:
     """Refuse more channels than the in-memory decoder reads (the same reason, before work)."""
-    if channels > MAX_CHANNELS:
-        raise DecodeError(f"{uri}: {channels} channels: pixelmill reads images with 1 to "
-                          f"{MAX_CHANNELS} channels (gray, gray+alpha, RGB, RGBA){detail}")
-
-
-def decoded_samples(arr: np.ndarray, photometric: str = "", colormap: Any = None, *,
-                    strict: bool = True) -> np.ndarray:
-    """``arr`` (stored samples, H×W or H×W×C) as :func:`pixelmill.codecs.decode` returns a TIFF.
-
-    ``strict`` (TIFF) refuses sample types other than uint8, uint16, float32 (after widening
-    1-bit and narrowing float64/float16) as the in-memory decoder does; arrays (Zarr, ``.npy``)
-    keep them, for the ops that take them (int32 labels).
-    """
-    if photometric == "palette":
-        arr = (np.asarray(colormap)[:, arr].transpose(1, 2, 0) >> 8).astype(np.uint8)
-    elif photometric == "cmyk":
-        cmyk = arr[..., :4].astype(np.float32)
-        top = float(np.iinfo(arr.dtype).max) if arr.dtype.kind == "u" else 1.0
-        rgb = (top - cmyk[..., :3]) * (top - cmyk[..., 3:4]) / top
-        rgb = np.rint(rgb).astype(arr.dtype) if arr.dtype.kind == "u" else rgb
-        arr = np.concatenate([rgb, arr[..., 4:5]], axis=-1) if arr.shape[-1] > 4 else rgb
-    elif photometric == "miniswhite" and arr.dtype.kind in "ub":
-        arr = ~arr
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    if arr.dtype not in _KEPT:
-        if arr.dtype in _WIDENED:
-            arr = arr.astype(np.float32)
-        elif strict:
-            raise DecodeError(f"unsupported TIFF sample type {arr.dtype}")
-    return arr
+    try:
+        codecs.check_channels(channels)
+    except DecodeError as e:
+        raise DecodeError(f"{uri}: {e}{detail}") from e
 
 
 def decoded_layout(uri: str, shape: tuple[int, ...], dtype: str, photometric: str = "", *,

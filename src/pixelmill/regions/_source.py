@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
+from pixelmill.codecs._decode import TIFF_PHOTOMETRIC as PHOTOMETRIC
 from pixelmill.errors import DecodeError, InvalidParameterError, StorageError, UsageError
-from pixelmill.regions._samples import PHOTOMETRIC, decoded_layout
+from pixelmill.regions._samples import decoded_layout
 
 __all__ = ["MAX_SEGMENT_BYTES", "TIFF_EXT", "RegionSource", "check_level", "open_source",
            "open_zarr_array"]
