@@ -38,6 +38,11 @@ def test_extract_train_evaluate_predict_index(colours, capsys, tmp_path):
     trained = json.loads(capsys.readouterr().out)
     assert trained["classes"] == sorted(["red", "green", "blue", "yellow", "purple"])
     assert trained["params"]["C"] in (0.1, 1)
+    again = ["learn", "train", table, "--model", "logistic_regression", "--out", model]
+    assert main(again) == 2  # a trained model is not replaced silently
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*again, "--overwrite", "--json"]) == 0
+    capsys.readouterr()
     assert main(["learn", "evaluate", model, table, "--split", "all", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["accuracy"] >= 0.9 and os.path.exists(os.path.join(model, "report.html"))
@@ -47,6 +52,9 @@ def test_extract_train_evaluate_predict_index(colours, capsys, tmp_path):
     assert {"predicted", "confidence", "prob_red"} <= set(pq.read_table(preds).column_names)
     index = str(tmp_path / "index")
     assert main(["index", "build", table, "--out", index, "--features", "color_histogram"]) == 0
+    assert main(["index", "build", table, "--out", index, "--features", "color_histogram"]) == 2
+    assert main(["index", "build", table, "--out", index, "--features", "color_histogram",
+                 "--overwrite"]) == 0
     query = os.path.join(images, "red", sorted(os.listdir(os.path.join(images, "red")))[0])
     capsys.readouterr()
     assert main(["index", "query", index, query, "-k", "3", "--json"]) == 0

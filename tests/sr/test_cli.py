@@ -215,6 +215,9 @@ def test_fuse_cli_writes_registered_result(tmp_path, astronaut):
     assert got["shape"] == [64, 64]
     assert abs(got["shifts"][1]["dy"] - 0.5) < 0.1 and abs(got["shifts"][2]["dx"] - 0.75) < 0.1
     assert main(["sr", "fuse", str(paths[0]), str(tmp_path / "o.png")]) == 2
+    again = [*map(str, paths), str(tmp_path / "o.png"), "--iterations", "1"]
+    assert main(["sr", "fuse", *again]) == 2  # an earlier result is not replaced silently
+    assert main(["sr", "fuse", *again, "--overwrite"]) == 0
 
 
 def test_train_writes_card_and_resumes(tmp_path, astronaut):
@@ -234,6 +237,11 @@ def test_train_writes_card_and_resumes(tmp_path, astronaut):
     state = json.loads((out / "checkpoint.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]) == 2
     assert not list(out.glob("*.pt")) and not list(out.glob("*.pkl"))
+    # starting again in the same --out silently replaced the earlier run's checkpoint
+    assert main([*args, "--epochs", "1"]) == 2
+    assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 2  # untouched
+    assert main([*args, "--epochs", "1", "--overwrite"]) == 0
+    assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 1
 
 
 def test_upscale_and_eval_ensemble_use_the_self_ensemble(tmp_path, astronaut, folder):

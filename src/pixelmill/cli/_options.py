@@ -20,3 +20,17 @@ storage_option = click.option(
     help="Option passed to the fsspec filesystem (repeatable), e.g. endpoint_url=http://...",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace what an earlier run left at the output.")
+
+
+def refuse_existing(uri: str, storage_options=None, *, field: str,
+                    hint: str = "use --overwrite to replace it") -> None:
+    """An output an earlier run left (a file, or a folder that is not empty) is a usage error,
+    before any work: nothing a user made is replaced without ``--overwrite``."""
+    from pixelmill import storage
+    from pixelmill.errors import UsageError
+
+    fs, path = storage.get_fs(uri, storage_options)
+    if fs.exists(path) and not (fs.isdir(path) and not fs.ls(path)):
+        raise UsageError(f"{field}: {uri} already exists; {hint}")

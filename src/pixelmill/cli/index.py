@@ -6,7 +6,13 @@ import json
 
 import click
 
-from pixelmill.cli._options import json_option, storage_option, workers_option
+from pixelmill.cli._options import (
+    json_option,
+    overwrite_option,
+    refuse_existing,
+    storage_option,
+    workers_option,
+)
 
 __all__ = ["index"]
 
@@ -28,14 +34,17 @@ def index() -> None:
 @click.option("--exact-threshold", type=click.IntRange(1), default=50_000, show_default=True)
 @click.option("--no-normalize", is_flag=True, help="Do not standardise the dimensions.")
 @workers_option
+@overwrite_option
 @storage_option
 def build(features, out, columns, metric, kind, exact_threshold, no_normalize, workers,
-          storage_options):
+          overwrite, storage_options):
     """Index the vectors of FEATURES (a table from 'pixelmill learn extract')."""
     from pixelmill import storage
     from pixelmill.learn.index import build_index
 
     so = storage.parse_storage_options(storage_options)
+    if not overwrite:
+        refuse_existing(out, so, field="--out")
     ix = build_index(features, out, columns=columns.split(",") if columns else None,
                      metric=metric, kind=kind, normalize=not no_normalize,
                      exact_threshold=exact_threshold, threads=workers, storage_options=so)

@@ -10,7 +10,14 @@ import json
 
 import click
 
-from pixelmill.cli._options import engine_option, json_option, storage_option, workers_option
+from pixelmill.cli._options import (
+    engine_option,
+    json_option,
+    overwrite_option,
+    refuse_existing,
+    storage_option,
+    workers_option,
+)
 
 __all__ = ["learn"]
 
@@ -119,9 +126,10 @@ def extract(pipeline, input, out, label_from, ratios, split_by, salt, limit, inc
 @click.option("--device", default="auto", show_default=True, help="cnn: auto, cpu or cuda.")
 @workers_option
 @json_option
+@overwrite_option
 @storage_option
 def train(features, model_name, out, columns, grid, images, label_from, size, channels, gray,
-          dropout, epochs, patience, batch_size, augment, device, workers, as_json,
+          dropout, epochs, patience, batch_size, augment, device, workers, as_json, overwrite,
           storage_options):
     """Train a classifier on FEATURES (a table from 'pixelmill learn extract')."""
     from pixelmill import storage
@@ -142,6 +150,8 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
     if bad:
         raise InvalidParameterError(f"--augment: unknown {bad[0]!r} (valid: crop, jitter, flip)",
                                     field="augment")
+    if not overwrite:
+        refuse_existing(out, so, field="--out")
     if model_name == "cnn":  # a device torch cannot use fails here, before any image is read
         from pixelmill.devices import resolve_device
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pixelmill.cli._options import json_option
+from pixelmill.cli._options import json_option, overwrite_option, refuse_existing
 from pixelmill.errors import InvalidParameterError
 
 __all__ = ["sr"]
@@ -51,11 +51,13 @@ def sr() -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Architecture hyper-parameter, e.g. channels=32 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Start over in an --out that holds an earlier run (its checkpoint is lost).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, minutes, init,
-          params, resume, device, threads, seed) -> None:
+          params, resume, overwrite, device, threads, seed) -> None:
     """Train a network on LR/HR patches with validation PSNR each epoch."""
     import torch
 
@@ -70,9 +72,17 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
         if not sep:
             raise InvalidParameterError(f"--param: expected KEY=VALUE, got {item!r}", field="param")
         hyper[key] = json.loads(value) if value.replace(".", "", 1).isdigit() else value
+    out = out or str(Path("runs") / f"{arch}_x{scale}")
+    if resume and overwrite:
+        raise InvalidParameterError("--resume and --overwrite exclude each other",
+                                    field="overwrite")
+    if not resume and not overwrite and (Path(out) / "checkpoint.safetensors").exists():
+        raise InvalidParameterError(
+            f"--out: {out} holds an earlier run (checkpoint.safetensors); use --resume to "
+            "continue it or --overwrite to start over", field="out")
     cfg = TrainConfig(
         arch=arch, scale=scale, data=data or _default_data(),
-        out=out or str(Path("runs") / f"{arch}_x{scale}"), epochs=epochs,
+        out=out, epochs=epochs,
         iters_per_epoch=iters_per_epoch, batch=batch, patch=patch, lr=lr, minutes=minutes,
         init=init, seed=seed, device=device, params=hyper,
     )
@@ -155,7 +165,8 @@ def models(as_json) -> None:
               help="Start back-projection from this network's upscale of the first frame "
               "instead of the shift-and-add estimate.")
 @json_option
-def fuse(paths, scale, iterations, prior, as_json) -> None:
+@overwrite_option
+def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
     """Fuse several shifted low-resolution frames of one scene into one S-times larger image.
 
     Registration (phase correlation + ECC refinement), robust shift-and-add onto the fine
@@ -174,6 +185,8 @@ def fuse(paths, scale, iterations, prior, as_json) -> None:
         get_op("super_resolve").bind({"model": prior, "scale": scale}, where="--prior")
     *frames_uris, output = paths
     check_output(output)  # an unwritable format fails before any frame is read
+    if not overwrite:
+        refuse_existing(output, field="OUTPUT")
     frames = [read_image(u) for u in frames_uris]
     f0 = frames[0]
     check_output(output, (f0.shape[0] * scale, f0.shape[1] * scale, *f0.shape[2:]), f0.dtype)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from pixelmill.cli._options import engine_option, storage_option, workers_option
+from pixelmill.cli._options import (
+    engine_option,
+    refuse_existing,
+    storage_option,
+    workers_option,
+)
 
 __all__ = ["upscale"]
 
@@ -124,11 +129,7 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
 
     check_output(output_uri)  # an unwritable format fails before the input is read
     if not overwrite:
-        fs, path = storage.get_fs(output_uri, so)
-        if fs.exists(path):
-            raise InvalidParameterError(
-                f"OUTPUT: {output_uri} already exists; use --overwrite to replace it",
-                field="OUTPUT")
+        refuse_existing(output_uri, so, field="OUTPUT")
     dev = resolve_device(device, field="--device")
     budget = parse_memory(memory, "--memory")
     t0 = time.perf_counter()
