@@ -70,6 +70,13 @@ def parse_storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (URLs are returned as they are): workers of a cluster run in
+    other folders, so a relative path would name another place there."""
+    uri = os.fspath(uri)
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(filesystem, path)`` for a URL; unknown protocols and missing clients fail clearly."""
     from fsspec.core import url_to_fs  # imported here: workers reading local files skip it

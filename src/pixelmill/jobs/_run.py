@@ -340,6 +340,9 @@ def run(
             s.spec.output in ("measures", "vector") for s in pipe.steps):
         raise UsageError("output: a measure-only job (no OUTPUT) needs measurement or vector ops")
     so = dict(storage_options or {})
+    # workers (on a cluster: in other folders) write outputs: no relative local paths
+    output = None if output is None else storage.absolute(output)
+    manifest = None if manifest is None else storage.absolute(manifest)
     manifest_uri = manifest or default_manifest_uri(output)
     units = plan_units(input, output, format=fmt, name_template=name_template,
                        recursive=recursive, include=include, exclude=exclude,

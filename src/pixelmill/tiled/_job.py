@@ -268,6 +268,10 @@ def run_tiled(
     from pixelmill.manifest import ManifestWriter, read_manifest
 
     t_start = time.perf_counter()
+    # tiles are read and written by workers (on a cluster: in other folders): absolute paths
+    input_uri, output_uri = storage.absolute(input_uri), storage.absolute(output_uri)
+    if isinstance(manifest, str | os.PathLike):
+        manifest = storage.absolute(manifest)
     pipeline = load_pipeline(pipeline)
     plan = analyze(pipeline)
     out_kind = regions.output_kind(output_uri)
