@@ -70,6 +70,28 @@ def parse_storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def check_writable(uri: str, storage_options: Mapping[str, Any] | None = None, *,
+                   field: str = "OUTPUT") -> None:
+    """Say before any work when nothing can be written under ``uri``: a local folder whose
+    nearest existing parent is not a writable folder, or a bucket that does not exist."""
+    fs, path = get_fs(uri, storage_options)
+    try:
+        if is_local(fs):
+            parent = os.path.abspath(path)
+            while not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+                raise StorageError(f"{field}: {uri}: cannot write under {parent}")
+        elif protocol(fs) not in ("memory",):
+            bucket = path.strip("/").split("/", 1)[0]
+            if bucket and not fs.exists(bucket):
+                raise StorageError(f"{field}: {uri}: the bucket {bucket!r} does not exist")
+    except StorageError:
+        raise
+    except Exception as e:  # unreachable endpoint, refused credentials, ...
+        raise StorageError(f"{field}: {uri}: cannot reach: {type(e).__name__}: {e}") from e
+
+
 def absolute(uri: str) -> str:
     """A local path made absolute (URLs are returned as they are): workers of a cluster run in
     other folders, so a relative path would name another place there."""
@@ -212,6 +234,10 @@ def list_files(
         raise StorageError(f"{url}: no such file or folder") from e
     except OSError as e:
         raise StorageError(f"{url}: cannot list: {e}") from e
+    except Exception as e:  # object-store clients raise their own (botocore: no endpoint)
+        if is_local(fs):
+            raise
+        raise StorageError(f"{url}: cannot list: {type(e).__name__}: {e}") from e
     entries = []
     for path, info in items.items():
         path = path.rstrip("/")

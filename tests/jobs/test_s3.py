@@ -33,3 +33,30 @@ def test_s3_to_s3_job_and_resume(collection_master, engine, blur_pipeline):
         again = run(blur_pipeline, "s3://photos", "s3://thumbs/run1", engine=engine,
                     storage_options=so, progress=False, report=False, resume=True)
         assert again.processed == 2 and again.ok == 5  # only the invalid inputs retried
+
+
+def test_a_missing_bucket_or_endpoint_fails_before_any_work(collection_master, engine,
+                                                             blur_pipeline, capsys):
+    """A missing output bucket was found only when the manifest was written, after every
+    input had been processed; an unreachable endpoint was a botocore traceback."""
+    import pytest
+    import s3fs
+
+    from pixelmill.cli import main
+    from pixelmill.errors import StorageError
+
+    root, kinds = collection_master
+    with s3_server(buckets=["photos"]) as so:
+        fs = s3fs.S3FileSystem(**so)
+        for rel in list(kinds)[:2]:
+            fs.pipe(f"photos/{rel}", (root / rel).read_bytes())
+        with pytest.raises(StorageError, match="the bucket 'nobucket' does not exist"):
+            run(blur_pipeline, "s3://photos", "s3://nobucket/out", engine=engine,
+                storage_options=so, progress=False, report=False)
+        assert fs.ls("photos") and not fs.exists("nobucket")
+        pipe = root.parent / "blur.yaml"
+        pipe.write_text("steps:\n  - op: gaussian\n    sigma: 1.5\n")
+        code = main(["scan", "s3://photos", "--storage-option", "endpoint_url=http://127.0.0.1:1",
+                     "--storage-option", "config_kwargs={\"retries\": {\"max_attempts\": 1}}"])
+        err = capsys.readouterr().err
+        assert code == 1 and "cannot list" in err and "Traceback" not in err, err

@@ -370,6 +370,9 @@ def run(
                 f"{manifest_uri}: written by a different pipeline (fingerprint "
                 f"{', '.join(sorted(fps))}, this one is {pipe.fingerprint}); use --overwrite")
         done = {r["key"] for r in rows if r.get("status") == "ok"}
+    for where, name in ((output, "OUTPUT"), (manifest_uri, "--manifest")):
+        if where is not None:  # a missing bucket fails now, not after every input is done
+            storage.check_writable(where, so, field=name)
     if resume and output is not None:
         _remove_stale_temporaries(output, so)
     todo = [u for u in units if u.key not in done]
