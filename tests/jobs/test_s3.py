@@ -54,8 +54,6 @@ def test_a_missing_bucket_or_endpoint_fails_before_any_work(collection_master, e
             run(blur_pipeline, "s3://photos", "s3://nobucket/out", engine=engine,
                 storage_options=so, progress=False, report=False)
         assert fs.ls("photos") and not fs.exists("nobucket")
-        pipe = root.parent / "blur.yaml"
-        pipe.write_text("steps:\n  - op: gaussian\n    sigma: 1.5\n")
         code = main(["scan", "s3://photos", "--storage-option", "endpoint_url=http://127.0.0.1:1",
                      "--storage-option", "config_kwargs={\"retries\": {\"max_attempts\": 1}}"])
         err = capsys.readouterr().err
