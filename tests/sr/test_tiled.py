@@ -115,6 +115,38 @@ def test_op_through_tiling_layer_equals_whole(temp_weights, small_rgb):
     assert sr_weights._load.cache_info().misses == 1
 
 
+def test_op_halo_follows_the_shipped_models_own_depth(tmp_path, monkeypatch, small_rgb):
+    """The op's halo used the default architecture (4 EDSR blocks, 11 px): a shipped model
+    with more blocks would have been tiled with too little context, and tiled output would
+    have differed from whole-image output."""
+    from pixelmill.ops import get_op
+    from pixelmill.pipeline import load_pipeline
+    from pixelmill.sr.receptive import receptive_field
+    from pixelmill.tiled._array import process_array_tiled
+
+    torch.manual_seed(1)
+    net = build_model("edsr", 3, {"blocks": 6})
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    card = {"architecture": "edsr", "scale": 3, "name": "edsr", "params": {"blocks": 6},
+            "training": {"epochs": 0}}
+    save_model(net, card, tmp_path / "edsr_x3")
+    monkeypatch.setattr(sr_weights, "WEIGHTS_DIR", tmp_path)
+    sr_weights._load.cache_clear()
+    try:
+        spec = get_op("super_resolve")
+        params = spec.bind({"model": "edsr", "scale": 3, "device": "cpu"})
+        assert spec.halo(params) == receptive_field("edsr", 3, {"blocks": 6}) == 15
+        pipe = load_pipeline([{"op": "super_resolve", "model": "edsr", "scale": 3,
+                               "device": "cpu"}])
+        image = small_rgb[:60, :70].astype(np.float32) / 255
+        np.testing.assert_allclose(process_array_tiled(pipe, image, tile=16), pipe(image),
+                                   atol=2e-5)
+    finally:
+        sr_weights._load.cache_clear()
+
+
 def test_op_rejects_missing_weights_before_work(temp_weights):
     from pixelmill.ops import get_op
 

@@ -18,7 +18,21 @@ __all__ = ["super_resolve"]
 def _halo(params: Mapping[str, Any]) -> int:
     if params["model"] == "bicubic":
         return 2  # MATLAB's bicubic reads 2 input pixels on each side when enlarging
-    return max(receptive_field(params["model"], int(params["scale"])), 2)
+    # the shipped model's own hyper-parameters (a scale may have more blocks than the default)
+    return max(receptive_field(params["model"], int(params["scale"]),
+                               _card_params(params["model"], int(params["scale"]))), 2)
+
+
+def _card_params(model: str, scale: int) -> dict[str, Any]:
+    import json
+
+    from pixelmill.sr.weights import WEIGHTS_DIR
+
+    try:
+        card = json.loads((WEIGHTS_DIR / f"{model}_x{scale}.json").read_text())
+    except (OSError, ValueError):
+        return {}  # no shipped card: the op's check says so
+    return dict(card.get("params") or {})
 
 
 def _check(params: Mapping[str, Any]) -> str | None:
