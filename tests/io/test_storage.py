@@ -169,3 +169,14 @@ def _parquet_bytes(table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
+
+
+def test_check_writable(tmp_path):
+    existing = tmp_path / "out" / "manifest.parquet"
+    existing.parent.mkdir()
+    existing.write_bytes(b"x")
+    storage.check_writable(str(existing))  # an earlier run's file: its folder takes the new one
+    storage.check_writable(str(tmp_path / "new" / "deeper" / "out"))  # made when written
+    storage.check_writable("memory://anything/out")
+    with pytest.raises(StorageError, match="cannot write under"):
+        storage.check_writable(str(existing / "below-a-file"))
