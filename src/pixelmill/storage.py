@@ -78,9 +78,9 @@ def check_writable(uri: str, storage_options: Mapping[str, Any] | None = None, *
     try:
         if is_local(fs):
             parent = os.path.abspath(path)
-            while not os.path.exists(parent):
-                parent = os.path.dirname(parent)
             if os.path.isfile(parent):  # a file an earlier run wrote: its folder takes the new
+                parent = os.path.dirname(parent)
+            while not os.path.exists(parent):
                 parent = os.path.dirname(parent)
             if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
                 raise StorageError(f"{field}: {uri}: cannot write under {parent}")
