@@ -13,21 +13,48 @@ The protocol (see :class:`Engine`) is deliberately small, so an adapter is ~100 
     releases workers; engines are also context managers.
 
 ``get_engine("local" | "dask" | "dask=tcp://HOST:8786" | "spark" | "spark=spark://HOST:7077"
-| "spark=local[4]", workers=N)`` parses the CLI's ``--engine`` value.
+| "spark=local[4]", workers=N)`` parses the CLI's ``--engine`` value. A malformed value is an
+:class:`~pixelmill.errors.InvalidParameterError` (exit 2) raised before anything starts
+(:func:`parse_engine_spec` checks it alone); a cluster that cannot be reached is an
+:class:`EngineUnavailableError` (exit 1), raised within seconds (:func:`probe`).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from pixelmill.errors import InvalidParameterError
+from pixelmill.errors import InvalidParameterError, PixelmillError
 
-__all__ = ["ENGINE_NAMES", "Engine", "UnitFailure", "default_workers", "get_engine"]
+__all__ = ["ENGINE_NAMES", "Engine", "EngineUnavailableError", "UnitFailure", "default_workers",
+           "get_engine", "parse_engine_spec", "probe"]
 
 ENGINE_NAMES = ("local", "dask", "spark")
+
+#: seconds a TCP connection to a scheduler or master may take before it counts as unreachable
+CONNECT_TIMEOUT = 5.0
+
+
+class EngineUnavailableError(PixelmillError, ConnectionError):
+    """A cluster named by ``--engine`` that cannot be reached or started: the job could not run."""
+
+
+def probe(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why a TCP connection to ``host:port`` fails (``"connection refused"``, ...), or None."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"unknown host {host!r}"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
 
 
 @dataclass(frozen=True)
@@ -91,30 +118,57 @@ def plan_batches(n_units: int, workers: int, batch_size: int | None = None, *,
     return batches
 
 
+def parse_engine_spec(spec: str | None) -> tuple[str, str | None]:
+    """``(name, address or None)`` from an ``--engine`` value, checked without starting anything.
+
+    Raises :class:`~pixelmill.errors.InvalidParameterError` for an unknown engine, an empty
+    address after ``=``, or an address the engine cannot take (a Dask address with an unknown
+    scheme, a Spark master URL of no known form).
+    """
+    name, sep, address = (spec or "local").partition("=")
+    name, address = name.strip().lower(), address.strip()
+    if name not in ENGINE_NAMES:
+        raise InvalidParameterError(
+            f"--engine: unknown engine {name!r} (valid: {', '.join(ENGINE_NAMES)}, "
+            "optionally with =ADDRESS)",
+            field="engine",
+        )
+    if name == "local":
+        if sep:
+            raise InvalidParameterError("--engine: the local engine takes no address",
+                                        field="engine")
+        return name, None
+    if sep and not address:
+        what = "a scheduler address" if name == "dask" else "a master URL"
+        local = "a local cluster" if name == "dask" else "Spark in local mode"
+        raise InvalidParameterError(
+            f"--engine {name}=: give {what} after '=' or use --engine {name} for {local}",
+            field="engine")
+    if address and name == "dask":
+        from pixelmill.engines.dask import check_address
+
+        check_address(address)
+    elif address:
+        from pixelmill.engines.spark import check_master
+
+        check_master(address)
+    return name, address or None
+
+
 def get_engine(spec: str = "local", workers: int | None = None, **options: Any) -> Engine:
     """An engine from the CLI's ``--engine`` value (``name`` or ``name=address``)."""
-    name, _, address = (spec or "local").partition("=")
-    name = name.strip().lower()
     if workers is not None and workers < 1:
         raise InvalidParameterError(f"--workers: expected an integer >= 1, got {workers}",
                                     field="workers")
+    name, address = parse_engine_spec(spec)
     if name == "local":
-        if address:
-            raise InvalidParameterError("--engine: the local engine takes no address",
-                                        field="engine")
         from pixelmill.engines.local import LocalEngine
 
         return LocalEngine(workers=workers, **options)
     if name == "dask":
         from pixelmill.engines.dask import DaskEngine
 
-        return DaskEngine(address=address or None, workers=workers, **options)
-    if name == "spark":
-        from pixelmill.engines.spark import SparkEngine
+        return DaskEngine(address=address, workers=workers, **options)
+    from pixelmill.engines.spark import SparkEngine
 
-        return SparkEngine(master=address or None, workers=workers, **options)
-    raise InvalidParameterError(
-        f"--engine: unknown engine {name!r} (valid: {', '.join(ENGINE_NAMES)}, "
-        "optionally with =ADDRESS)",
-        field="engine",
-    )
+    return SparkEngine(master=address, workers=workers, **options)

@@ -2,7 +2,13 @@
 
 ``DaskEngine()`` starts its own :class:`distributed.LocalCluster` (one single-threaded worker
 process per core, bound to 127.0.0.1, no dashboard) and closes it on :meth:`close`;
-``DaskEngine("tcp://HOST:8786")`` connects to an existing scheduler and leaves it running.
+``DaskEngine("tcp://HOST:8786")`` connects to an existing scheduler and leaves it running: the
+address is checked first (:func:`check_address`: a scheme ``distributed`` knows, a port), then
+probed with a plain TCP connection and asked who it is under a deadline, so a scheduler that is
+not there (or a port that is something else) fails in seconds with an
+:class:`~pixelmill.engines.EngineUnavailableError` rather than after Dask's 30 s timeout (or
+never: Dask waits forever for a silent peer's handshake).
+``workers`` is then the cluster's worker threads (at most ``workers`` when given).
 
 Small units are batched into one task each (:func:`~pixelmill.engines.plan_batches`);
 results are yielded as tasks complete. A worker process that dies is restarted by its nanny
@@ -16,14 +22,25 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pixelmill.engines import UnitFailure, default_workers, plan_batches
-from pixelmill.errors import MissingDependencyError
+from pixelmill.engines import (
+    CONNECT_TIMEOUT,
+    EngineUnavailableError,
+    UnitFailure,
+    default_workers,
+    plan_batches,
+    probe,
+)
+from pixelmill.errors import InvalidParameterError, MissingDependencyError
 
-__all__ = ["LOCAL_CLUSTER_CONFIG", "DaskEngine", "run_batch"]
+__all__ = ["LOCAL_CLUSTER_CONFIG", "DaskEngine", "check_address", "run_batch"]
+
+#: address schemes whose location is HOST:PORT over TCP, probed before connecting
+_TCP_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 #: Dask settings for the cluster the engine starts: one task per worker thread at a time (a dying
 #: worker takes no bystanders with it), no statistical profiler, slower housekeeping ticks.
@@ -41,6 +58,93 @@ def run_batch(fn: Callable[[Any], Any], units: list[Any]) -> list[Any]:
     return [fn(u) for u in units]
 
 
+def check_address(address: str) -> tuple[str, str | None, int | None]:
+    """``(scheme, host, port)`` of a scheduler address (host and port None for non-TCP schemes).
+
+    A scheme ``distributed`` has no backend for, or a TCP address without a port, is an
+    :class:`~pixelmill.errors.InvalidParameterError` naming ``--engine`` and the valid forms.
+    """
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import backends, get_backend
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("distributed", "dask") from e
+    field = f"--engine dask={address}"
+    example = "e.g. tcp://HOST:8786"
+    try:
+        scheme, location = parse_address(address, strict=False)
+    except ValueError as e:
+        raise InvalidParameterError(f"{field}: not a scheduler address ({e}; {example})",
+                                    field="engine") from None
+    try:
+        get_backend(scheme)
+    except (ValueError, ImportError):
+        raise InvalidParameterError(
+            f"{field}: unknown address scheme {scheme!r} (valid: "
+            f"{', '.join(s + '://' for s in sorted(backends))}; {example})",
+            field="engine") from None
+    if scheme not in _TCP_SCHEMES:
+        return scheme, None, None
+    try:
+        host, port = parse_host_port(location)
+    except ValueError:
+        host, port = "", 0
+    if not host or not 0 < port < 65536:
+        raise InvalidParameterError(
+            f"{field}: expected {scheme}://HOST:PORT (the scheduler's host and port, {example})",
+            field="engine")
+    return scheme, host, port
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(err).__name__
+
+
+def _identify(address: str, timeout: float) -> str | None:
+    """Why ``address`` is not a Dask scheduler answering within ``timeout`` s, or None if it is.
+
+    Runs on its own daemon thread and event loop (the caller may be inside a running loop, a
+    notebook); a peer that never answers leaves at worst a parked daemon thread behind.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=timeout,
+                             **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["reply"] = asyncio.run(asyncio.wait_for(ask(), timeout))
+        except BaseException as e:  # reported to the caller below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name="pixelmill-dask-identify", daemon=True)
+    thread.start()
+    thread.join(timeout + 2)
+    error, reply = outcome.get("error"), outcome.get("reply")
+    if not outcome or isinstance(error, TimeoutError):
+        return f"no Dask scheduler answered within {timeout:g} s"
+    if isinstance(error, OSError):  # refused, reset, closed, TLS failures
+        return f"cannot connect to the Dask scheduler ({_first_line(error)})"
+    if error is not None:  # something answered, but not in Dask's protocol
+        return f"not a Dask scheduler (its reply could not be read: {_first_line(error)})"
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        return f"not a Dask scheduler (it answered as {kind or 'something else'})"
+    return None
+
+
 class DaskEngine:
     """Run units on a Dask cluster (an existing one at ``address``, or a local one it owns)."""
 
@@ -55,10 +159,13 @@ class DaskEngine:
             raise MissingDependencyError("distributed", "dask") from e
         self.address = address
         self._cluster = None
+        self._client = None
         if address:
-            self._client = Client(address, set_as_default=False)
-            self.workers = workers or max(1, sum(
-                w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+            self._client = self._connect(Client, address)
+            # the worker threads the cluster has: what map() can run at once (a scheduler
+            # whose workers have not joined yet keeps the number asked for)
+            slots = sum(self._client.nthreads().values())
+            self.workers = min(workers or slots, slots) if slots else workers or 1
         else:
             from pixelmill.engines.local import WORKER_ENV
 
@@ -75,6 +182,25 @@ class DaskEngine:
                     host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
                 )
             self._client = Client(self._cluster, set_as_default=False)
+
+    @staticmethod
+    def _connect(client_class: Any, address: str) -> Any:
+        """A client of the scheduler at ``address``, or a one-line error within seconds."""
+        _, host, port = check_address(address)
+        field = f"--engine dask={address}"
+        reason = probe(host, port) if host is not None else None
+        if reason:
+            raise EngineUnavailableError(f"{field}: cannot reach the Dask scheduler ({reason})")
+        # Dask waits forever for the handshake of a peer that accepts and stays silent: ask the
+        # scheduler who it is, under a deadline, before a Client is made
+        reason = _identify(address, CONNECT_TIMEOUT)
+        if reason:
+            raise EngineUnavailableError(f"{field}: {reason}")
+        try:
+            return client_class(address, set_as_default=False, timeout=2 * CONNECT_TIMEOUT)
+        except Exception as e:
+            raise EngineUnavailableError(
+                f"{field}: cannot connect to the Dask scheduler ({_first_line(e)})") from e
 
     @property
     def client(self):

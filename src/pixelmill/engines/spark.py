@@ -5,6 +5,12 @@
 (``yarn``, ``k8s://…`` work the same way). When a SparkSession is already active in the process
 (a notebook, ``spark-submit``) the engine uses it and leaves it running on :meth:`close`.
 
+A master URL is checked before anything starts (:func:`check_master`: a form Spark parses, else
+an :class:`~pixelmill.errors.InvalidParameterError`); the host:port of a ``spark://`` (or
+``k8s://``) master is probed with a plain TCP connection, so a master that is not there fails in
+seconds, and any other failure to start Spark becomes one
+:class:`~pixelmill.engines.EngineUnavailableError` line rather than a Java stack trace.
+
 The units are put once into an RDD with one partition per batch
 (:func:`~pixelmill.engines.plan_batches`); each partition then runs as its own small Spark job
 from a driver thread, so results stream back as partitions finish and a job can be cancelled on
@@ -30,14 +36,25 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
 
-from pixelmill.engines import UnitFailure, default_workers, plan_batches
-from pixelmill.errors import MissingDependencyError
+from pixelmill.engines import (
+    EngineUnavailableError,
+    UnitFailure,
+    default_workers,
+    plan_batches,
+    probe,
+)
+from pixelmill.errors import InvalidParameterError, MissingDependencyError
 
-__all__ = ["LOCAL_JVM_OPTIONS", "SparkEngine", "run_partition"]
+__all__ = ["LOCAL_JVM_OPTIONS", "MASTER_FORMS", "SparkEngine", "check_master", "run_partition"]
 
 #: JVM options in local mode: the JVM only moves small units and rows there, so a quick JIT and
 #: a single-threaded GC leave the cores to the Python workers (3-4x less JVM CPU time)
 LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+#: the master URLs Spark 4 parses (Mesos support was removed in Spark 4.0)
+MASTER_FORMS = ("local", "local[N]", "local[*]", "local[N,F]", "local-cluster[N,C,M]",
+                "spark://HOST:PORT[,HOST:PORT...]", "yarn", "k8s://[https://]HOST[:PORT]")
+_LOCAL_MASTER = re.compile(r"local|local\[([0-9]+|\*)\]|local\[([0-9]+|\*)\s*,\s*([0-9]+)\]"
+                           r"|local-cluster\[\s*([0-9]+)\s*,\s*([0-9]+)\s*,\s*([0-9]+)\s*\]")
 _LOOPBACK = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost):\d+)$")
 
 
@@ -57,6 +74,78 @@ def run_partition(fn: Callable[[Any], Any], batches: Iterator[list[Any]]) -> Ite
             except Exception:
                 e = RemoteError(f"{type(e).__name__}: {e}")
             yield ("error", e, tb)
+
+
+def _host_port(text: str, default_port: int | None = None) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT`` (``[v6]:PORT`` too), or None when it is not one."""
+    host, colon, port = text.rpartition(":")
+    if not colon or "]" in port:  # no port at all (a bare host, or a bracketed IPv6 address)
+        host, port = text, ""
+    host = host.strip("[]")
+    if not port:
+        port = str(default_port or "")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        return None
+    return host, int(port)
+
+
+def check_master(master: str) -> list[tuple[str, int]]:
+    """The ``(host, port)`` pairs to probe for a Spark master URL (none for local modes, yarn).
+
+    A URL of no form Spark parses (see :data:`MASTER_FORMS`) is an
+    :class:`~pixelmill.errors.InvalidParameterError` naming ``--engine`` and the valid forms.
+    """
+    field = f"--engine spark={master}"
+    forms = f"valid: {', '.join(MASTER_FORMS)}"
+    found = _LOCAL_MASTER.fullmatch(master)
+    if found:
+        counts = [g for g in found.groups() if g is not None and g != "*"]
+        if any(int(n) < 1 for n in counts):
+            raise InvalidParameterError(f"{field}: thread, failure and worker counts must be "
+                                        f">= 1 ({forms})", field="engine")
+        return []
+    if master == "yarn":
+        return []
+    scheme, sep, rest = master.partition("://")
+    if sep and scheme == "spark":
+        hosts = [_host_port(h.strip()) for h in rest.split(",")]
+        if hosts and all(hosts):
+            return hosts
+        raise InvalidParameterError(
+            f"{field}: expected spark://HOST:PORT, or spark://HOST1:PORT1,HOST2:PORT2 for "
+            "masters with standby (the port is usually 7077)", field="engine")
+    if sep and scheme == "k8s":
+        api = rest.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+        default = 80 if rest.startswith("http://") else 443
+        hosts = [_host_port(api, default)]
+        if hosts[0]:
+            return hosts
+        raise InvalidParameterError(
+            f"{field}: expected k8s://[https://]HOST[:PORT] (the Kubernetes API server)",
+            field="engine")
+    if sep and scheme == "mesos":
+        raise InvalidParameterError(f"{field}: Spark 4 no longer runs on Mesos ({forms})",
+                                    field="engine")
+    raise InvalidParameterError(f"{field}: not a Spark master URL ({forms})", field="engine")
+
+
+def _start_error(err: BaseException) -> str:
+    """The first meaningful line of an error raised while Spark starts (no Java stack)."""
+    java = getattr(err, "java_exception", None)
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception:
+            text = str(err)
+    else:
+        text = str(err)
+    for line in text.splitlines():
+        line = line.strip().lstrip(":").strip()
+        if not line or line.startswith("at ") or line.startswith("An error occurred while"):
+            continue
+        # "org.apache.spark.SparkException: Could not parse ..." -> "Could not parse ..."
+        return re.sub(r"^(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ", "", line)[:300]
+    return type(err).__name__
 
 
 def _crash_reason(err: BaseException) -> str:
@@ -81,17 +170,33 @@ class SparkEngine:
             from pyspark.sql import SparkSession
         except ImportError as e:  # pragma: no cover - depends on the install
             raise MissingDependencyError("pyspark", "spark") from e
+        given = master
+        field = f"--engine spark={given}" if given else "--engine spark"
+        targets = check_master(master) if master else []
         active = SparkSession.getActiveSession()
         self._owned = active is None
         if active is not None:
             self.session = active
         else:
+            if targets:  # a standalone master (any of a standby list) or a k8s API server
+                reasons = [probe(host, port) for host, port in targets]
+                if all(reasons):
+                    why = (reasons[0] if len(targets) == 1 else "; ".join(
+                        f"{h}:{p}: {r}" for (h, p), r in zip(targets, reasons, strict=True)))
+                    what = "Kubernetes API server" if master.startswith("k8s") else "Spark master"
+                    raise EngineUnavailableError(f"{field}: cannot reach the {what} ({why})")
+            if master == "yarn" and not (os.environ.get("HADOOP_CONF_DIR")
+                                         or os.environ.get("YARN_CONF_DIR")):
+                raise EngineUnavailableError(  # spark-submit would say so with a Java stack
+                    f"{field}: set HADOOP_CONF_DIR or YARN_CONF_DIR to the folder holding the "
+                    "YARN cluster's configuration")
             n = workers or default_workers()
             if not master:
                 master = f"local[{n},{retries + 1}]"
             elif re.fullmatch(r"local\[(\d+|\*)\]", master):  # local mode only retries this way
                 master = f"{master[:-1]},{retries + 1}]"
             builder = (SparkSession.builder.master(master).appName("pixelmill")
+                       .config("spark.log.level", log_level)  # also while the context starts
                        .config("spark.ui.enabled", "false")
                        .config("spark.ui.showConsoleProgress", "false")
                        .config("spark.task.maxFailures", str(retries + 1))
@@ -114,11 +219,20 @@ class SparkEngine:
                 builder = builder.config(key, value)
             with warnings.catch_warnings():  # pyspark lags pandas releases; say it once in docs
                 warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
-                self.session = builder.getOrCreate()
+                try:
+                    self.session = builder.getOrCreate()
+                except Exception as e:
+                    raise EngineUnavailableError(
+                        f"{field}: Spark could not start ({_start_error(e)})") from e
             self.session.sparkContext.setLogLevel(log_level)
         self.sc = self.session.sparkContext
         self.master = self.sc.master
-        self.workers = workers or max(1, self.sc.defaultParallelism)
+        # the task slots Spark reports: what map() can run at once. Exact in local mode; a
+        # cluster's executors may still be registering, so there an asked number is kept
+        slots = max(1, self.sc.defaultParallelism)
+        if workers and re.match(r"local(\[|$)", self.master):
+            workers = min(workers, slots)
+        self.workers = workers or slots
 
     def close(self) -> None:
         if self._owned and self.session is not None:

@@ -367,6 +367,9 @@ def run_tiled(
                            workers=concurrency, memory=budget, width=w, height=h)
     own_engine = engine is None or isinstance(engine, str)
     eng = get_engine(engine or "local", workers=concurrency) if own_engine else engine
+    # a cluster may have fewer slots than this machine's cores: say (and plan) what runs
+    concurrency = max(1, min(concurrency, int(getattr(eng, "workers", concurrency) or 1)))
+    summary.workers = concurrency
     size = None
     try:
         with PeakRSS() as peak:
