@@ -50,3 +50,26 @@ def test_shipped_model_beats_bicubic_on_unseen_photos(card, photos):
 def test_best_x2_model_is_shipped_and_cached():
     require_shipped("edsr", 2)
     assert load_model("edsr", 2) is load_model("edsr", 2)
+
+
+def test_a_deeper_edsr_grown_from_a_shallower_one_starts_as_the_same_function(tmp_path):
+    """`sr train --param blocks=6 --init edsr_x3.safetensors` (how the shipped 6-block ×3
+    was made): the appended blocks start as identities instead of random noise."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pixelmill.sr.models import build_model
+    from pixelmill.sr.training import _init_from
+
+    torch.manual_seed(0)
+    small = build_model("edsr", 3, {"blocks": 4})
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, tmp_path / "s.safetensors")
+    grown = build_model("edsr", 3, {"blocks": 6})
+    assert _init_from(grown, str(tmp_path / "s.safetensors")) == len(small.state_dict())
+    x = torch.rand(1, 1, 20, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), small(x))
+        assert grown.body[4].conv1.weight.abs().sum() > 0  # still trainable, not dead

@@ -113,12 +113,26 @@ def _load_checkpoint(out: Path, net, opt) -> dict[str, Any]:
 
 
 def _init_from(net: torch.nn.Module, path: str) -> int:
-    """Copy every tensor of ``path`` whose name and shape match ``net`` (e.g. x2 body -> x4)."""
+    """Copy every tensor of ``path`` whose name and shape match ``net`` (e.g. x2 body -> x4).
+
+    Residual blocks the source lacks (a deeper EDSR grown from a shallower one) start with
+    their last convolution at zero: they pass their input through, so the grown network starts
+    as the same function and training only adds to it.
+    """
+    from pixelmill.sr.models import _ResBlock
+
     source = load_file(path)
     own = net.state_dict()
     copied = {k: v.float() for k, v in source.items() if k in own and own[k].shape == v.shape}
     own.update(copied)
     net.load_state_dict(own)
+    if copied:
+        with torch.no_grad():
+            for name, module in net.named_modules():
+                if isinstance(module, _ResBlock) and not any(k.startswith(name + ".")
+                                                             for k in copied):
+                    module.conv2.weight.zero_()
+                    module.conv2.bias.zero_()
     return len(copied)
 
 
