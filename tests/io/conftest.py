@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    """One PNG chunk with a correct CRC."""
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
-        ">I", zlib.crc32(kind + payload))
-
-
-def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A tiny PNG whose (valid) header claims ``width × height`` RGB pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
 
 
 def pil_bytes(array: np.ndarray, fmt: str, mode: str | None = None, **save_kw) -> bytes:

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 
 from pixelmill import codecs
 from pixelmill.errors import DecodeError, InvalidParameterError, PixelLimitError
-from tests.io.conftest import bomb_png, pil_bytes
+from tests._images import bomb_png
+from tests.io.conftest import pil_bytes
 
 
 def _variants(photo, gray):

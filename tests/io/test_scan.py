@@ -21,7 +21,7 @@ from pixelmill.engines import UnitFailure
 from pixelmill.errors import ExitCode, NoInputError, StorageError, UsageError
 from pixelmill.inventory import SCAN_SCHEMA, _InlineEngine, scan, summarize
 from pixelmill.storage import FileEntry
-from tests.io.conftest import bomb_png
+from tests._images import bomb_png
 
 
 def by_name(table) -> dict[str, dict]:

@@ -9,6 +9,7 @@ import pytest
 from pixelmill import codecs
 from pixelmill.jobs import run
 from pixelmill.manifest import read_manifest
+from tests._images import bomb_png
 
 tiled = pytest.importorskip("pixelmill.tiled")
 
@@ -34,18 +35,10 @@ def test_big_inputs_are_tiled_and_equal_the_untiled_result(collection, tmp_path,
     np.testing.assert_array_equal(got, expected)
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header (and a tiny, unfinished image stream) claiming ``width``×``height``."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+def _image_rows(out) -> dict[str, dict]:
+    """The manifest's rows of whole images (not of their tiles), by relative path."""
+    return {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))
+            if "#" not in r["key"]}
 
 
 def test_the_pixel_limit_holds_on_the_tiled_route(tmp_path, engine, blur_pipeline):
@@ -55,13 +48,12 @@ def test_the_pixel_limit_holds_on_the_tiled_route(tmp_path, engine, blur_pipelin
     for every format."""
     src = tmp_path / "in"
     src.mkdir()
-    (src / "bomb.png").write_bytes(_png_claiming(100_000, 100_000))
+    (src / "bomb.png").write_bytes(bomb_png(100_000, 100_000, color=0))
     cv2.imwrite(str(src / "ok.png"), np.full((64, 64, 3), 90, np.uint8))
     out = tmp_path / "out"
     summary = run(blur_pipeline, str(src), str(out), engine=engine, progress=False,
                   report=False, tile_threshold=1000)
-    rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))
-            if "#" not in r["key"]}
+    rows = _image_rows(out)
     assert rows["bomb.png"]["status"] == "invalid"
     assert "exceeds the pixel limit" in rows["bomb.png"]["reason"]
     assert rows["ok.png"]["status"] == "ok" and rows["ok.png"]["tiled"]
@@ -81,8 +73,7 @@ def test_tiled_outputs_do_not_replace_each_other(tmp_path, engine, blur_pipeline
     out = tmp_path / "out"
     summary = run(blur_pipeline, str(src), str(out), engine=engine, progress=False,
                   report=False, tile_threshold=1000)
-    rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))
-            if "#" not in r["key"]}
+    rows = _image_rows(out)
     assert rows["a.jpg"]["status"] == "ok" and rows["a.jpg"]["output"].endswith("a.tif")
     assert rows["a.png"]["status"] == "failed" and "would replace the output of" in (
         rows["a.png"]["reason"])

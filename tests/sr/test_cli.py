@@ -182,17 +182,10 @@ def test_upscale_replaces_an_output_only_with_overwrite(tmp_path, astronaut, cap
 def test_upscale_refuses_from_the_header_before_decoding(tmp_path, capsys):
     """A result that cannot fit --memory was found only after decoding the input (a 1.3 KB
     JPEG claiming 20000×20000 took 2.6 GB first); the header's size now decides."""
-    import struct
-    import zlib
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    from tests._images import bomb_png
 
     big = tmp_path / "claims.png"  # a valid header claiming 20000×20000, almost no data
-    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000,
-                                                                     8, 2, 0, 0, 0))
-                    + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    big.write_bytes(bomb_png(20000, 20000))
     code = main(["upscale", str(big), str(tmp_path / "o.png"), "--model", "bicubic",
                  "--memory", "1GB"])
     err = capsys.readouterr().err

@@ -8,7 +8,6 @@ its header (the bombs here are headers only; nothing is ever decoded).
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 
 import numpy as np
@@ -24,22 +23,12 @@ from pixelmill.images import read_image
 from pixelmill.manifest import read_manifest
 from pixelmill.pipeline import load_pipeline
 from pixelmill.regions import _spill
+from tests._images import bomb_png
 
 from .conftest import make_image
 
 PIPE = [{"op": "gaussian", "sigma": 1}]
 FIVE = "5 channels: pixelmill reads images with 1 to 4 channels (gray, gray+alpha, RGB, RGBA)"
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_header(width: int, height: int, depth: int = 1, color: int = 0) -> bytes:
-    """A PNG whose sound header claims ``width``×``height`` (its pixel data is a few bytes)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
-            + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
 
 
 def _tile(capsys, *args) -> tuple[int, str, str]:
@@ -71,7 +60,7 @@ def pipe(tmp_path):
 
 def test_a_png_bomb_is_refused_from_its_header(tmp_path, never_decoded):
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_header(100_000, 100_000))
+    bomb.write_bytes(bomb_png(100_000, 100_000, depth=1, color=0))
     spill = tmp_path / "spill.npy"
     with pytest.raises(PixelLimitError) as e:
         regions.open_source(str(bomb), spill_uri=str(spill))
@@ -86,7 +75,7 @@ def test_a_png_bomb_is_refused_from_its_header(tmp_path, never_decoded):
 def test_a_bomb_through_tile_and_upscale_is_an_error_before_any_work(tmp_path, pipe, capsys,
                                                                      never_decoded):
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_header(100_000, 100_000))
+    bomb.write_bytes(bomb_png(100_000, 100_000, depth=1, color=0))
     code, _, err = _tile(capsys, pipe, bomb, tmp_path / "out" / "o.tif", "--memory", "1GB")
     assert code == ExitCode.ERROR and f"error: {bomb}: exceeds the pixel limit" in err, err
     assert main(["upscale", str(bomb), str(tmp_path / "up.tif"), "--model", "bicubic"]) == 1
@@ -100,7 +89,7 @@ def test_inputs_refused_on_the_tiled_route_of_run_are_invalid_rows(tmp_path, inl
 
     (tmp_path / "in").mkdir()
     # 4 MP: under the pixel limit, but its decode does not fit a 1 MB budget
-    (tmp_path / "in" / "big.png").write_bytes(_png_header(2000, 2000, depth=8, color=2))
+    (tmp_path / "in" / "big.png").write_bytes(bomb_png(2000, 2000))
     tifffile.imwrite(tmp_path / "in" / "five.tif", make_image((40, 30, 5), "uint8"),
                      photometric="minisblack", planarconfig="contig")
     summary = run(PIPE, str(tmp_path / "in"), str(tmp_path / "out"), engine=inline_engine,
@@ -117,7 +106,7 @@ def test_inputs_refused_on_the_tiled_route_of_run_are_invalid_rows(tmp_path, inl
 
 def test_a_decode_that_would_not_fit_the_memory_is_refused(tmp_path, monkeypatch, never_decoded):
     big = tmp_path / "big.png"  # 400 MP RGB: under the pixel limit, 1.2 GB decoded
-    big.write_bytes(_png_header(20_000, 20_000, depth=8, color=2))
+    big.write_bytes(bomb_png(20_000, 20_000))
     with pytest.raises(PixelLimitError, match="more than the 512 MiB of the memory budget"):
         regions.open_source(str(big), spill_uri=str(tmp_path / "s.npy"), memory=2**29)
 
