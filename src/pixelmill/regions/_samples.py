@@ -13,17 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from pixelmill import codecs
-from pixelmill.codecs._decode import tiff_samples
+from pixelmill.codecs._decode import _TIFF_KEPT, tiff_samples
 from pixelmill.errors import DecodeError
 
-__all__ = ["MAX_CHANNELS", "check_channels", "decoded_layout", "decoded_samples", "stored_box"]
-
-#: channel counts pixelmill reads: gray, gray+alpha, RGB, RGBA
-MAX_CHANNELS = 4
+__all__ = ["check_channels", "decoded_layout", "decoded_samples", "stored_box"]
 
 #: the in-memory decoder's per-pixel rules for stored TIFF samples, shared, not copied
 decoded_samples = tiff_samples
-_KEPT = (np.uint8, np.uint16, np.float32)
 
 
 def check_channels(uri: str, channels: int, detail: str = "") -> None:
@@ -45,7 +41,7 @@ def decoded_layout(uri: str, shape: tuple[int, ...], dtype: str, photometric: st
     pixel = np.zeros((1, 1, *shape[2:]), dtype)
     out = decoded_samples(pixel, photometric, np.zeros((3, 1), np.uint16), strict=False)
     check_channels(uri, out.shape[2] if out.ndim == 3 else 1, detail)  # first, as in memory
-    if strict and out.dtype not in _KEPT:
+    if strict and out.dtype not in _TIFF_KEPT:
         raise DecodeError(f"{uri}: unsupported TIFF sample type {out.dtype}")
     return (*shape[:2], *out.shape[2:]), out.dtype.name
 
