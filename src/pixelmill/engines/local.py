@@ -204,13 +204,13 @@ class LocalEngine:
                     if w.conn in ready:
                         try:
                             msg = w.conn.recv()
+                            if msg == _READY:
+                                w.started = True
+                                if not w.conn.poll():
+                                    continue
+                                msg = w.conn.recv()  # its result, or EOF if it died on it
                         except (EOFError, OSError):
                             msg = None
-                        if msg == _READY:
-                            w.started = True
-                            if not w.conn.poll():
-                                continue
-                            msg = w.conn.recv()
                         _, ok, payload = msg if msg is not None else (None, None, None)
                         if ok is True:
                             w.task = None
