@@ -62,19 +62,24 @@ LUMA_601 = (0.299, 0.587, 0.114)
 
 
 def check_image(image: np.ndarray, op_name: str, dtypes=SUPPORTED_DTYPES) -> np.ndarray:
-    """Raise a clear error for arrays an op cannot take; return a C-contiguous view or copy."""
+    """Raise a clear error for arrays an op cannot take; return a C-contiguous, native-byte-order
+    view or copy."""
     if not isinstance(image, np.ndarray):
         raise InvalidParameterError(f"{op_name}: expected a NumPy array, got {type(image).__name__}")
     if image.ndim not in (2, 3):
         raise InvalidParameterError(
             f"{op_name}: expected an H×W or H×W×C array, got shape {image.shape}"
         )
-    if image.shape[0] == 0 or image.shape[1] == 0:
+    if image.size == 0:  # no rows, no columns, or H×W×0 (no channels)
         raise InvalidParameterError(f"{op_name}: empty image of shape {image.shape}")
     dtypes = tuple(np.dtype(d).type for d in dtypes)
     if image.dtype.type not in dtypes:
         names = ", ".join(np.dtype(d).name for d in dtypes)
         raise InvalidParameterError(f"{op_name}: dtype {image.dtype} not supported (use {names})")
+    if not image.dtype.isnative:
+        # a byte-swapped array (">u2" from a big-endian file): OpenCV reads its raw bytes as
+        # native numbers, so convert the values (the dtype becomes the native uint16 etc.)
+        return np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("="))
     return np.ascontiguousarray(image)
 
 

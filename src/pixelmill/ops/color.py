@@ -92,6 +92,10 @@ def convert(
     image = check_image(image, "convert")
     c = channels(image)
     if source is None:
+        if c > 4:  # neither gray (+ alpha) nor RGB(A): do not blame a 'gray' nobody gave
+            raise InvalidParameterError(
+                f"convert: cannot tell the colour space of a {c}-channel image (gray has 1 or 2 "
+                "channels, RGB and the others 3, or 4 with alpha)", field="source")
         source = "rgb" if c in (3, 4) else "gray"
     if source == "gray" and c > 2:
         raise InvalidParameterError(

@@ -42,7 +42,14 @@ def _gradient(image: np.ndarray, direction: str, mode: str, scharr: bool) -> np.
             return deriv(a, 1, 0)
         if direction == "y":
             return deriv(a, 0, 1)
-        return cv2.magnitude(deriv(a, 1, 0), deriv(a, 0, 1))
+        # not cv2.magnitude: its SIMD and scalar paths differ by an ulp, so the result
+        # depended on where the buffers happened to be allocated (two calls on one image
+        # could differ). float64 squares and a correctly rounded sqrt are the same everywhere.
+        mag = deriv(a, 1, 0).astype(np.float64)
+        mag *= mag
+        gy = deriv(a, 0, 1).astype(np.float64)
+        mag += gy * gy
+        return np.sqrt(mag, out=mag).astype(np.float32)
 
     return per_channel(src, run).reshape(image.shape)
 

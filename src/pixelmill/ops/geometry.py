@@ -8,13 +8,21 @@ Interpolated integer results are rounded to nearest; no op here rescales intensi
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 
 from pixelmill.errors import InvalidParameterError
-from pixelmill.ops._common import CV2_BORDER, NUMPY_PAD, BorderMode, check_image, per_channel
+from pixelmill.ops._common import (
+    CV2_BORDER,
+    NUMPY_PAD,
+    BorderMode,
+    cast_like,
+    check_image,
+    per_channel,
+)
 from pixelmill.ops._registry import GLOBAL, Range, op
 
 __all__ = ["affine", "center_crop", "crop", "flip", "pad", "resize", "rotate"]
@@ -59,6 +67,24 @@ def output_size(shape: tuple[int, ...], *, width=None, height=None, long_side=No
     return height, max(1, round(w * height / h))
 
 
+def _nearest_index(n_in: int, n_out: int, factor: float) -> np.ndarray:
+    """Input index of each output pixel for nearest resizing by ``factor``: the pixel whose
+    footprint holds the output centre, ``floor((i + 0.5) / factor)``, in exact arithmetic.
+
+    OpenCV's INTER_NEAREST_EXACT derives its step from the two sizes in 16.16 fixed point, so
+    where an output centre falls on a pixel boundary (factor 0.75, 1.5, 2.5...) it picks a side
+    that depends on the image size: a tile picked differently from the whole image. Exact
+    arithmetic on the factor as a fraction picks the same pixel wherever the image starts.
+    """
+    fr = Fraction(factor).limit_denominator(1_000_000)
+    i = np.arange(n_out, dtype=np.int64)
+    if fr.numerator == 0:  # a factor below 1e-6: no short fraction; the float formula will do
+        idx = np.floor((i + 0.5) / factor).astype(np.int64)
+    else:
+        idx = ((2 * i + 1) * fr.denominator) // (2 * fr.numerator)
+    return np.minimum(idx, n_in - 1)
+
+
 @op(
     family="geometry",
     halo=lambda p: RESIZE_HALO[p["method"]],
@@ -79,8 +105,10 @@ def resize(
     Give exactly one of: ``width`` and/or ``height`` (one alone keeps the aspect ratio),
     ``long_side``, or ``factor``. ``area`` averages the covered input pixels (the antialiased
     choice for shrinking); ``bilinear``, ``bicubic`` (Keys, a = -0.75) and ``lanczos`` (8×8 taps)
-    interpolate without antialiasing. The scale is ``factor`` when given (output size is
-    ``round(size * factor)``), otherwise it depends on the input size.
+    interpolate without antialiasing; ``nearest`` takes the input pixel under each output
+    pixel's centre (by ``factor``: input ``floor((i + 0.5) / factor)``, as scikit-image). The
+    scale is ``factor`` when given (output size is ``round(size * factor)``), otherwise it
+    depends on the input size.
 
     Parameters
     ----------
@@ -113,6 +141,10 @@ def resize(
     if factor is not None:
         oh, ow = output_size(image.shape, factor=factor)
         if round(image.shape[0] * factor) >= 1 and round(image.shape[1] * factor) >= 1:
+            if method == "nearest":
+                rows = _nearest_index(image.shape[0], oh, factor)
+                cols = _nearest_index(image.shape[1], ow, factor)
+                return image[rows][:, cols]
             return per_channel(image, lambda a: cv2.resize(
                 a, None, fx=factor, fy=factor, interpolation=interp)).reshape(
                 (oh, ow, *image.shape[2:]))
@@ -230,7 +262,7 @@ def pad(
     mode : str
         How the new pixels are filled (as :func:`numpy.pad`: reflect = symmetric).
     cval : float
-        Fill value for ``mode="constant"`` (cast to the image dtype).
+        Fill value for ``mode="constant"`` (rounded and clipped to the image dtype).
 
     Returns
     -------
@@ -245,7 +277,8 @@ def pad(
     """
     image = check_image(image, "pad")
     width = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
-    kw = {"constant_values": np.array(cval).astype(image.dtype)} if mode == "constant" else {}
+    # cast as every op does (rounded and clipped to the dtype): -1 is 0 for uint8, not 255
+    kw = {"constant_values": cast_like(np.array(cval), image.dtype)} if mode == "constant" else {}
     return np.pad(image, width, mode=NUMPY_PAD[mode], **kw)
 
 
