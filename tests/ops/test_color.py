@@ -9,6 +9,7 @@ from PIL import Image
 
 from pixelmill.errors import InvalidParameterError
 from pixelmill.ops import get_op
+from pixelmill.pipeline import Pipeline
 
 
 def test_gray_matches_pillow(astronaut):
@@ -161,6 +162,45 @@ def test_clahe_correlates_with_skimage(camera):
     assert local_contrast(got) > 1.2 * local_contrast(camera)
     u16 = get_op("clahe")(camera.astype(np.uint16) * 257)
     assert u16.dtype == np.uint16
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(512, 512), (301, 457), (123, 77), (5, 5), (2, 3), (1, 1)])
+@pytest.mark.parametrize("clip_limit, grid", [(2.0, (8, 8)), (40.0, (3, 5)), (0.5, (16, 4))])
+def test_clahe_reimplementation_equals_opencv(camera, dtype, shape, clip_limit, grid):
+    """With one bin per level, the NumPy CLAHE behind other bin counts is OpenCV's exactly."""
+    from pixelmill.ops.color import _clahe_channel
+
+    rng = np.random.default_rng(shape[0])
+    if shape == (512, 512):
+        image = camera.astype(dtype) * (257 if dtype == np.uint16 else 1)
+    else:
+        image = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    want = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(grid[1], grid[0])).apply(image)
+    got = _clahe_channel(image, clip_limit, grid, np.iinfo(dtype).max + 1)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_clahe_uint16_matches_the_uint8_result_of_the_same_picture(camera):
+    """uint16 CLAHE uses 256 bins by default (as scikit-image): the same picture stored in 16
+    bits gives the 8-bit result to within one 8-bit level. OpenCV's own 65536-bin uint16 CLAHE
+    (``bins=65536``) clips every bin to one count and lands ~15 levels away on average."""
+    u8 = get_op("clahe")(camera)
+    u16 = get_op("clahe")(camera.astype(np.uint16) * 257)
+    assert u16.dtype == np.uint16
+    diff = np.abs(u16.astype(np.int64) - u8.astype(np.int64) * 257)
+    assert diff.max() <= 257 and diff.mean() < 0.5 * 257
+    assert len(np.unique(u16)) > 2 * len(np.unique(u8))  # finer output levels, not 8-bit x 257
+    opencv = get_op("clahe")(camera.astype(np.uint16) * 257, bins=65536)
+    assert np.abs(opencv.astype(np.int64) - u8.astype(np.int64) * 257).mean() > 5 * 257
+
+
+def test_clahe_bins(camera):
+    coarse = get_op("clahe")(camera, bins=32)
+    assert coarse.dtype == np.uint8 and not np.array_equal(coarse, get_op("clahe")(camera))
+    np.testing.assert_array_equal(get_op("clahe")(camera, bins=4096), get_op("clahe")(camera))
+    with pytest.raises(InvalidParameterError, match="bins: expected a power of two, got 100"):
+        Pipeline.from_steps([{"op": "clahe", "bins": 100}])
 
 
 def test_white_balance_grayworld_equalizes_channel_means(astronaut):

@@ -277,18 +277,87 @@ def equalize_hist(
     return np.stack([_equalize_channel(image[..., i], bins) for i in range(image.shape[2])], -1)
 
 
-@op(family="color", halo=GLOBAL, dtypes=("uint8", "uint16"))
+def _clahe_check(p) -> str | None:
+    b = p["bins"]
+    return None if b & (b - 1) == 0 else f"bins: expected a power of two, got {b}"
+
+
+def _clahe_channel(a: np.ndarray, clip_limit: float, grid: tuple[int, int],
+                   bins: int) -> np.ndarray:
+    """CLAHE of one uint8/uint16 channel with ``bins`` histogram bins (a power of two up to
+    the dtype's levels): OpenCV's algorithm step for step, which it runs only with one bin per
+    level. Each tile's histogram counts ``value >> shift``; the clip limit, the redistribution
+    of clipped counts, the LUT (scaled to the dtype's full range, rounded half to even) and the
+    bilinear interpolation between tile centres are OpenCV's, in the same float32 arithmetic,
+    so with one bin per level the result equals ``cv2.createCLAHE(...).apply`` exactly.
+    """
+    rows_t, cols_t = grid
+    maxval = int(np.iinfo(a.dtype).max)
+    shift = (maxval + 1).bit_length() - bins.bit_length()
+    h, w = a.shape
+    ext = a
+    if h % rows_t or w % cols_t:  # as OpenCV: pad bottom and right (reflect-101) to whole tiles
+        ext = np.pad(a, ((0, rows_t - h % rows_t), (0, cols_t - w % cols_t)), mode="reflect")
+    th, tw = ext.shape[0] // rows_t, ext.shape[1] // cols_t
+    n = th * tw
+    tiles = (ext[: th * rows_t, : tw * cols_t].reshape(rows_t, th, cols_t, tw)
+             .transpose(0, 2, 1, 3).reshape(rows_t * cols_t, n))
+    idx = (tiles >> shift).astype(np.int64)
+    idx += (np.arange(rows_t * cols_t, dtype=np.int64) * bins)[:, None]
+    hist = np.bincount(idx.ravel(), minlength=rows_t * cols_t * bins).reshape(-1, bins)
+    del idx, tiles
+    limit = max(int(clip_limit * n / bins), 1)
+    clipped = np.maximum(hist - limit, 0).sum(axis=1)
+    np.minimum(hist, limit, out=hist)
+    batch = clipped // bins
+    residual = clipped - batch * bins
+    hist += batch[:, None]
+    for t in np.flatnonzero(residual):  # the remainder, one count every bins // residual bins
+        step = max(bins // int(residual[t]), 1)
+        hist[t, np.arange(0, bins, step)[: residual[t]]] += 1
+    cdf = np.cumsum(hist, axis=1).astype(np.float32)
+    lut = np.clip(np.rint(cdf * (np.float32(maxval) / np.float32(n))), 0, maxval)
+    lut = lut.astype(np.float32).reshape(rows_t, cols_t, bins)
+
+    def weights(length: int, tile: int, count: int):
+        f = np.arange(length, dtype=np.float32) * (np.float32(1) / np.float32(tile))
+        f -= np.float32(0.5)
+        i1 = np.floor(f).astype(np.int64)
+        frac = f - i1.astype(np.float32)
+        return np.maximum(i1, 0), np.minimum(i1 + 1, count - 1), frac, np.float32(1) - frac
+
+    tx1, tx2, xa, xa1 = weights(w, tw, cols_t)
+    ty1, ty2, ya, ya1 = weights(h, th, rows_t)
+    out = np.empty_like(a)
+    band = max(1, (1 << 20) // w)  # about a megapixel of float32 temporaries at a time
+    for y0 in range(0, h, band):
+        rows = slice(y0, min(h, y0 + band))
+        b = (a[rows] >> shift).astype(np.int64)
+        r1, r2 = ty1[rows, None], ty2[rows, None]
+        res = ((lut[r1, tx1, b] * xa1 + lut[r1, tx2, b] * xa) * ya1[rows, None]
+               + (lut[r2, tx1, b] * xa1 + lut[r2, tx2, b] * xa) * ya[rows, None])
+        out[rows] = np.clip(np.rint(res), 0, maxval)
+    return out
+
+
+@op(family="color", halo=GLOBAL, dtypes=("uint8", "uint16"), check=_clahe_check)
 def clahe(
     image: np.ndarray,
     *,
     clip_limit: Annotated[float, Range(gt=0.0, le=1000.0)] = 2.0,
     grid: tuple[Annotated[int, Range(ge=1, le=64)], Annotated[int, Range(ge=1, le=64)]] = (
         8, 8),
+    bins: Annotated[int, Range(ge=16, le=65536)] = 256,
 ) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalization (OpenCV ``CLAHE``), per channel.
+    """Contrast-limited adaptive histogram equalization (OpenCV's algorithm), per channel.
 
     The image is cut into ``grid`` tiles whose clipped histograms are interpolated, so each
     output pixel depends on tile statistics spread over the whole image: a global op.
+    Histograms have ``bins`` bins whatever the dtype (as scikit-image and Fiji): OpenCV itself
+    uses one bin per level, 65536 for uint16, where the clip limit (``clip_limit`` × tile area
+    / bins) falls below one count for ordinary tiles and the result is nothing like the uint8
+    result of the same picture; pass ``bins=65536`` for that behaviour. The output keeps the
+    full range of the dtype (a uint16 result is not quantized to ``bins`` levels).
 
     Parameters
     ----------
@@ -298,18 +367,26 @@ def clahe(
         Contrast limit, relative to a flat histogram (OpenCV's ``clipLimit``).
     grid : list of 2 ints
         Tiles per column and per row: ``[rows, columns]``.
+    bins : int
+        Histogram bins per tile, a power of two (at most 256 are used for uint8).
 
     Returns
     -------
     ndarray
-        Same shape and dtype.
+        Same shape and dtype; uint8 with 256 bins equals OpenCV's ``CLAHE`` exactly.
     """
     image = check_image(image, "clahe", dtypes=(np.uint8, np.uint16))
-    engine = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(grid[1], grid[0]))
+    levels = int(np.iinfo(image.dtype).max) + 1
+    bins = min(bins, levels)
+    if bins == levels:  # OpenCV's own case: its (parallel, C++) implementation
+        engine = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(grid[1], grid[0]))
+        run = engine.apply
+    else:
+        def run(a):
+            return _clahe_channel(a, clip_limit, (grid[0], grid[1]), bins)
     if image.ndim == 2:
-        return engine.apply(image)
-    return np.stack(
-        [engine.apply(np.ascontiguousarray(image[..., i])) for i in range(image.shape[2])], -1)
+        return run(image)
+    return np.stack([run(np.ascontiguousarray(image[..., i])) for i in range(image.shape[2])], -1)
 
 
 @op(family="color", halo=GLOBAL)
