@@ -77,6 +77,19 @@ def test_canny_output_and_thresholds(image_factory):
     assert not as_float[:, :12].any() and not as_float[:, 20:].any()
 
 
+def test_canny_given_threshold_is_never_overridden_by_a_default(camera):
+    """low=80 alone (above the default high, 51 for uint8) must raise high to 80, not be
+    lowered to 51: the result is skimage's canny with both thresholds at 80."""
+    from skimage.feature import canny as sk_canny
+
+    smooth = camera.astype(np.float64)
+    got = get_op("canny")(camera, sigma=1.0, low=80.0) > 0
+    np.testing.assert_array_equal(got, sk_canny(smooth, 1.0, 80.0, 80.0, mode="reflect"))
+    assert not np.array_equal(got, sk_canny(smooth, 1.0, 51.0, 51.0, mode="reflect"))
+    got = get_op("canny")(camera, sigma=1.0, high=10.0) > 0  # below the default low (25.5)
+    np.testing.assert_array_equal(got, sk_canny(smooth, 1.0, 10.0, 10.0, mode="reflect"))
+
+
 def _harris_reference(gray, block, ksize, k, mode):
     scale = 1.0 / ((1 << (ksize - 1)) * block)
     smooth = {3: [1.0, 2.0, 1.0]}[ksize]

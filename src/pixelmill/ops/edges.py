@@ -146,9 +146,10 @@ def canny(
         Standard deviation of the gaussian smoothing, in pixels.
     low : float or None
         Lower hysteresis threshold on the gradient magnitude, in the image's units
-        (None: 10% of the dtype's white).
+        (None: 10% of the dtype's white, or ``high`` if that is lower).
     high : float or None
-        Upper hysteresis threshold (None: 20% of the dtype's white).
+        Upper hysteresis threshold (None: 20% of the dtype's white, or ``low`` if that is
+        higher).
     mode : str
         How the image is extended beyond its border for smoothing.
 
@@ -161,9 +162,10 @@ def canny(
 
     image = check_image(image, "canny")
     white = dtype_max(image.dtype)
-    lo = 0.1 * white if low is None else low
-    hi = 0.2 * white if high is None else high
-    lo = min(lo, hi)
+    # a default never overrides the threshold that was given: low above the default high
+    # raises high to it (one threshold), high below the default low lowers low to it
+    hi = max(0.2 * white, low or 0.0) if high is None else high
+    lo = min(0.1 * white, hi) if low is None else low
     edges = sk_canny(gray_float(image).astype(np.float64), sigma=sigma, low_threshold=lo,
                      high_threshold=hi, mode=SCIPY_MODE[mode])
     return edges.astype(np.uint8) * np.uint8(255)
