@@ -203,6 +203,16 @@ def test_clahe_bins(camera):
         Pipeline.from_steps([{"op": "clahe", "bins": 100}])
 
 
+def test_rescale_intensity_refuses_an_output_range_inverted_by_a_default():
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    with pytest.raises(InvalidParameterError, match="out_low 300 is not below the uint8 white"):
+        get_op("rescale_intensity")(image, out_low=300.0)
+    with pytest.raises(InvalidParameterError, match="out_high -1 is not above 0"):
+        get_op("rescale_intensity")(image, out_high=-1.0)
+    got = get_op("rescale_intensity")(image, out_low=200.0)  # below white: fine
+    assert got[0, 0] == 200 and got[-1, -1] == 255
+
+
 def test_white_balance_grayworld_equalizes_channel_means(astronaut):
     cast = np.clip(astronaut * np.array([1.2, 1.0, 0.7]), 0, 255).astype(np.uint8)
     got = get_op("white_balance_grayworld")(cast)

@@ -181,6 +181,14 @@ def rescale_intensity(
     hi = float(image.max()) if in_high is None else in_high
     olo = 0.0 if out_low is None else out_low
     ohi = dtype_max(image.dtype) if out_high is None else out_high
+    if out_high is None and olo >= ohi:  # would silently invert (or flatten) the mapping
+        raise InvalidParameterError(
+            f"rescale_intensity: out_low {olo:g} is not below the {image.dtype} white "
+            f"({ohi:g}); give out_high too", field="out_low")
+    if out_low is None and ohi <= 0:
+        raise InvalidParameterError(
+            f"rescale_intensity: out_high {ohi:g} is not above 0; give out_low too",
+            field="out_high")
     src = np.clip(image.astype(np.float64), lo, hi)
     # a constant image (or an empty input range) maps to the low end
     out = (src - lo) * ((ohi - olo) / (hi - lo)) + olo if hi > lo else np.full_like(src, olo)
