@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pixelmill.metrics import rgb_to_y
 from pixelmill.sr.data import PairSet, sample_patches, split_files, to_luma
@@ -36,3 +37,18 @@ def test_luma_is_bt601_and_split_is_stable():
     train = split_files(files, "root", "train")
     assert sorted(val + train) == sorted(files) and 5 <= len(val) <= 40
     assert split_files(files[::-1], "root", "val") == val[::-1]
+
+
+def test_pair_cache_is_not_reused_across_degradations(tmp_path, astronaut, monkeypatch):
+    """Training caches LR/HR pairs on disk; pairs made by an earlier degradation (before
+    imresize mirrored its border taps) must not be loaded by a later one."""
+    import pixelmill.sr.data as sr_data
+
+    f = tmp_path / "a.png"
+    Image.fromarray(astronaut[:48, :64]).save(f)
+    cache = tmp_path / "cache"
+    first = sr_data.load_pairs([f], 2, cache_dir=cache)
+    np.testing.assert_array_equal(first.lr[0], to_luma(imresize(astronaut[:48, :64], 0.5)))
+    monkeypatch.setattr(sr_data, "degrade", lambda hr, s: hr[::s, ::s].copy())
+    second = sr_data.load_pairs([f], 2, cache_dir=cache)
+    np.testing.assert_array_equal(second.lr[0], to_luma(astronaut[:48:2, :64:2]))

@@ -1,7 +1,8 @@
 """MATLAB imresize: compared with an independent per-pixel float64 evaluation of MATLAB's
-formula (written out here, loop by loop), with Pillow's bicubic (same a = -0.5 kernel and
-antialias widening; Pillow renormalises at borders instead of clamping, so only interior
-pixels are compared), and against OpenCV's INTER_CUBIC, which must differ."""
+formula (written out here, loop by loop, with MATLAB's mirrored border indices), with Pillow's
+bicubic (same a = -0.5 kernel and antialias widening; Pillow renormalises at borders instead
+of mirroring, so only interior pixels are compared), and against OpenCV's INTER_CUBIC, which
+must differ."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def keys_cubic(x: float) -> float:
     return 0.0
 
 
+def mirror(j: int, n: int) -> int:
+    """MATLAB's ``aux = [1:n, n:-1:1]; aux(mod(j - 1, 2n) + 1)``, written as a walk: reflect
+    about the half-pixel edges until inside (1-based in, 1-based out)."""
+    while j < 1 or j > n:
+        j = 1 - j if j < 1 else 2 * n + 1 - j
+    return j
+
+
 def reference_1d(line: np.ndarray, out_len: int, scale: float) -> np.ndarray:
     """One axis, per output pixel, straight from the formula (1-based like MATLAB)."""
     n = len(line)
@@ -38,20 +47,30 @@ def reference_1d(line: np.ndarray, out_len: int, scale: float) -> np.ndarray:
         for j in range(lo, lo + math.ceil(width) + 2):
             w = scale * keys_cubic(scale * (u - j)) if scale < 1 else keys_cubic(u - j)
             ws.append(w)
-            vs.append(line[min(max(j, 1), n) - 1])  # replicated end-points
+            vs.append(line[mirror(j, n) - 1])  # symmetric padding, as MATLAB's imresize
         out[x - 1] = np.dot(ws, vs) / np.sum(ws)
     return out
 
 
-def reference(image: np.ndarray, scale: float, round_between: bool) -> np.ndarray:
+def reference(image: np.ndarray, scale: float, round_between: bool,
+              out_shape: tuple[int, int] | None = None) -> np.ndarray:
     h, w = image.shape
-    oh, ow = math.ceil(h * scale), math.ceil(w * scale)
+    oh, ow = out_shape or (math.ceil(h * scale), math.ceil(w * scale))
+    sh, sw = (oh / h, ow / w) if out_shape else (scale, scale)
     a = image.astype(np.float64)
-    tmp = np.stack([reference_1d(a[:, c], oh, scale) for c in range(w)], axis=1)
-    if round_between:
-        tmp = np.clip(np.floor(tmp + 0.5), 0, 255)
-    out = np.stack([reference_1d(tmp[r], ow, scale) for r in range(oh)], axis=0)
-    return np.clip(np.floor(out + 0.5), 0, 255) if round_between else out
+
+    def rows(x):  # resize along the height
+        return np.stack([reference_1d(x[:, c], oh, sh) for c in range(x.shape[1])], axis=1)
+
+    def cols(x):  # resize along the width
+        return np.stack([reference_1d(x[r], ow, sw) for r in range(x.shape[0])], axis=0)
+
+    def rnd(x):
+        return np.clip(np.floor(x + 0.5), 0, 255) if round_between else x
+
+    # MATLAB's dimensionOrder: [~, order] = sort(scale), a stable sort (height first on ties)
+    first, second = (rows, cols) if sh <= sw else (cols, rows)
+    return rnd(second(rnd(first(a))))
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 1 / 2, 1 / 3, 1 / 4])
@@ -84,6 +103,30 @@ def test_interior_matches_pillow_bicubic(astronaut, scale):
     ours = imresize(gray.astype(np.float64), scale)
     m = math.ceil(2 * max(scale, 1 / scale)) + 2  # stay clear of the border treatment
     np.testing.assert_allclose(ours[m:-m, m:-m], pil[m:-m, m:-m], atol=2e-3)
+
+
+def test_border_taps_are_mirrored_not_clamped():
+    """imresize([10 20 30 40], 2): output 1 sits at u = 0.75, taps j = -1..2 with weights
+    -0.0234375, 0.2265625, 0.8671875, -0.0703125. MATLAB maps j = 0 to pixel 1 and j = -1 to
+    pixel 2 (aux = [1:n, n:-1:1]), giving 9.0625; clamping j = -1 to pixel 1 would give
+    9.296875. Likewise the last output is 40.9375 (40.703125 if clamped)."""
+    got = imresize(np.array([[10.0, 20.0, 30.0, 40.0]]), 2)
+    assert got[0, 0] == pytest.approx(9.0625, abs=1e-12)
+    assert got[0, -1] == pytest.approx(40.9375, abs=1e-12)
+    # a step at the border: mirrored taps read the inside of the image, so shrinking a
+    # 1-pixel line next to the edge is not smeared as if the edge pixel were repeated
+    line = np.zeros((1, 16))
+    line[0, 1] = 1.0
+    np.testing.assert_allclose(imresize(line, 1 / 4), reference(line, 1 / 4, False), atol=1e-12)
+
+
+@pytest.mark.parametrize("out_shape", [(7, 20), (20, 7), (9, 9)])
+def test_smaller_scale_dimension_goes_first(rng, out_shape):
+    """MATLAB resizes the dimension with the smaller scale first (height on ties); with uint8
+    rounding between the passes the order changes the result."""
+    image = rng.integers(0, 256, (13, 11)).astype(np.uint8)
+    got = imresize(image, output_shape=out_shape)
+    np.testing.assert_array_equal(got, reference(image, 1.0, True, out_shape))
 
 
 def test_opencv_cubic_is_a_different_filter(astronaut):

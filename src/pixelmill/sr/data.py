@@ -13,6 +13,8 @@ and the benchmark, whoever lists them and whatever else is added to the folder.
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pixelmill.errors import DecodeError, NoInputError
+from pixelmill.errors import DecodeError, InvalidParameterError, NoInputError
 from pixelmill.metrics import rgb_to_y
 from pixelmill.sr.resample import imresize
 
@@ -69,6 +71,28 @@ def list_images(root: str | Path) -> list[Path]:
 
 _GT_FOLDERS = ("hr", "gtmod12", "gt", "original")
 
+#: folder names that hold low-resolution or bicubic images in the benchmark layouts
+#: (EDSR's ``LR_bicubic/X2``, BasicSR's ``LRbicx2``, DIV2K's ``*_LR_bicubic``, ``LR/``).
+_LR_FOLDER = re.compile(
+    r"^(lr|lrbicx\d+|lrx\d+|bicubic)$|_lr$|(^|_)lr_(bicubic|unknown|mild|difficult|wild|x\d+)",
+    re.I)
+_SRF_FOLDER = re.compile(r"image_srf_(\d+)$", re.I)
+_SCALE_FOLDER = re.compile(r"x(\d+)$", re.I)
+
+
+def _low_resolution_parts(root: Path, files: Sequence[Path]) -> list[str]:
+    """The folders that hold low-resolution inputs: ``root``, the parent of a ``root``
+    named like ``X2`` (``LR_bicubic/X2``), or a folder below ``root``."""
+    found: list[str] = []
+    here = root.resolve()
+    parts = [here.parent.name] if _SCALE_FOLDER.match(here.name) else []
+    parts.append(here.name)
+    parts += [q for p in files for q in p.relative_to(root).parts[:-1]]
+    for part in parts:
+        if _LR_FOLDER.search(part) and part not in found:
+            found.append(part)
+    return found
+
 
 def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
     """The ground-truth images of an evaluation folder, in the common benchmark layouts.
@@ -81,8 +105,13 @@ def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
       only that subfolder;
     * ``*_HR.<ext>`` files (``image_SRF_2/img_001_SRF_2_HR.png`` beside ``…_LR.png``,
       ``…_bicubic.png``; the SelfExSR layout): only those, from ``image_SRF_<scale>/`` when
-      that folder exists;
-    * anything else: every image under ``root``.
+      that folder exists (an error when the ``*_HR`` files lie in several ``image_SRF_*``
+      folders and none is for ``scale``: each picture would be scored once per folder);
+    * ``x2/``, ``x3/``, ``x4/`` subfolders (one copy of the ground truth per scale, as in
+      RCAN's ``HR/<set>/x<S>/``): only ``x<scale>/`` (an error when it is missing);
+    * anything else: every image under ``root``, unless low-resolution folders
+      (``LR_bicubic``, ``LRbicx2`` …) are among them or ``root`` is one or lies in one: an
+      error that says to point at the ground truth.
 
     Returns the files and a short description of the layout found.
     """
@@ -98,7 +127,32 @@ def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
         per_scale = [p for p in tagged if p.parent.name.lower() == f"image_srf_{scale}"]
         if per_scale:
             return per_scale, f"*_HR files from image_SRF_{scale}/"
+        folders = sorted({p.parent.name for p in tagged if _SRF_FOLDER.match(p.parent.name)},
+                         key=lambda n: int(_SRF_FOLDER.match(n).group(1)))
+        if len(folders) > 1:
+            raise InvalidParameterError(
+                f"data: {root} holds *_HR files in {', '.join(f + '/' for f in folders)} but "
+                f"no image_SRF_{scale}/ for --scale {scale}; evaluate one of those scales or "
+                "point at one folder", field="data")
         return tagged, "*_HR files"
+    if not root.is_dir():
+        return files, "all images"
+    low = _low_resolution_parts(root, files)
+    if low:
+        raise InvalidParameterError(
+            f"data: {root} holds low-resolution images ({', '.join(low)}) and no ground-truth "
+            "folder (HR/, GTmod12/, GT/, original/) or *_HR files; point at the set's "
+            "ground-truth folder or at a set that holds one", field="data")
+    # one copy of the ground truth per scale (RCAN's HR/<set>/x2/, x3/, x4/): that scale's
+    by_scale = {int(m.group(1)): p.parent for p in files
+                if p.parent.parent == root and (m := _SCALE_FOLDER.match(p.parent.name))}
+    if scale in by_scale:
+        return list_images(by_scale[scale]), f"ground truth from {by_scale[scale].name}/"
+    if len(by_scale) > 1:
+        raise InvalidParameterError(
+            f"data: {root} holds one copy of its images per scale "
+            f"({', '.join(sorted((d.name + '/' for d in by_scale.values()), key=str.lower))}) "
+            f"but none for --scale {scale}", field="data")
     return files, "all images"
 
 
@@ -119,25 +173,54 @@ def split_files(
     return [p for p in files if is_val(p) == (part == "val")]
 
 
+def _stored_gray(data: np.ndarray) -> bool:
+    """Whether the file's colour model is gray though OpenCV expands it to BGR(A): gray + alpha
+    (PNG colour type 4, TIFF ``LA``) or a palette whose entries are all gray."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            if im.mode in ("LA", "La", "L", "I", "I;16", "I;16B", "I;16L", "1"):
+                return True
+            if im.mode in ("P", "PA"):
+                palette = np.asarray(im.getpalette() or [], np.uint8)
+                # the entries the pixels use: unused slots of a padded palette do not count
+                used = np.unique(np.asarray(im if im.mode == "P" else im.getchannel(0)))
+                rgb = palette[: palette.size // 3 * 3].reshape(-1, 3)
+                rgb = rgb[used[used < len(rgb)]]
+                return bool(len(rgb)) and bool(np.all(rgb == rgb[:, :1]))
+    except Exception:  # PIL cannot say: keep what OpenCV decoded
+        return False
+    return False
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image as uint8 RGB (H×W×3) or gray (H×W, single-channel files only); alpha is
-    dropped, 16-bit scaled."""
+    """Read an image as uint8 RGB (H×W×3) or gray (H×W); alpha is dropped, 16-bit scaled.
+
+    Channels stay as stored, as MATLAB's ``imread`` / ``size(im, 3)`` see them: a gray file
+    (one channel, gray + alpha, or a palette of grays) is H×W and is scored on its values; a
+    gray picture saved with three equal channels is RGB to the protocol (scored on
+    Y = 16 + 219/255 v). The stored pixel grid is kept (EXIF orientation is not applied, as
+    MATLAB's ``imread`` and OpenCV's ``IMREAD_UNCHANGED`` do not).
+    """
     data = np.fromfile(str(path), np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DecodeError(f"{path}: cannot decode image")
     if image.dtype == np.uint16:
         image = np.floor(image / 257.0 + 0.5).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise DecodeError(f"{path}: {image.dtype} samples; the protocol scores 8-bit images "
+                          "(16-bit ones are scaled to 8 bits)")
     if image.ndim == 3:
         if image.shape[2] == 1:
             image = image[..., 0]
+        elif image.shape[2] in (3, 4) and _stored_gray(data):
+            image = np.ascontiguousarray(image[..., 0])  # B = G = R = the gray value
         elif image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
         else:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    # Channels stay as stored, as MATLAB's ``size(im, 3)`` sees them: a gray image saved with
-    # three equal channels is RGB to the protocol (scored on Y = 16 + 219/255 v), one saved with
-    # a single channel is scored on its values.
     return image
 
 
@@ -157,6 +240,13 @@ def to_luma(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3:
         return (rgb_to_y(image, 255.0) / 255.0).astype(np.float32)
     return (image.astype(np.float32) / 255.0).astype(np.float32)
+
+
+def _degradation_fingerprint(scale: int) -> bytes:
+    """The degradation of a fixed probe image, for the pair cache's key: pairs cached by an
+    earlier ``imresize`` (one that clamped border taps, say) are not reused by a later one."""
+    probe = (np.arange(13 * 11 * 3, dtype=np.int64).reshape(13, 11, 3) * 97 % 256).astype(np.uint8)
+    return degrade(probe, scale).tobytes() + degrade(probe[..., 0], scale).tobytes()
 
 
 @dataclass
@@ -183,6 +273,7 @@ def load_pairs(
     """
     key = hashlib.sha1(
         repr((scale, max_side, [(str(f), f.stat().st_size) for f in files])).encode()
+        + _degradation_fingerprint(scale)
     ).hexdigest()[:16]
     cached = cache_dir / f"pairs-x{scale}-{key}.npz" if cache_dir else None
     if cached is not None and cached.exists():

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pixelmill.errors import InvalidParameterError
+from pixelmill.errors import InvalidParameterError, NoInputError
 from pixelmill.metrics import psnr, ssim
 from pixelmill.sr.data import degrade, modcrop, read_rgb
 from pixelmill.sr.infer import upscale_image
@@ -53,6 +53,8 @@ def evaluate_files(
 
     Returns ``{"scale", "model", "images": [{"image", "psnr", "ssim"}...], "mean": {...}}``.
     """
+    if not files:  # a mean of nothing is not a score (and NaN is not JSON)
+        raise NoInputError("sr eval: no images to evaluate (an empty --split?)")
     net = None if model == "bicubic" else load_model(model, scale, device)
     rows = []
     for f in files:

@@ -6,8 +6,10 @@ This follows the algorithm of MATLAB's ``imresize`` (Image Processing Toolbox):
   ``lanczos3`` (the Graphics Gems forms, with MATLAB's ``eps`` guard);
 * when shrinking, the kernel is widened by 1/scale and scaled by ``scale`` (antialiasing);
 * output pixel ``x`` (1-based) maps to input coordinate ``u = x/scale + 0.5·(1 − 1/scale)``;
-* out-of-range taps are clamped to the first/last pixel (replicated end-points), taps whose
-  weights are all zero are dropped, each row of weights is normalised to sum 1;
+* out-of-range taps are mirrored about the image edge (half-sample symmetric padding:
+  the ``aux = [1:n, n:-1:1]`` index mapping of current MATLAB releases; the 2013 imresize.m
+  clamped to the end-points instead),
+  taps whose weights are all zero are dropped, each row of weights is normalised to sum 1;
 * the dimension with the smaller scale factor is resized first (height first on ties);
 * integer images are rounded (half away from zero) and saturated after *each* pass, as
   MATLAB's ``imresizemex`` returns the input's class; floats are computed in float64.
@@ -89,7 +91,12 @@ def contributions(
     indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
     weights = h(u[:, None] - indices)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    indices = np.clip(indices, 1, in_length).astype(np.intp) - 1
+    # Out-of-range taps are mirrored (MATLAB's ``aux = [1:in_length, in_length:-1:1]``,
+    # ``indices = aux(mod(indices - 1, 2 * in_length) + 1)``): half-sample symmetric padding,
+    # so tap 0 reads pixel 1, tap -1 pixel 2, …; not a clamp to the end-points.
+    period = 2 * in_length
+    folded = np.mod(indices.astype(np.intp) - 1, period)
+    indices = np.where(folded < in_length, folded, period - 1 - folded)
     keep = np.any(weights != 0, axis=0)
     return weights[:, keep], indices[:, keep]
 
