@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from pixelmill.ops._common import (
+    NUMPY_PAD,
     SCIPY_MODE,
     BorderMode,
     check_image,
@@ -208,5 +209,11 @@ def harris(
     image = check_image(image, "harris")
     gray = np.ascontiguousarray(gray_float(image))
     radius = block_size // 2 + ksize // 2
-    return with_border(gray, radius, mode, lambda x, b: cv2.cornerHarris(
-        x, block_size, ksize, k, borderType=b))
+    # pad the *image* by the full radius: OpenCV's own border would extend the derivative
+    # products instead (a reflected x-derivative keeps its sign), a different response within
+    # ``radius`` of the edge than the image extended by ``mode``
+    width = [(radius, radius), (radius, radius)]
+    kw = {"constant_values": 0.0} if mode == "constant" else {}
+    padded = np.ascontiguousarray(np.pad(gray, width, mode=NUMPY_PAD[mode], **kw))
+    out = cv2.cornerHarris(padded, block_size, ksize, k, borderType=cv2.BORDER_REFLECT)
+    return out[radius : radius + gray.shape[0], radius : radius + gray.shape[1]]
