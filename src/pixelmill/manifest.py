@@ -8,6 +8,11 @@ journal is removed. Readers (resume, reports) see the Parquet rows plus any jour
 Rows are flat dicts of scalars (str, int, float, bool, None) and lists of floats (vectors).
 Row ``key`` identifies the unit (an input URI, or ``URI#tile=r,c`` for a tile); for each key
 the last row written wins.
+
+A writer of a local manifest holds an exclusive lock (``flock``) on its journal while it is
+open: a second job writing the same manifest at the same time is refused
+(:class:`ManifestBusyError`) instead of mixing its rows and temporaries with the first one's.
+The lock goes with the process, so a killed job never leaves a stale one behind.
 """
 
 from __future__ import annotations
@@ -24,14 +29,72 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pixelmill import storage
+from pixelmill.errors import PixelmillError, StorageError
 
-__all__ = ["ManifestWriter", "read_manifest", "read_manifest_metadata", "rows_to_table"]
+__all__ = ["ManifestBusyError", "ManifestWriter", "read_manifest", "read_manifest_metadata",
+           "rows_to_table"]
 
 STATUSES = ("ok", "invalid", "failed")
 
 
 def journal_path(manifest_uri: str) -> str:
     return manifest_uri + ".journal.jsonl"
+
+
+class ManifestBusyError(PixelmillError):
+    """Another job (another process, or another writer here) is writing this manifest now."""
+
+
+def _lock_journal(jpath: str, uri: str) -> Any:
+    """Open (creating it if need be) and exclusively lock the journal at ``jpath``; the open
+    file is returned. A journal unlinked by the job that held the lock (it finished between
+    our open and our lock) is not the journal any more: it is opened again."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return open(jpath, "a+b")
+
+    while True:
+        f = open(jpath, "a+b")  # noqa: SIM115
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ManifestBusyError(
+                f"{uri}: another pixelmill job is writing this manifest right now (its journal "
+                f"{jpath} is locked); wait for it to end, or stop it and run again with "
+                "--resume") from None
+        except OSError:  # a filesystem without locks: go on unlocked, as before
+            return f
+        try:
+            same = os.fstat(f.fileno()).st_ino == os.stat(jpath).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f
+        f.close()
+
+
+def _cut_torn_tail(f: Any) -> None:
+    """Drop a last line cut short (a kill or a full disk mid-write), so that the rows appended
+    next start on a line of their own instead of being glued to the broken one."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    pos = size
+    while pos > 0:  # back to the last newline, reading blocks
+        start = max(0, pos - 65536)
+        f.seek(start)
+        block = f.read(pos - start)
+        i = block.rfind(b"\n")
+        if i >= 0:
+            f.truncate(start + i + 1)
+            return
+        pos = start
+    f.truncate(0)
 
 
 def _jsonable(value: Any) -> Any:
@@ -77,9 +140,11 @@ def _read_journal(path: str) -> list[dict[str, Any]]:
                 if not line:
                     continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except ValueError:
-                    break  # a line cut by a kill: everything before it is whole
+                    continue  # a line cut by a kill or a full disk: the other lines are whole
+                if isinstance(row, dict):
+                    rows.append(row)
     except FileNotFoundError:
         pass
     return rows
@@ -132,30 +197,48 @@ class ManifestWriter:
         self.metadata = dict(metadata or {})
         fs, path = storage.get_fs(uri, self.storage_options)
         self._local = storage._is_local(fs)
-        self._earlier: list[dict[str, Any]] = (
-            read_manifest(uri, self.storage_options) if keep_existing else []
-        )
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._journal = None
+        self._journal_path: str | None = None
+        self._created_journal = False
         if self._local:
             os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-            jpath = journal_path(path)
-            if not keep_existing and os.path.exists(jpath):
-                os.unlink(jpath)
-            self._journal = open(jpath, "a", encoding="utf-8")  # noqa: SIM115
+            jpath = self._journal_path = journal_path(path)
+            self._created_journal = not os.path.exists(jpath)
+            # locked before the earlier rows are read: they cannot change under this writer
+            self._journal = _lock_journal(jpath, uri)
+            if keep_existing:
+                _cut_torn_tail(self._journal)
+            else:
+                self._journal.truncate(0)
+        self._earlier: list[dict[str, Any]] = (
+            read_manifest(uri, self.storage_options) if keep_existing else []
+        )
 
     @property
     def earlier_rows(self) -> list[dict[str, Any]]:
         return self._earlier
+
+    @property
+    def appended(self) -> int:
+        """Rows appended by this writer so far."""
+        return len(self._rows)
 
     def append(self, row: Mapping[str, Any]) -> None:
         row = {k: _jsonable(v) for k, v in row.items()}
         with self._lock:
             self._rows.append(row)
             if self._journal is not None:
-                self._journal.write(json.dumps(row, default=str) + "\n")
-                self._journal.flush()
+                line = (json.dumps(row, default=str) + "\n").encode("utf-8")
+                try:
+                    self._journal.write(line)
+                    self._journal.flush()
+                except OSError as e:  # a full disk: the next run cuts the torn line
+                    raise StorageError(
+                        f"{journal_path(self.uri)}: cannot write the manifest journal: "
+                        f"{e.strerror or e}; the rows written so far are kept (run again "
+                        "with --resume once it can be written)") from e
 
     def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
@@ -179,12 +262,26 @@ class ManifestWriter:
         pq.write_table(table, sink)
         storage.write_atomic(self.uri, sink.getvalue(), self.storage_options)
         if self._journal is not None:
+            # unlinked while still locked: a job waiting for the lock sees it is gone
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._journal_path)
             self._journal.close()
             self._journal = None
-            _, path = storage.get_fs(self.uri, self.storage_options)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(journal_path(path))
         return table
+
+    def abandon(self) -> None:
+        """Stop writing without folding the rows into the Parquet file (a job that was
+        interrupted or refused): the journal keeps the rows for ``--resume``, the lock is
+        released. A journal this writer created and never wrote to is removed."""
+        if self._journal is None:
+            return
+        with contextlib.suppress(OSError):
+            empty = self._journal.seek(0, os.SEEK_END) == 0
+            if empty and self._created_journal and not self._rows:
+                os.unlink(self._journal_path)
+        with contextlib.suppress(OSError):
+            self._journal.close()
+        self._journal = None
 
     def __enter__(self) -> ManifestWriter:
         return self
@@ -192,3 +289,8 @@ class ManifestWriter:
     def __exit__(self, *exc: object) -> None:
         if self._journal is not None or not exc[0]:
             self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - a writer dropped unclosed
+        with contextlib.suppress(Exception):
+            if self._journal is not None:
+                self._journal.close()

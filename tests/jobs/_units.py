@@ -47,3 +47,54 @@ class InProcessEngine:
 
     def close(self) -> None:
         pass
+
+
+class SlowToStart:
+    """A unit function whose unpickling (its imports, in a fresh worker) and warm-up each take
+    ``delay`` seconds; a unit whose relpath ends with ``hang`` hangs. The units themselves are
+    instant, so only a clock that counts start-up time can time them out."""
+
+    def __init__(self, delay: float, hang: str) -> None:
+        self.delay, self.hang = delay, hang
+
+    def __getstate__(self) -> dict:
+        return {"delay": self.delay, "hang": self.hang}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        time.sleep(self.delay)  # heavy imports
+
+    def warm_up(self) -> None:
+        time.sleep(self.delay)  # a first call's caches
+
+    def __call__(self, unit: WorkUnit) -> dict:
+        if unit.relpath.endswith(self.hang):
+            time.sleep(60)
+        return {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath, "status": "ok"}
+
+
+def hang_with_pid(pid_file: str, unit: WorkUnit) -> dict:
+    """Say which process holds the unit (in ``pid_file``), then hang."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(60)
+    return {"key": unit.key, "status": "ok"}
+
+
+class StopAfter:
+    """An engine that runs ``n`` units in this process, then is interrupted (as by Ctrl-C or
+    a kill: the rows written so far stay in the journal)."""
+
+    name = "stop-after"
+    workers = 1
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def map(self, fn, units, *, timeout=None, batch_size=None):
+        for i, unit in enumerate(units):
+            if i == self.n:
+                raise KeyboardInterrupt
+            yield i, fn(unit)
+
+    def close(self) -> None:
+        pass

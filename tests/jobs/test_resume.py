@@ -108,9 +108,9 @@ def test_sigkill_of_a_worker_is_retried(many, clean_run, tmp_path, engine):
         execute(engine, fn, units, w)
     assert (tmp_path / "marker").exists()  # the worker really was killed once
     assert output_files(out) == output_files(clean_run)
-    got = {k: {c: v for c, v in r.items() if c not in ("output", "pipeline")}
+    got = {k: {c: v for c, v in r.items() if c not in ("output", "pipeline", "encoding")}
            for k, r in _comparable(out / "manifest.parquet").items()}
-    want = {k: {c: v for c, v in r.items() if c not in ("output", "pipeline")}
+    want = {k: {c: v for c, v in r.items() if c not in ("output", "pipeline", "encoding")}
             for k, r in _comparable(clean_run / "manifest.parquet").items()}
     assert got == want
 

@@ -43,10 +43,34 @@ class RemoteError(Exception):
 
 
 _READY = "ready"
+_BEGIN = "begin"
+
+#: seconds a worker may take to start and warm up before its first batch's timeout clock runs
+START_GRACE = 60.0
+
+#: seconds between a worker's checks that its driver is still alive
+_PARENT_POLL_S = 0.2
+
+
+def _exit_with_parent() -> None:
+    """Exit this worker as soon as the driver that started it is gone (killed, crashed): an
+    orphan would otherwise go on writing outputs under a job that a resumed run now owns."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="pixelmill-parent-watch", daemon=True).start()
 
 
 def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
+    _exit_with_parent()
     with contextlib.suppress(BrokenPipeError, OSError):
         conn.send(_READY)  # started: a death from now on is the unit's, not the start-up's
     fn_cache: dict[bytes, Callable] = {}
@@ -58,10 +82,15 @@ def _worker_main(conn: Connection) -> None:
         if msg is None:
             return
         task_id, fn_blob, units = msg
-        fn = fn_cache.get(fn_blob)
-        if fn is None:
-            fn = fn_cache[fn_blob] = pickle.loads(fn_blob)
         try:
+            fn = fn_cache.get(fn_blob)
+            if fn is None:
+                fn = fn_cache[fn_blob] = pickle.loads(fn_blob)  # imports: not the units' time
+                warm_up = getattr(fn, "warm_up", None)
+                if callable(warm_up):  # a first call's imports and caches: not a unit's time
+                    with contextlib.suppress(Exception):
+                        warm_up()
+            conn.send((_BEGIN, task_id))  # the batch's timeout starts now
             results = [fn(u) for u in units]
             reply = (task_id, True, results)
         except BaseException as e:  # report everything, the driver decides
@@ -84,8 +113,10 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
         self.proc.start()
         child.close()
-        self.task: tuple[int, list[int], float | None] | None = None  # id, unit indices, deadline
+        #: (task id, unit indices, seconds allowed or None, deadline once begun or None)
+        self.task: tuple[int, list[int], float | None, float | None] | None = None
         self.started = False  #: the worker has said it is ready (it got past its imports)
+        self.begun = False  #: the worker has begun its current task (its timeout clock runs)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -185,12 +216,16 @@ class LocalEngine:
                 for w in self._pool:
                     if w.task is None and pending and w.proc.is_alive():
                         batch = pending.popleft()
-                        deadline = time.monotonic() + timeout * len(batch) if timeout else None
-                        w.task = (next_task, batch, deadline)
+                        allowed = timeout * len(batch) if timeout else None
+                        # the clock starts at "begin"; a worker that never gets there (stuck
+                        # starting or warming up) is given up after START_GRACE seconds more
+                        deadline = (time.monotonic() + START_GRACE + allowed) if allowed else None
+                        w.task = (next_task, batch, allowed, deadline)
+                        w.begun = False
                         w.conn.send((next_task, fn_blob, [units[i] for i in batch]))
                         next_task += 1
                 busy = [w for w in self._pool if w.task is not None]
-                deadlines = [w.task[2] for w in busy if w.task[2] is not None]
+                deadlines = [w.task[3] for w in busy if w.task[3] is not None]
                 wait_for = None
                 if deadlines:
                     wait_for = max(0.0, min(deadlines) - time.monotonic())
@@ -200,17 +235,29 @@ class LocalEngine:
                 for w in busy:
                     if w.task is None:
                         continue
-                    _, batch, deadline = w.task
+                    task_id, batch, allowed, deadline = w.task
                     if w.conn in ready:
                         try:
                             msg = w.conn.recv()
-                            if msg == _READY:
-                                w.started = True
+                            while msg == _READY or (isinstance(msg, tuple) and len(msg) == 2
+                                                    and msg[0] == _BEGIN):
+                                if msg == _READY:
+                                    w.started = True
+                                elif msg[1] == task_id:
+                                    w.begun = True
+                                    if allowed is not None:
+                                        deadline = time.monotonic() + allowed
+                                        w.task = (task_id, batch, allowed, deadline)
                                 if not w.conn.poll():
-                                    continue
+                                    msg = False  # nothing more yet: the batch runs
+                                    break
                                 msg = w.conn.recv()  # its result, or EOF if it died on it
                         except (EOFError, OSError):
                             msg = None
+                        if msg is False:
+                            if w.proc.sentinel not in ready:
+                                continue
+                            msg = None  # it said something and died
                         _, ok, payload = msg if msg is not None else (None, None, None)
                         if ok is True:
                             w.task = None
@@ -231,10 +278,12 @@ class LocalEngine:
                         w.proc.join(timeout=5)
                         if not w.started and (w.proc.exitcode or 0) > 0:
                             raise _start_failure(w.proc.exitcode)
-                        reason = (
-                            f"timed out after {timeout:g} s" if expired
-                            else _describe_exit(w.proc.exitcode)
-                        )
+                        if expired and not w.begun:
+                            reason = f"its worker did not start within {START_GRACE:g} s"
+                        elif expired:
+                            reason = f"timed out after {timeout:g} s"
+                        else:
+                            reason = _describe_exit(w.proc.exitcode)
                         w.task = None
                         w.kill()
                         if len(batch) > 1 and not expired:

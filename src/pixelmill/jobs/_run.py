@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import posixpath
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from pixelmill import storage
 from pixelmill.errors import ExitCode, InvalidParameterError, UsageError
 from pixelmill.jobs._plan import DEFAULT_NAME_TEMPLATE, WorkUnit, check_format, plan_units
 from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
-from pixelmill.manifest import ManifestWriter, journal_path, read_manifest
+from pixelmill.manifest import ManifestWriter, journal_path
 from pixelmill.pipeline import Pipeline, load_pipeline
 
 __all__ = ["JobSummary", "default_manifest_uri", "execute", "run"]
@@ -208,7 +208,8 @@ def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
         run_tiled = None
     taken = dict(taken or {})
     for row in rows:
-        row = {k: v for k, v in row.items() if k != "_route"}
+        # a tiled output is a BigTIFF, whatever the worker's encoding would have been
+        row = {k: v for k, v in row.items() if k not in ("_route", "encoding")}
         unit = units_by_key[row["key"]]
         pixels = (row.get("width") or 0) * (row.get("height") or 0)
         if run_tiled is None:
@@ -361,53 +362,75 @@ def run(
             raise UsageError(
                 f"{clash[0]} already exists (results of an earlier run); use --resume to "
                 "continue that run or --overwrite to replace it")
-    done: set[str] = set()
-    if resume and earlier:
-        rows = read_manifest(manifest_uri, so)
-        fps = {r.get("pipeline") for r in rows if r.get("status") == "ok"} - {None}
-        if fps and fps != {pipe.fingerprint}:
-            raise UsageError(
-                f"{manifest_uri}: written by a different pipeline (fingerprint "
-                f"{', '.join(sorted(fps))}, this one is {pipe.fingerprint}); use --overwrite")
-        done = {r["key"] for r in rows if r.get("status") == "ok"}
     for where, name in ((output, "OUTPUT"), (manifest_uri, "--manifest")):
         if where is not None:  # a missing bucket fails now, not after every input is done
             storage.check_writable(where, so, field=name)
-    if resume and output is not None:
-        _remove_stale_temporaries(output, so)
-    todo = [u for u in units if u.key not in done]
 
     # -- run -------------------------------------------------------------------------------
     from pixelmill.engines import get_engine
 
     own_engine = isinstance(engine, str) or engine is None
-    eng = get_engine(engine or "local", workers) if own_engine else engine
-    metadata = {"pixelmill.pipeline": pipe.to_json(), "pixelmill.fingerprint": pipe.fingerprint,
-                "pixelmill.input": str(input), "pixelmill.output": str(output),
-                "pixelmill.engine": getattr(eng, "name", str(engine)),
-                "pixelmill.workers": str(getattr(eng, "workers", workers))}
-    spec = JobSpec(pipe, quality=quality, storage_options=so, max_pixels=max_pixels,
-                   tile_threshold=tile_threshold)
-    fn = functools.partial(_process_with_fingerprint, spec, pipe.fingerprint)
-    writer = ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so,
-                            metadata=metadata)
+    eng = get_engine(engine or "local", workers) if own_engine else engine  # nothing written yet
+    # the writer locks the manifest (a second job on it is refused) before the earlier rows
+    # are read, outputs are touched or temporaries swept: from here on this job owns them
     try:
-        with _open_progress(len(todo), progress) as bar:
-            deferred = execute(eng, fn, todo, writer, timeout=timeout, batch_size=batch_size,
-                               progress=bar)
-            if deferred:
-                _run_tiled_rows(pipe, deferred, {u.key: u for u in todo}, eng, writer,
-                                resume=resume, memory=memory, so=so, progress=bar,
-                                taken={u.output: u.uri for u in units if u.output})
-    finally:
+        writer = ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
+    except BaseException:
         if own_engine:
             eng.close()
-    elapsed = time.perf_counter() - started
-    writer.metadata.update({"pixelmill.elapsed": f"{elapsed:.3f}",
-                            "pixelmill.processed": str(len(todo)),
-                            "pixelmill.finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                time.gmtime())})
-    table = writer.close()
+        raise
+    todo: list[WorkUnit] = []
+    try:
+        try:
+            done: set[str] = set()
+            if resume:
+                done = _resumable(writer.earlier_rows, units, pipe, quality, manifest_uri)
+            elif overwrite:  # an interrupted --overwrite must not resume from the replaced run
+                _remove_manifest(manifest_uri, so)
+            if output is not None and (resume or overwrite):
+                _remove_stale_temporaries(output, so)
+            todo = [u for u in units if u.key not in done]
+
+            writer.metadata.update({
+                "pixelmill.pipeline": pipe.to_json(), "pixelmill.fingerprint": pipe.fingerprint,
+                "pixelmill.input": str(input), "pixelmill.output": str(output),
+                "pixelmill.engine": getattr(eng, "name", str(engine)),
+                "pixelmill.workers": str(getattr(eng, "workers", workers))})
+            spec = JobSpec(pipe, quality=quality, storage_options=so, max_pixels=max_pixels,
+                           tile_threshold=tile_threshold)
+            fn = _UnitFunction(spec, pipe.fingerprint)
+            with _open_progress(len(todo), progress) as bar:
+                deferred = execute(eng, fn, todo, writer, timeout=timeout,
+                                   batch_size=batch_size, progress=bar)
+                if deferred:
+                    todo_by_key = {u.key: u for u in todo}
+                    # in plan order, not completion order: which of two inputs that would both
+                    # write NAME.tif gets it must not depend on timing (nor differ on resume)
+                    deferred.sort(key=lambda r: todo_by_key[r["key"]].index)
+                    taken = {u.output: u.uri for u in units if u.output}
+                    taken.update({r["output"]: r["uri"] for r in writer.earlier_rows
+                                  if r.get("status") == "ok" and r.get("output") and r.get("uri")
+                                  and r.get("key") in done})  # tiled outputs of earlier runs
+                    _run_tiled_rows(pipe, deferred, todo_by_key, eng, writer, resume=resume,
+                                    memory=memory, so=so, progress=bar, taken=taken)
+        finally:
+            if own_engine:
+                eng.close()
+        if output is not None:  # a worker killed mid-write (crash, timeout) left its temporary
+            _remove_stale_temporaries(output, so)
+        elapsed = time.perf_counter() - started
+        writer.metadata.update({"pixelmill.elapsed": f"{elapsed:.3f}",
+                                "pixelmill.processed": str(len(todo)),
+                                "pixelmill.finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                    time.gmtime())})
+        table = writer.close()
+    except BaseException as e:
+        writer.abandon()  # the journal keeps every finished row for --resume
+        if isinstance(e, KeyboardInterrupt) and progress:
+            print(f"interrupted after {writer.appended} of {len(todo)} inputs; their rows are "
+                  f"kept in the journal beside {manifest_uri}: run again with --resume to "
+                  "finish", file=sys.stderr, flush=True)
+        raise
     keys = {u.key for u in units}
     final = [r for r in table.to_pylist() if r.get("key") in keys]
     counts = {s: sum(1 for r in final if r.get("status") == s) for s in ("ok", "invalid", "failed")}
@@ -426,4 +449,87 @@ def run(
 def _process_with_fingerprint(spec: JobSpec, fingerprint: str, unit: WorkUnit) -> dict[str, Any]:
     row = process_unit(spec, unit)
     row["pipeline"] = fingerprint
+    if unit.output is not None:
+        row["encoding"] = encoding_of(unit.format, spec.quality)
     return row
+
+
+class _UnitFunction:
+    """What engines map over the units: :func:`process_unit` plus the row's job columns.
+
+    ``warm_up()`` is called by the local engine in a fresh worker before it begins its first
+    batch (and before a ``--timeout`` clock starts): it runs the pipeline once on a small gray
+    image, so that the imports and caches of its first real input do not count as that
+    input's time."""
+
+    def __init__(self, spec: JobSpec, fingerprint: str) -> None:
+        self.spec = spec
+        self.fingerprint = fingerprint
+
+    def __call__(self, unit: WorkUnit) -> dict[str, Any]:
+        return _process_with_fingerprint(self.spec, self.fingerprint, unit)
+
+    def warm_up(self) -> None:
+        import numpy as np
+
+        from pixelmill import codecs
+        from pixelmill.jobs._worker import _prepare_worker
+
+        _prepare_worker()
+        with contextlib.suppress(Exception):
+            out = self.spec.pipeline.run(np.full((64, 64, 3), 128, np.uint8)).image
+            for fmt in ("jpg", "png"):
+                with contextlib.suppress(Exception):
+                    codecs.encode(out, fmt)
+
+
+def encoding_of(fmt: str | None, quality: int | None) -> str:
+    """How an output is encoded, as the manifest's ``encoding`` column says it (``jpg q=90``,
+    ``png``): a resumed job must encode the rest of its outputs the same way."""
+    fmt = fmt or "png"
+    if fmt == "jpg":  # the codec's default quality is 95 (pixelmill.codecs.encode)
+        return f"jpg q={quality or 95}"
+    if fmt == "webp":
+        return "webp lossless" if quality is None else f"webp q={quality}"
+    return fmt
+
+
+def _remove_manifest(uri: str, so: Mapping[str, Any]) -> None:
+    """Remove the Parquet file of an earlier run (``--overwrite``): were this run killed, a
+    ``--resume`` would otherwise count that run's rows as done."""
+    fs, path = storage.get_fs(uri, so)
+    with contextlib.suppress(FileNotFoundError):
+        if fs.exists(path):
+            fs.rm(path)
+
+
+def _resumable(rows: Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], pipe: Pipeline,
+               quality: int | None, manifest_uri: str) -> set[str]:
+    """Keys of the inputs an earlier run finished (``ok`` rows), after checking that this run
+    would have made the same outputs: same pipeline, same output names (``--format``,
+    ``--name``, OUTPUT) and same encoding (``--quality``). A resume with other settings would
+    leave a silent mix of both; it is refused."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    fps = {r.get("pipeline") for r in ok} - {None}
+    if fps and fps != {pipe.fingerprint}:
+        raise UsageError(
+            f"{manifest_uri}: written by a different pipeline (fingerprint "
+            f"{', '.join(sorted(fps))}, this one is {pipe.fingerprint}); use --overwrite")
+    by_key = {u.key: u for u in units}
+    for row in ok:
+        unit = by_key.get(row.get("key"))
+        if unit is None or unit.output is None or "pipeline" not in row:
+            continue
+        was = row.get("output")
+        if was is not None and was not in (unit.output, _tiled_output(unit.output)):
+            raise UsageError(
+                f"{manifest_uri}: the earlier run wrote {unit.uri} to {was}, this one would "
+                f"write it to {unit.output} (another --format, --name or OUTPUT); resume with "
+                "the earlier run's settings, or use --overwrite")
+        enc = row.get("encoding")
+        if enc is not None and not row.get("tiled") and enc != encoding_of(unit.format, quality):
+            raise UsageError(
+                f"{manifest_uri}: the earlier run encoded its outputs as {enc!r}, this one "
+                f"would encode them as {encoding_of(unit.format, quality)!r} (another --format "
+                "or --quality); resume with the earlier run's settings, or use --overwrite")
+    return {r["key"] for r in ok}
