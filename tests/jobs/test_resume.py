@@ -99,6 +99,58 @@ def test_sigkill_of_the_command_then_resume(many, clean_run, tmp_path, engine):
     assert not journal.exists()
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (from /proc; zombies do not count)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_stops_cleanly_then_resume(many, clean_run, tmp_path, engine,
+                                                      sig, code):
+    """SIGTERM (a scheduler's stop) is handled as Ctrl-C is: the command stops its workers,
+    says how to go on, exits 143 (130 for Ctrl-C), and --resume finishes the job exactly."""
+    out = tmp_path / "out"
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(PIPELINE)
+    cmd = [sys.executable, "-m", "pixelmill", "run", str(pipe), str(many), str(out),
+           "--workers", "2", "--no-report"]
+    journal = Path(journal_path(str(out / "manifest.parquet")))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= 5:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, err
+    assert b"--resume" in err and b"Traceback" not in err
+    deadline = time.monotonic() + 5  # workers exit with the command
+    while _group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group_members(proc.pid) == []
+    summary = run(str(pipe), str(many), str(out), engine=engine, resume=True, progress=False,
+                  report=False)
+    assert (summary.ok, summary.invalid) == (60, 1)
+    assert output_files(out) == output_files(clean_run)
+    assert _relative_outputs(_comparable(out / "manifest.parquet"), out) == _relative_outputs(
+        _comparable(clean_run / "manifest.parquet"), clean_run)
+
+
 def test_sigkill_of_a_worker_is_retried(many, clean_run, tmp_path, engine):
     out = tmp_path / "out"
     units = plan_units(str(many), str(out))

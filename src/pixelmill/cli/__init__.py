@@ -57,8 +57,42 @@ def cli() -> None:
     """pixelmill: process image collections and huge images, locally, on Dask or on Spark."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler ending the job, ``kill``): unwound as Ctrl-C is, so that workers are
+    stopped and the manifest journal is kept for ``--resume``."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _terminated(e: BaseException) -> bool:
+    while e is not None:
+        if isinstance(e, Terminated):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: run the CLI, map errors to exit codes."""
+    """Entry point of the console script: run the CLI, map errors to exit codes.
+
+    SIGTERM is handled like Ctrl-C (the job stops its workers, keeps its journal) and ends
+    with exit code 143 (128 + SIGTERM), Ctrl-C with 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return _main(argv)  # a host that handles SIGTERM itself keeps its handler
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # without standalone mode, click *returns* the code of an Exit raised by a command
         rv = cli.main(args=argv, prog_name="pixelmill", standalone_mode=False)
@@ -67,15 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return ExitCode.USAGE
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:  # click turns ^C into Abort
+        if _terminated(e):
+            click.echo("terminated", err=True)
+            return 143
+        click.echo("interrupted", err=True)
         return 130
     except PixelmillError as e:
         click.echo(f"error: {e}", err=True)
         return int(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
     return int(rv) if isinstance(rv, int) else ExitCode.OK
 
 
