@@ -66,6 +66,21 @@ def clean_run(many, tmp_path_factory, engine):
     return out
 
 
+def _start_and_wait_for_rows(cmd: list[str], journal: Path, rows: int = 5,
+                             **popen) -> subprocess.Popen:
+    """Start the command and return once its journal holds ``rows`` rows (it is still running)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") >= rows:
+            break
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        proc.communicate()
+        pytest.fail("the run ended before it could be stopped")
+    return proc
+
+
 def test_sigkill_of_the_command_then_resume(many, clean_run, tmp_path, engine):
     out = tmp_path / "out"
     pipe = tmp_path / "p.yaml"
@@ -73,14 +88,8 @@ def test_sigkill_of_the_command_then_resume(many, clean_run, tmp_path, engine):
     cmd = [sys.executable, "-m", "pixelmill", "run", str(pipe), str(many), str(out),
            "--workers", "1", "--quiet", "--no-report"]  # one worker: a wide window to kill in
     journal = Path(journal_path(str(out / "manifest.parquet")))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _start_and_wait_for_rows(cmd, journal)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and journal.read_text().count("\n") >= 5:
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
@@ -123,15 +132,8 @@ def test_sigterm_or_ctrl_c_stops_cleanly_then_resume(many, clean_run, tmp_path, 
     cmd = [sys.executable, "-m", "pixelmill", "run", str(pipe), str(many), str(out),
            "--workers", "2", "--no-report"]
     journal = Path(journal_path(str(out / "manifest.parquet")))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = _start_and_wait_for_rows(cmd, journal, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and journal.read_text().count("\n") >= 5:
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run ended before it could be stopped"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:

@@ -35,20 +35,12 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pixelmill.cli import cli, main
 from pixelmill.sr.data import read_rgb
+from tests.sr.test_imresize import keys_cubic  # Keys (1981), a = -0.5, from the formula
 
 SCALES = (2, 3, 4)
 
 
 # ---------------------------------------------------------------- independent reference --
-
-def _cubic(x: float) -> float:
-    ax = abs(x)
-    if ax <= 1:
-        return 1.5 * ax**3 - 2.5 * ax**2 + 1
-    if ax <= 2:
-        return -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2
-    return 0.0
-
 
 def _contributions(n_in: int, n_out: int, scale: float) -> list[list[tuple[int, float]]]:
     """Per output pixel: (0-based input index, normalised weight) pairs, as MATLAB's."""
@@ -59,7 +51,7 @@ def _contributions(n_in: int, n_out: int, scale: float) -> list[list[tuple[int, 
         left = math.floor(u - width / 2)
         taps = []
         for j in range(left, left + math.ceil(width) + 2):
-            w = scale * _cubic(scale * (u - j)) if scale < 1 else _cubic(u - j)
+            w = scale * keys_cubic(scale * (u - j)) if scale < 1 else keys_cubic(u - j)
             m = (j - 1) % (2 * n_in)  # aux = [1:n, n:-1:1]; aux(mod(j - 1, 2n) + 1)
             taps.append((m if m < n_in else 2 * n_in - 1 - m, w))
         total = sum(w for _, w in taps)
