@@ -12,6 +12,7 @@ Models are stored with skops (``model.skops``, no pickle); loading refuses any t
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -96,9 +97,27 @@ def search_grid(name: str, grid: Mapping[str, Sequence[Any]] | None = None) -> l
     grid = dict(DEFAULT_GRIDS[name] if grid is None else grid)
     keys = sorted(grid)
     candidates = [dict(zip(keys, values, strict=True))
-                  for values in itertools.product(*(list(grid[k]) for k in keys))]
+                  for values in itertools.product(*(_values(grid[k]) for k in keys))]
     _check_grid(name, keys, candidates)
     return candidates
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _values(values: Any) -> list[Any]:
+    """A grid's values, numbers written as text (``1e-2``: YAML 1.1, which reads
+    ``--grid``, wants a dot in exponent notation) read as numbers."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        values = [values]
+    out = []
+    for v in values:
+        if isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+            number = float(v)
+            v = int(number) if number.is_integer() and "." not in v and "e" not in v.lower() \
+                else number
+        out.append(v)
+    return out
 
 
 #: the hyperparameters of each model that a grid may set (the others are fixed by pixelmill)

@@ -43,6 +43,24 @@ class CNNConfig:
     seed: int = 0
     device: str = "auto"
 
+    def check(self) -> None:
+        """Settings the network cannot be built or trained with are usage errors."""
+        from pixelmill.errors import InvalidParameterError
+
+        stages = len(self.channels)
+        if not stages or any(int(c) < 1 for c in self.channels):
+            raise InvalidParameterError(
+                f"--channels: expected positive numbers like 16,32,64, got {self.channels!r}",
+                field="channels")
+        if self.input_size < 2**stages:  # every stage halves the image
+            raise InvalidParameterError(
+                f"--size {self.input_size}: {stages} stages (--channels) halve the image "
+                f"{stages} times; give --size >= {2**stages} or fewer stages", field="size")
+        if self.in_channels not in (1, 3):
+            raise InvalidParameterError(
+                f"in_channels: expected 1 (gray) or 3, got {self.in_channels!r}",
+                field="in_channels")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CNNConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
@@ -240,12 +258,21 @@ def train_cnn(
     import torch
     import torch.nn.functional as F
 
+    from pixelmill.errors import UsageError
+
     config = config or CNNConfig()
+    config.check()
+    classes = sorted({str(c) for c in train_labels})
+    if len(train_images) != len(train_labels) or len(val_images) != len(val_labels):
+        raise UsageError("train_cnn: every image needs one label")
+    if len(classes) < 2:
+        raise UsageError(f"training needs at least two classes in the train split (found "
+                         f"{len(train_labels)} train images of {len(classes)} class"
+                         f"{'es' if len(classes) != 1 else ''})")
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    classes = sorted({str(c) for c in train_labels})
     index = {c: i for i, c in enumerate(classes)}
     x_train = np.stack([preprocess(im, config) for im in train_images])
     mean = x_train.mean(axis=(0, 2, 3)).astype(np.float32)

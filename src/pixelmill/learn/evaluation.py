@@ -120,7 +120,16 @@ def evaluate(
         labels = [r.get("label") for r in rows]
         proba = trained.predict_proba_images(read_images(uris, storage_options)) if rows else None
     else:
-        fs = load_features(features, trained.meta["features"], storage_options)
+        from pixelmill.errors import InvalidParameterError
+        from pixelmill.learn.models import check_features
+
+        try:
+            fs = load_features(features, trained.meta["features"], storage_options)
+        except InvalidParameterError as e:  # not the user's --features: the model's columns
+            raise UsageError(f"{features}: the model {model} was trained on "
+                             f"{', '.join(trained.meta['features'])}, which this table lacks "
+                             f"({e})") from e
+        check_features(trained.meta, fs.X.shape[1] if len(fs) else None, fs.pipeline, features)
         mask = np.ones(len(fs), bool) if split == "all" else fs.split == split
         uris = [u for u, m in zip(fs.uris, mask, strict=True) if m]
         labels = list(fs.labels[mask]) if fs.labels is not None else [None]

@@ -61,7 +61,10 @@ def _split_keys(table: pa.Table, split_by: str) -> list[str]:
         column = CONTENT_COLUMN
     else:
         column = split_by if split_by in table.column_names else "key"
-    return [str(v) for v in table.column(column).to_pylist()]
+    keys = [str(v) for v in table.column(column).to_pylist()]
+    if column == "relpath":  # Windows listings give cats\\001.jpg: the same split everywhere
+        keys = [k.replace("\\", "/") for k in keys]
+    return keys
 
 
 def file_sha256(uri: str, storage_options: Mapping[str, Any] | None = None) -> str | None:
@@ -240,6 +243,13 @@ def table_to_features(table: pa.Table, columns: Sequence[str] | None = None,
     names = table.column_names
     keys = [str(k) for k in table.column("key").to_pylist()] if "key" in names else [
         str(i) for i in range(table.num_rows)]
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1)) if X.size else np.zeros(0, np.int64)
+    if len(bad):  # one NaN row would poison a scaler's mean and every distance of an index
+        shown = ", ".join(keys[i] for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise UsageError(
+            f"{source}: {len(bad)} ok row{'s' if len(bad) > 1 else ''} of {', '.join(wanted)} "
+            f"hold NaN or infinite values ({shown}); leave those images out (extract "
+            "--exclude) or fix them")
     uris = [str(u) for u in table.column("uri").to_pylist()] if "uri" in names else keys
     labels = (np.array([str(v) for v in table.column("label").to_pylist()], dtype=object)
               if "label" in names else None)

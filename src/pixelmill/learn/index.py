@@ -72,9 +72,19 @@ class VectorIndex:
     hnsw: Any = None
     ef: int = 128
 
+    def _check_queries(self, X: np.ndarray, what: str) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, np.float32))
+        dim = self.vectors.shape[1]
+        if X.ndim != 2 or X.shape[1] != dim:
+            raise UsageError(f"{what} of {X.shape[-1]} values, the index holds vectors of {dim} "
+                             "(query with the index's own features)")
+        if not np.isfinite(X).all():
+            raise UsageError(f"{what} hold NaN or infinite values (a failed extraction?)")
+        return X
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Raw feature rows -> the space the index searches."""
-        X = np.asarray(X, np.float32)
+        X = self._check_queries(X, "feature rows")
         if self.mean is not None:
             X = (X - self.mean) / self.scale
         if self.metric == "cosine":
@@ -89,7 +99,7 @@ class VectorIndex:
         k = min(int(k), len(self))
         if k < 1:
             raise InvalidParameterError("-k: expected an integer >= 1", field="k")
-        Q = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        Q = np.ascontiguousarray(self._check_queries(queries, "query vectors"), np.float32)
         if self.metric == "cosine":  # unit length, whatever the caller passed
             Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
         if self.hnsw is not None:
@@ -110,6 +120,8 @@ class VectorIndex:
             raise UsageError(
                 f"the query image gives {vec.shape[1]} feature values, the index holds "
                 f"{self.vectors.shape[1]} (an image of another size? give the op a fixed size)")
+        if not np.isfinite(vec).all():
+            raise UsageError("the query image gives NaN or infinite feature values")
         idx, dist = self.search(self.transform(vec), k)
         return [{**self.rows[i], "distance": float(d)}
                 for i, d in zip(idx[0], dist[0], strict=True)]
@@ -178,6 +190,12 @@ def make_index(X: np.ndarray, rows: list[dict[str, Any]], *, metric: str = "cosi
     X = np.asarray(X, np.float32)
     if X.ndim != 2 or len(X) == 0:
         raise UsageError("an index needs at least one vector")
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad):  # one NaN row would make the mean, and so every distance, NaN
+        keys = ", ".join(str((rows[i] or {}).get("key", i)) if i < len(rows) else str(i)
+                         for i in bad[:3])
+        raise UsageError(f"{len(bad)} of {len(X)} vectors hold NaN or infinite values "
+                         f"({keys}); leave those rows out")
     mean = scale = None
     if normalize:
         mean = X.mean(axis=0)
@@ -301,6 +319,9 @@ def evaluate_index(index: VectorIndex, k: int = 10) -> dict[str, float]:
         db_labels = labels[db]
         mode = "test rows against the rest"
     else:  # leave one out
+        if len(index) < 2:
+            raise UsageError("index eval needs at least two rows (each is searched among "
+                             "the others)")
         queries = np.arange(len(index))
         idx, _ = index.search(index.vectors, k + 1)
         keep = np.array([[j for j in row if j != i][:k] for i, row in enumerate(idx)])

@@ -22,15 +22,90 @@ import numpy as np
 from pixelmill import storage
 from pixelmill.errors import InvalidParameterError, UsageError
 
-__all__ = ["TrainedModel", "load_model", "prob_column", "read_images", "train"]
+__all__ = ["TrainedModel", "check_features", "feature_recipe", "load_model", "prob_column",
+           "prob_columns", "read_images", "train"]
 
 FORMAT = "pixelmill-model/1"
 BUNDLED = {"textures": "weights/textures"}  #: bundled CNNs, relative to this package
 
 
 def prob_column(label: str) -> str:
-    """Manifest column holding the probability of class ``label``."""
-    return "prob_" + re.sub(r"[^0-9A-Za-z_]+", "_", str(label))
+    """Manifest column holding the probability of class ``label`` (letters of any script,
+    digits and ``_`` kept; see :func:`prob_columns` for a model's distinct names)."""
+    return "prob_" + re.sub(r"\W+", "_", str(label))
+
+
+def prob_columns(classes: Sequence[str]) -> list[str]:
+    """One distinct ``prob_`` column per class, in ``classes`` order.
+
+    Labels that differ only in punctuation or spaces (``"a b"`` and ``"a-b"``) would share a
+    column and one probability would overwrite the other: later ones get ``_2``, ``_3`` ...
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for label in classes:
+        base = name = prob_column(label)
+        n = 2
+        while name in seen:
+            name, n = f"{base}_{n}", n + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def feature_recipe(pipeline: Mapping[str, Any] | None, column: str) -> list[dict] | None:
+    """The steps of ``pipeline`` that make the vector column ``column``: the image ops before
+    its op, and the op itself (None when the pipeline or the column is unknown)."""
+    if not pipeline:
+        return None
+    from pixelmill.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline.from_dict(dict(pipeline))
+    except Exception:  # a pipeline of ops this version does not know: cannot compare
+        return None
+    image_steps: list[dict] = []
+    names: set[str] = set()
+    for i, step in enumerate(pipe.steps):
+        output = step.spec.output
+        if output == "vector":
+            name = step.op if step.op not in names else f"{step.op}_{i}"
+            names.add(name)
+            if "vec_" + name == column:
+                return [*image_steps, step.to_dict()]
+        elif output != "measures":
+            image_steps.append(step.to_dict())
+    return None
+
+
+def _recipe_difference(theirs: list[dict], mine: list[dict]) -> str:
+    """``op.param here vs model``, for steps of the same ops; else both step lists."""
+    if [t.get("op") for t in theirs] != [m.get("op") for m in mine]:
+        return f"steps {json.dumps(theirs)} here, {json.dumps(mine)} for the model"
+    parts = [f"{t['op']}.{key} {json.dumps(t.get(key))} here, {json.dumps(m.get(key))} for "
+             "the model" for t, m in zip(theirs, mine, strict=True)
+             for key in sorted(set(t) | set(m)) if t.get(key) != m.get(key)]
+    return "; ".join(parts)
+
+
+def check_features(meta: Mapping[str, Any], n_features: int | None,
+                   pipeline: Mapping[str, Any] | None, source: str) -> None:
+    """Refuse feature rows that were not extracted the way the model's training rows were:
+    another vector length, or the same columns made by other op parameters."""
+    for column in meta.get("features") or []:
+        mine = feature_recipe(meta.get("pipeline"), column)
+        theirs = feature_recipe(pipeline, column)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise UsageError(
+                f"{source}: {column} was not extracted the way the model's training rows were "
+                f"({_recipe_difference(theirs, mine)}); extract the table with the model's "
+                "pipeline")
+    expected = meta.get("n_features")
+    if expected is not None and n_features is not None and int(n_features) != int(expected):
+        raise UsageError(
+            f"{source}: {n_features} feature values per row, the model was trained on "
+            f"{expected} ({', '.join(meta.get('features') or [])}; images of another size? "
+            "give the op a fixed size, or extract with the model's pipeline)")
 
 
 def _resolve(uri: str) -> str:
@@ -66,11 +141,15 @@ class TrainedModel:
             raise UsageError("this model was trained on a table without a pipeline; "
                              "it can only classify feature vectors")
         result = self._pipeline.run(image)
-        return np.concatenate([result.vectors[c[4:]] for c in self.meta["features"]])
+        vec = np.concatenate([result.vectors[c[4:]] for c in self.meta["features"]])
+        check_features(self.meta, len(vec), None, "the image")
+        return vec
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (columns in :attr:`classes` order) of feature rows."""
-        return np.asarray(self.estimator.predict_proba(np.asarray(X, np.float32)), np.float64)
+        X = np.asarray(X, np.float32)
+        check_features(self.meta, X.shape[1] if X.ndim == 2 else None, None, "feature rows")
+        return np.asarray(self.estimator.predict_proba(X), np.float64)
 
     def predict_proba_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if self.kind == "cnn":
@@ -82,8 +161,8 @@ class TrainedModel:
         proba = self.predict_proba_images([image])[0]
         best = int(np.argmax(proba))
         row: dict[str, Any] = {"predicted": self.classes[best], "confidence": float(proba[best])}
-        for label, p in zip(self.classes, proba, strict=True):
-            row[prob_column(label)] = float(p)
+        for name, p in zip(prob_columns(self.classes), proba, strict=True):
+            row[name] = float(p)
         return row
 
     def save(self, out: str, storage_options: Mapping[str, Any] | None = None) -> str:
@@ -120,7 +199,10 @@ def _load(uri: str, storage_options: Mapping[str, Any] | None) -> TrainedModel:
         weights = storage.read_bytes(storage.join(path, "weights.safetensors"), storage_options)
         return TrainedModel("cnn", meta, cnn=CNNModel.from_parts(meta, weights))
     blob = storage.read_bytes(storage.join(path, "model.skops"), storage_options)
-    return TrainedModel("sklearn", meta, estimator=load_sklearn(blob))
+    estimator = load_sklearn(blob)
+    if meta.get("n_features") is None:  # models saved before model.json recorded it
+        meta["n_features"] = getattr(estimator, "n_features_in_", None)
+    return TrainedModel("sklearn", meta, estimator=estimator)
 
 
 def load_model(uri: str, storage_options: Mapping[str, Any] | None = None) -> TrainedModel:
@@ -131,12 +213,24 @@ def load_model(uri: str, storage_options: Mapping[str, Any] | None = None) -> Tr
 
 
 def read_images(uris: Sequence[str], storage_options: Mapping[str, Any] | None = None,
-                threads: int = 4) -> list[np.ndarray]:
-    """Decode images (threads; for CNN training and evaluation sets that fit in memory)."""
+                threads: int = 4, skip_unreadable: bool = False) -> list[Any]:
+    """Decode images (threads; for CNN training and evaluation sets that fit in memory).
+
+    With ``skip_unreadable`` a file that cannot be read or decoded gives its error in its
+    place instead of raising."""
+    from pixelmill.errors import PixelmillError
     from pixelmill.images import read_image
 
+    def one(uri: str) -> Any:
+        try:
+            return read_image(uri, storage_options=storage_options)
+        except (PixelmillError, OSError, ValueError) as e:
+            if not skip_unreadable:
+                raise
+            return e
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda u: read_image(u, storage_options=storage_options), uris))
+        return list(pool.map(one, uris))
 
 
 def _image_table(images: str, label_from: str, storage_options, ratios, salt):
@@ -147,8 +241,37 @@ def _image_table(images: str, label_from: str, storage_options, ratios, salt):
     if not entries:
         raise UsageError(f"--images: no images under {images}")
     labels = [storage.label_from_path(e.relpath, label_from) for e in entries]
-    split = assign_split([e.relpath for e in entries], ratios, salt)
+    split = assign_split([e.relpath.replace("\\", "/") for e in entries], ratios, salt)
     return [e.uri for e in entries], labels, split
+
+
+def _warn_untrained(labels: Sequence[Any], split: Sequence[Any], log: Any) -> None:
+    """Say which classes have no train image: the model will never predict them (the hash
+    split is stratified only in expectation; a class of 1-3 images may miss train)."""
+    if log is None:
+        return
+    labels = np.asarray([str(v) for v in labels], dtype=object)
+    split = np.asarray(split, dtype=object)
+    missing = sorted(set(labels[split != "train"]) - set(labels[split == "train"]))
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        log(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} with no train "
+            f"image ({shown}): the model cannot predict them")
+
+
+def _warn_duplicates(X: np.ndarray, split: Sequence[Any], log: Any) -> None:
+    """Say when val/test rows have a feature vector identical to a train row (duplicate images
+    under other names: split by content to keep them in one split)."""
+    if log is None or not len(X):
+        return
+    split = np.asarray(split, dtype=object)
+    rows = np.ascontiguousarray(X, np.float32)
+    digests = [row.tobytes() for row in rows]
+    train = {d for d, s in zip(digests, split, strict=True) if s == "train"}
+    leaked = sum(1 for d, s in zip(digests, split, strict=True) if s != "train" and d in train)
+    if leaked:
+        log(f"warning: {leaked} val/test rows have the same feature vector as a train row "
+            "(duplicate images? extract with --split-by content to keep copies in one split)")
 
 
 def train(
@@ -218,7 +341,10 @@ def train(
         raise UsageError(f"--images trains a CNN from image files; {model} trains on a "
                          "feature table (pixelmill learn extract)")
     if model == "cnn":
-        from pixelmill.learn.cnn import train_cnn
+        from pixelmill.learn.cnn import CNNConfig, train_cnn
+
+        cnn_config = cnn_config or CNNConfig()
+        cnn_config.check()  # before any image is read
 
         if images is not None:
             uris, labels, split = _image_table(images, label_from, storage_options, ratios, salt)
@@ -240,14 +366,35 @@ def train(
             raise UsageError("cnn: give a feature table or --images FOLDER")
         split_arr = np.asarray(split)
         pick = {s: np.flatnonzero(split_arr == s) for s in ("train", "val")}
-        pixels = read_images(uris, storage_options)
-        net = train_cnn([pixels[i] for i in pick["train"]], [labels[i] for i in pick["train"]],
-                        [pixels[i] for i in pick["val"]], [labels[i] for i in pick["val"]],
+        train_classes = {str(labels[i]) for i in pick["train"]}
+        if len(train_classes) < 2:  # before any image is read
+            raise UsageError(f"{source}: training needs at least two classes in the train "
+                             f"split (found {len(pick['train'])} train images of "
+                             f"{len(train_classes)} class{'es' if len(train_classes) != 1 else ''})")
+        _warn_untrained(labels, split, log)
+        wanted = np.concatenate([pick["train"], pick["val"]]).tolist()  # test: not read
+        read = read_images([uris[i] for i in wanted], storage_options, skip_unreadable=True)
+        pixels = {i: im for i, im in zip(wanted, read, strict=True) if isinstance(im, np.ndarray)}
+        unreadable = [{"uri": uris[i], "reason": str(im)} for i, im in zip(wanted, read,
+                                                                           strict=True)
+                      if not isinstance(im, np.ndarray)]
+        if unreadable and log is not None:  # one bad file must not end a long training
+            first = unreadable[0]
+            shown = (first["reason"] if first["uri"] in first["reason"]
+                     else f"{first['uri']}: {first['reason']}")
+            log(f"warning: {len(unreadable)} image{'s' if len(unreadable) > 1 else ''} could "
+                f"not be read and {'are' if len(unreadable) > 1 else 'is'} left out, e.g. "
+                f"{shown}")
+        tr = [i for i in pick["train"].tolist() if i in pixels]
+        va = [i for i in pick["val"].tolist() if i in pixels]
+        net = train_cnn([pixels[i] for i in tr], [labels[i] for i in tr],
+                        [pixels[i] for i in va], [labels[i] for i in va],
                         cnn_config, threads=workers, log=log)
         meta = {**net.metadata(), "format": FORMAT, "model": "cnn", "features": [],
-                "pipeline": None, "source": source, "n_train": len(pick["train"]),
-                "val_accuracy": max((h.get("val_accuracy", -1) for h in net.history),
-                                    default=None),
+                "pipeline": None, "source": source, "n_train": len(tr), "n_val": len(va),
+                "unreadable": unreadable[:100], "n_unreadable": len(unreadable),
+                "val_accuracy": max((h["val_accuracy"] for h in net.history
+                                     if "val_accuracy" in h), default=None),
                 "fit_seconds": time.perf_counter() - t0}
         trained = TrainedModel("cnn", meta, cnn=net)
     else:
@@ -260,10 +407,13 @@ def train(
         X_va, y_va = fs.subset("val")
         if len(y_tr) == 0:
             raise UsageError(f"{features}: no rows in the train split")
+        _warn_untrained(fs.labels, fs.split, log)
+        _warn_duplicates(fs.X, fs.split, log)
         result = fit_classifier(model, X_tr, y_tr.astype(str), X_va, y_va.astype(str),
                                 grid=grid, workers=workers)
         meta = {"format": FORMAT, "kind": "sklearn", "model": model,
                 "classes": [str(c) for c in result.model.classes_], "features": fs.columns,
+                "n_features": int(X_tr.shape[1]),
                 "pipeline": fs.pipeline, "params": result.params, "val_accuracy": result.val_score,
                 "search": result.candidates, "source": features, "n_train": len(y_tr),
                 "n_val": len(y_va), "fit_seconds": result.fit_seconds}
