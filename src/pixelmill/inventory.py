@@ -44,7 +44,7 @@ HEAD_BYTES = 64 * 1024
 
 #: columns of the scan manifest and their Arrow types (``sha256`` only when asked for)
 SCAN_COLUMNS = (
-    ("uri", "string"), ("bytes", "int64"), ("format", "string"), ("width", "int32"),
+    ("uri", "string"), ("relpath", "string"), ("bytes", "int64"), ("format", "string"), ("width", "int32"),
     ("height", "int32"), ("channels", "int32"), ("bit_depth", "int32"), ("mode", "string"),
     ("pages", "int32"), ("orientation", "int32"), ("label", "string"), ("valid", "bool"),
     ("reason", "string"), ("sha256", "string"),
@@ -124,7 +124,7 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
               local: bool | None = None) -> dict[str, Any]:
     """One manifest row for one file (never raises for a bad file)."""
     row: dict[str, Any] = {
-        "uri": entry.uri, "bytes": entry.size, "format": None, "width": None, "height": None,
+        "uri": entry.uri, "relpath": entry.relpath, "bytes": entry.size, "format": None, "width": None, "height": None,
         "channels": None, "bit_depth": None, "mode": None, "pages": None, "orientation": None,
         "label": storage.label_from_path(entry.relpath, options.label_from), "valid": False,
         "reason": None, "sha256": None,
@@ -186,7 +186,7 @@ def _scan_unit(options: ScanOptions, entries: tuple[storage.FileEntry, ...]) -> 
 
 def _failed_row(entry: storage.FileEntry, options: ScanOptions, failure: UnitFailure) -> dict:
     row = {name: None for name, _ in SCAN_COLUMNS}
-    row.update(uri=entry.uri, bytes=entry.size, valid=False,
+    row.update(uri=entry.uri, relpath=entry.relpath, bytes=entry.size, valid=False,
                label=storage.label_from_path(entry.relpath, options.label_from),
                reason=f"{'timed out' if failure.kind == 'timeout' else 'worker crashed'}: "
                       f"{failure.reason}")

@@ -101,6 +101,26 @@ def test_plan_from_a_real_scan_keeps_the_folders(tmp_path, collection):
         "chelsea.jpg", "deep/chelsea_small.png"]
 
 
+def test_a_filtered_scan_keeps_the_paths_below_the_scanned_folder(tmp_path, collection):
+    """A scan of the whole collection filtered to one folder (pandas/pyarrow, a user's
+    selection) plans the same relative paths — so the same output names and split keys — as
+    the whole scan: relpath is a scan column, not re-derived from the rows' common folder."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pixelmill.inventory import scan
+
+    root, kinds = collection
+    table = scan(str(root), recursive=True)
+    assert sorted(table.column("relpath").to_pylist()) == sorted(kinds)
+    cats = table.filter(pc.starts_with(table.column("relpath"), "cats/"))
+    pq.write_table(cats, tmp_path / "cats-only.parquet")
+    units = plan_units(str(tmp_path / "cats-only.parquet"), str(tmp_path / "out"))
+    want = sorted(k for k in kinds if k.startswith("cats/"))
+    assert len(want) >= 2 and sorted(u.relpath for u in units) == want
+    assert all(u.output.startswith(str(tmp_path / "out" / "cats")) for u in units)
+
+
 def test_an_output_folder_inside_the_input_is_not_listed(collection):
     root, kinds = collection
     (root / "out" / "cats").mkdir(parents=True)

@@ -120,7 +120,8 @@ def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
     rows = [r for r in read_manifest(uri, storage_options)
             if (r.get("uri") or r.get("key")) and "#" not in str(r.get("uri") or r.get("key"))]
     sources = [str(r.get("uri") or r.get("key")) for r in rows]
-    # a scan manifest has no relpath: folders are kept relative to the inputs' common folder
+    # rows without relpath (scans before it was a column, hand-made tables): folders are kept
+    # relative to the inputs' common folder
     base = _common_folder([s for s, r in zip(sources, rows, strict=True) if not r.get("relpath")])
     out = []
     for src, row in zip(sources, rows, strict=True):
