@@ -207,6 +207,21 @@ def test_resampling_to_a_fraction_of_a_pixel_is_processed_whole():
         process_array_tiled(pipeline, image, tile=8, memory=1000)
 
 
+@pytest.mark.parametrize("factor", [1.5, 0.75, 3.0])
+def test_lanczos_by_a_factor_tiles_cannot_reproduce_is_processed_whole(factor):
+    # OpenCV rounds Lanczos weights by the pixel's position: tiles differed from the whole
+    # image by up to 3 levels (uint16) at most pixels; such a step runs whole, or is refused
+    pipeline = Pipeline.from_steps([{"op": "resize", "factor": factor, "method": "lanczos"}])
+    assert "lanczos" in analyze(pipeline).problem
+    image = make_image((40, 200, 3), "uint16", seed=4)
+    _assert_same(process_array_tiled(pipeline, image, tile=32), pipeline(image), "lanczos")
+    with pytest.raises(TilingError, match="lanczos"):
+        process_array_tiled(pipeline, image, tile=32, memory=1000)
+    for exact in (2.0, 0.5):  # a power-of-two factor tiles exactly
+        assert analyze(Pipeline.from_steps(
+            [{"op": "resize", "factor": exact, "method": "lanczos"}])).tileable
+
+
 def test_wrap_border_is_never_clamped_context():
     # the registry declares wrap-around borders global (a tile's edge is not the image's);
     # whatever an op declares, a wrap border must never be tiled with clamped halos

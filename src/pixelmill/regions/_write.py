@@ -171,8 +171,11 @@ def build_pyramid(group, levels: int, band: int = 512) -> int:
             break
         shape = (*prev.shape[:-2], h, w)
         chunks = (*prev.chunks[:-2], min(h, prev.chunks[-2]), min(w, prev.chunks[-1]))
+        # overwrite: a job killed while it built the pyramid left some levels; they are
+        # derived from level 0, so a resumed job makes them again
         cur = group.create_array(str(lev), shape=shape, chunks=chunks, dtype=prev.dtype,
-                                 compressors=prev.compressors or None, fill_value=0)
+                                 compressors=prev.compressors or None, fill_value=0,
+                                 overwrite=True)
         step = max(1, band // 2)
         for y0 in range(0, h, step):
             y1 = min(h, y0 + step)
@@ -219,7 +222,8 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
     Reads ``band`` rows at a time (default: the store's chunk rows rounded up to whole TIFF
     tiles), never the whole image; levels after the first go to SubIFDs
     (the layout QuPath, OpenSlide-style viewers and tifffile read as a pyramid). The file is
-    written under a temporary name and renamed into place (local), or uploaded whole (remote).
+    written under a side name (``.NAME.pixelmill-assemble.tif``) and renamed into place (local),
+    or uploaded whole (remote).
     Returns the output's size in bytes.
     """
     import tempfile
@@ -230,11 +234,13 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
     channels = base.shape[0] if base.ndim == 3 else 1
     fs, path = storage.get_fs(uri, storage_options)
     local = storage._is_local(fs)
-    folder = os.path.dirname(os.path.abspath(path)) if local else None
-    if local:
+    if local:  # a fixed side name: a job killed while writing it leaves no stray copy behind
+        folder, name = os.path.split(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".pixelmill-", suffix=".tif", dir=folder)
-    os.close(fd)
+        tmp = os.path.join(folder, f".{name}.pixelmill-assemble.tif")
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=".pixelmill-", suffix=".tif")
+        os.close(fd)
     try:
         with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
             for lev in range(levels):
@@ -253,7 +259,7 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
                          tile=(t, t), compression=compression, **_tiff_layout(channels), **kw)
         size = os.path.getsize(tmp)
         if local:
-            storage.ordinary_file_mode(tmp)  # mkstemp made it 0600
+            storage.ordinary_file_mode(tmp)
             os.replace(tmp, path)
         else:
             fs.put_file(tmp, path)

@@ -31,7 +31,7 @@ import numpy as np
 
 from pixelmill import regions, storage
 from pixelmill.engines import Engine, UnitFailure, default_workers, get_engine
-from pixelmill.errors import TilingError, UsageError
+from pixelmill.errors import PixelmillError, StorageError, TilingError, UsageError
 from pixelmill.pipeline import Pipeline, load_pipeline
 from pixelmill.tiled._output import (
     assemble,
@@ -171,6 +171,16 @@ def _finished_run(rows: list[dict[str, Any]], input_uri: str, output_uri: str,
                   if k not in _IMAGE_COLS and k not in _TILE_COLS and v is not None})
 
 
+def _fold_journal(manifest_uri: str, so: Mapping[str, Any]) -> None:
+    """Fold the journal a job left when it was killed after its last row into the Parquet
+    manifest (what its ``close`` would have done)."""
+    from pixelmill.manifest import ManifestWriter, journal_path
+
+    fs, path = storage.get_fs(manifest_uri, so)
+    if storage._is_local(fs) and os.path.exists(journal_path(path)):
+        ManifestWriter(manifest_uri, keep_existing=True, storage_options=so).close()
+
+
 def _progress(total: int, enabled: bool):
     try:
         from pixelmill.progress import Progress
@@ -284,6 +294,11 @@ def run_tiled(
                     else None)
     if not resume and not overwrite:
         _refuse_earlier_run(output_uri, manifest_uri, so)
+    # an output (or manifest) folder nothing can be written in is said now, not as a traceback
+    # after the input was opened (and perhaps decoded to a spill file beside the output)
+    storage.check_writable(output_uri, so)
+    if manifest_uri is not None:
+        storage.check_writable(manifest_uri, so, field="--manifest")
     # what makes an earlier, finished run's output this job's output (recorded in the image row)
     identity = {"pipeline": pipeline.fingerprint, "level": level, "pyramid": bool(pyramid),
                 "compression": compression, **_input_stamp(input_uri, so)}
@@ -292,6 +307,8 @@ def run_tiled(
         finished = _finished_run(earlier, input_uri, output_uri, identity, so,
                                  manifest_uri or getattr(manifest, "uri", output_uri))
         if finished is not None:
+            if own_manifest:  # rows of a run killed after it finished: fold its journal
+                _fold_journal(manifest_uri, so)
             finished.memory = budget
             finished.seconds = time.perf_counter() - t_start
             return finished
@@ -306,7 +323,10 @@ def run_tiled(
                                  spill_uri=sidecar(output_uri, "pixelmill-spill.npy"),
                                  memory=asked)
     if storage._is_local(out_fs):  # side files (tile store, partial TIFF) go beside it
-        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"OUTPUT: {output_uri}: cannot write: {e.strerror or e}") from e
     h, w = source.height, source.width
     n_workers = workers or getattr(engine, "workers", None) or default_workers()
     whole = plan.size_problem(h, w) is not None
@@ -343,8 +363,13 @@ def run_tiled(
         out_h, out_w = scaled_shape(h, w, plan.scale)
         if out_kind == "tiff":  # a codec that cannot hold this output fails now, not at the end
             regions.check_compression(compression, out_kind, out_dtype, out_c)
-    writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
-              if own_manifest else manifest)
+    try:
+        writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
+                  if own_manifest else manifest)
+    except PixelmillError:
+        raise
+    except OSError as e:
+        raise StorageError(f"{manifest_uri}: cannot write the manifest: {e.strerror or e}") from e
     canvas = None
     if not whole:
         out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
