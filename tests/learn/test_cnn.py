@@ -15,9 +15,14 @@ TINY = CNNConfig(input_size=16, channels=(8, 16), epochs=8, patience=3, batch_si
 
 @pytest.fixture(scope="module")
 def tiny_model():
+    import torch
+
     train_x, train_y = color_classes(16, size=16, seed=10)
     val_x, val_y = color_classes(4, size=16, seed=11)
-    return train_cnn(train_x, train_y, val_x, val_y, TINY, threads=1), (val_x, val_y)
+    before = torch.get_num_threads()
+    model = train_cnn(train_x, train_y, val_x, val_y, TINY, threads=1 if before > 1 else 2)
+    assert torch.get_num_threads() == before  # threads= is for the call, not the process
+    return model, (val_x, val_y)
 
 
 def test_tiny_cnn_learns_colour_classes(tiny_model):

@@ -269,8 +269,14 @@ def train_cnn(
         raise UsageError(f"training needs at least two classes in the train split (found "
                          f"{len(train_labels)} train images of {len(classes)} class"
                          f"{'es' if len(classes) != 1 else ''})")
-    if threads:
+    if threads:  # for this call only: the caller's process keeps its own setting
+        before = torch.get_num_threads()
         torch.set_num_threads(int(threads))
+        try:
+            return train_cnn(train_images, train_labels, val_images, val_labels, config,
+                             log=log)
+        finally:
+            torch.set_num_threads(before)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     index = {c: i for i, c in enumerate(classes)}
