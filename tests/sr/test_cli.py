@@ -399,3 +399,16 @@ def test_upscale_streaming_resumes_a_killed_run(tmp_path, astronaut, capsys):
     # the in-memory path has no manifest to resume from
     assert main(["upscale", str(src), str(tmp_path / "o.png"), "--resume"]) == 2
     assert "--resume: only the streaming path" in capsys.readouterr().err
+
+
+def test_fuse_cli_names_a_frame_of_another_scene(tmp_path, astronaut, capsys):
+    """A frame of another scene was fused in silently; now exit 2 naming its file."""
+    paths = []
+    for k, crop in enumerate([astronaut[200:248, 200:248], astronaut[201:249, 200:248],
+                              astronaut[20:68, 300:348]]):
+        paths.append(str(tmp_path / f"f{k}.png"))
+        write_png(paths[-1], np.ascontiguousarray(crop))
+    assert main(["sr", "fuse", *paths, str(tmp_path / "o.png"), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"FRAMES[2] ({paths[2]}): registration failed" in err, err
+    assert not (tmp_path / "o.png").exists()

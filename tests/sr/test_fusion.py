@@ -79,3 +79,17 @@ def test_mismatched_frames_are_refused():
         fuse_frames([np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8)], 2)
     with pytest.raises(InvalidParameterError, match="at least 2"):
         fuse_frames([np.zeros((8, 8), np.uint8)], 2)
+
+
+def test_frames_of_another_scene_are_refused(sequence, astronaut):
+    """A frame of another scene was registered at some shift and fused in silently (garbage
+    out); registration now checks the match and names the frame."""
+    _, frames, _ = sequence
+    other = astronaut[20:68, 300:348]  # the same photograph, elsewhere
+    noise = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    for bad in (other, noise):
+        with pytest.raises(InvalidParameterError, match=r"FRAMES\[2\]: registration failed"):
+            fuse_frames([frames[0], frames[1], bad], S, iterations=1)
+    assert register_frames(frames).shape == (6, 2)  # frames of one scene still pass
+    flat = np.full((48, 48), 9, np.uint8)
+    assert register_frames([flat, flat]).shape == (2, 2)  # no detail: nothing to refuse

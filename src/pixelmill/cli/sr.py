@@ -190,7 +190,14 @@ def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
     frames = [read_image(u) for u in frames_uris]
     f0 = frames[0]
     check_output(output, (f0.shape[0] * scale, f0.shape[1] * scale, *f0.shape[2:]), f0.dtype)
-    fused, shifts = fuse_frames(frames, scale, iterations=iterations, prior=prior)
+    try:
+        fused, shifts = fuse_frames(frames, scale, iterations=iterations, prior=prior)
+    except InvalidParameterError as e:  # FRAMES[k] -> FRAMES[k] (its path)
+        import re
+
+        msg = re.sub(r"^FRAMES\[(\d+)\]",
+                     lambda m: f"{m.group(0)} ({frames_uris[int(m.group(1))]})", str(e))
+        raise InvalidParameterError(msg, field=e.field) from e
     write_image(output, fused)
     if as_json:
         click.echo(json.dumps({"output": output, "shape": list(fused.shape),
