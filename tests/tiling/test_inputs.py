@@ -324,3 +324,21 @@ def test_float64_arrays_are_read_as_float32(tmp_path):
     assert source.dtype == "float32"
     assert np.array_equal(regions.read_region(source, (2, 9, 4, 30)),
                           image[2:9, 4:30].astype(np.float32))
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_gray_alpha_to_a_tiled_tiff_equals_the_whole_image(tmp_path, compression):
+    """A 2-channel (gray + alpha) result written as a TIFF: tifffile needs the alpha declared
+    as an extra sample to lay out 2-sample tiles (it raised 'tile is too large')."""
+    from pixelmill.tiled import run_tiled
+
+    la = make_image((70, 90, 2), "uint8")
+    tifffile.imwrite(str(tmp_path / "la.tif"), la, photometric="minisblack",
+                     extrasamples=["unassalpha"], tile=(16, 16))
+    pipe = load_pipeline({"steps": [{"op": "gaussian", "sigma": 1.0}]})
+    out = tmp_path / "out.tif"
+    run_tiled(pipe, str(tmp_path / "la.tif"), str(out), tile=32, compression=compression,
+              progress=False)
+    got = tifffile.imread(str(out))
+    assert got.shape == (70, 90, 2)
+    np.testing.assert_array_equal(got, pipe.run(read_image(str(tmp_path / "la.tif"))).image)

@@ -38,9 +38,11 @@ def output_kind(uri: str) -> str:
 
 
 def _tiff_layout(channels: int) -> dict[str, Any]:
-    """The photometric interpretation every TIFF written here uses for ``channels``."""
+    """The photometric interpretation every TIFF written here uses for ``channels`` (gray +
+    alpha and RGBA declare their alpha as an extra sample: without it tifffile cannot lay out
+    a 2-sample tile)."""
     return {"photometric": "rgb" if channels in (3, 4) else "minisblack",
-            "extrasamples": ("unassalpha",) if channels == 4 else None}
+            "extrasamples": ("unassalpha",) if channels in (2, 4) else None}
 
 
 def _tiff_encodable() -> list[str]:
