@@ -192,6 +192,24 @@ def test_upscale_refuses_from_the_header_before_decoding(tmp_path, capsys):
     assert code == 2 and "40000×40000 result made in memory needs about" in err, err
 
 
+@pytest.mark.parametrize("stored", ["uint32", "int32", "float32", "uint16"])
+def test_upscale_knows_a_32_bit_tiffs_sample_type_from_its_header(tmp_path, capsys, stored):
+    """A 32-bit TIFF was taken for float32 from its bit depth: a uint32 one was refused with
+    'png cannot hold float32 pixels' instead of the decoder's real reason."""
+    import tifffile
+
+    src = tmp_path / f"{stored}.tif"
+    tifffile.imwrite(str(src), np.zeros((8, 8), stored))
+    code = main(["upscale", str(src), str(tmp_path / "o.png"), "--model", "bicubic"])
+    err = capsys.readouterr().err
+    if stored in ("uint32", "int32"):
+        assert code == 1 and f"unsupported TIFF sample type {stored}" in err, err
+    elif stored == "float32":
+        assert code == 2 and "png cannot hold float32" in err, err
+    else:
+        assert code == 0, err
+
+
 def test_fuse_cli_writes_registered_result(tmp_path, astronaut):
     from scipy import ndimage
 

@@ -137,7 +137,7 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     try:  # the header says the size: a result that cannot fit fails before decoding
         info = codecs.probe(data)
         shape = info.shape()
-        dtype = {16: "uint16", 32: "float32", 64: "float32"}.get(info.bit_depth, "uint8")
+        dtype = _decoded_dtype(data, info)
         # the output keeps the input's dtype and channels: say now if OUTPUT cannot hold them
         out_shape = (shape[0] * scale, shape[1] * scale, *shape[2:])
         check_output(output_uri, out_shape, dtype)
@@ -151,3 +151,24 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     write_image(output_uri, out, storage_options=so)
     click.echo(f"{image.shape[1]}×{image.shape[0]} -> {out.shape[1]}×{out.shape[0]} "
                f"({model} x{scale}, {time.perf_counter() - t0:.1f} s) -> {output_uri}")
+
+
+def _decoded_dtype(data: bytes, info) -> str:
+    """The dtype :func:`codecs.decode` will return, from the header: a TIFF's sample format
+    (a 32-bit TIFF may be float32, uint32 or int32; the last two are refused here, with the
+    decoder's own reason, rather than reported as a float32 that OUTPUT cannot hold)."""
+    import io
+
+    import numpy as np
+
+    if info.format == "tif":
+        import tifffile
+
+        from pixelmill.codecs._decode import tiff_samples
+
+        with tifffile.TiffFile(io.BytesIO(data)) as tf:
+            page = tf.pages[0]
+            stored, palette = page.dtype, page.photometric == tifffile.PHOTOMETRIC.PALETTE
+        if stored is not None and not palette:
+            return tiff_samples(np.zeros((1, 1), stored), strict=True).dtype.name
+    return {16: "uint16", 32: "float32", 64: "float32"}.get(info.bit_depth, "uint8")
