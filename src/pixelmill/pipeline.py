@@ -228,6 +228,8 @@ class Pipeline:
                 out.append((i, step.op, why))
             elif spec.scale(kw) is None:
                 out.append((i, step.op, "its output size depends on the input's size"))
+            elif (why := spec.untileable(kw)) is not None:
+                out.append((i, step.op, why))
         return out
 
     @property

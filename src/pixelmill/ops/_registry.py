@@ -310,11 +310,18 @@ class OpSpec:
         value = rule(self._filled(params)) if callable(rule) else rule
         return None if value is None else float(value)
 
+    def untileable(self, params: Mapping[str, Any]) -> str | None:
+        """Why a tile cannot reproduce the op's whole-image result for ``params`` although its
+        halo and scale are known (the op's ``untileable`` rule), or None."""
+        rule = self.extra.get("untileable")
+        return rule(self._filled(params)) if rule else None
+
     def tileable(self, params: Mapping[str, Any]) -> bool:
         return (
             self.output in ("image", "labels")
             and math.isfinite(self.halo(params))
             and self.scale(params) is not None
+            and self.untileable(params) is None
         )
 
     def __call__(self, image: np.ndarray, **params: Any) -> Any:
@@ -417,6 +424,7 @@ def op(
     worker_bytes: int = 0,
     pixel_bytes: int = 0,
     out_dtype: OutDtypeRule = None,
+    untileable: Callable[[Mapping[str, Any]], str | None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a function as a pixelmill op (attaches an :class:`OpSpec`; registers nothing).
 
@@ -429,6 +437,9 @@ def op(
     tiler's generic estimate (a network's feature maps); memory budgets size tiles with it.
     ``out_dtype``: the dtype of the returned image when it is not the input's (``"float32"``
     for gradient maps), or a function of the parameters giving it (``None``: the input's).
+    ``untileable``: for parameters whose result a tile cannot reproduce although halo and scale
+    are known (the op rounds by the pixel's position in the image), a function returning why;
+    tilers then run the op on the whole image or refuse.
     """
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}")
@@ -466,7 +477,8 @@ def op(
             extra=types.MappingProxyType(
                 {**({"check": check} if check else {}),
                  **({"worker_bytes": int(worker_bytes)} if worker_bytes else {}),
-                 **({"pixel_bytes": int(pixel_bytes)} if pixel_bytes else {})}),
+                 **({"pixel_bytes": int(pixel_bytes)} if pixel_bytes else {}),
+                 **({"untileable": untileable} if untileable else {})}),
             out_dtype_rule=out_dtype,
         )
         func.__pixelmill_op__ = spec  # type: ignore[attr-defined]

@@ -85,11 +85,27 @@ def _nearest_index(n_in: int, n_out: int, factor: float) -> np.ndarray:
     return np.minimum(idx, n_in - 1)
 
 
+def _resize_untileable(p) -> str | None:
+    """OpenCV's Lanczos resize rounds its weights differently depending on the output pixel's
+    index unless the inverse factor is a power of two (×2, ×0.5, ...): the whole image and a
+    tile then differ by 1-4 levels at a large share of the pixels (uint8/uint16), measured."""
+    factor = p["factor"]
+    if p["method"] != "lanczos" or factor is None:
+        return None
+    inv = 1 / Fraction(factor).limit_denominator(1000)  # as the tilers take the scale
+    if inv.numerator & (inv.numerator - 1) == 0 and inv.denominator & (inv.denominator - 1) == 0:
+        return None
+    return (f"lanczos resampling by {factor:g} rounds each pixel's weights by its position in "
+            "the whole image (OpenCV), which a tile cannot reproduce (factors 2, 4, 0.5, ... "
+            "and the methods bilinear, bicubic, area and nearest can be tiled)")
+
+
 @op(
     family="geometry",
     halo=lambda p: RESIZE_HALO[p["method"]],
     scale=lambda p: p["factor"],
     check=_resize_check,
+    untileable=_resize_untileable,
 )
 def resize(
     image: np.ndarray,

@@ -92,34 +92,9 @@ def _uses_wrap(step) -> bool:
     return False
 
 
-def _position_dependent(step) -> str | None:
-    """Why a step's result depends on where the pixel lies in the image, or None.
-
-    OpenCV's Lanczos resize rounds its weights differently depending on the output pixel's
-    index unless the inverse factor is a power of two (×2, ×0.5, ...): the whole image and a
-    tile then differ by 1-4 levels at a large share of the pixels (uint8/uint16), measured.
-    """
-    if step.op != "resize":
-        return None
-    kw = step.kwargs
-    factor = kw.get("factor")
-    if kw.get("method") != "lanczos" or factor is None:
-        return None
-    inv = 1 / as_fraction(factor)
-    dyadic = (inv.numerator & (inv.numerator - 1) == 0
-              and inv.denominator & (inv.denominator - 1) == 0)
-    if dyadic:
-        return None
-    return (f"lanczos resampling by {factor:g} rounds each pixel's weights by its position in "
-            "the whole image (OpenCV), which a tile cannot reproduce (factors 2, 4, 0.5, ... "
-            "and the methods bilinear, bicubic, area and nearest can be tiled)")
-
-
 def analyze(pipeline: Pipeline) -> PipelinePlan:
     """Derive the tile halo, scale and origin step from the pipeline's declared ops."""
     problems = [f"steps[{i}] ({op}): {why}" for i, op, why in pipeline.untileable_steps()]
-    problems += [f"steps[{i}] ({s.op}): {why}" for i, s in enumerate(pipeline.steps)
-                 if (why := _position_dependent(s)) is not None]
     step, cum, max_scale = 1, Fraction(1), 1.0
     wrap_ops, other_ops = [], []
     for s in pipeline.steps:
