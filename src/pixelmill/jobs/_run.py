@@ -446,14 +446,6 @@ def run(
     return summary
 
 
-def _process_with_fingerprint(spec: JobSpec, fingerprint: str, unit: WorkUnit) -> dict[str, Any]:
-    row = process_unit(spec, unit)
-    row["pipeline"] = fingerprint
-    if unit.output is not None:
-        row["encoding"] = encoding_of(unit.format, spec.quality)
-    return row
-
-
 class _UnitFunction:
     """What engines map over the units: :func:`process_unit` plus the row's job columns.
 
@@ -467,7 +459,11 @@ class _UnitFunction:
         self.fingerprint = fingerprint
 
     def __call__(self, unit: WorkUnit) -> dict[str, Any]:
-        return _process_with_fingerprint(self.spec, self.fingerprint, unit)
+        row = process_unit(self.spec, unit)
+        row["pipeline"] = self.fingerprint
+        if unit.output is not None:
+            row["encoding"] = encoding_of(unit.format, self.spec.quality)
+        return row
 
     def warm_up(self) -> None:
         import numpy as np
