@@ -61,10 +61,7 @@ def _split_keys(table: pa.Table, split_by: str) -> list[str]:
         column = CONTENT_COLUMN
     else:
         column = split_by if split_by in table.column_names else "key"
-    keys = [str(v) for v in table.column(column).to_pylist()]
-    if column == "relpath":  # Windows listings give cats\\001.jpg: the same split everywhere
-        keys = [k.replace("\\", "/") for k in keys]
-    return keys
+    return [str(v) for v in table.column(column).to_pylist()]
 
 
 def file_sha256(uri: str, storage_options: Mapping[str, Any] | None = None) -> str | None:

@@ -241,7 +241,7 @@ def _image_table(images: str, label_from: str, storage_options, ratios, salt):
     if not entries:
         raise UsageError(f"--images: no images under {images}")
     labels = [storage.label_from_path(e.relpath, label_from) for e in entries]
-    split = assign_split([e.relpath.replace("\\", "/") for e in entries], ratios, salt)
+    split = assign_split([e.relpath for e in entries], ratios, salt)
     return [e.uri for e in entries], labels, split
 
 

@@ -47,7 +47,10 @@ def parse_ratios(ratios: str | Sequence[float] | None) -> tuple[float, float, fl
 
 
 def split_fraction(key: str, salt: str = "") -> float:
-    """The key's position in [0, 1): SHA-256 of ``salt + "\\0" + key``, first 8 bytes."""
+    """The key's position in [0, 1): SHA-256 of ``salt + "\\0" + key``, first 8 bytes.
+
+    Backslashes count as ``/``: a Windows listing (``cats\\001.jpg``) splits as on POSIX."""
+    key = key.replace("\\", "/")
     digest = hashlib.sha256(f"{salt}\0{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
