@@ -111,10 +111,17 @@ def bench_cnn(epochs: int, n_per_class: int, threads: tuple[int, ...] = (1, 2)) 
         config = CNNConfig(epochs=epochs, patience=epochs, device="cpu")
         model = train_cnn(images, labels, images[:40], labels[:40], config, threads=n_threads)
         train_rate = np.median([h["images_per_s"] for h in model.history])
-        t0 = time.perf_counter()
-        model.predict_proba(images)
-        infer_rate = len(images) / (time.perf_counter() - t0)
-        print(f"{torch.get_num_threads()} thread(s): training {train_rate:8.1f} images/s (median "
+        # train_cnn(threads=) sets torch's threads for its own call only: the baseline runs
+        # with the same count (torch.get_num_threads() here is the process's own setting)
+        before = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        try:
+            t0 = time.perf_counter()
+            model.predict_proba(images)
+            infer_rate = len(images) / (time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(before)
+        print(f"{n_threads} thread(s): training {train_rate:8.1f} images/s (median "
               f"epoch, augmented); inference {infer_rate:8.1f} images/s (baseline); ratio "
               f"{train_rate / infer_rate:.2f}")
 

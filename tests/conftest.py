@@ -1,4 +1,5 @@
-"""Shared fixtures: seeded RNG, small sample images, loopback-only services."""
+"""Shared fixtures: seeded RNG, small sample images, loopback-only services (session-wide
+Dask and Spark standalone clusters on 127.0.0.1, started when a test first asks for one)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,24 @@ def camera() -> np.ndarray:
     from skimage import data
 
     return data.camera()
+
+
+@pytest.fixture(scope="session")
+def dask_address():
+    """``tcp://127.0.0.1:PORT`` of a Dask scheduler with two single-threaded worker processes."""
+    pytest.importorskip("distributed")
+    from tests._clusters import dask_cluster
+
+    with dask_cluster(workers=2) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def spark_master():
+    """``spark://127.0.0.1:PORT`` of a standalone master with one 2-core worker (shared by
+    tests/engines and tests/test_readme_cli.py)."""
+    pytest.importorskip("pyspark")
+    from tests._clusters import spark_standalone
+
+    with spark_standalone(cores=2, memory="1g") as master:
+        yield master

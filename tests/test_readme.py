@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,45 +46,26 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
+from tests._readme import (
+    PHOTOS,
+    README,
+    Block,
+    count_maps,
+    expected_labels,
+    fenced_blocks,
+    make_photos,
+    photo,
+    substitute,
+    write_readme_files,
+    write_tiff,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Reading and running README blocks
 
 
-@dataclass(frozen=True)
-class Block:
-    number: int  #: 1-based, in README order
-    line: int  #: README line of the block's first code line
-    code: str
-
-
-def fenced_blocks(text: str, language: str) -> list[Block]:
-    """The fenced code blocks of ``language`` in a Markdown text."""
-    blocks, lines, start, body = [], text.splitlines(), None, []
-    for i, line in enumerate(lines, start=1):
-        if start is None:
-            if line.strip() == f"```{language}":
-                start, body = i + 1, []
-        elif line.strip() == "```":
-            blocks.append(Block(len(blocks) + 1, start, "\n".join(body) + "\n"))
-            start = None
-        else:
-            body.append(line)
-    assert start is None, f"README.md: the ```{language} block at line {start - 1} is not closed"
-    return blocks
-
-
 def readme_blocks() -> list[Block]:
     return fenced_blocks(README.read_text(encoding="utf-8"), "python")
-
-
-def substitute(code: str, old: str, new: str) -> str:
-    """``code`` with ``old`` replaced by ``new``; ``old`` must occur (else the README changed)."""
-    assert old in code, f"substitution {old!r} -> {new!r} no longer matches the README block"
-    assert old.count("\n") == new.count("\n"), "substitutions keep the README's line numbers"
-    return code.replace(old, new)
 
 
 def run_block(block: Block, namespace: dict[str, Any], code: str | None = None
@@ -115,84 +95,6 @@ def value(values: dict[str, list[Any]], text: str, index: int = -1) -> Any:
     """The value the README expression ``text`` had (its last, or ``index``-th, evaluation)."""
     assert text in values, f"the README no longer has the expression {text!r}: {sorted(values)}"
     return values[text][index]
-
-
-def readme_files() -> dict[str, str]:
-    """The pipeline files the README defines: ``# NAME.yaml`` YAML blocks, the ``name:
-    thumbnail`` example (as thumbnail.yaml), and ``cat > NAME <<'YAML'`` here-documents."""
-    text = README.read_text(encoding="utf-8")
-    files: dict[str, str] = {}
-    for block in fenced_blocks(text, "yaml"):
-        first = block.code.splitlines()[0].strip()
-        if re.fullmatch(r"# [\w.-]+\.ya?ml", first):
-            files[first[2:]] = block.code
-        elif first.startswith("name: thumbnail"):
-            files["thumbnail.yaml"] = block.code
-    for name, body in re.findall(r"^cat > ([\w.-]+\.ya?ml) <<'YAML'\n(.*?)^YAML$", text,
-                                 flags=re.M | re.S):
-        files[name] = body
-    return files
-
-
-def write_readme_files(*names: str) -> None:
-    files = readme_files()
-    for name in names:
-        assert name in files, f"README.md no longer defines {name} (found {sorted(files)})"
-        Path(name).write_text(files[name], encoding="utf-8")
-
-
-# ---------------------------------------------------------------------------------------------
-# Test data
-
-
-def _photo(name: str, size: tuple[int, int]) -> np.ndarray:
-    """A scikit-image sample photograph as RGB uint8, resized to ``size`` = (width, height)."""
-    import cv2
-    from skimage import data
-
-    img = getattr(data, name)()
-    if img.ndim == 2:
-        img = np.dstack([img] * 3)
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-
-
-#: relative path -> (scikit-image sample, (width, height)); parent folders are labels
-PHOTOS = {
-    "cat.jpg": ("chelsea", (160, 120)),
-    "cats/chelsea.jpg": ("chelsea", (120, 96)),
-    "cats/cat2.jpg": ("cat", (96, 120)),
-    "coffee/cup.jpg": ("coffee", (128, 96)),
-}
-
-
-def make_photos(root: Path | str = "photos", *, flat: bool = False) -> dict[str, bytes]:
-    """Write :data:`PHOTOS` under ``root`` as JPEGs (``flat``: all in ``root`` itself, the
-    folders joined into the names); return relative path -> file bytes."""
-    from pixelmill import codecs
-
-    out = {}
-    for rel, (sample, size) in PHOTOS.items():
-        path = Path(root, rel.replace("/", "_") if flat else rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(codecs.encode(_photo(sample, size), "jpg", quality=90))
-        out[rel] = path.read_bytes()
-    return out
-
-
-def expected_labels() -> dict[str | None, int]:
-    """Images per ``label_from="parent"`` label of :data:`PHOTOS` (the parent folder below the
-    scanned folder; None for the files directly in it)."""
-    counts: dict[str | None, int] = {}
-    for rel in PHOTOS:
-        label = rel.rsplit("/", 1)[0] if "/" in rel else None
-        counts[label] = counts.get(label, 0) + 1
-    return counts
-
-
-def write_tiff(path: str, image: np.ndarray, tile: int = 64) -> None:
-    import tifffile
-
-    tifffile.imwrite(path, image, tile=(tile, tile), photometric="rgb")
 
 
 @dataclass
@@ -236,20 +138,6 @@ def spark():
         yield engine.session
 
 
-def count_maps(monkeypatch, engine_class: type) -> dict[str, int]:
-    """Count the work units ``engine_class.map`` is given (proof that a job ran on it)."""
-    counts = {"units": 0}
-    original = engine_class.map
-
-    def map(self, fn, units, **kwargs):
-        units = list(units)
-        counts["units"] += len(units)
-        return original(self, fn, units, **kwargs)
-
-    monkeypatch.setattr(engine_class, "map", map)
-    return counts
-
-
 # ---------------------------------------------------------------------------------------------
 # One runner per README block: prelude, run, checks
 
@@ -263,7 +151,7 @@ def run_at_a_glance(block: Block, request) -> None:
     s3 = request.getfixturevalue("s3_bucket")
     for rel, payload in make_photos().items():
         s3.put(f"photos/{rel}", payload)
-    scene = _photo("astronaut", (300, 260))
+    scene = photo("astronaut", (300, 260))
     write_tiff("scene.tif", scene)
 
     ns: dict[str, Any] = {}
@@ -329,7 +217,7 @@ def run_io_api(block: Block, request) -> None:
 def run_pipeline_api(block: Block, request) -> None:
     """Pipelines: load_pipeline(file), Pipeline.from_steps, halo/scale/tileable, run."""
     write_readme_files("thumbnail.yaml")
-    image = _photo("astronaut", (100, 80))
+    image = photo("astronaut", (100, 80))
     ns: dict[str, Any] = {"image": image}
     values = run_block(block, ns)
 
@@ -346,7 +234,7 @@ def run_ops_api(block: Block, request) -> None:
     """Ops: get_op validates then calls; the plain function gives the same array."""
     from pixelmill.errors import InvalidParameterError
 
-    image = _photo("coffee", (90, 70))
+    image = photo("coffee", (90, 70))
     ns: dict[str, Any] = {"image": image}
     run_block(block, ns)
 
@@ -401,10 +289,10 @@ def run_tiled_api(block: Block, request) -> None:
     capsys = request.getfixturevalue("capsys")  # before the block prints
     s3 = request.getfixturevalue("s3_bucket")
     write_readme_files("sharpen.yaml")
-    slide = _photo("astronaut", (330, 290))
+    slide = photo("astronaut", (330, 290))
     write_tiff("slide.tif", slide)
     s3.put("slide.tif", Path("slide.tif").read_bytes())
-    image = _photo("coffee", (700, 600))  # > 512: several tiles
+    image = photo("coffee", (700, 600))  # > 512: several tiles
     ns: dict[str, Any] = {"image": image}
     run_block(block, ns)
 
@@ -424,9 +312,9 @@ def run_sr_api(block: Block, request) -> None:
     """Super-resolution: MATLAB bicubic, EDSR whole and tiled (same result), PSNR, fusion."""
     import pixelmill.sr as sr
 
-    hr = _photo("astronaut", (48, 40))
+    hr = photo("astronaut", (48, 40))
     shifts = [(0, 0), (1, 0), (0, 1), (1, 1)]  # HR pixels
-    big = _photo("astronaut", (66, 66))
+    big = photo("astronaut", (66, 66))
     frames = [sr.imresize(np.ascontiguousarray(big[dy:dy + 64, dx:dx + 64]), 1 / 2)
               for dy, dx in shifts]
     ns: dict[str, Any] = {"hr": hr, "frames": frames}
@@ -498,7 +386,7 @@ def run_dask_api(block: Block, request) -> None:
     from pixelmill.pipeline import load_pipeline
 
     s3 = request.getfixturevalue("s3_bucket")
-    scene = _photo("astronaut", (300, 260))
+    scene = photo("astronaut", (300, 260))
     write_tiff("scene.tif", scene)
     s3.put("scene.tif", Path("scene.tif").read_bytes())
     ns: dict[str, Any] = {}
