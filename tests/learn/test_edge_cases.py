@@ -239,3 +239,55 @@ def test_cnn_from_a_folder_leaves_a_corrupt_file_out(tmp_path):
                   cnn_config=CNNConfig(input_size=8, channels=(4,), epochs=1, device="cpu"))
     assert model.meta["n_unreadable"] == 1 and bad in model.meta["unreadable"][0]["uri"]
     assert any("could not be read" in line for line in lines)
+
+
+# ---- images without a label (files directly in a --label-from parent folder) ----------------
+
+def test_unlabelled_rows_are_left_out_of_training_and_scoring_not_made_a_class(tmp_path):
+    from pixelmill.learn.evaluation import evaluate
+
+    X, y, split = _blobs()
+    path = _table(tmp_path / "f.parquet", X, y, split)
+    table = pa.parquet.read_table(path)
+    labels = table.column("label").to_pylist()
+    gone = [0, 1, 4, 5]  # two train rows, two test rows: no label (as extract writes None)
+    assert [split[i] for i in gone] == ["train", "train", "test", "test"]
+    labels = [None if i in gone else v for i, v in enumerate(labels)]
+    write_table(path, table.set_column(table.column_names.index("label"), "label",
+                                       pa.array(labels, pa.string())))
+    lines: list[str] = []
+    model = _train_rf(path, tmp_path / "m", log=lines.append)
+    assert model.meta["classes"] == ["a", "b", "c"]  # was ['None', 'a', 'b', 'c']
+    assert model.meta["n_train"] == int((split == "train").sum()) - 2
+    assert any("4 images" in line and "no label" in line for line in lines), lines
+    ev = evaluate(str(tmp_path / "m"), path, split="test", report=None)
+    assert ev.unlabelled == 2 and ev.n == int((split == "test").sum()) - 2
+    assert "None" not in ev.classes
+
+
+def test_unlabelled_table_is_refused_with_its_reason(tmp_path):
+    X, y, split = _blobs()
+    path = _table(tmp_path / "f.parquet", X, y, split)
+    table = pa.parquet.read_table(path)
+    write_table(path, table.set_column(table.column_names.index("label"), "label",
+                                       pa.nulls(table.num_rows, pa.string())))
+    with pytest.raises(UsageError, match="no row has a label"):
+        _train_rf(path, tmp_path / "m")
+
+
+def test_cnn_from_a_folder_does_not_learn_a_none_class_from_its_top_level_files(tmp_path):
+    from pixelmill.learn.cnn import CNNConfig
+    from pixelmill.learn.models import train
+
+    images, labels = color_classes(4, size=8, seed=0)
+    root = tmp_path / "imgs"
+    write_labelled(str(root), images, labels)
+    for i, image in enumerate(images[:12]):  # files directly in the folder: no label
+        from pixelmill import write_image
+
+        write_image(str(root / f"loose_{i}.png"), image)
+    lines: list[str] = []
+    model = train(None, "cnn", str(tmp_path / "m"), images=str(root), workers=1, log=lines.append,
+                  cnn_config=CNNConfig(input_size=8, channels=(4,), epochs=1, device="cpu"))
+    assert "None" not in model.classes and sorted(model.classes) == sorted(set(labels))
+    assert any("12 images" in line and "no label" in line for line in lines), lines

@@ -202,6 +202,9 @@ def evaluate(model, features, split, report, no_report, as_json, storage_options
     click.echo(f"{ev.split}: {ev.n} images, accuracy {ev.accuracy:.4f}, macro F1 "
                f"{ev.macro_f1:.4f}" + (f", ROC AUC {ev.roc_auc:.4f}" if ev.roc_auc is not None
                                        else ""))
+    if ev.unlabelled:
+        click.echo(f"({ev.unlabelled} image{'s' if ev.unlabelled > 1 else ''} without a label "
+                   "left out)")
     width = max(5, *(len(c) for c in ev.classes))
     click.echo(f"{'class':<{width}}  precision  recall  support")
     for c, m in ev.per_class.items():

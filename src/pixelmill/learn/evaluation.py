@@ -36,6 +36,7 @@ class Evaluation:
     misclassified: list[dict[str, Any]] = field(default_factory=list)
     model: str = ""
     report: str | None = None
+    unlabelled: int = 0  #: rows of the split without a label, left out (they cannot be scored)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +117,10 @@ def evaluate(
         rows = [r for r in table.select([c for c in ("uri", "label", "split", "status")
                                          if c in table.column_names]).to_pylist()
                 if r.get("status", "ok") == "ok" and (split == "all" or r.get("split") == split)]
+        has_labels = "label" in table.column_names
+        unlabelled = sum(r.get("label") is None for r in rows) if has_labels else 0
+        if has_labels:  # an image without a label cannot be scored: left out, and counted
+            rows = [r for r in rows if r.get("label") is not None]
         uris = [r["uri"] for r in rows]
         labels = [r.get("label") for r in rows]
         proba = trained.predict_proba_images(read_images(uris, storage_options)) if rows else None
@@ -131,11 +136,15 @@ def evaluate(
                              f"({e})") from e
         check_features(trained.meta, fs.X.shape[1] if len(fs) else None, fs.pipeline, features)
         mask = np.ones(len(fs), bool) if split == "all" else fs.split == split
+        unlabelled = int((mask & ~fs.labelled).sum()) if fs.labels is not None else 0
+        if fs.labels is not None:
+            mask &= fs.labelled
         uris = [u for u, m in zip(fs.uris, mask, strict=True) if m]
         labels = list(fs.labels[mask]) if fs.labels is not None else [None]
         proba = trained.predict_proba(fs.X[mask]) if mask.any() else None
     if proba is None or not uris:
-        raise UsageError(f"{features}: no ok rows in the {split!r} split")
+        raise UsageError(f"{features}: no ok rows in the {split!r} split"
+                         + (f" with a label ({unlabelled} without)" if unlabelled else ""))
     if any(label is None for label in labels):
         raise UsageError(f"{features}: evaluation needs a label column")
     acc, macro_f1, per_class, confusion, auc, auc_ovr = classification_metrics(
@@ -147,7 +156,7 @@ def evaluate(
                       "predicted": trained.classes[best[i]],
                       "confidence": float(proba[i, best[i]])} for i in wrong[:max_examples]]
     result = Evaluation(split, len(uris), acc, macro_f1, list(per_class), per_class, confusion,
-                        auc, auc_ovr, misclassified, model=str(model))
+                        auc, auc_ovr, misclassified, model=str(model), unlabelled=unlabelled)
     if report:
         from pixelmill.learn.html import write_evaluation_report
 

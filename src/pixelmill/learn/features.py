@@ -186,14 +186,25 @@ class FeatureSet:
 
     keys: list[str]
     uris: list[str]
-    labels: np.ndarray | None  #: str labels, or None when the table has none
+    labels: np.ndarray | None  #: str labels (None where a row has none), or None: no column
     split: np.ndarray  #: "train" / "val" / "test" per row
     X: np.ndarray  #: float32, rows × sum of the chosen vector lengths
     columns: list[str]  #: the vector columns, in the order they fill X
     pipeline: dict | None  #: the extraction pipeline (from the table's metadata)
 
+    @property
+    def labelled(self) -> np.ndarray:
+        """Rows with a label (an image directly in the folder that ``--label-from parent``
+        scanned has none; it can be neither trained on nor scored)."""
+        if self.labels is None:
+            return np.zeros(len(self.keys), bool)
+        return np.array([v is not None for v in self.labels], bool)
+
     def subset(self, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """X and labels of the ``split`` rows (only the labelled ones when there are labels)."""
         mask = self.split == split
+        if self.labels is not None:
+            mask &= self.labelled
         return self.X[mask], (None if self.labels is None else self.labels[mask])
 
     def __len__(self) -> int:
@@ -248,8 +259,8 @@ def table_to_features(table: pa.Table, columns: Sequence[str] | None = None,
             f"hold NaN or infinite values ({shown}); leave those images out (extract "
             "--exclude) or fix them")
     uris = [str(u) for u in table.column("uri").to_pylist()] if "uri" in names else keys
-    labels = (np.array([str(v) for v in table.column("label").to_pylist()], dtype=object)
-              if "label" in names else None)
+    labels = (np.array([None if v is None else str(v) for v in table.column("label").to_pylist()],
+                       dtype=object) if "label" in names else None)
     if "split" in names:
         split = np.array(table.column("split").to_pylist(), dtype=object)
     else:

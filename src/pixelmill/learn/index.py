@@ -244,7 +244,7 @@ def build_index(features: str, out: str | None = None, *, columns: Sequence[str]
 
     _check(kind, metric)
     fs = load_features(features, columns, storage_options)
-    rows = [{"key": k, "uri": u, "label": None if fs.labels is None else str(fs.labels[i]),
+    rows = [{"key": k, "uri": u, "label": None if fs.labels is None else fs.labels[i],
              "split": str(fs.split[i])} for i, (k, u) in enumerate(zip(fs.keys, fs.uris,
                                                                         strict=True))]
     index = make_index(fs.X, rows, metric=metric, kind=kind, normalize=normalize,
@@ -301,8 +301,11 @@ def retrieval_metrics(query_labels: Sequence[Any], neighbour_labels: np.ndarray,
 def evaluate_index(index: VectorIndex, k: int = 10) -> dict[str, float]:
     """mAP@k, recall@k and precision@k of an index on its own labelled rows."""
     labels = np.asarray([r.get("label") for r in index.rows], dtype=object)
-    if any(v is None for v in labels):
-        raise UsageError("index eval needs labelled rows (extract with --label-from)")
+    unlabelled = sum(v is None for v in labels)
+    if unlabelled:
+        raise UsageError(
+            "index eval needs labelled rows (extract with --label-from): "
+            f"{unlabelled} of {len(labels)} rows have no label")
     split = np.asarray([r.get("split") for r in index.rows], dtype=object)
     t0 = time.perf_counter()
     is_query = split == "test"

@@ -245,13 +245,24 @@ def _image_table(images: str, label_from: str, storage_options, ratios, salt):
     return [e.uri for e in entries], labels, split
 
 
+def _warn_unlabelled(labels: Sequence[Any], source: Any, log: Any) -> None:
+    """Say how many images have no label (with ``--label-from parent``, the files directly in
+    the scanned folder): they are left out of training, not made a class of their own."""
+    n = sum(v is None for v in labels)
+    if n and log is not None:
+        log(f"warning: {n} image{'s' if n > 1 else ''} of {source} {'have' if n > 1 else 'has'} "
+            "no label (e.g. files directly in the folder with --label-from parent) and "
+            f"{'are' if n > 1 else 'is'} left out of training")
+
+
 def _warn_untrained(labels: Sequence[Any], split: Sequence[Any], log: Any) -> None:
     """Say which classes have no train image: the model will never predict them (the hash
     split is stratified only in expectation; a class of 1-3 images may miss train)."""
     if log is None:
         return
-    labels = np.asarray([str(v) for v in labels], dtype=object)
-    split = np.asarray(split, dtype=object)
+    known = np.array([v is not None for v in labels], bool)
+    labels = np.asarray([str(v) for v in labels], dtype=object)[known]
+    split = np.asarray(split, dtype=object)[known]
     missing = sorted(set(labels[split != "train"]) - set(labels[split == "train"]))
     if missing:
         shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -364,8 +375,10 @@ def train(
             source = features
         else:
             raise UsageError("cnn: give a feature table or --images FOLDER")
-        split_arr = np.asarray(split)
-        pick = {s: np.flatnonzero(split_arr == s) for s in ("train", "val")}
+        _warn_unlabelled(labels, source, log)
+        split_arr = np.asarray(split, dtype=object)
+        has_label = np.array([v is not None for v in labels], bool)
+        pick = {s: np.flatnonzero((split_arr == s) & has_label) for s in ("train", "val")}
         train_classes = {str(labels[i]) for i in pick["train"]}
         if len(train_classes) < 2:  # before any image is read
             raise UsageError(f"{source}: training needs at least two classes in the train "
@@ -403,10 +416,14 @@ def train(
         fs = load_features(features, columns, storage_options)
         if fs.labels is None:
             raise UsageError(f"{features}: no label column (extract with --label-from)")
+        if not fs.labelled.any():
+            raise UsageError(f"{features}: no row has a label (extract with --label-from; "
+                             "with parent, files directly in the folder have none)")
         X_tr, y_tr = fs.subset("train")
         X_va, y_va = fs.subset("val")
         if len(y_tr) == 0:
             raise UsageError(f"{features}: no rows in the train split")
+        _warn_unlabelled(fs.labels, features, log)
         _warn_untrained(fs.labels, fs.split, log)
         _warn_duplicates(fs.X, fs.split, log)
         result = fit_classifier(model, X_tr, y_tr.astype(str), X_va, y_va.astype(str),
