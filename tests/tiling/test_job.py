@@ -188,3 +188,13 @@ def test_local_engine_and_cli(tmp_path, rgb):
     res = CliRunner().invoke(cli, ["tile", str(tmp_path / "p.yaml"), src, out, "--memory",
                                    "2 parsecs"])
     assert res.exit_code != 0 and "memory" in str(res.exception or res.output)
+
+
+def test_no_more_workers_than_tiles(tmp_path, rgb):
+    """A 1-tile job asked for 3 workers started 3 (each importing the pipeline's libraries:
+    torch for an upscale) and gave 2 of them nothing to do."""
+    src = _tiff(tmp_path / "in.tif", rgb, tile=(64, 64), bigtiff=True)
+    summary = run_tiled(PIPE, src, str(tmp_path / "out.tif"), tile=512, workers=3,
+                        engine="local", progress=False)
+    assert (summary.status, summary.tiles, summary.workers) == ("ok", 1, 1)
+    assert np.array_equal(tifffile.imread(tmp_path / "out.tif"), load_pipeline(PIPE)(rgb))

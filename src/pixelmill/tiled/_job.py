@@ -388,6 +388,8 @@ def run_tiled(
         regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
                                   attrs={"pixelmill_plan": fingerprint},
                                   compression=store_compression, storage_options=so)
+    # no more workers than tiles left to do (each one starts an interpreter and the pipeline)
+    concurrency = max(1, min(concurrency, len(windows) - len(done)))
     summary = TiledSummary(input_uri, output_uri, "ok", tiles=len(windows), tile=tile_size,
                            workers=concurrency, memory=budget, width=w, height=h)
     own_engine = engine is None or isinstance(engine, str)
