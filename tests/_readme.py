@@ -44,6 +44,14 @@ def fenced_blocks(text: str, language: str) -> list[Block]:
     return blocks
 
 
+def block_holding(blocks: list[Block], marker: str, runner: str, language: str) -> Block:
+    """The one block of ``blocks`` that holds ``marker`` (a runner's way to find its block)."""
+    found = [b for b in blocks if marker in b.code]
+    assert len(found) == 1, (f"{len(found)} README {language} blocks hold {marker!r} "
+                             f"(the {runner} runner's block; expected exactly one)")
+    return found[0]
+
+
 def substitute(code: str, old: str, new: str) -> str:
     """``code`` with ``old`` replaced by ``new``; ``old`` must occur (else the README changed)."""
     assert old in code, f"substitution {old!r} -> {new!r} no longer matches the README block"

@@ -50,6 +50,7 @@ from tests._readme import (
     PHOTOS,
     README,
     Block,
+    block_holding,
     count_maps,
     expected_labels,
     fenced_blocks,
@@ -465,10 +466,7 @@ RUNNERS = [
 
 
 def block_of(runner: Runner) -> Block:
-    found = [b for b in readme_blocks() if runner.marker in b.code]
-    assert len(found) == 1, (f"{len(found)} README python blocks hold {runner.marker!r} "
-                             f"(the {runner.name} runner's block; expected exactly one)")
-    return found[0]
+    return block_holding(readme_blocks(), runner.marker, runner.name, "python")
 
 
 def test_every_python_block_is_run():

@@ -73,6 +73,7 @@ from tests._readme import (
     Block,
     Command,
     bash_blocks,
+    block_holding,
     count_maps,
     fenced_blocks,
     make_photos,
@@ -634,10 +635,7 @@ RUNNERS = [
 
 
 def block_of(runner: Runner) -> Block:
-    found = [b for b in bash_blocks() if runner.marker in b.code]
-    assert len(found) == 1, (f"{len(found)} README bash blocks hold {runner.marker!r} "
-                             f"(the {runner.name} runner's block; expected exactly one)")
-    return found[0]
+    return block_holding(bash_blocks(), runner.marker, runner.name, "bash")
 
 
 def test_every_bash_block_is_run():
