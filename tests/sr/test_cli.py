@@ -430,3 +430,17 @@ def test_fuse_cli_names_a_frame_of_another_scene(tmp_path, astronaut, capsys):
     err = capsys.readouterr().err
     assert f"FRAMES[2] ({paths[2]}): registration failed" in err, err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_upscale_streaming_default_tile_is_512_and_a_given_tile_is_kept(tmp_path, astronaut,
+                                                                        capsys):
+    src = tmp_path / "in.tif"
+    wide = np.ascontiguousarray(np.concatenate([astronaut, astronaut], axis=1)[:100, :600])
+    tifffile.imwrite(src, wide, photometric="rgb")
+    for extra, tiles in (([], 2), (["--tile", "64"], 20)):
+        out = tmp_path / f"out{len(extra)}.tif"
+        assert main(["upscale", str(src), str(out), "--scale", "2", "--model", "bicubic",
+                     "--workers", "1", "--memory", "4GB", *extra]) == 0
+        assert f", {tiles} tiles," in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out0.tif"),
+                                  tifffile.imread(tmp_path / "out2.tif"))

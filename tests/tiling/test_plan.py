@@ -108,3 +108,26 @@ def test_ops_that_load_models_count_their_memory_per_worker(monkeypatch):
     assert sr.pixel_bytes > 0 == plain.pixel_bytes
     assert _plan.tile_work_bytes(512, sr.halo, 3, 1, 2.0, sr.pixel_bytes) > _plan.tile_work_bytes(
         512, sr.halo, 3, 1, 2.0)
+
+
+def test_max_tile_tries_that_size_first_then_smaller_ones_to_fit_the_budget():
+    """`pixelmill upscale` without --tile used a fixed 512: a budget that holds 256-px tiles
+    but not 512 was refused (exit 2, naming --memory) instead of using smaller tiles."""
+    from pixelmill.tiled._plan import _driver_bytes
+
+    sr = analyze(Pipeline.from_steps([{"op": "resize", "factor": 4.0, "method": "bicubic"}]))
+    shape = (3000, 3000, 3)
+
+    def need(t):
+        return _driver_bytes() + sr.worker_bytes + tile_work_bytes(
+            t, sr.halo, 3, 1, sr.max_scale, sr.pixel_bytes)
+
+    assert choose_tiling(sr, shape, "uint8", 100 * need(512), 2, max_tile=512,
+                         assemble=False) == (512, 2)  # room: the default size, as before
+    tight = (need(256) + need(512)) // 2
+    with pytest.raises(InvalidParameterError, match="--memory"):
+        choose_tiling(sr, shape, "uint8", tight, 1, tile=512, assemble=False)  # --tile 512
+    assert choose_tiling(sr, shape, "uint8", tight, 1, max_tile=512, assemble=False) == (256, 1)
+    # an image smaller than the tile is still one tile (as with the fixed 512)
+    assert choose_tiling(sr, (300, 200, 3), "uint8", 100 * need(512), 1, max_tile=512,
+                         assemble=False)[0] == 512

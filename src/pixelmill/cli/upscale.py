@@ -13,6 +13,9 @@ from pixelmill.cli._options import (
 
 __all__ = ["upscale"]
 
+#: tile core size when --tile is not given (the streaming path goes smaller to fit --memory)
+DEFAULT_TILE = 512
+
 #: outputs the streaming tiled job can write (anything else is encoded whole)
 _STREAMING_SUFFIXES = (".tif", ".tiff", ".zarr")
 
@@ -52,8 +55,9 @@ def _check_in_memory(shape, dtype, out_shape, tile: int, batch: int, budget: int
               default="edsr", show_default=True, help="Shipped network (or MATLAB bicubic).")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
               help="auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(min=16), default=512, show_default=True,
-              help="Tile core size in input pixels.")
+@click.option("--tile", type=click.IntRange(min=16), default=None,
+              help="Tile core size in input pixels (default: 512; on the streaming path, "
+                   "smaller when --memory does not hold 512).")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
               help="Tiles per network pass (in-memory path).")
 @click.option("--ensemble", is_flag=True,
@@ -105,7 +109,8 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
         from pixelmill.tiled import run_tiled
 
         summary = run_tiled([{"op": "super_resolve", **params}], input_uri, output_uri,
-                            tile=tile, memory=memory, engine=engine, workers=workers,
+                            tile=tile, max_tile=None if tile else DEFAULT_TILE, memory=memory,
+                            engine=engine, workers=workers,
                             resume=resume, overwrite=overwrite, storage_options=so,
                             progress=True)
         again = f" ({summary.resumed} from an earlier run)" if summary.resumed else ""
@@ -127,6 +132,7 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     from pixelmill.sr.tiles import upscale_tiled
     from pixelmill.tiled import parse_memory
 
+    tile = tile or DEFAULT_TILE
     check_output(output_uri)  # an unwritable format fails before the input is read
     if not overwrite:
         refuse_existing(output_uri, so, field="OUTPUT")

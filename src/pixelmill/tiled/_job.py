@@ -224,6 +224,7 @@ def run_tiled(
     compression: str | None = None,
     level: int = 0,
     overwrite: bool = True,
+    max_tile: int | None = None,
 ) -> TiledSummary:
     """Process one huge image tile by tile, within a memory budget, resumably.
 
@@ -240,6 +241,9 @@ def run_tiled(
         Outputs: ``.tif``/``.tiff`` (tiled BigTIFF) or ``.zarr`` (OME-Zarr).
     tile : int, optional
         Core size in input pixels; by default the largest that fits ``memory``.
+    max_tile : int, optional
+        Without ``tile``: the largest core size to use (``pixelmill upscale``: 512), smaller
+        ones when ``memory`` does not hold it.
     memory : int or str, optional
         Budget for the whole job's resident memory (driver and workers), e.g. ``"2GB"``;
         default: half the available memory, at most 4 GiB.
@@ -335,7 +339,7 @@ def run_tiled(
         tile_size, concurrency = max(h, w), 1
     else:
         tile_size, concurrency = choose_tiling(
-            plan, source.shape, source.dtype, budget, n_workers, tile,
+            plan, source.shape, source.dtype, budget, n_workers, tile, max_tile=max_tile,
             assemble=bool(pyramid or compression or not storage._is_local(out_fs)))
     fingerprint = {"input": input_uri, "shape": list(source.shape), "dtype": source.dtype,
                    "pipeline": pipeline.fingerprint, "tile": tile_size, "halo": plan.halo}

@@ -185,6 +185,7 @@ def choose_tiling(
     tile: int | None = None,
     *,
     assemble: bool = True,
+    max_tile: int | None = None,
 ) -> tuple[int, int]:
     """``(tile, concurrency)`` that fit ``memory`` for the whole job (driver plus workers).
 
@@ -192,13 +193,19 @@ def choose_tiling(
     (up to ``workers``) whose estimated peak fits; a budget too small for even one worker with
     a 64-pixel tile is a usage error naming ``--memory``. ``assemble``: the output is streamed
     from a tile store by the driver afterwards (pyramids, compressed TIFFs), which costs a band.
+    ``max_tile`` (when ``tile`` is not given): try that size first, then the smaller choices.
     """
     h, w = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
     itemsize = max(np.dtype(dtype).itemsize, 1)
     out_w = math.ceil(w * float(plan.scale))
     fixed = _driver_bytes() + (assembly_bytes(out_w, channels, 4) if assemble else 0)
-    candidates = [tile] if tile else [t for t in TILE_CHOICES if t <= max(64, max(h, w))] or [64]
+    if tile:
+        candidates = [tile]
+    elif max_tile:
+        candidates = [max_tile] + [t for t in TILE_CHOICES if t < max_tile]
+    else:
+        candidates = [t for t in TILE_CHOICES if t <= max(64, max(h, w))] or [64]
     for n in range(max(1, workers), 0, -1):
         for t in candidates:
             need = fixed + n * (plan.worker_bytes + tile_work_bytes(
