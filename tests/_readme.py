@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def fenced_blocks(text: str, language: str) -> list[Block]:
             body.append(line)
     assert start is None, f"README.md: the ```{language} block at line {start - 1} is not closed"
     return blocks
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How a README test finds its block (``marker``: a text only that block holds) and runs it."""
+
+    name: str
+    marker: str
+    run: Callable[..., None]
+    marks: tuple = ()
 
 
 def block_holding(blocks: list[Block], marker: str, runner: str, language: str) -> Block:

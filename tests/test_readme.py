@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from tests._readme import (
     PHOTOS,
     README,
     Block,
+    Runner,
     block_holding,
     count_maps,
     expected_labels,
@@ -439,14 +439,6 @@ def run_learn_api(block: Block, request) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The tests
-
-
-@dataclass(frozen=True)
-class Runner:
-    name: str
-    marker: str  #: a text only this README block holds
-    run: Callable[..., None]
-    marks: tuple = ()
 
 
 RUNNERS = [

@@ -60,10 +60,8 @@ import shutil
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -72,6 +70,7 @@ from tests._readme import (
     README,
     Block,
     Command,
+    Runner,
     bash_blocks,
     block_holding,
     count_maps,
@@ -613,14 +612,6 @@ def run_learn_block(script: Script, request) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The tests
-
-
-@dataclass(frozen=True)
-class Runner:
-    name: str
-    marker: str  #: a text only this README bash block holds
-    run: Callable[[Script, Any], None]
-    marks: tuple = ()
 
 
 RUNNERS = [

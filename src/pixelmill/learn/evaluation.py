@@ -136,8 +136,9 @@ def evaluate(
                              f"({e})") from e
         check_features(trained.meta, fs.X.shape[1] if len(fs) else None, fs.pipeline, features)
         mask = np.ones(len(fs), bool) if split == "all" else fs.split == split
-        unlabelled = int((mask & ~fs.labelled).sum()) if fs.labels is not None else 0
-        if fs.labels is not None:
+        unlabelled = 0
+        if fs.labels is not None:  # an image without a label cannot be scored: left out
+            unlabelled = int((mask & ~fs.labelled).sum())
             mask &= fs.labelled
         uris = [u for u, m in zip(fs.uris, mask, strict=True) if m]
         labels = list(fs.labels[mask]) if fs.labels is not None else [None]
