@@ -255,6 +255,47 @@ def test_train_writes_card_and_resumes(tmp_path, astronaut):
     assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 1
 
 
+@pytest.mark.parametrize("names", [["t0.png", "t1.png", "t2.png"], ["v7.png", "v29.png"]])
+def test_export_of_a_folder_without_a_held_out_split_says_so(tmp_path, astronaut, capsys, names):
+    """`sr export` exited 4 ("no images to evaluate") for a folder too small for one side of
+    the CRC-32 split, after training on it had worked; and training's card called its
+    training image "held-out". Both now use one split and name what they scored on.
+    (t*.png all fall in the training part, v*.png all in the held-out part.)"""
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, name in enumerate(names):
+        write_png(data / name, astronaut[k * 60 : k * 60 + 48, 100:148])
+    out, ship = tmp_path / "run", tmp_path / "ship"
+    assert main(["sr", "train", "--model", "espcn", "--scale", "2", "--data", str(data),
+                 "--out", str(out), "--iters", "1", "--batch", "2", "--patch", "8",
+                 "--threads", "1", "--epochs", "1"]) == 0
+    card = json.loads((out / "espcn_x2.json").read_text())
+    assert card["training_data"]["held_out"] == 0
+    assert "no held-out split" in card["validation"]["protocol"]
+    capsys.readouterr()
+    assert main(["sr", "export", str(out / "espcn_x2.safetensors"), "--data", str(data),
+                 "--to", str(ship)]) == 0
+    assert "too small for a held-out split" in capsys.readouterr().err
+    shipped = json.loads((ship / "espcn_x2.json").read_text())["validation"]
+    assert shipped["heldout_images"] == 0 and "no held-out split" in shipped["heldout_protocol"]
+    assert np.isfinite(shipped["heldout_psnr"]) and np.isfinite(shipped["heldout_bicubic_psnr"])
+
+
+def test_export_of_a_folder_without_images_ships_nothing(tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    empty, ship = tmp_path / "empty", tmp_path / "ship"
+    empty.mkdir()
+    from pixelmill.sr.models import build_model
+    from pixelmill.sr.weights import save_model
+
+    save_model(build_model("espcn", 2, {}), {"name": "espcn", "architecture": "espcn", "scale": 2,
+                                             "params": {}}, weights.with_suffix(""))
+    # exit 4, the input held no images, and nothing shipped
+    assert main(["sr", "export", str(weights), "--data", str(empty), "--to", str(ship)]) == 4
+    assert "data: no images" in capsys.readouterr().err
+    assert not ship.exists() or not list(ship.iterdir())
+
+
 def test_upscale_and_eval_ensemble_use_the_self_ensemble(tmp_path, astronaut, folder):
     from pixelmill.sr.infer import upscale_image
     from pixelmill.sr.weights import load_model

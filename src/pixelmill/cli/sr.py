@@ -218,22 +218,26 @@ def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
 @click.option("--float32", "full", is_flag=True, help="Keep float32 weights (default float16).")
 def export(weights, data, dest, full) -> None:
     """Ship trained WEIGHTS: float16 copy + card with held-out PSNR/SSIM (model and bicubic)."""
-    from pixelmill.sr.data import list_images, split_files
+    from pixelmill.sr.data import train_val_split
     from pixelmill.sr.evaluate import evaluate_files
     from pixelmill.sr.weights import WEIGHTS_DIR, load_model, read_card, save_model
 
     card = read_card(weights)
     scale = int(card["scale"])
     root = data or _default_data()
-    files = split_files(list_images(root), root, "val")
+    _, files, held_out = train_val_split(root)
+    if not held_out:
+        click.echo(f"warning: {root} is too small for a held-out split; the card's figures "
+                   f"come from the training image {files[0].name}", err=True)
     target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
     save_model(load_model(weights, scale).net, card, target, half=not full)
     shipped = evaluate_files(files, scale, str(target.with_suffix(".safetensors")))
     bicubic = evaluate_files(files, scale, "bicubic")
     card["validation"] = {
         **card.get("validation", {}),
-        "heldout_images": len(files),
-        "heldout_protocol": f"full held-out images, MATLAB bicubic x1/{scale} degradation, "
+        "heldout_images": len(files) if held_out else 0,
+        "heldout_protocol": f"full {'held-out' if held_out else 'training (no held-out split)'} "
+                            f"images, MATLAB bicubic x1/{scale} degradation, "
                             f"Y PSNR/SSIM with {scale}px shaved (pixelmill sr eval --split val)",
         "heldout_psnr": round(shipped["mean"]["psnr"], 3),
         "heldout_ssim": round(shipped["mean"]["ssim"], 4),
@@ -241,6 +245,7 @@ def export(weights, data, dest, full) -> None:
         "heldout_bicubic_ssim": round(bicubic["mean"]["ssim"], 4),
     }
     save_model(load_model(weights, scale).net, card, target, half=not full)
-    click.echo(f"{target.name}: held-out {shipped['mean']['psnr']:.3f} dB / "
+    click.echo(f"{target.name}: {'held-out' if held_out else 'training image'} "
+               f"{shipped['mean']['psnr']:.3f} dB / "
                f"{shipped['mean']['ssim']:.4f} (bicubic {bicubic['mean']['psnr']:.3f} dB / "
                f"{bicubic['mean']['ssim']:.4f}) -> {target.with_suffix('.safetensors')}")

@@ -173,6 +173,20 @@ def split_files(
     return [p for p in files if is_val(p) == (part == "val")]
 
 
+def train_val_split(root: str | Path) -> tuple[list[Path], list[Path], bool]:
+    """Training and validation images of a training folder, and whether validation is held out.
+
+    A folder so small that one part of the CRC-32 split is empty validates on its last
+    training image (``False``): figures from it are not held-out figures, and say so.
+    """
+    files = list_images(root)
+    train, val = split_files(files, root, "train"), split_files(files, root, "val")
+    if train and val:
+        return train, val, True
+    train = train or val
+    return train, train[-1:], False
+
+
 def _stored_gray(data: np.ndarray) -> bool:
     """Whether the file's colour model is gray though OpenCV expands it to BGR(A): gray + alpha
     (PNG colour type 4, TIFF ``LA``) or a palette whose entries are all gray."""

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pixelmill.metrics import psnr
-from pixelmill.sr.data import list_images, load_pairs, sample_patches, split_files
+from pixelmill.sr.data import load_pairs, sample_patches, train_val_split
 from pixelmill.sr.models import build_model
 from pixelmill.sr.weights import save_model
 
@@ -149,18 +149,14 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     root = Path(cfg.data)
-    files = list_images(root)
-    train_files = split_files(files, root, "train")
-    val_files = split_files(files, root, "val")
-    if not val_files or not train_files:  # a tiny folder: validate on one training image
-        train_files = train_files or val_files
-        val_files = train_files[-1:]
+    train_files, val_files, held_out = train_val_split(root)
     cache = Path(tempfile.gettempdir()) / "pixelmill-sr-cache"
     t0 = time.perf_counter()
     pairs = load_pairs(train_files, cfg.scale, cache_dir=cache)
     val_pairs = load_pairs(val_files, cfg.scale, cache_dir=cache, max_side=cfg.val_side)
     log(
-        f"data: {len(pairs.lr)} training / {len(val_pairs.lr)} held-out images "
+        f"data: {len(pairs.lr)} training / {len(val_pairs.lr)} "
+        f"{'held-out' if held_out else 'validation (a training image: no held-out split)'} images "
         f"(prepared in {time.perf_counter() - t0:.0f} s), device {device}"
     )
     bicubic = _bicubic_psnr(val_pairs)
@@ -220,7 +216,7 @@ def train(
             improved = val > state["best_psnr"]
             if improved:
                 state["best_psnr"] = val
-                save_model(net, _card(cfg, state, pairs, val_pairs, bicubic), out / name)
+                save_model(net, _card(cfg, state, pairs, val_pairs, bicubic, held_out), out / name)
             _save_checkpoint(out, net, opt, {**state, "config": asdict(cfg),
                                              "rng": rng.bit_generator.state})
             log(
@@ -237,7 +233,9 @@ def train(
     return json.loads((out / f"{name}.json").read_text())
 
 
-def _card(cfg: TrainConfig, state: dict[str, Any], pairs, val_pairs, bicubic: float) -> dict:
+def _card(
+    cfg: TrainConfig, state: dict[str, Any], pairs, val_pairs, bicubic: float, held_out: bool
+) -> dict:
     from pixelmill.sr.models import ARCHITECTURES
 
     return {
@@ -249,7 +247,7 @@ def _card(cfg: TrainConfig, state: dict[str, Any], pairs, val_pairs, bicubic: fl
         "training_data": {
             "folder": Path(cfg.data).name,
             "images": len(pairs.lr),
-            "held_out": len(val_pairs.lr),
+            "held_out": len(val_pairs.lr) if held_out else 0,
             "split": "CRC-32 of the relative path % 100 < 10 is held out",
             "degradation": "MATLAB bicubic imresize(HR, 1/S) on uint8 RGB",
         },
@@ -263,7 +261,8 @@ def _card(cfg: TrainConfig, state: dict[str, Any], pairs, val_pairs, bicubic: fl
             "init": Path(cfg.init).name if cfg.init else None,
         },
         "validation": {
-            "protocol": f"held-out central {cfg.val_side}px crops, Y PSNR, {cfg.scale}px shaved",
+            "protocol": f"{'held-out' if held_out else 'training-image (no held-out split)'} "
+                        f"central {cfg.val_side}px crops, Y PSNR, {cfg.scale}px shaved",
             "psnr": round(state["best_psnr"], 3),
             "bicubic_psnr": round(bicubic, 3),
         },
