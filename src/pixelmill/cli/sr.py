@@ -230,7 +230,8 @@ def export(weights, data, dest, full) -> None:
         click.echo(f"warning: {root} is too small for a held-out split; the card's figures "
                    f"come from the training image {files[0].name}", err=True)
     target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
-    save_model(load_model(weights, scale).net, card, target, half=not full)
+    net = load_model(weights, scale).net
+    save_model(net, card, target, half=not full)  # scored as shipped (float16 by default)
     shipped = evaluate_files(files, scale, str(target.with_suffix(".safetensors")))
     bicubic = evaluate_files(files, scale, "bicubic")
     card["validation"] = {
@@ -244,7 +245,7 @@ def export(weights, data, dest, full) -> None:
         "heldout_bicubic_psnr": round(bicubic["mean"]["psnr"], 3),
         "heldout_bicubic_ssim": round(bicubic["mean"]["ssim"], 4),
     }
-    save_model(load_model(weights, scale).net, card, target, half=not full)
+    save_model(net, card, target, half=not full)
     click.echo(f"{target.name}: {'held-out' if held_out else 'training image'} "
                f"{shipped['mean']['psnr']:.3f} dB / "
                f"{shipped['mean']['ssim']:.4f} (bicubic {bicubic['mean']['psnr']:.3f} dB / "
