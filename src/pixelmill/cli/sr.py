@@ -220,7 +220,7 @@ def export(weights, data, dest, full) -> None:
     """Ship trained WEIGHTS: float16 copy + card with held-out PSNR/SSIM (model and bicubic)."""
     from pixelmill.sr.data import train_val_split
     from pixelmill.sr.evaluate import evaluate_files
-    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, read_card, save_model
+    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, read_card, save_model, write_card
 
     card = read_card(weights)
     scale = int(card["scale"])
@@ -230,8 +230,7 @@ def export(weights, data, dest, full) -> None:
         click.echo(f"warning: {root} is too small for a held-out split; the card's figures "
                    f"come from the training image {files[0].name}", err=True)
     target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
-    net = load_model(weights, scale).net
-    save_model(net, card, target, half=not full)  # scored as shipped (float16 by default)
+    save_model(load_model(weights, scale).net, card, target, half=not full)  # scored as shipped
     shipped = evaluate_files(files, scale, str(target.with_suffix(".safetensors")))
     bicubic = evaluate_files(files, scale, "bicubic")
     card["validation"] = {
@@ -245,7 +244,7 @@ def export(weights, data, dest, full) -> None:
         "heldout_bicubic_psnr": round(bicubic["mean"]["psnr"], 3),
         "heldout_bicubic_ssim": round(bicubic["mean"]["ssim"], 4),
     }
-    save_model(net, card, target, half=not full)
+    write_card(target, card, half=not full)  # the weights are already in place
     click.echo(f"{target.name}: {'held-out' if held_out else 'training image'} "
                f"{shipped['mean']['psnr']:.3f} dB / "
                f"{shipped['mean']['ssim']:.4f} (bicubic {bicubic['mean']['psnr']:.3f} dB / "

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from pixelmill.devices import resolve_device
 from pixelmill.errors import InvalidParameterError
 from pixelmill.sr.models import ARCHITECTURES, build_model, receptive_field
-from pixelmill.storage import ordinary_file_mode
+from pixelmill.storage import ordinary_file_mode, write_atomic
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -75,9 +75,14 @@ def save_model(
     save_file(tensors, str(tmp), metadata={"architecture": card["architecture"]})
     ordinary_file_mode(tmp)  # safetensors writes 0600; the card beside it is 0644
     tmp.replace(path)
-    card = {**card, "weights_dtype": str(dtype).removeprefix("torch.")}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(path, card, half=half)
     return path
+
+
+def write_card(path: str | Path, card: dict[str, Any], *, half: bool = False) -> None:
+    """Write (atomically) the JSON card beside the weights at ``path``."""
+    card = {**card, "weights_dtype": "float16" if half else "float32"}
+    write_atomic(str(Path(path).with_suffix(".json")), (json.dumps(card, indent=2) + "\n").encode())
 
 
 def available_models(weights_dir: Path | None = None) -> list[dict[str, Any]]:
