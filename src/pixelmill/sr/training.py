@@ -3,9 +3,10 @@
 One *epoch* is ``iters_per_epoch`` Adam steps on random ``patch``² low-resolution patches
 (HR patches S times larger) with random flips and rotations, drawn from the training part of
 the data folder (see :func:`pixelmill.sr.data.split_files`). After each epoch the network is
-measured on central crops of the held-out part (Y-channel PSNR with S pixels shaved), a
-checkpoint is written (``checkpoint.safetensors`` + ``checkpoint.json``: network, optimizer,
-epoch, elapsed time, RNG state — no pickle), and the best network so far is exported as
+measured on central ``val_side`` px crops (``val_side=0``: the whole images) of the held-out
+part (Y-channel PSNR with S pixels shaved), a checkpoint is written (``checkpoint.safetensors``
++ ``checkpoint.json``: network, optimizer, epoch, elapsed time, RNG state — no pickle), and the
+best network so far is exported as
 ``<arch>_x<S>.safetensors`` with its card. The learning rate follows a cosine from ``lr`` to
 0 over the run, measured in epochs or, with a time budget, in elapsed minutes, whichever is
 further along. ``resume=True`` continues from the checkpoint in ``out``.
@@ -72,6 +73,10 @@ def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
             scores.append(psnr(hr, np.clip(y, 0, 1), data_range=1.0, crop_border=pairs.scale))
     net.train()
     return float(np.mean(scores))
+
+
+def _val_what(cfg: TrainConfig) -> str:
+    return f"central {cfg.val_side}px crops" if cfg.val_side else "whole images"
 
 
 def _bicubic_psnr(pairs) -> float:
@@ -160,7 +165,7 @@ def train(
         f"(prepared in {time.perf_counter() - t0:.0f} s), device {device}"
     )
     bicubic = _bicubic_psnr(val_pairs)
-    log(f"bicubic on the held-out crops: {bicubic:.3f} dB")
+    log(f"bicubic on the held-out {_val_what(cfg)}: {bicubic:.3f} dB")
     net = build_model(cfg.arch, cfg.scale, cfg.params).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
@@ -168,6 +173,14 @@ def train(
     if resume and (out / "checkpoint.json").exists():
         state = _load_checkpoint(out, net, opt)
         state.pop("param_groups", None)
+        earlier = state.get("config", {}).get("val_side", 192)
+        if earlier != cfg.val_side:
+            from pixelmill.errors import InvalidParameterError
+
+            raise InvalidParameterError(
+                f"--val-side: the run in {out} picked its best weights on val_side={earlier}; "
+                f"resuming with {cfg.val_side} would compare scores of different images",
+                field="val_side")
         rng.bit_generator.state = state.pop("rng")
         log(f"resumed at epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min trained)")
     elif cfg.init:
@@ -262,7 +275,7 @@ def _card(
         },
         "validation": {
             "protocol": f"{'held-out' if held_out else 'training-image (no held-out split)'} "
-                        f"central {cfg.val_side}px crops, Y PSNR, {cfg.scale}px shaved",
+                        f"{_val_what(cfg)}, Y PSNR, {cfg.scale}px shaved",
             "psnr": round(state["best_psnr"], 3),
             "bicubic_psnr": round(bicubic, 3),
         },
