@@ -6,10 +6,9 @@ the data folder (see :func:`pixelmill.sr.data.split_files`). After each epoch th
 measured on central ``val_side`` px crops (``val_side=0``: the whole images) of the held-out
 part (Y-channel PSNR with S pixels shaved), a checkpoint is written (``checkpoint.safetensors``
 + ``checkpoint.json``: network, optimizer, epoch, elapsed time, RNG state — no pickle), and the
-best network so far is exported as
-``<arch>_x<S>.safetensors`` with its card. The learning rate follows a cosine from ``lr`` to
-0 over the run, measured in epochs or, with a time budget, in elapsed minutes, whichever is
-further along. ``resume=True`` continues from the checkpoint in ``out``.
+best network so far is exported as ``<arch>_x<S>.safetensors`` with its card. The learning
+rate follows a cosine from ``lr`` to 0 over the run, measured in epochs or, with a time
+budget, in elapsed minutes, whichever is further along. ``resume=True`` continues from the checkpoint in ``out``.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from pixelmill.errors import InvalidParameterError
 from pixelmill.metrics import psnr
 from pixelmill.sr.data import load_pairs, sample_patches, train_val_split
 from pixelmill.sr.models import build_model
@@ -173,10 +173,8 @@ def train(
     if resume and (out / "checkpoint.json").exists():
         state = _load_checkpoint(out, net, opt)
         state.pop("param_groups", None)
-        earlier = state.get("config", {}).get("val_side", 192)
+        earlier = state.get("config", {}).get("val_side", TrainConfig.val_side)
         if earlier != cfg.val_side:
-            from pixelmill.errors import InvalidParameterError
-
             raise InvalidParameterError(
                 f"--val-side: the run in {out} picked its best weights on val_side={earlier}; "
                 f"resuming with {cfg.val_side} would compare scores of different images",
