@@ -520,3 +520,27 @@ def test_upscale_streaming_default_tile_is_512_and_a_given_tile_is_kept(tmp_path
         assert f", {tiles} tiles," in capsys.readouterr().out
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out0.tif"),
                                   tifffile.imread(tmp_path / "out2.tif"))
+
+
+def test_train_loss_mse_is_the_squared_error_and_resume_keeps_the_loss(tmp_path, astronaut):
+    """`--loss mse` (PSNR's own objective, for fine-tuning an l1 model) trains on the mean
+    squared error of the same patches l1 sees; a resume cannot switch the loss halfway."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, name in enumerate(["t0.png", "t1.png", "v7.png"]):
+        write_png(data / name, astronaut[k * 60 : k * 60 + 56, 100:164])
+    first = {}
+    for loss in ("l1", "mse"):
+        out = tmp_path / loss
+        args = ["sr", "train", "--model", "espcn", "--scale", "2", "--data", str(data),
+                "--out", str(out), "--iters", "1", "--batch", "2", "--patch", "8",
+                "--threads", "1", "--loss", loss]
+        assert main([*args, "--epochs", "1"]) == 0
+        assert json.loads((out / "espcn_x2.json").read_text())["training"]["loss"] == loss
+        state = json.loads((out / "checkpoint.json").read_text())
+        first[loss] = state["history"][0]["loss"]  # one step: the loss of the initial network
+    # same seed, same initial network, same patches: mean(e**2) lies in [mean(|e|)**2, mean(|e|))
+    assert first["l1"] ** 2 <= first["mse"] < first["l1"]
+    before = (tmp_path / "mse" / "checkpoint.json").read_text()
+    assert main([*args[:-1], "l1", "--epochs", "2", "--resume"]) == 2
+    assert (tmp_path / "mse" / "checkpoint.json").read_text() == before

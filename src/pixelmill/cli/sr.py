@@ -59,8 +59,10 @@ def sr() -> None:
 @click.option("--val-side", type=click.IntRange(min=0), default=192, show_default=True,
               help="HR side of the central crops of the held-out images scored after each "
                    "epoch to keep the best weights; 0 scores whole images, as `sr eval` does.")
+@click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
+              help="Pixel loss; mse optimises PSNR directly (e.g. to fine-tune an l1 model).")
 def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, minutes, init,
-          params, resume, overwrite, device, threads, seed, val_side) -> None:
+          params, resume, overwrite, device, threads, seed, val_side, loss) -> None:
     """Train a network on LR/HR patches with validation PSNR each epoch."""
     import torch
 
@@ -87,7 +89,7 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
         arch=arch, scale=scale, data=data or _default_data(),
         out=out, epochs=epochs,
         iters_per_epoch=iters_per_epoch, batch=batch, patch=patch, lr=lr, minutes=minutes,
-        init=init, seed=seed, device=device, val_side=val_side, params=hyper,
+        init=init, seed=seed, device=device, val_side=val_side, loss=loss, params=hyper,
     )
     card = run_training(cfg, resume=resume, progress=sys.stderr.isatty(),
                         log=lambda m: click.echo(m, err=False))

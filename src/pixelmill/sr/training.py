@@ -75,6 +75,19 @@ def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
     return float(np.mean(scores))
 
 
+def _check_resume(out: Path, earlier: dict[str, Any], cfg: TrainConfig) -> None:
+    """A resume continues one run: refuse settings that would change what it optimises or
+    what its best weights were scored on (the card could then describe neither half)."""
+    why = {"val_side": "would compare scores of different images",
+           "loss": "would change the objective halfway (fine-tune with --init instead)"}
+    for key, reason in why.items():
+        before = earlier.get(key, getattr(TrainConfig, key))
+        if before != getattr(cfg, key):
+            raise InvalidParameterError(
+                f"--{key.replace('_', '-')}: the run in {out} used {key}={before!r}; resuming "
+                f"with {getattr(cfg, key)!r} {reason}", field=key)
+
+
 def _val_what(cfg: TrainConfig) -> str:
     return f"central {cfg.val_side}px crops" if cfg.val_side else "whole images"
 
@@ -173,12 +186,7 @@ def train(
     if resume and (out / "checkpoint.json").exists():
         state = _load_checkpoint(out, net, opt)
         state.pop("param_groups", None)
-        earlier = state.get("config", {}).get("val_side", TrainConfig.val_side)
-        if earlier != cfg.val_side:
-            raise InvalidParameterError(
-                f"--val-side: the run in {out} picked its best weights on val_side={earlier}; "
-                f"resuming with {cfg.val_side} would compare scores of different images",
-                field="val_side")
+        _check_resume(out, state.get("config", {}), cfg)
         rng.bit_generator.state = state.pop("rng")
         log(f"resumed at epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min trained)")
     elif cfg.init:
