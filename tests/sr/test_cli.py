@@ -544,3 +544,15 @@ def test_train_loss_mse_is_the_squared_error_and_resume_keeps_the_loss(tmp_path,
     before = (tmp_path / "mse" / "checkpoint.json").read_text()
     assert main([*args[:-1], "l1", "--epochs", "2", "--resume"]) == 2
     assert (tmp_path / "mse" / "checkpoint.json").read_text() == before
+
+
+def test_train_api_refuses_an_unknown_loss_before_writing(tmp_path):
+    """The Python API took any loss name other than "l1" as mse; it now names the field."""
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.sr.training import TrainConfig, train
+
+    cfg = TrainConfig(arch="espcn", scale=2, data=str(tmp_path), out=str(tmp_path / "run"),
+                      loss="huber")
+    with pytest.raises(InvalidParameterError, match="loss") as err:
+        train(cfg, progress=False)
+    assert err.value.field == "loss" and not (tmp_path / "run").exists()

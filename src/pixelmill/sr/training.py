@@ -75,6 +75,9 @@ def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
     return float(np.mean(scores))
 
 
+_LOSSES = {"l1": torch.nn.L1Loss, "mse": torch.nn.MSELoss}
+
+
 def _check_resume(out: Path, earlier: dict[str, Any], cfg: TrainConfig) -> None:
     """A resume continues one run: refuse settings that would change what it optimises or
     what its best weights were scored on (the card could then describe neither half)."""
@@ -162,6 +165,9 @@ def train(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train per ``cfg``; returns the card of the best network (also written to ``cfg.out``)."""
+    if cfg.loss not in _LOSSES:
+        raise InvalidParameterError(
+            f"loss: {cfg.loss!r} is not one of {sorted(_LOSSES)}", field="loss")
     device = _device(cfg.device)  # a device torch cannot use fails before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +197,7 @@ def train(
         log(f"resumed at epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min trained)")
     elif cfg.init:
         log(f"initialised {_init_from(net, cfg.init)} tensors from {cfg.init}")
-    loss_fn = torch.nn.L1Loss() if cfg.loss == "l1" else torch.nn.MSELoss()
+    loss_fn = _LOSSES[cfg.loss]()
     name = f"{cfg.arch}_x{cfg.scale}"
     bar = None
     if progress:
