@@ -73,3 +73,39 @@ def test_a_deeper_edsr_grown_from_a_shallower_one_starts_as_the_same_function(tm
     with torch.no_grad():
         torch.testing.assert_close(grown(x), small(x))
         assert grown.body[4].conv1.weight.abs().sum() > 0  # still trainable, not dead
+
+
+def test_a_wider_edsr_grown_from_a_narrower_one_starts_as_the_same_function(tmp_path):
+    """`sr train --param channels=48 --init <32-channel edsr>`: the source fills the leading
+    channels, old channels ignore the new ones, so the output is unchanged; the new channels
+    carry features and the weights that read them get a gradient (training can use them)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pixelmill.sr.models import build_model
+    from pixelmill.sr.training import _init_from
+
+    torch.manual_seed(0)
+    narrow = build_model("edsr", 3, {"blocks": 3, "channels": 16})
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_file({k: v.contiguous() for k, v in narrow.state_dict().items()}, tmp_path / "n.safetensors")
+    wide = build_model("edsr", 3, {"blocks": 4, "channels": 24})
+    assert _init_from(wide, str(tmp_path / "n.safetensors")) == len(narrow.state_dict())
+    x = torch.rand(2, 1, 20, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), narrow(x))
+        torch.testing.assert_close(wide.body[1].conv1.weight[:16, :16], narrow.body[1].conv1.weight)
+        assert wide.head(x)[:, 16:].abs().mean() > 1e-3  # the new channels are not dead
+    loss = (wide(x) - torch.rand(2, 1, 60, 72)).abs().mean()
+    loss.backward()
+    assert wide.tail.weight.grad[:, 16:].abs().sum() > 0  # the tail can learn to read them
+    assert wide.body[3].conv2.weight.grad.abs().sum() > 0  # the appended block too
+
+    # a different scale's tail (x2: 4 sub-pixel channels, x3: 9) is never copied in part
+    x2 = build_model("edsr", 2, {"blocks": 3, "channels": 16})
+    save_file({k: v.contiguous() for k, v in x2.state_dict().items()}, tmp_path / "x2.safetensors")
+    before = wide.tail.weight.detach().clone()
+    assert _init_from(wide, str(tmp_path / "x2.safetensors")) == len(x2.state_dict()) - 2
+    torch.testing.assert_close(wide.tail.weight, before)

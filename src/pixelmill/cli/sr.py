@@ -47,7 +47,8 @@ def sr() -> None:
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Time budget: stop (and finish the lr schedule) after this many minutes.")
 @click.option("--init", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Initialise matching tensors from these weights (e.g. a x2 model for x4).")
+              help="Initialise matching tensors from these weights (e.g. a x2 model for x4; "
+                   "a shallower or narrower edsr is grown, starting as the same function).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Architecture hyper-parameter, e.g. channels=32 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")

@@ -139,13 +139,39 @@ def _init_from(net: torch.nn.Module, path: str) -> int:
     Residual blocks the source lacks (a deeper EDSR grown from a shallower one) start with
     their last convolution at zero: they pass their input through, so the grown network starts
     as the same function and training only adds to it.
+
+    A wider EDSR (more ``channels``) grown from a narrower one starts as the same function
+    too: each source tensor fills the leading channels, the weights by which an old channel
+    would read a new one are zero, and the new channels keep their fresh random weights. The
+    old channels then compute exactly what they computed before, the tail reads only them,
+    and the new channels carry (non-zero) features that training can start to use at once.
+    Returns how many source tensors were copied, wholly or into leading channels.
     """
-    from pixelmill.sr.models import _ResBlock
+    from pixelmill.sr.models import EDSR, _ResBlock
 
     source = load_file(path)
     own = net.state_dict()
-    copied = {k: v.float() for k, v in source.items() if k in own and own[k].shape == v.shape}
-    own.update(copied)
+    widths = None  # (source width, own width) when an EDSR is widened
+    if isinstance(net, EDSR) and "head.weight" in source:
+        widths = (source["head.weight"].shape[0], own["head.weight"].shape[0])
+
+    def fits(k: str, v: torch.Tensor) -> bool:
+        if k not in own or own[k].dim() != v.dim():
+            return False
+        if own[k].shape == v.shape:
+            return True
+        return widths is not None and widths[0] < widths[1] and all(
+            a == b or (a, b) == widths for a, b in zip(v.shape, own[k].shape, strict=True))
+
+    copied = {k: v.float() for k, v in source.items() if fits(k, v)}
+    with torch.no_grad():
+        for k, v in copied.items():
+            if own[k].shape == v.shape:
+                own[k] = v
+                continue
+            if v.dim() == 4 and own[k].shape[1] > v.shape[1]:
+                own[k][: v.shape[0], v.shape[1]:] = 0  # old channels ignore the new ones
+            own[k][tuple(slice(0, n) for n in v.shape)] = v
     net.load_state_dict(own)
     if copied:
         with torch.no_grad():
