@@ -165,10 +165,7 @@ def _init_from(net: torch.nn.Module, path: str) -> int:
 
     copied = {k: v.float() for k, v in source.items() if fits(k, v)}
     with torch.no_grad():
-        for k, v in copied.items():
-            if own[k].shape == v.shape:
-                own[k] = v
-                continue
+        for k, v in copied.items():  # the whole tensor, or its leading channels
             if v.dim() == 4 and own[k].shape[1] > v.shape[1]:
                 own[k][: v.shape[0], v.shape[1]:] = 0  # old channels ignore the new ones
             own[k][tuple(slice(0, n) for n in v.shape)] = v
