@@ -281,3 +281,85 @@ def test_labels_flow_into_measures():
                                   "connected_components"]).run(mask)
     assert result.image.dtype == np.int32 and result.image.max() == 2
     assert result.measures["components"] == 2
+
+
+# ---- number forms, duplicate keys, schema = loader (audit) ---------------------------------------
+@pytest.mark.parametrize(("text", "sigma"), [
+    ('{"steps": [{"op": "gaussian", "sigma": 5e-1}]}', 0.5),
+    ("steps: [{op: gaussian, sigma: 1E+0}]", 1.0),
+    ("steps: [{op: gaussian, sigma: 2e0}]", 2.0),
+    ("steps: [{op: gaussian, sigma: .5}]", 0.5),
+    ("steps: [{op: gaussian, sigma: 1.5e-0}]", 1.5),
+])
+def test_json_and_yaml_1_2_number_forms_are_numbers(text, sigma):
+    """PyYAML (YAML 1.1) read ``5e-1`` as the string '5e-1': a valid JSON file was refused."""
+    assert Pipeline.from_text(text).steps[0].kwargs["sigma"] == sigma
+
+
+def test_exponent_without_a_dot_is_a_number_for_integers_too():
+    pipe = Pipeline.from_text('{"steps": [{"op": "resize", "long_side": 1e3}]}')
+    assert pipe.steps[0].kwargs["long_side"] == 1000
+
+
+def test_strings_that_only_look_like_numbers_stay_strings():
+    import yaml
+
+    from pixelmill.pipeline import _pipeline_loader
+
+    assert yaml.load("[5e, e5, '5e-1', abc, 1, 1.5]", Loader=_pipeline_loader()) == [
+        "5e", "e5", "5e-1", "abc", 1, 1.5]
+    assert yaml.safe_load("a: 5e-1") == {"a": "5e-1"}  # SafeLoader itself is left as it was
+
+
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ("steps: [{op: gaussian, sigma: 1, sigma: 2}]", "sigma", 1),
+    ("steps:\n  - op: gaussian\n    sigma: 1\n    sigma: 2\n", "sigma", 4),
+    ("steps: []\nsteps: [{op: sobel}]\n", "steps", 2),
+])
+def test_duplicate_keys_are_an_error_naming_the_key_and_line(text, key, line):
+    with pytest.raises(InvalidParameterError) as info:
+        Pipeline.from_text(text, "p.yaml")
+    assert info.value.field == key
+    assert f"line {line}: duplicate key {key!r}" in str(info.value)
+    assert str(info.value).startswith("p.yaml: ")
+
+
+def test_duplicate_key_in_a_file_exits_2(tmp_path, capsys):
+    from pixelmill.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text("steps:\n  - {op: gaussian, sigma: 1, sigma: 2}\n")
+    (tmp_path / "in").mkdir()
+    assert main(["run", str(path), str(tmp_path / "in"), str(tmp_path / "out")]) == 2
+    assert "duplicate key 'sigma'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("doc", [
+    {"steps": [{"op": "clahe", "grid": 8}]},  # a scalar broadcasts to every entry
+    {"steps": ["gaussian", "sobel"]},  # a bare op name: the op with its defaults
+    [{"op": "gaussian", "sigma": 2}, "sobel"],  # the list of steps alone
+    ["gaussian"],
+])
+def test_schema_accepts_what_the_loader_accepts(doc, validator):
+    Pipeline.from_dict(doc)
+    validator.validate(doc)
+
+
+@pytest.mark.parametrize("doc", [
+    {"steps": ["crop"]},  # crop has required parameters: not a bare name
+    {"steps": ["gausian"]},
+    [{"op": "gaussian", "sigma": -1}],
+    [42],
+    {"steps": [{"op": "clahe", "grid": 0}]},
+    {"steps": [{"op": "clahe", "grid": "8"}]},
+])
+def test_schema_still_rejects_what_the_loader_rejects(doc, validator):
+    assert not validator.is_valid(doc)
+    with pytest.raises(InvalidParameterError):
+        Pipeline.from_dict(doc)
+
+
+def test_learn_grid_values_read_json_number_forms():
+    from pixelmill.cli.learn import _parse_grid
+
+    assert _parse_grid(("C=1e-1,1e1,2",)) == {"C": [0.1, 10.0, 2]}

@@ -21,12 +21,12 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pixelmill import codecs, storage
-from pixelmill.engines import UnitFailure, get_engine
+from pixelmill.engines import InlineEngine, UnitFailure, get_engine
 from pixelmill.errors import (
     DecodeError,
     InvalidParameterError,
@@ -193,17 +193,7 @@ def _failed_row(entry: storage.FileEntry, options: ScanOptions, failure: UnitFai
     return row
 
 
-class _InlineEngine:
-    """Runs units in this process (for doctests and tiny in-process uses)."""
-
-    name, workers = "inline", 1
-
-    def map(self, fn, units, *, timeout=None, batch_size=None) -> Iterator[tuple[int, Any]]:
-        for i, unit in enumerate(units):
-            yield i, fn(unit)
-
-    def close(self) -> None:
-        pass
+_InlineEngine = InlineEngine  # runs units in this process (memory:// stores)
 
 
 def _units(entries: list[storage.FileEntry], workers: int) -> list[tuple[storage.FileEntry, ...]]:
@@ -295,9 +285,10 @@ def scan(
         raise InvalidParameterError(f"max_pixels: expected an integer >= 1, got {max_pixels!r}",
                                     field="max_pixels")
     so = dict(storage_options or {})
+    unlisted: list[storage.FileEntry] = []  # sub-folders that could not be listed
     entries = storage.list_files(url, recursive=recursive, include=include, exclude=exclude,
-                                 storage_options=so)
-    if not entries:
+                                 storage_options=so, unlisted=unlisted)
+    if not entries and not unlisted:
         others = len(storage.list_files(url, recursive=recursive, exclude=exclude,
                                         storage_options=so, images_only=False))
         hint = (f" ({others} other files; --glob selects other names)" if others
@@ -311,10 +302,15 @@ def scan(
     eng = get_engine(engine, workers) if own else engine
     try:
         with Progress(len(entries), what="files", enabled=progress) as bar:
-            rows = _run_units(eng, options, _units(entries, eng.workers), bar)
+            rows = _run_units(eng, options, _units(entries, eng.workers), bar) if entries else []
     finally:
         if own:
             eng.close()
+    for folder in unlisted:  # its files are unknown: one invalid row says so (exit 3)
+        row = {name: None for name, _ in SCAN_COLUMNS}
+        row.update(uri=folder.uri, relpath=folder.relpath, bytes=0, valid=False,
+                   reason=folder.reason)
+        rows.append(row)
     rows.sort(key=lambda r: r["uri"])
     import pyarrow as pa
 

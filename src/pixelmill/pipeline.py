@@ -105,6 +105,72 @@ def _check_labels_flow(steps: list[Step]) -> None:
             labels_at = None
 
 
+class _DuplicateKeyError(Exception):
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+#: floats as YAML 1.2 and JSON write them: ``5e-1``, ``1E+0``, ``1e9`` (YAML 1.1, PyYAML's
+#: default, wants a dot and a signed exponent and reads these as strings)
+_FLOAT_RE = r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+|[-+]?\.(?:inf|Inf|INF)
+|\.(?:nan|NaN|NAN))$"""
+
+_LOADER: Any = None
+
+
+def _pipeline_loader() -> Any:
+    """A SafeLoader that reads JSON/YAML 1.2 number forms as floats and refuses a mapping
+    that names one key twice (PyYAML would silently keep the last value)."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import re
+
+    import yaml
+
+    class PipelineLoader(yaml.SafeLoader):
+        pass
+
+    # a copy of the resolvers, with the float one replaced (SafeLoader's stay as they are)
+    PipelineLoader.yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    PipelineLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", re.compile(_FLOAT_RE, re.X), list("-+0123456789."))
+
+    def construct_mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the constructor below says so
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise _DuplicateKeyError(
+                    f"line {line}: duplicate key {key!r} (first on line {seen[key]}); each "
+                    "field may be given once", str(key))
+            seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    PipelineLoader.add_constructor("tag:yaml.org,2002:map",
+                                   lambda loader, node: _map(loader, node, construct_mapping))
+    _LOADER = PipelineLoader
+    return _LOADER
+
+
+def _map(loader: Any, node: Any, construct_mapping: Any) -> Any:
+    data: dict[Any, Any] = {}
+    yield data
+    data.update(construct_mapping(loader, node))
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """An ordered, frozen tuple of validated :class:`Step` values."""
@@ -171,7 +237,9 @@ class Pipeline:
         import yaml  # JSON is YAML, so one parser reads both
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_pipeline_loader())  # a SafeLoader subclass
+        except _DuplicateKeyError as e:
+            raise InvalidParameterError(f"{source}: {e}", field=e.key) from e
         except yaml.YAMLError as e:
             raise UsageError(f"{source}: not valid YAML/JSON: {e}") from e
         return cls.from_dict(data)
@@ -312,10 +380,15 @@ def pipeline_json_schema() -> dict[str, Any]:
                 "additionalProperties": False,
             }
         )
+    # a bare op name is a step with the op's defaults (ops without required parameters)
+    bare = sorted(name for name, spec in registry().items()
+                  if not any(p.required for p in spec.params.values()))
+    variants.append({"type": "string", "title": "op name (its defaults)", "enum": bare})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "pixelmill pipeline",
-        "type": "object",
+        # a mapping with a 'steps' list, or the list of steps alone (Pipeline.from_dict)
+        "type": ["object", "array"],
         "properties": {
             "name": {"type": "string"},
             "description": {"type": "string"},
@@ -324,4 +397,5 @@ def pipeline_json_schema() -> dict[str, Any]:
         },
         "required": ["steps"],
         "additionalProperties": False,
+        "items": {"$ref": "#/properties/steps/items"},
     }

@@ -24,6 +24,7 @@ from pixelmill.errors import MissingDependencyError, StorageError, UsageError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "FileEntry",
+    "exists",
     "get_fs",
     "is_local",
     "join",
@@ -47,11 +48,15 @@ _PROTOCOL_EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs",
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One listed file: its full URI, size in bytes and path relative to the listed root."""
+    """One listed file: its full URI, size in bytes and path relative to the listed root.
+
+    A folder that could not be listed (``list_files(..., unlisted=[])``) is an entry too, with
+    its ``reason`` (``cannot list folder: Permission denied``): its files are unknown."""
 
     uri: str
     size: int
     relpath: str
+    reason: str | None = None
 
 
 def parse_storage_options(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -94,10 +99,28 @@ def check_writable(uri: str, storage_options: Mapping[str, Any] | None = None, *
         raise StorageError(f"{field}: {uri}: cannot reach: {type(e).__name__}: {e}") from e
 
 
+def exists(uri: str, storage_options: Mapping[str, Any] | None = None, *,
+           field: str | None = None) -> bool:
+    """Whether ``uri`` exists; a store that cannot be asked (unreachable endpoint, refused
+    credentials) is a :class:`StorageError` naming ``uri``, not the client's own exception."""
+    fs, path = get_fs(uri, storage_options)
+    try:
+        return bool(fs.exists(path))
+    except Exception as e:
+        where = f"{field}: " if field else ""
+        raise StorageError(f"{where}{uri}: cannot reach: {type(e).__name__}: {e}") from e
+
+
 def absolute(uri: str) -> str:
     """A local path made absolute (URLs are returned as they are): workers of a cluster run in
-    other folders, so a relative path would name another place there."""
+    other folders, so a relative path would name another place there. A local ``file://``
+    (or ``local://``) URL becomes the plain absolute path it names, so that both spellings of
+    one folder are the same output (``--resume`` compares the output paths)."""
     uri = os.fspath(uri)
+    if uri.startswith(("file://", "local://")):
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem._strip_protocol(uri)  # the path fsspec itself would open
     return uri if "://" in uri else os.path.abspath(uri)
 
 
@@ -158,11 +181,13 @@ def _matches(relpath: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relpath, p) for p in patterns)
 
 
-def _walk_local(root: str, recursive: bool) -> dict[str, dict[str, int]]:
+def _walk_local(root: str, recursive: bool,
+                unlisted: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
     """``{path: {"size": n}}`` of the files under a local folder (os.scandir: one stat each).
 
     Links to folders are not followed (no loops); links that cannot be resolved (dangling,
-    loops) are listed with size 0 so that reading them reports why.
+    loops) are listed with size 0 so that reading them reports why. A sub-folder that cannot
+    be listed is added to ``unlisted`` (path -> reason): its files must not vanish unseen.
     """
     items: dict[str, dict[str, int]] = {}
     stack = [root]
@@ -170,10 +195,12 @@ def _walk_local(root: str, recursive: bool) -> dict[str, dict[str, int]]:
         folder = stack.pop()
         try:
             scanner = os.scandir(folder)
-        except OSError:
+        except OSError as e:
             if folder == root:
                 raise
-            continue  # an unreadable sub-folder: nothing to list there
+            if unlisted is not None:
+                unlisted[folder] = f"cannot list folder: {e.strerror or e}"
+            continue
         with scanner:
             for entry in scanner:
                 try:
@@ -200,6 +227,7 @@ def list_files(
     exclude: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     images_only: bool = True,
+    unlisted: list[FileEntry] | None = None,
 ) -> list[FileEntry]:
     """List files under ``url`` (a folder, a single file or a glob), sorted by URI.
 
@@ -207,7 +235,12 @@ def list_files(
     path relative to ``url`` (Spark's ``pathGlobFilter``); ``recursive`` descends into
     sub-folders (Spark's ``recursiveFileLookup``). Without ``include``, only files with an
     image extension are listed when ``images_only``.
+
+    A local sub-folder that cannot be listed (permissions) is appended to ``unlisted`` as a
+    :class:`FileEntry` with a ``reason``, so the caller can account for it (a failed row);
+    without ``unlisted`` it is a warning on stderr.
     """
+    folders: dict[str, str] = {}
     fs, root = get_fs(url, storage_options)
     try:
         if fs.isfile(root):
@@ -225,7 +258,7 @@ def list_files(
         else:
             base = root.rstrip("/")
             if is_local(fs):
-                items = _walk_local(root, recursive)
+                items = _walk_local(root, recursive, folders)
             elif recursive:
                 items = fs.find(root, detail=True, withdirs=False)
             else:
@@ -253,6 +286,14 @@ def list_files(
             continue
         entries.append(FileEntry(_unstrip(fs, path, url), int(info.get("size") or 0), rel))
     entries.sort(key=lambda e: e.uri)
+    for path, reason in sorted(folders.items()):
+        rel = path[len(base):].lstrip("/" + os.sep)
+        if unlisted is not None:
+            unlisted.append(FileEntry(_unstrip(fs, path, url), 0, rel, reason))
+        else:
+            import sys
+
+            print(f"warning: {path}: {reason}; its files are left out", file=sys.stderr)
     return entries
 
 

@@ -291,3 +291,30 @@ def test_file_urls_are_local_files(photo, tmp_path):
     assert row["valid"] and row["width"] == 128
     table = scan(path.as_uri(), engine=_InlineEngine())
     assert table.column("valid").to_pylist() == [True]
+
+
+def test_a_folder_that_cannot_be_listed_is_an_invalid_row(tmp_path, photo, monkeypatch, capsys):
+    """An unreadable sub-folder (chmod 000) was skipped silently: its images were in no row
+    and the scan exited 0. Simulated (the tests run as root, which reads any folder)."""
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "ok" / "a.png").write_bytes(codecs.encode(photo, "png"))
+    (tmp_path / "locked" / "b.png").write_bytes(codecs.encode(photo, "png"))
+    locked, real = str(tmp_path / "locked"), os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    rows = by_name(scan(str(tmp_path), recursive=True, engine=_InlineEngine()))
+    assert rows["a.png"]["valid"]
+    assert rows["locked"]["valid"] is False and rows["locked"]["relpath"] == "locked"
+    assert rows["locked"]["reason"] == "cannot list folder: Permission denied"
+    assert main(["scan", str(tmp_path), "-r", "--engine", "local", "--workers", "1",
+                 "--no-progress"]) == ExitCode.PARTIAL
+    assert "cannot list folder" in capsys.readouterr().out
+    # a folder with nothing listable but the locked folder is not "no input" either
+    (tmp_path / "ok" / "a.png").unlink()
+    assert len(scan(str(tmp_path), recursive=True, engine=_InlineEngine())) == 1

@@ -139,7 +139,121 @@ def test_eval_scores_channels_as_stored(tmp_path, camera):
 def test_eval_names_the_image_it_cannot_score(folder, capsys):
     write_png(folder / "tiny.png", np.zeros((5, 5), np.uint8))  # nothing left once 2 px shaved
     assert main(["sr", "eval", str(folder), "--scale", "2", "--model", "bicubic"]) == 2
-    assert "tiny.png: crop_border removes the whole image" in capsys.readouterr().err
+    assert "tiny.png: 5×5 is too small to score at x2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("shape", "scale"), [((1, 1), 2), ((3, 7), 2), ((3, 7), 4),
+                                              ((15, 40), 2), ((40, 19), 4)])
+def test_eval_names_an_image_smaller_than_the_scale(tmp_path, shape, scale, capsys):
+    """A 1×1 or 3×7 PNG at x2/x4 failed with "image: expected an H×W or H×W×C array, got
+    (0, 0)"; a side whose modcrop leaves nothing (or less than SSIM's window) once S px are
+    shaved is now named, with the size it needs."""
+    from pixelmill.sr.evaluate import min_side
+
+    d = tmp_path / "d"
+    d.mkdir()
+    write_png(d / "small.png", np.full((*shape, 3), 90, np.uint8))
+    code = main(["sr", "eval", str(d), "--scale", str(scale), "--model", "bicubic"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    h, w = shape
+    assert f"small.png: {w}×{h} is too small to score at x{scale}" in err, err
+    assert f"at least {min_side(scale)} px" in err and "Traceback" not in err
+    assert min_side(2) == 16 and min_side(3) == 18 and min_side(4) == 20
+    ok = np.random.default_rng(0).integers(0, 255, (min_side(scale),) * 2 + (3,), np.uint8)
+    write_png(d / "small.png", ok)  # the least size scores
+    assert main(["sr", "eval", str(d), "--scale", str(scale), "--model", "bicubic"]) == 0
+
+
+def test_eval_json_is_valid_when_an_image_is_reconstructed_exactly(tmp_path, folder):
+    """A flat image upscaled by bicubic is exact: its PSNR is infinite and `--json` printed
+    `Infinity`, which is not JSON; it is null now, and so is the mean of a set holding it."""
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+
+    write_png(folder / "flat.png", np.full((40, 40, 3), 128, np.uint8))
+    result = CliRunner().invoke(cli, ["sr", "eval", str(folder), "--model", "bicubic", "--json"])
+    assert result.exit_code == 0, result.output
+    got = strict(result.output)
+    rows = {r["image"]: r for r in got["images"]}
+    assert rows["flat.png"]["psnr"] is None and rows["flat.png"]["ssim"] == 1.0
+    assert isinstance(rows["a.png"]["psnr"], float)
+    assert got["mean"]["psnr"] is None and isinstance(got["mean"]["ssim"], float)
+    text = CliRunner().invoke(cli, ["sr", "eval", str(folder), "--model", "bicubic"])
+    assert text.exit_code == 0 and " inf dB" in text.output  # the text output keeps inf
+
+
+def test_eval_model_path_that_is_no_model_is_a_usage_error(tmp_path, folder, capsys):
+    """A training checkpoint raised KeyError 'architecture', weights without their .json card
+    FileNotFoundError, both as tracebacks; both now name --model and what is missing."""
+    import shutil
+
+    from pixelmill.sr.weights import WEIGHTS_DIR
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(WEIGHTS_DIR / "espcn_x2.safetensors", run / "checkpoint.safetensors")
+    (run / "checkpoint.json").write_text(json.dumps(
+        {"epoch": 3, "config": {"arch": "espcn", "scale": 2}, "history": []}))
+    shutil.copy(WEIGHTS_DIR / "espcn_x2.safetensors", run / "nocard.safetensors")
+    cases = {
+        "checkpoint.safetensors": ["is a training checkpoint", "espcn_x2.safetensors",
+                                   "pixelmill sr export"],
+        "nocard.safetensors": ["has no card nocard.json beside it"],
+    }
+    for name, words in cases.items():
+        code = main(["sr", "eval", str(folder), "--model", str(run / name)])
+        captured = capsys.readouterr()
+        assert code == 2, captured.err
+        assert captured.err.startswith("error: --model: ") and "Traceback" not in captured.err
+        assert all(w in captured.err for w in words), captured.err
+        assert "images" not in captured.out  # refused before the folder is listed
+    assert main(["sr", "export", str(run / "checkpoint.safetensors"),
+                 "--to", str(tmp_path / "ship")]) == 2
+    assert "WEIGHTS: " in capsys.readouterr().err and not (tmp_path / "ship").exists()
+
+
+def test_eval_refuses_a_bad_device_before_any_output(folder, capsys):
+    assert main(["sr", "eval", str(folder), "--device", "gpu", "--model", "bicubic"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: --device: 'gpu' is not a device")
+
+
+@pytest.mark.parametrize(("model", "param", "words"), [
+    ("espcn", "foo=3", ["--param", "no hyper-parameter 'foo'", "channels=64"]),
+    ("espcn", "channels=-4", ["--param: channels=-4", "integer >= 2"]),
+    ("edsr", "blocks=2.5", ["--param: blocks=2.5", "integer >= 1"]),
+    ("edsr", "blocks=abc", ["--param: blocks='abc'", "integer >= 1"]),
+    ("edsr", "res_scale=0", ["--param: res_scale=0", "positive number"]),
+    ("fsrcnn", "m=true", ["--param: m=True"]),
+])
+def test_train_refuses_a_bad_param_before_any_work(tmp_path, folder, model, param, words,
+                                                   capsys):
+    """Unknown or ill-typed --param values crashed with a traceback (exit 1) after the data
+    was prepared, leaving an empty --out behind."""
+    out = tmp_path / "run"
+    code = main(["sr", "train", "--model", model, "--data", str(folder), "--out", str(out),
+                 "--epochs", "1", "--iters", "1", "--param", param, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert all(w in err for w in words) and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_train_refuses_a_patch_no_training_image_holds(tmp_path, folder, capsys, monkeypatch):
+    """`--patch 200` larger than every training image crashed after data preparation."""
+    def boom(*a, **k):
+        raise AssertionError("data prepared before --patch was checked")
+
+    monkeypatch.setattr("pixelmill.sr.training.load_pairs", boom)
+    out = tmp_path / "run"
+    code = main(["sr", "train", "--model", "espcn", "--data", str(folder), "--out", str(out),
+                 "--epochs", "1", "--iters", "1", "--patch", "200", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: --patch: no training image holds a 200×200"), err
+    assert re.search(r"use --patch 3[345] or less", err) and not out.exists()
 
 
 def test_models_lists_cards_and_eval_rejects_unknown_model(folder):
@@ -394,7 +508,11 @@ def test_upscale_device_takes_cuda_n_and_the_op_checks_its_syntax(tmp_path, fold
         else:
             assert code == 2 and "'cuda:0' requested" in err, err
     assert main(["upscale", str(src), str(tmp_path / "p.png"), "--device", "gpu"]) == 2
-    assert "device 'gpu': use auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert "error: --device: 'gpu' is not a device" in capsys.readouterr().err
+    # on a cluster the device is the workers' to check, but the flag is still named
+    assert main(["upscale", str(src), str(tmp_path / "p.tif"), "--device", "gpu",
+                 "--engine", "dask"]) == 2
+    assert "error: --device: 'gpu' is not a device" in capsys.readouterr().err
     op = get_op("super_resolve")
     assert op.bind({"device": "cuda:1"})["device"] == "cuda:1"  # syntax only: no GPU needed
     with pytest.raises(InvalidParameterError, match="use auto, cpu, cuda or cuda:N"):
@@ -556,3 +674,27 @@ def test_train_api_refuses_an_unknown_loss_before_writing(tmp_path):
     with pytest.raises(InvalidParameterError, match="loss") as err:
         train(cfg, progress=False)
     assert err.value.field == "loss" and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal for a torch without CUDA")
+def test_run_with_a_cuda_step_on_the_local_engine_is_a_usage_error_before_work(
+        tmp_path, folder, capsys):
+    """`pixelmill run` of a super_resolve step with device: cuda on this CPU-only machine
+    failed every image (exit 3); the local engine runs the job here, so it is refused first,
+    naming the step and `device`, as `upscale --device cuda` is."""
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.ops.sr import check_local_devices
+
+    spec = tmp_path / "sr.yaml"
+    spec.write_text("steps:\n  - op: gaussian\n    sigma: 1.0\n  - op: super_resolve\n"
+                    "    model: espcn\n    scale: 2\n    device: cuda\n")
+    out = tmp_path / "out"
+    assert main(["run", str(spec), str(folder), str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "error: steps[1].device: 'cuda' requested" in err and "sees no CUDA device" in err
+    assert not out.exists()
+    with pytest.raises(InvalidParameterError) as e:
+        check_local_devices([{"op": "super_resolve", "model": "espcn", "device": "cuda:0"}])
+    assert e.value.field == "steps[0].device"
+    check_local_devices([{"op": "super_resolve", "model": "espcn", "device": "cpu"},
+                         {"op": "super_resolve", "model": "espcn"}])  # auto: usable

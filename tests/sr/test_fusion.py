@@ -93,3 +93,20 @@ def test_frames_of_another_scene_are_refused(sequence, astronaut):
     assert register_frames(frames).shape == (6, 2)  # frames of one scene still pass
     flat = np.full((48, 48), 9, np.uint8)
     assert register_frames([flat, flat]).shape == (2, 2)  # no detail: nothing to refuse
+
+
+def test_frames_too_small_to_register_are_refused_up_front(astronaut):
+    """12×12 identical frames were refused as "correlates with the first frame's only 0.00 …
+    is it a view of the same scene?": the overlap check had nothing to score."""
+    from pixelmill.sr.fusion import MIN_FRAME_SIDE
+
+    small = astronaut[200:212, 200:212]
+    with pytest.raises(InvalidParameterError, match=r"12×12 frames are too small to register"
+                       r".*at least 16×16 px") as e:
+        fuse_frames([small, small.copy()], S)
+    assert e.value.field == "FRAMES" and "same scene" not in str(e.value)
+    big = astronaut[200:200 + MIN_FRAME_SIDE, 200:200 + MIN_FRAME_SIDE]
+    assert np.abs(register_frames([big, big.copy()])).max() < 0.01  # the least size registers
+    # given shifts, nothing is registered: small frames still fuse
+    out, _ = fuse_frames([small, small.copy()], S, shifts=np.zeros((2, 2)), iterations=2)
+    assert out.shape == (24, 24, 3)

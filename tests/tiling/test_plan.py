@@ -128,6 +128,35 @@ def test_max_tile_tries_that_size_first_then_smaller_ones_to_fit_the_budget():
     with pytest.raises(InvalidParameterError, match="--memory"):
         choose_tiling(sr, shape, "uint8", tight, 1, tile=512, assemble=False)  # --tile 512
     assert choose_tiling(sr, shape, "uint8", tight, 1, max_tile=512, assemble=False) == (256, 1)
-    # an image smaller than the tile is still one tile (as with the fixed 512)
+    # an image smaller than the tile is still one tile: the tile is capped to the image
     assert choose_tiling(sr, (300, 200, 3), "uint8", 100 * need(512), 1, max_tile=512,
-                         assemble=False)[0] == 512
+                         assemble=False)[0] == 300
+
+
+def test_a_tile_larger_than_the_image_is_capped_before_the_memory_estimate():
+    """`upscale rgb.png x.tif --tile 4096` on a 150×110 image was refused (exit 2, "--memory:
+    4096 MiB is too small … 4096-pixel tiles need 13216 MiB"): the estimate was for a tile
+    the image does not have."""
+    from pixelmill.tiled._plan import _driver_bytes
+
+    sr = analyze(Pipeline.from_steps([{"op": "super_resolve", "model": "espcn", "scale": 2}]))
+    budget = _driver_bytes() + sr.worker_bytes + tile_work_bytes(
+        150, sr.halo, 3, 1, sr.max_scale, sr.pixel_bytes) + 2**20
+    assert choose_tiling(sr, (110, 150, 3), "uint8", budget, 1, tile=4096,
+                         assemble=False) == (150, 1)
+    assert choose_tiling(sr, (110, 150, 3), "uint8", budget, 1, max_tile=4096,
+                         assemble=False) == (150, 1)
+
+
+def test_a_default_budget_that_is_too_small_says_it_is_the_default():
+    """Without --memory the error named --memory as if the user had given it."""
+    from pixelmill.tiled._plan import DefaultMemory, default_memory
+
+    plan = analyze(Pipeline.from_steps([{"op": "gaussian", "sigma": 2.0}]))
+    assert isinstance(default_memory(), DefaultMemory)
+    with pytest.raises(InvalidParameterError, match=r"the default memory budget of 50 MiB"
+                       r".*pass --memory or a smaller --tile") as e:
+        choose_tiling(plan, (30000, 30000, 3), "uint8", DefaultMemory(50 * 2**20), 2)
+    assert e.value.field == "memory"
+    with pytest.raises(InvalidParameterError, match=r"^--memory: 50 MiB is too small"):
+        choose_tiling(plan, (30000, 30000, 3), "uint8", 50 * 2**20, 2)

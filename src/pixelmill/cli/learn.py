@@ -26,6 +26,7 @@ def _parse_grid(items: tuple[str, ...]) -> dict | None:
     import yaml
 
     from pixelmill.errors import InvalidParameterError
+    from pixelmill.pipeline import _pipeline_loader
 
     if not items:
         return None
@@ -35,7 +36,8 @@ def _parse_grid(items: tuple[str, ...]) -> dict | None:
         if not sep or not key or not values:
             raise InvalidParameterError(f"--grid: expected NAME=V1,V2,..., got {item!r}",
                                         field="grid")
-        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        grid[key.strip()] = [yaml.load(v, Loader=_pipeline_loader())
+                            for v in values.split(",")]
     return grid
 
 

@@ -77,7 +77,13 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
         key, sep, value = item.partition("=")
         if not sep:
             raise InvalidParameterError(f"--param: expected KEY=VALUE, got {item!r}", field="param")
-        hyper[key] = json.loads(value) if value.replace(".", "", 1).isdigit() else value
+        try:  # numbers (and true/false) as JSON; anything else stays text for the check
+            hyper[key] = json.loads(value)
+        except ValueError:
+            hyper[key] = value
+    from pixelmill.sr.training import check_params
+
+    hyper = check_params(arch, hyper)  # unknown keys, wrong types: before any work
     out = out or str(Path("runs") / f"{arch}_x{scale}")
     if resume and overwrite:
         raise InvalidParameterError("--resume and --overwrite exclude each other",
@@ -112,9 +118,20 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
 @json_option
 def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
     """Evaluate on a folder: modcrop, MATLAB bicubic degradation, Y PSNR/SSIM, S px shaved."""
+    from pixelmill.devices import resolve_device
     from pixelmill.sr.data import benchmark_images, split_files
     from pixelmill.sr.evaluate import evaluate_files
 
+    device = resolve_device(device, field="--device")  # before any output
+    if model != "bicubic":  # an unknown model, a checkpoint, weights without a card: now
+        from pixelmill.sr.weights import load_model
+
+        try:
+            load_model(model, scale, device)  # cached: evaluate_files reuses it
+        except InvalidParameterError as e:
+            if e.field != "model":
+                raise
+            raise InvalidParameterError("--" + str(e), field="--model") from e
     found, layout = benchmark_images(data, scale)
     files = split_files(found, data, split)
     if not as_json:
@@ -128,13 +145,24 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
                             ensemble=ensemble)
     label = f"{model}+ensemble" if ensemble and model != "bicubic" else model
     if as_json:
-        click.echo(json.dumps({"images": result["images"], "mean": result["mean"],
+        # an exact reconstruction scores an infinite PSNR: null in JSON (so is the mean of a
+        # set holding one), never the invalid `Infinity`
+        click.echo(json.dumps({"images": [_finite(r) for r in result["images"]],
+                               "mean": _finite(result["mean"]),
                                "scale": scale, "model": model, "ensemble": ensemble,
-                               "layout": layout}))
+                               "layout": layout}, allow_nan=False))
     else:
         m = result["mean"]
         click.echo(f"{'mean (' + str(len(files)) + ' images)':<28} {m['psnr']:8.3f} dB  "
                    f"SSIM {m['ssim']:.4f}   [{label} x{scale}]")
+
+
+def _finite(row: dict) -> dict:
+    """``row`` with its non-finite float scores (an infinite PSNR) as None (JSON null)."""
+    import math
+
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in row.items()}
 
 
 @sr.command()
@@ -226,9 +254,9 @@ def export(weights, data, dest, full) -> None:
     """Ship trained WEIGHTS: float16 copy + card with held-out PSNR/SSIM (model and bicubic)."""
     from pixelmill.sr.data import train_val_split
     from pixelmill.sr.evaluate import evaluate_files
-    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, read_card, save_model, write_card
+    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, model_card, save_model, write_card
 
-    card = read_card(weights)
+    card = model_card(weights, "WEIGHTS")  # a checkpoint or weights without a card: say so
     scale = int(card["scale"])
     root = data or _default_data()
     _, files, held_out = train_val_split(root)

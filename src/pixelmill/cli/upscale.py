@@ -88,11 +88,17 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
 
     so = parse_storage_options(list(storage_options))
     params = {"model": model, "scale": scale, "device": device, "ensemble": ensemble}
-    get_op("super_resolve").bind(params, where="upscale")  # fails before any work
     if engine is None or str(engine).split("=")[0] == "local":  # this machine's devices
         from pixelmill.devices import resolve_device
 
         resolve_device(device, field="--device")
+    try:
+        get_op("super_resolve").bind(params, where="upscale")  # fails before any work
+    except InvalidParameterError as e:  # upscale.device: ... -> --device: ... (the flag)
+        if e.field != "upscale.device":
+            raise
+        raise InvalidParameterError("--" + str(e).removeprefix("upscale."),
+                                    field="--device") from e
     if stream is None:
         stream = output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES)
     if resume and not stream:

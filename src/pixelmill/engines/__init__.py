@@ -29,8 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pixelmill.errors import InvalidParameterError, PixelmillError
 
-__all__ = ["ENGINE_NAMES", "Engine", "EngineUnavailableError", "UnitFailure", "default_workers",
-           "get_engine", "parse_engine_spec", "probe"]
+__all__ = ["ENGINE_NAMES", "Engine", "EngineUnavailableError", "InlineEngine", "UnitFailure",
+           "default_workers", "get_engine", "parse_engine_spec", "probe"]
 
 ENGINE_NAMES = ("local", "dask", "spark")
 
@@ -80,6 +80,27 @@ class Engine(Protocol):
     ) -> Iterator[tuple[int, Any]]: ...
 
     def close(self) -> None: ...
+
+
+class InlineEngine:
+    """Runs units one by one in this process: for ``memory://`` stores, which a worker process
+    cannot see (each process has its own). No crash isolation, no timeout."""
+
+    name, workers = "inline", 1
+
+    def map(self, fn: Callable[[Any], Any], units: Iterable[Any], *, timeout: float | None = None,
+            batch_size: int | None = None) -> Iterator[tuple[int, Any]]:
+        for i, unit in enumerate(units):
+            yield i, fn(unit)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> InlineEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def default_workers() -> int:

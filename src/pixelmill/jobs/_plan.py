@@ -19,6 +19,7 @@ from pixelmill.errors import InvalidParameterError, NoInputError, UsageError
 __all__ = [
     "DEFAULT_NAME_TEMPLATE",
     "OUTPUT_FORMATS",
+    "QUALITY_FORMATS",
     "WorkUnit",
     "check_format",
     "output_format_for",
@@ -32,6 +33,9 @@ DEFAULT_NAME_TEMPLATE = "{parent}/{stem}.{ext}"
 #: formats pixelmill can write, with their canonical extension
 OUTPUT_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "tif": "tif", "tiff": "tif",
                   "webp": "webp"}
+
+#: output formats that take a quality (lossy encoders); the others are written losslessly
+QUALITY_FORMATS = ("jpg", "webp")
 
 _TEMPLATE_FIELDS = ("parent", "stem", "ext", "name", "suffix", "label", "index")
 
@@ -47,6 +51,7 @@ class WorkUnit:
     output: str | None = None  #: output URI, None for a measure-only job
     format: str | None = None  #: output format (canonical extension)
     label: str | None = None
+    error: str | None = None  #: an input that cannot be processed at all (an unlisted folder)
 
     @property
     def key(self) -> str:
@@ -67,10 +72,31 @@ def check_format(format: str | None, quality: int | None) -> str | None:
             raise InvalidParameterError(
                 f"--quality: expected an integer between 1 and 100, got {quality!r}",
                 field="quality")
-        if fmt in ("png", "tif"):
+        if fmt is not None and fmt not in QUALITY_FORMATS:
             raise InvalidParameterError(
                 f"--quality: applies to jpg and webp outputs, not {fmt}", field="quality")
     return fmt
+
+
+def quality_for(format: str | None, quality: int | None) -> int | None:
+    """The quality one output is encoded with: ``quality`` for a format that takes one, None
+    for a lossless output (``--quality`` without ``--format`` over PNG and JPEG inputs applies
+    to the JPEG outputs; the PNG ones are written as usual)."""
+    return quality if (format or "png") in QUALITY_FORMATS else None
+
+
+def check_quality_applies(units: Sequence[WorkUnit], quality: int | None) -> None:
+    """Refuse, before any work, a quality that no output of the plan takes."""
+    if quality is None:
+        return
+    formats = sorted({u.format for u in units if u.format is not None})
+    if any(f in QUALITY_FORMATS for f in formats):
+        return
+    what = (f"every output of this job is {'/'.join(formats)} (each input's format)"
+            if formats else "this job writes no images")
+    raise InvalidParameterError(
+        f"--quality: applies to jpg and webp outputs, and {what}; drop --quality, or set "
+        "--format jpg or --format webp", field="quality")
 
 
 def output_format_for(relpath: str, format: str | None) -> str:
@@ -174,7 +200,8 @@ def plan_units(
 
     ``input`` is a folder/file/glob URL, or a ``.parquet`` manifest written by ``pixelmill
     scan`` (its ``uri``, ``relpath`` and ``label`` columns are used). Files under ``output``
-    (an output folder inside the input folder) are never inputs. Two inputs that would be
+    (an output folder inside the input folder) are never inputs. A sub-folder that cannot be
+    listed is a unit with an ``error`` (and no output), after the files. Two inputs that would be
     written to the same output name are a usage error, raised here, before any work.
     """
     if label_from not in (None, "parent", "partition"):
@@ -184,16 +211,19 @@ def plan_units(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidParameterError(f"--limit: expected an integer >= 1, got {limit!r}",
                                     field="limit")
+    unlisted: list[storage.FileEntry] = []  # sub-folders that could not be listed
     if str(input).lower().endswith(".parquet"):
         found = _entries_from_manifest(str(input), storage_options)
         entries = [(u, s, r, lab if lab is not None else storage.label_from_path(r, label_from))
                    for u, s, r, lab in found]
     else:
         listed = storage.list_files(str(input), recursive=recursive, include=include,
-                                    exclude=exclude, storage_options=storage_options)
+                                    exclude=exclude, storage_options=storage_options,
+                                    unlisted=unlisted)
         entries = [(e.uri, e.size, e.relpath, storage.label_from_path(e.relpath, label_from))
                    for e in listed if not _inside(e.uri, output)]
-    if not entries:
+        unlisted = [e for e in unlisted if not _inside(e.uri, output)]
+    if not entries and not unlisted:
         raise NoInputError(f"{input}: no image files found"
                            + ("" if recursive else " (sub-folders not searched: --recursive)"))
     if limit is not None:
@@ -211,4 +241,8 @@ def plan_units(
                     f"{out_uri!r}; use a naming template with {{suffix}} or {{index}}")
             seen[out_uri] = uri
         units.append(WorkUnit(i, uri, rel, size, out_uri, fmt, label))
+    # a folder whose files could not be listed is an input of its own, failed at once: its
+    # images must not vanish from the manifest unseen (the job ends PARTIAL)
+    for folder in unlisted:
+        units.append(WorkUnit(len(units), folder.uri, folder.relpath, error=folder.reason))
     return units

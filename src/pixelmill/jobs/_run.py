@@ -14,7 +14,13 @@ from typing import Any
 
 from pixelmill import storage
 from pixelmill.errors import ExitCode, InvalidParameterError, UsageError
-from pixelmill.jobs._plan import DEFAULT_NAME_TEMPLATE, WorkUnit, check_format, plan_units
+from pixelmill.jobs._plan import (
+    DEFAULT_NAME_TEMPLATE,
+    WorkUnit,
+    check_format,
+    check_quality_applies,
+    plan_units,
+)
 from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
 from pixelmill.manifest import ManifestWriter, journal_path
 from pixelmill.pipeline import Pipeline, load_pipeline
@@ -55,6 +61,21 @@ class JobSummary:
         return ExitCode.OK if self.invalid == 0 and self.failed == 0 else ExitCode.PARTIAL
 
 
+def check_timeout(timeout: Any) -> None:
+    """``--timeout``: a finite number of seconds > 0, at most :data:`threading.TIMEOUT_MAX`
+    (what a wait can be given; ``inf`` or ``1e300`` would overflow once workers started)."""
+    import math
+    import threading
+
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0 \
+            or not math.isfinite(timeout) or timeout > threading.TIMEOUT_MAX:
+        raise InvalidParameterError(
+            f"--timeout: expected a finite number of seconds > 0 and <= "
+            f"{threading.TIMEOUT_MAX:.0f}, got {timeout!r}", field="timeout")
+
+
 def default_manifest_uri(output: str | None) -> str:
     """``OUTPUT/manifest.parquet``; a measure-only job must name its manifest."""
     if output is None:
@@ -62,20 +83,48 @@ def default_manifest_uri(output: str | None) -> str:
     return storage.join(str(output), MANIFEST_NAME)
 
 
+def _memory_job(engine: Any, units: Sequence[WorkUnit], output: str | None,
+                timeout: float | None) -> bool:
+    """Whether the job reads or writes a ``memory://`` store, which only this process sees:
+    on the local engine it then runs here, in-process (True); a Dask or Spark engine is
+    refused before any work (its workers would read and write stores of their own)."""
+    from pixelmill.engines import parse_engine_spec
+
+    mem = next((uri for uri in [output or "", *(unit.uri for unit in units)]
+                if uri.startswith("memory://")), None)
+    if mem is None:
+        return False
+    if isinstance(engine, str) or engine is None:
+        kind = parse_engine_spec(engine)[0]
+    else:
+        kind = getattr(engine, "name", None)
+    if kind in ("dask", "spark"):
+        raise UsageError(
+            f"--engine {kind}: {mem} is in a memory:// store, which exists only in this process; "
+            f"{kind} workers cannot read or write it: use --engine local (it runs memory:// jobs "
+            "in this process) or a shared store (a folder, s3://)")
+    if kind != "local":
+        return False  # an engine of the caller's own (in-process, say): used as given
+    if timeout is not None:
+        raise InvalidParameterError(
+            f"--timeout: {mem} is in a memory:// store, so the job runs in this process, where "
+            "an input cannot be stopped; drop --timeout", field="timeout")
+    return True
+
+
 def _manifest_exists(uri: str, so: Mapping[str, Any]) -> bool:
-    fs, path = storage.get_fs(uri, so)
-    if fs.exists(path):
+    if storage.exists(uri, so):  # an unreachable store is a StorageError (exit 1)
         return True
+    fs, path = storage.get_fs(uri, so)
     return storage._is_local(fs) and os.path.exists(journal_path(path))
 
 
 def _existing_outputs(units: Sequence[WorkUnit], output: str, so: Mapping[str, Any]) -> list[str]:
-    fs, root = storage.get_fs(output, so)
-    if not fs.exists(root):
+    if not storage.exists(output, so, field="OUTPUT"):
         return []
     try:
         present = {e.uri for e in storage.list_files(output, recursive=True, images_only=False,
-                                                      storage_options=so)}
+                                                      storage_options=so, unlisted=[])}
     except Exception:
         return []
     return [u.output for u in units if u.output in present]
@@ -144,6 +193,17 @@ def _unit_failure_row(unit: WorkUnit, failure: Any) -> dict[str, Any]:
     kind = getattr(failure, "kind", "crash")
     row = {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath, "status": "failed",
            "reason": f"{kind}: {failure.reason}"}
+    if unit.label is not None:
+        row["label"] = unit.label
+    return row
+
+
+def _unit_error_row(unit: WorkUnit, fingerprint: str) -> dict[str, Any]:
+    """The ``failed`` row of an input that could not be processed at all (a folder of the
+    input that could not be listed: its images are unknown, so they are not silently left
+    out)."""
+    row = {"key": unit.key, "uri": unit.uri, "relpath": unit.relpath, "status": "failed",
+           "reason": unit.error, "pipeline": fingerprint}
     if unit.label is not None:
         row["label"] = unit.label
     return row
@@ -328,12 +388,12 @@ def run(
     started = time.perf_counter()
     pipe = load_pipeline(pipeline)
     fmt = check_format(format, quality)
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-        raise InvalidParameterError(f"--timeout: expected a number of seconds > 0, got {timeout!r}",
-                                    field="timeout")
-    if tile_threshold is not None and tile_threshold < 1:
+    check_timeout(timeout)
+    if tile_threshold is not None and (isinstance(tile_threshold, bool)
+                                       or not isinstance(tile_threshold, int)
+                                       or tile_threshold < 1):
         raise InvalidParameterError(
-            f"tile_threshold: expected a number of pixels >= 1, got {tile_threshold!r}",
+            f"--tile-threshold: expected a number of pixels >= 1, got {tile_threshold!r}",
             field="tile_threshold")
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
@@ -349,6 +409,8 @@ def run(
                        recursive=recursive, include=include, exclude=exclude,
                        label_from=label_from, limit=limit, storage_options=so)
 
+    check_quality_applies(units, quality)
+    in_process = _memory_job(engine, units, output, timeout)
     if output is not None:
         _check_output_formats(pipe, units, fmt)
 
@@ -367,10 +429,13 @@ def run(
             storage.check_writable(where, so, field=name)
 
     # -- run -------------------------------------------------------------------------------
-    from pixelmill.engines import get_engine
+    from pixelmill.engines import InlineEngine, get_engine
 
-    own_engine = isinstance(engine, str) or engine is None
-    eng = get_engine(engine or "local", workers) if own_engine else engine  # nothing written yet
+    own_engine = isinstance(engine, str) or engine is None or in_process
+    if in_process:  # a memory:// store lives in this process: workers would see an empty one
+        eng = InlineEngine()
+    else:  # nothing written yet
+        eng = get_engine(engine or "local", workers) if own_engine else engine
     # the writer locks the manifest (a second job on it is refused) before the earlier rows
     # are read, outputs are touched or temporaries swept: from here on this job owns them
     try:
@@ -400,8 +465,13 @@ def run(
                            tile_threshold=tile_threshold)
             fn = _UnitFunction(spec, pipe.fingerprint)
             with _open_progress(len(todo), progress) as bar:
-                deferred = execute(eng, fn, todo, writer, timeout=timeout,
-                                   batch_size=batch_size, progress=bar)
+                for unit in todo:  # unlisted folders: failed rows, written here
+                    if unit.error is not None:
+                        writer.append(_unit_error_row(unit, pipe.fingerprint))
+                        if bar is not None:
+                            bar.advance(status="failed")
+                deferred = execute(eng, fn, [u for u in todo if u.error is None], writer,
+                                   timeout=timeout, batch_size=batch_size, progress=bar)
                 if deferred:
                     todo_by_key = {u.key: u for u in todo}
                     # in plan order, not completion order: which of two inputs that would both

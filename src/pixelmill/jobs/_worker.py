@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pixelmill.errors import DecodeError, StorageError
-from pixelmill.jobs._plan import WorkUnit
+from pixelmill.jobs._plan import WorkUnit, quality_for
 from pixelmill.pipeline import Pipeline, Step
 
 __all__ = ["TILED_ROUTE", "JobSpec", "plan_shrink", "process_unit", "resize_target"]
@@ -239,7 +239,8 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
         row.update(output=None, output_bytes=None, sha256=None)
     else:
         try:
-            blob = codecs.encode(out, unit.format or "png", quality=spec.quality)
+            blob = codecs.encode(out, unit.format or "png",
+                                 quality=quality_for(unit.format, spec.quality))
         except Exception as e:
             return {**row, "status": "failed", "reason": _reason("encode", e)}
         t_encode = time.perf_counter()

@@ -201,6 +201,8 @@ class ParamSpec:
             schema: dict[str, Any] = {"type": "array", "items": item}
             if self.length is not None:
                 schema["minItems"] = schema["maxItems"] = self.length
+                if self.type in (int, float):  # a number broadcasts to every entry (validate)
+                    schema = {"anyOf": [schema, item]}
         else:
             schema = item
         if self.optional:

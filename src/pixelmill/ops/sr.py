@@ -12,7 +12,7 @@ from pixelmill.ops._common import check_image
 from pixelmill.ops._registry import op
 from pixelmill.sr.receptive import receptive_field
 
-__all__ = ["super_resolve"]
+__all__ = ["check_local_devices", "super_resolve"]
 
 
 def _halo(params: Mapping[str, Any]) -> int:
@@ -39,8 +39,9 @@ def _check(params: Mapping[str, Any]) -> str | None:
     from pixelmill.sr.weights import WEIGHTS_DIR, available_models
 
     # the syntax only: whether the GPU exists is for the process that runs the op to say
+    # (see check_local_devices for a job that runs on this machine)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(params["device"])):
-        return f"device {params['device']!r}: use auto, cpu, cuda or cuda:N"
+        return f"device: {params['device']!r} is not a device (use auto, cpu, cuda or cuda:N)"
     if params["model"] == "bicubic":
         return None
     if not (WEIGHTS_DIR / f"{params['model']}_x{params['scale']}.safetensors").exists():
@@ -48,6 +49,24 @@ def _check(params: Mapping[str, Any]) -> str | None:
         return (f"no shipped weights for model {params['model']!r} at scale {params['scale']} "
                 f"(shipped: {shipped})")
     return None
+
+
+def check_local_devices(pipeline: Any) -> None:
+    """For a job that runs on this machine (the local engine): refuse, before any work, a
+    ``super_resolve`` step whose ``device`` torch cannot use here, naming the step
+    (``steps[0].device: 'cuda' requested, but this torch … sees no CUDA device``). A job on a
+    Dask or Spark cluster leaves the check to its workers, whose devices may differ."""
+    from pixelmill.pipeline import load_pipeline
+
+    for i, step in enumerate(load_pipeline(pipeline).steps):
+        if step.op != "super_resolve":
+            continue
+        device = dict(step.params).get("device", "auto")
+        if device in (None, "", "auto", "cpu"):
+            continue  # always usable: no torch import for a CPU job
+        from pixelmill.devices import resolve_device
+
+        resolve_device(device, field=f"steps[{i}].device")
 
 
 #: resident memory a worker adds once torch and a model are loaded (measured: ~0.4 GiB more

@@ -21,13 +21,34 @@ from pixelmill.sr.data import degrade, modcrop, read_rgb
 from pixelmill.sr.infer import upscale_image
 from pixelmill.sr.weights import load_model
 
-__all__ = ["evaluate_arrays", "evaluate_files"]
+__all__ = ["SSIM_WINDOW", "evaluate_arrays", "evaluate_files", "min_side"]
+
+#: side of SSIM's window (11×11, σ = 1.5): what must be left once the protocol has shaved
+SSIM_WINDOW = 11
+
+
+def min_side(scale: int) -> int:
+    """The least side an image needs to be scored at ``scale``: after *modcrop* (a multiple of
+    S) and S pixels shaved from every side, SSIM's 11×11 window must still fit."""
+    return -(-(SSIM_WINDOW + 2 * scale) // scale) * scale
 
 
 def evaluate_arrays(
     hr: np.ndarray, scale: int, upscale: Callable[[np.ndarray], np.ndarray]
 ) -> dict[str, float]:
-    """PSNR/SSIM of ``upscale(degrade(modcrop(hr)))`` against ``modcrop(hr)`` (uint8 in)."""
+    """PSNR/SSIM of ``upscale(degrade(modcrop(hr)))`` against ``modcrop(hr)`` (uint8 in).
+
+    An image smaller than :func:`min_side` on a side is an :class:`InvalidParameterError`
+    saying so (nothing would be left to score)."""
+    h, w = hr.shape[:2]
+    if min(h, w) < min_side(scale):
+        mh, mw = h - h % scale, w - w % scale
+        left = f"{max(mw - 2 * scale, 0)}×{max(mh - 2 * scale, 0)}"
+        raise InvalidParameterError(
+            f"{w}×{h} is too small to score at x{scale}: cropped to a multiple of {scale} "
+            f"({mw}×{mh}) with {scale} px shaved from every side, {left} px are left, and "
+            f"SSIM needs {SSIM_WINDOW}×{SSIM_WINDOW}; each side needs at least "
+            f"{min_side(scale)} px", field="DATA")
     hr = modcrop(hr, scale)
     lr = degrade(hr, scale)
     sr = upscale(lr)

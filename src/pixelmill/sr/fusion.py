@@ -35,7 +35,7 @@ from scipy import ndimage
 from pixelmill.errors import InvalidParameterError
 from pixelmill.sr.resample import imresize
 
-__all__ = ["MIN_MATCH", "back_project", "fuse_frames", "match_score", "register_frames", "shift_and_add"]
+__all__ = ["MIN_FRAME_SIDE", "MIN_MATCH", "back_project", "fuse_frames", "match_score", "register_frames", "shift_and_add"]
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:
@@ -51,6 +51,17 @@ def _luma(frame: np.ndarray) -> np.ndarray:
 MIN_MATCH = 0.4
 
 
+#: least overlap (per side) :func:`match_score` verifies a registration on
+MIN_OVERLAP = 8
+#: least frame side :func:`register_frames` takes: the overlap less a margin of
+#: ``ceil(|shift|) + 2`` px on every side must leave MIN_OVERLAP px, for shifts up to 2 px
+MIN_FRAME_SIDE = MIN_OVERLAP + 2 * (2 + 2)
+
+
+def _overlap_margin(shift: np.ndarray) -> int:
+    return int(np.ceil(np.abs(shift).max())) + 2
+
+
 def _detail(plane: np.ndarray) -> np.ndarray:
     return plane - ndimage.gaussian_filter(plane, 2.0, mode="nearest")
 
@@ -62,9 +73,9 @@ def match_score(ref: np.ndarray, mov: np.ndarray, shift: np.ndarray) -> float:
     1 for a shifted view of the same scene, about 0 for an unrelated image; 0 when the shift
     leaves less than 8×8 pixels of overlap. Two frames without any detail score 1.
     """
-    m = int(np.ceil(np.abs(shift).max())) + 2
+    m = _overlap_margin(shift)
     h, w = ref.shape
-    if h - 2 * m < 8 or w - 2 * m < 8:
+    if h - 2 * m < MIN_OVERLAP or w - 2 * m < MIN_OVERLAP:
         return 0.0
     back = ndimage.shift(mov, (-shift[0], -shift[1]), order=3, mode="nearest")
     a = _detail(ref)[m:h - m, m:w - m]
@@ -91,6 +102,14 @@ def register_frames(frames: Sequence[np.ndarray], *, refine: bool = True,
     """
     from skimage.registration import phase_cross_correlation
 
+    h, w = np.shape(frames[0])[:2]
+    if min_match is not None and min(h, w) < MIN_FRAME_SIDE:
+        raise InvalidParameterError(
+            f"FRAMES: {w}×{h} frames are too small to register: a registration is verified "
+            f"on the frames' overlap less a margin of (shift + 2) px on every side, which "
+            f"must leave {MIN_OVERLAP}×{MIN_OVERLAP} px; frames need at least "
+            f"{MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} px (for shifts of up to 2 px)",
+            field="FRAMES")
     ref = _luma(frames[0])
     scale = max(float(np.abs(ref).max()), 1e-12)
     ref32 = (ref / scale).astype(np.float32)
@@ -111,6 +130,13 @@ def register_frames(frames: Sequence[np.ndarray], *, refine: bool = True,
             except cv2.error:
                 pass  # ECC did not converge: keep the phase-correlation estimate
         if min_match is not None:
+            m = _overlap_margin(d)
+            if min(h, w) - 2 * m < MIN_OVERLAP:
+                raise InvalidParameterError(
+                    f"FRAMES[{k}]: registration failed: the best shift found (dy {d[0]:+.2f}, "
+                    f"dx {d[1]:+.2f} px) leaves less than {MIN_OVERLAP}×{MIN_OVERLAP} px of "
+                    f"overlap with the {w}×{h} first frame to verify it on; frames of one "
+                    "scene shifted this far need to be larger", field="FRAMES")
             score = match_score(ref, mov, d)
             if not score >= min_match:
                 raise InvalidParameterError(

@@ -32,7 +32,7 @@ from pixelmill.sr.data import load_pairs, sample_patches, train_val_split
 from pixelmill.sr.models import build_model
 from pixelmill.sr.weights import save_model
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "check_params", "check_patch", "train"]
 
 
 @dataclass
@@ -60,7 +60,7 @@ class TrainConfig:
 def _device(name: str | None) -> torch.device:
     from pixelmill.devices import resolve_device
 
-    return torch.device(resolve_device(name))
+    return torch.device(resolve_device(name, field="--device"))
 
 
 def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
@@ -89,6 +89,70 @@ def _check_resume(out: Path, earlier: dict[str, Any], cfg: TrainConfig) -> None:
             raise InvalidParameterError(
                 f"--{key.replace('_', '-')}: the run in {out} used {key}={before!r}; resuming "
                 f"with {getattr(cfg, key)!r} {reason}", field=key)
+
+
+#: least value of a hyper-parameter where 1 is not enough (ESPCN's second layer has channels/2)
+_MIN_PARAM = {("espcn", "channels"): 2}
+
+
+def check_params(arch: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Refuse hyper-parameters ``arch`` does not declare (:data:`~pixelmill.sr.models
+    .ARCHITECTURES` defaults) or of the wrong type: integer ones must be positive integers,
+    float ones positive numbers. Returns ``params`` with integral floats (``4.0``) as ints."""
+    from pixelmill.sr.models import ARCHITECTURES
+
+    if arch not in ARCHITECTURES:
+        raise InvalidParameterError(
+            f"--model: {arch!r} is not one of {', '.join(ARCHITECTURES)}", field="model")
+    defaults = ARCHITECTURES[arch][1]
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in defaults:
+            raise InvalidParameterError(
+                f"--param: {arch} has no hyper-parameter {key!r} (it has "
+                f"{', '.join(f'{k}={v}' for k, v in defaults.items())})", field="param")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(defaults[key], int):
+            least = _MIN_PARAM.get((arch, key), 1)
+            if not number or value != int(value) or int(value) < least:
+                raise InvalidParameterError(
+                    f"--param: {key}={value!r}: expected an integer >= {least}", field="param")
+            value = int(value)
+        elif not number or not math.isfinite(value) or value <= 0:
+            raise InvalidParameterError(
+                f"--param: {key}={value!r}: expected a positive number", field="param")
+        checked[key] = value
+    return checked
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the file's header (decoded only when PIL cannot say)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return h, w
+    except Exception:  # PIL cannot say: the decoder says what is wrong with the file
+        from pixelmill.sr.data import read_rgb
+
+        return read_rgb(path).shape[:2]
+
+
+def check_patch(files: list[Path], scale: int, patch: int) -> None:
+    """Refuse a low-resolution ``patch`` side that no training image holds (each image gives
+    ``side // scale`` low-resolution pixels per side), from the files' headers."""
+    if not files:
+        return
+    sizes = [_image_size(f) for f in files]
+    if any(h // scale >= patch and w // scale >= patch for h, w in sizes):
+        return
+    largest = max(sizes, key=lambda s: min(s))
+    raise InvalidParameterError(
+        f"--patch: no training image holds a {patch}×{patch} low-resolution patch at x{scale} "
+        f"(it needs {patch * scale}×{patch * scale} pixels; the largest of the {len(files)} "
+        f"training images is {largest[1]}×{largest[0]}); use --patch "
+        f"{min(largest) // scale} or less", field="patch")
 
 
 def _val_what(cfg: TrainConfig) -> str:
@@ -191,12 +255,15 @@ def train(
     if cfg.loss not in _LOSSES:
         raise InvalidParameterError(
             f"loss: {cfg.loss!r} is not one of {sorted(_LOSSES)}", field="loss")
-    device = _device(cfg.device)  # a device torch cannot use fails before anything is written
+    # what can be refused is refused before anything is written (no empty --out is left)
+    cfg.params = check_params(cfg.arch, dict(cfg.params))
+    device = _device(cfg.device)  # a device torch cannot use
+    root = Path(cfg.data)
+    train_files, val_files, held_out = train_val_split(root)
+    check_patch(train_files, cfg.scale, cfg.patch)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    root = Path(cfg.data)
-    train_files, val_files, held_out = train_val_split(root)
     cache = Path(tempfile.gettempdir()) / "pixelmill-sr-cache"
     t0 = time.perf_counter()
     pairs = load_pairs(train_files, cfg.scale, cache_dir=cache)

@@ -33,6 +33,7 @@ __all__ = [
     "LoadedModel",
     "available_models",
     "load_model",
+    "model_card",
     "read_card",
     "resolve_device",
     "save_model",
@@ -61,6 +62,43 @@ class LoadedModel:
 def read_card(path: str | Path) -> dict[str, Any]:
     """The JSON card next to a ``.safetensors`` file."""
     return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def model_card(path: str | Path, field: str = "model") -> dict[str, Any]:
+    """The card of the model at ``path``, checked: a ``.safetensors`` file without its ``.json``
+    card, a training checkpoint or a card without ``architecture``/``scale`` is an
+    :class:`InvalidParameterError` naming ``field`` and what is missing."""
+    path = Path(path)
+    card_path = path.with_suffix(".json")
+    what = ("a model is a .safetensors file with its .json card beside it (architecture, "
+            "scale, params), as `pixelmill sr train` writes them")
+    if not card_path.is_file():
+        raise InvalidParameterError(
+            f"{field}: {path} has no card {card_path.name} beside it; {what}", field=field)
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidParameterError(
+            f"{field}: the card {card_path} cannot be read as JSON ({e}); {what}",
+            field=field) from e
+    if not isinstance(card, dict):
+        card = {}
+    if "architecture" in card and "scale" in card:
+        if card["architecture"] not in ARCHITECTURES:
+            raise InvalidParameterError(
+                f"{field}: the card {card_path} names architecture {card['architecture']!r}, "
+                f"not one of {', '.join(ARCHITECTURES)}", field=field)
+        return card
+    config = card.get("config")
+    if isinstance(config, dict) and "epoch" in card:  # sr train's checkpoint.json
+        best = path.with_name(f"{config.get('arch')}_x{config.get('scale')}.safetensors")
+        raise InvalidParameterError(
+            f"{field}: {path} is a training checkpoint (network and optimizer state), not a "
+            f"model; use the best weights the run wrote beside it, {best}, or ship them with "
+            f"`pixelmill sr export {best}`", field=field)
+    missing = " and ".join(k for k in ("architecture", "scale") if k not in card)
+    raise InvalidParameterError(
+        f"{field}: the card {card_path} has no {missing}; {what}", field=field)
 
 
 def save_model(
@@ -101,6 +139,7 @@ def _resolve(name: str, scale: int) -> Path:
     if candidate.suffix == ".safetensors":
         if not candidate.exists():
             raise InvalidParameterError(f"model: no weights file {name}", field="model")
+        model_card(candidate)  # a checkpoint, or weights without their card, say so here
         return candidate
     path = WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
     if not path.exists():

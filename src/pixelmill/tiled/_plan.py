@@ -139,11 +139,23 @@ def parse_memory(value: str | int | float | None, field: str = "memory") -> int 
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+class DefaultMemory(int):
+    """A memory budget pixelmill chose because none was given (no ``--memory``): an ``int``
+    that lets error messages say the budget was a default, not the user's."""
+
+
 def default_memory() -> int:
-    """Half the memory available now, at most 4 GiB."""
+    """Half the memory available now, at most 4 GiB (a :class:`DefaultMemory`)."""
     import psutil
 
-    return int(min(4 * 2**30, psutil.virtual_memory().available // 2))
+    return DefaultMemory(min(4 * 2**30, psutil.virtual_memory().available // 2))
+
+
+def _budget_words(memory: int) -> str:
+    if isinstance(memory, DefaultMemory):
+        return (f"the default memory budget of {memory / 2**20:.0f} MiB (half the memory "
+                "available, at most 4 GiB; --memory was not given)")
+    return f"--memory: {memory / 2**20:.0f} MiB"
 
 
 def tile_work_bytes(tile: int, halo: int, channels: int, itemsize: int,
@@ -194,16 +206,21 @@ def choose_tiling(
     a 64-pixel tile is a usage error naming ``--memory``. ``assemble``: the output is streamed
     from a tile store by the driver afterwards (pyramids, compressed TIFFs), which costs a band.
     ``max_tile`` (when ``tile`` is not given): try that size first, then the smaller choices.
+    A tile larger than the image is capped to the image's longer side (the job is one tile),
+    before the memory estimate. ``memory`` from :func:`default_memory` (no ``--memory`` given)
+    is called the default budget in the error.
     """
     h, w = shape[:2]
+    whole = max(1, h, w)  # one tile of this core size covers the image
     channels = shape[2] if len(shape) == 3 else 1
     itemsize = max(np.dtype(dtype).itemsize, 1)
     out_w = math.ceil(w * float(plan.scale))
     fixed = _driver_bytes() + (assembly_bytes(out_w, channels, 4) if assemble else 0)
     if tile:
-        candidates = [tile]
+        candidates = [min(tile, whole)]
     elif max_tile:
-        candidates = [max_tile] + [t for t in TILE_CHOICES if t < max_tile]
+        candidates = [min(max_tile, whole)] + [t for t in TILE_CHOICES
+                                               if t < min(max_tile, whole)]
     else:
         candidates = [t for t in TILE_CHOICES if t <= max(64, max(h, w))] or [64]
     for n in range(max(1, workers), 0, -1):
@@ -215,9 +232,11 @@ def choose_tiling(
     smallest = candidates[-1]
     need = fixed + plan.worker_bytes + tile_work_bytes(smallest, plan.halo, channels, itemsize,
                                                        plan.max_scale, plan.pixel_bytes)
+    advice = ("; pass --memory or a smaller --tile" if isinstance(memory, DefaultMemory)
+              else "")
     raise InvalidParameterError(
-        f"--memory: {memory / 2**20:.0f} MiB is too small for this image and pipeline "
-        f"(one worker with {smallest}-pixel tiles needs about {need / 2**20:.0f} MiB)",
+        f"{_budget_words(memory)} is too small for this image and pipeline "
+        f"(one worker with {smallest}-pixel tiles needs about {need / 2**20:.0f} MiB){advice}",
         field="memory")
 
 

@@ -1,0 +1,212 @@
+"""Jobs: defects found by an audit — --quality over lossless outputs, --timeout bounds,
+file:// spellings on --resume, unreachable object stores, memory:// stores, unlisted folders."""
+
+from __future__ import annotations
+
+import os
+
+import fsspec
+import pytest
+
+from pixelmill.cli import main
+from pixelmill.errors import ExitCode, InvalidParameterError, StorageError, UsageError
+from pixelmill.jobs import plan_units, run
+from pixelmill.manifest import read_manifest
+
+
+def _pipe(tmp_path, text="steps:\n  - op: gaussian\n    sigma: 1.5\n"):
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+# ---- --quality without --format -----------------------------------------------------------------
+def test_quality_applies_to_lossy_outputs_and_lossless_ones_are_written_as_usual(
+        collection, tmp_path, engine, blur_pipeline):
+    """Every PNG input failed at its encode ("png is lossless and takes no quality")."""
+    root, _ = collection
+    out = tmp_path / "out"
+    s = run(blur_pipeline, str(root), str(out), engine=engine, quality=50, progress=False,
+            report=False, exclude=["not_an_image.jpg", "empty.png"])
+    assert (s.ok, s.invalid, s.failed) == (5, 0, 0), s.reasons
+    rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))}
+    assert rows["camera.png"]["encoding"] == "png"
+    assert rows["coffee.jpg"]["encoding"] == "jpg q=50"
+    # the same settings resume cleanly
+    again = run(blur_pipeline, str(root), str(out), engine=engine, quality=50, progress=False,
+                report=False, exclude=["not_an_image.jpg", "empty.png"], resume=True)
+    assert again.processed == 0 and again.ok == 5
+
+
+def test_quality_that_no_output_takes_is_refused_before_work(collection, tmp_path, capsys):
+    root, _ = collection
+    out = tmp_path / "out"
+    with pytest.raises(InvalidParameterError) as e:
+        run({"steps": []}, str(root), str(out), quality=50, include=["*.png"], progress=False)
+    assert e.value.field == "quality" and "png" in str(e.value)
+    code = main(["run", _pipe(tmp_path), str(root), str(out), "--quality", "50",
+                 "--glob", "*.png"])
+    assert code == ExitCode.USAGE
+    assert "--quality" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ---- --timeout and --tile-threshold bounds ---------------------------------------------------------
+@pytest.mark.parametrize("value", ["inf", "1e300", "nan", "1e10"])
+def test_timeout_must_be_finite_and_waitable(collection, tmp_path, capsys, value):
+    """``--timeout inf`` was an OverflowError traceback after the workers had started."""
+    root, _ = collection
+    out = tmp_path / "out"
+    code = main(["run", _pipe(tmp_path), str(root), str(out), "--timeout", value])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE and "--timeout" in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_tile_threshold_names_the_flag(collection, tmp_path, capsys):
+    root, _ = collection
+    code = main(["run", _pipe(tmp_path), str(root), str(tmp_path / "out"), "--tile-threshold",
+                 "0"])
+    assert code == ExitCode.USAGE
+    assert "error: --tile-threshold: expected" in capsys.readouterr().err
+
+
+# ---- file:// and plain paths are one output ------------------------------------------------------
+def test_file_url_and_plain_path_are_the_same_output(collection, tmp_path, engine, blur_pipeline):
+    root, _ = collection
+    out = tmp_path / "out"
+    first = run(blur_pipeline, f"file://{root}", f"file://{out}", engine=engine, limit=3,
+                progress=False, report=False)
+    assert first.output == str(out) and first.manifest == str(out / "manifest.parquet")
+    rows = read_manifest(str(out / "manifest.parquet"))
+    assert all(r["output"].startswith(str(out) + "/") for r in rows if r["output"])
+    again = run(blur_pipeline, str(root), str(out), engine=engine, resume=True, progress=False,
+                report=False)
+    assert again.ok + again.invalid == 7 and again.skipped == 3
+
+
+# ---- an unreachable object store -------------------------------------------------------------------
+def test_unreachable_output_store_is_a_clear_error(collection, tmp_path, capsys, monkeypatch):
+    """A botocore traceback (from the check for an earlier run's manifest)."""
+    import socket
+
+    pytest.importorskip("s3fs")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "dummy")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "dummy")
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root, _ = collection
+    code = main(["run", _pipe(tmp_path), str(root), "s3://bucket/x", "--quiet",
+                 "--storage-option", f"endpoint_url=http://127.0.0.1:{port}",
+                 "--storage-option", 'config_kwargs={"retries": {"max_attempts": 1}}'])
+    err = capsys.readouterr().err
+    assert code == ExitCode.ERROR, err
+    assert err.startswith("error: s3://bucket/x/manifest.parquet: cannot reach:"), err
+    assert "Traceback" not in err
+
+
+def test_storage_exists_maps_client_errors(monkeypatch):
+    from pixelmill import storage
+
+    class Broken:
+        protocol = "s3"
+
+        def exists(self, path):
+            raise RuntimeError("no endpoint")
+
+    monkeypatch.setattr(storage, "get_fs", lambda url, so=None: (Broken(), "b/k"))
+    with pytest.raises(StorageError, match="OUTPUT: s3://b/k: cannot reach: RuntimeError"):
+        storage.exists("s3://b/k", field="OUTPUT")
+
+
+# ---- memory:// stores -----------------------------------------------------------------------------
+def test_memory_store_runs_in_process_on_the_local_engine(collection_master, blur_pipeline):
+    """Spawned workers have memory stores of their own: every row failed "no such file"."""
+    root, kinds = collection_master
+    fs = fsspec.filesystem("memory")
+    for rel in kinds:
+        fs.pipe(f"/audit-in/{rel}", (root / rel).read_bytes())
+    try:
+        s = run(blur_pipeline, "memory://audit-in", "memory://audit-out", engine="local",
+                progress=False, report=False)
+        assert (s.ok, s.invalid, s.failed) == (5, 2, 0), s.reasons
+        assert fs.exists("/audit-out/cats/deep/chelsea_small.png")
+        with pytest.raises(InvalidParameterError, match="--timeout"):
+            run(blur_pipeline, "memory://audit-in", "memory://audit-out2", engine="local",
+                timeout=5, progress=False)
+    finally:
+        for d in ("/audit-in", "/audit-out"):
+            if fs.exists(d):
+                fs.rm(d, recursive=True)
+
+
+@pytest.mark.parametrize("kind", ["dask", "spark"])
+def test_memory_store_is_refused_on_a_cluster_engine(collection_master, tmp_path, kind,
+                                                     blur_pipeline):
+    root, _ = collection_master
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/audit-dask/a.png", (root / "camera.png").read_bytes())
+    try:
+        with pytest.raises(UsageError, match=f"--engine {kind}: memory://audit-dask"):
+            run(blur_pipeline, "memory://audit-dask", str(tmp_path / "out"), engine=kind,
+                progress=False)
+        with pytest.raises(UsageError, match="memory://"):
+            run(blur_pipeline, str(root), "memory://audit-dask-out", engine=kind,
+                progress=False)
+    finally:
+        fs.rm("/audit-dask", recursive=True)
+    assert not (tmp_path / "out").exists()
+
+
+# ---- a sub-folder that cannot be listed ----------------------------------------------------------
+@pytest.fixture
+def locked_folder(collection, monkeypatch):
+    """``cats/deep`` of the collection raises PermissionError when listed (as chmod 000 does
+    for a user without CAP_DAC_OVERRIDE; the tests run as root, so it is simulated)."""
+    root, _ = collection
+    locked = str(root / "cats" / "deep")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return root, locked
+
+
+def test_an_unlisted_folder_is_a_failed_row(locked_folder, tmp_path, engine, blur_pipeline):
+    """It was skipped silently: its images never appeared in the manifest, exit 0."""
+    root, locked = locked_folder
+    units = plan_units(str(root), None)
+    assert [(u.relpath, u.error) for u in units if u.error] == [
+        ("cats/deep", "cannot list folder: Permission denied")]
+    out = tmp_path / "out"
+    s = run(blur_pipeline, str(root), str(out), engine=engine, progress=False, report=True,
+            exclude=["not_an_image.jpg", "empty.png"])
+    assert (s.total, s.ok, s.failed) == (5, 4, 1)
+    assert s.exit_code == ExitCode.PARTIAL
+    assert s.reasons == {locked: "cannot list folder: Permission denied"}
+    rows = {r["key"]: r for r in read_manifest(str(out / "manifest.parquet"))}
+    assert rows[locked]["status"] == "failed" and rows[locked]["relpath"] == "cats/deep"
+
+
+def test_an_unlisted_folder_alone_is_not_no_input(locked_folder, tmp_path, engine, capsys):
+    root, _ = locked_folder
+    with pytest.raises(SystemExit) as e:  # PARTIAL leaves the command as SystemExit
+        main(["run", _pipe(tmp_path), str(root / "cats"), str(tmp_path / "out"), "--quiet",
+              "--glob", "*.png"])
+    assert e.value.code == ExitCode.PARTIAL, capsys.readouterr().err
+
+
+def test_an_unlisted_folder_warns_where_no_row_can_say_it(locked_folder, capsys):
+    from pixelmill import storage
+
+    root, locked = locked_folder
+    entries = storage.list_files(str(root), recursive=True)
+    assert "cats/deep/chelsea_small.png" not in {e.relpath for e in entries}
+    err = capsys.readouterr().err
+    assert f"warning: {locked}: cannot list folder: Permission denied" in err
