@@ -17,6 +17,7 @@ allowed — so nothing fails inside a worker for a mistake that could be caught 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -119,15 +120,11 @@ _FLOAT_RE = r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
 |[-+]?\.(?:inf|Inf|INF)
 |\.(?:nan|NaN|NAN))$"""
 
-_LOADER: Any = None
-
-
+@functools.cache
 def _pipeline_loader() -> Any:
     """A SafeLoader that reads JSON/YAML 1.2 number forms as floats and refuses a mapping
-    that names one key twice (PyYAML would silently keep the last value)."""
-    global _LOADER
-    if _LOADER is not None:
-        return _LOADER
+    that names one key twice (PyYAML would silently keep the last value); built once, on
+    first use (yaml is imported only by jobs that read a pipeline file)."""
     import re
 
     import yaml
@@ -161,8 +158,7 @@ def _pipeline_loader() -> Any:
 
     PipelineLoader.add_constructor("tag:yaml.org,2002:map",
                                    lambda loader, node: _map(loader, node, construct_mapping))
-    _LOADER = PipelineLoader
-    return _LOADER
+    return PipelineLoader
 
 
 def _map(loader: Any, node: Any, construct_mapping: Any) -> Any:

@@ -127,14 +127,18 @@ def test_existing_output_needs_resume_or_overwrite(collection, tmp_path, engine,
             engine=engine, progress=False, report=False)
 
 
-def test_memory_input_and_output(collection_master, blur_pipeline):
+@pytest.mark.parametrize("engine", ["in-process", "local"])
+def test_memory_input_and_output(collection_master, blur_pipeline, engine):
+    """A memory:// store lives in this process: the local engine runs the job here (its
+    spawned workers would see empty stores of their own and fail every row)."""
     root, kinds = collection_master
     fs = fsspec.filesystem("memory")
     for rel in kinds:
         fs.pipe(f"/jobsin/{rel}", (root / rel).read_bytes())
     try:
         summary = run(blur_pipeline, "memory://jobsin", "memory://jobsout",
-                      engine=_units.InProcessEngine(), progress=False, report=True)
+                      engine=_units.InProcessEngine() if engine == "in-process" else engine,
+                      progress=False, report=True)
         assert (summary.ok, summary.invalid) == (5, 2)
         rows = {r["relpath"]: r for r in read_manifest("memory://jobsout/manifest.parquet")}
         assert rows["cats/deep/chelsea_small.png"]["output"] == (

@@ -698,3 +698,17 @@ def test_run_with_a_cuda_step_on_the_local_engine_is_a_usage_error_before_work(
     assert e.value.field == "steps[0].device"
     check_local_devices([{"op": "super_resolve", "model": "espcn", "device": "cpu"},
                          {"op": "super_resolve", "model": "espcn"}])  # auto: usable
+
+
+def test_python_run_with_a_cuda_step_on_the_local_engine_is_refused_before_work(tmp_path, folder):
+    """`pixelmill.run()` makes the check the CLI makes (it used to be the CLI's alone): a
+    cuda step on this machine's engine is refused before planning, naming the step."""
+    import pixelmill
+    from pixelmill.errors import InvalidParameterError
+
+    steps = [{"op": "super_resolve", "model": "espcn", "scale": 2, "device": "cuda"}]
+    for engine in ("local", None):
+        out = tmp_path / f"out-{engine}"
+        with pytest.raises(InvalidParameterError, match="sees no CUDA device") as e:
+            pixelmill.run(steps, str(folder), str(out), engine=engine)
+        assert e.value.field == "steps[0].device" and not out.exists()

@@ -63,14 +63,6 @@ def run(pipeline, input, output, engine, workers, resume, overwrite, format_, qu
     from pixelmill.jobs import run as run_job
 
     so = storage.parse_storage_options(storage_options)
-    from pixelmill.engines import parse_engine_spec
-
-    if parse_engine_spec(engine)[0] == "local":  # the job runs here: check this GPU now
-        from pixelmill.ops.sr import check_local_devices
-        from pixelmill.pipeline import load_pipeline
-
-        pipeline = load_pipeline(pipeline)
-        check_local_devices(pipeline)
     if measure_only and manifest is None:
         manifest = storage.join(output, "manifest.parquet")
     summary = run_job(

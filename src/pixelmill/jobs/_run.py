@@ -83,6 +83,16 @@ def default_manifest_uri(output: str | None) -> str:
     return storage.join(str(output), MANIFEST_NAME)
 
 
+def _runs_here(engine: Any) -> bool:
+    """Whether the job runs on this machine: the local engine (named, or one of the caller's),
+    or an in-process engine. A Dask or Spark cluster's workers may have other devices."""
+    if isinstance(engine, str) or engine is None:
+        from pixelmill.engines import parse_engine_spec
+
+        return parse_engine_spec(engine)[0] == "local"
+    return getattr(engine, "name", None) in ("local", "inline")
+
+
 def _memory_job(engine: Any, units: Sequence[WorkUnit], output: str | None,
                 timeout: float | None) -> bool:
     """Whether the job reads or writes a ``memory://`` store, which only this process sees:
@@ -389,6 +399,10 @@ def run(
     pipe = load_pipeline(pipeline)
     fmt = check_format(format, quality)
     check_timeout(timeout)
+    if _runs_here(engine):  # a cuda step this machine cannot run fails now, not every image
+        from pixelmill.ops.sr import check_local_devices
+
+        check_local_devices(pipe)
     if tile_threshold is not None and (isinstance(tile_threshold, bool)
                                        or not isinstance(tile_threshold, int)
                                        or tile_threshold < 1):
