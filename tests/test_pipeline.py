@@ -324,6 +324,17 @@ def test_duplicate_keys_are_an_error_naming_the_key_and_line(text, key, line):
     assert str(info.value).startswith("p.yaml: ")
 
 
+def test_a_key_that_overrides_a_yaml_merge_is_no_duplicate():
+    """``<<: *base`` then ``sigma: 2`` (YAML's merge, the later key wins) was refused as a
+    duplicate key 'sigma': the merged keys were counted as written twice."""
+    text = ("steps:\n  - &blur {op: gaussian, sigma: 1.0}\n  - <<: *blur\n    sigma: 2.0\n"
+            "  - {<<: *blur}\n")
+    assert [s.kwargs["sigma"] for s in Pipeline.from_text(text).steps] == [1.0, 2.0, 1.0]
+    with pytest.raises(InvalidParameterError, match="line 5: duplicate key 'sigma'"):
+        Pipeline.from_text("steps:\n  - &blur {op: gaussian, sigma: 1.0}\n  - <<: *blur\n"
+                           "    sigma: 2.0\n    sigma: 3.0\n")
+
+
 def test_duplicate_key_in_a_file_exits_2(tmp_path, capsys):
     from pixelmill.cli import main
 

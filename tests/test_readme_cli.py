@@ -458,7 +458,7 @@ def run_sr_block(script: Script, request) -> None:
     assert plus and plus[4] == "edsr+ensemble x2" and float(plus[2]) > 20
 
     result = script.run(script.next("pixelmill sr fuse f0.png f1.png f2.png f3.png fused.png "
-                                    "--scale 2 --prior edsr"))
+                                    "--scale 2"))
     assert read_image("fused.png").shape == (64, 64, 3)
     found = [tuple(map(float, m)) for m in re.findall(r"dy ([-+][\d.]+) dx ([-+][\d.]+) px",
                                                      result.out)]

@@ -140,9 +140,12 @@ def _pipeline_loader() -> Any:
         "tag:yaml.org,2002:float", re.compile(_FLOAT_RE, re.X), list("-+0123456789."))
 
     def construct_mapping(loader, node, deep=False):
-        loader.flatten_mapping(node)
+        # the keys written in this mapping, before a merge (``<<: *base``) adds its own: a
+        # key given here overrides the merged one, as YAML says, and is no duplicate
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = loader.construct_object(key_node, deep=deep)
             try:
                 hash(key)

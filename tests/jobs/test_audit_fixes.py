@@ -71,6 +71,28 @@ def test_tile_threshold_names_the_flag(collection, tmp_path, capsys):
     assert "error: --tile-threshold: expected" in capsys.readouterr().err
 
 
+def test_timeout_and_tile_threshold_take_any_real_number(collection, tmp_path, blur_pipeline):
+    """``timeout=np.int64(60)`` and ``tile_threshold=1e9`` (the Python API) were refused
+    ("expected a number of pixels >= 1, got 1000000000.0") once the checks asked for
+    ``int | float`` and ``int``; what they refuse is what is not a number, or out of range."""
+    import numpy as np
+
+    from pixelmill.jobs._run import check_timeout
+
+    check_timeout(np.int64(60))
+    check_timeout(np.float32(2.5))
+    root, _ = collection
+    s = run(blur_pipeline, str(root), str(tmp_path / "out"), engine="local", workers=1,
+            tile_threshold=1e9, timeout=np.int64(60), include=["camera.png"], progress=False,
+            report=False)
+    assert (s.ok, s.failed) == (1, 0), s.reasons
+    for bad in ("1000", float("nan"), 0.5, True):
+        with pytest.raises(InvalidParameterError, match="--tile-threshold"):
+            run(blur_pipeline, str(root), str(tmp_path / "bad"), tile_threshold=bad,
+                progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
 # ---- file:// and plain paths are one output ------------------------------------------------------
 def test_file_url_and_plain_path_are_the_same_output(collection, tmp_path, engine, blur_pipeline):
     root, _ = collection

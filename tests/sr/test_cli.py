@@ -227,6 +227,8 @@ def test_eval_refuses_a_bad_device_before_any_output(folder, capsys):
     ("edsr", "blocks=abc", ["--param: blocks='abc'", "integer >= 1"]),
     ("edsr", "res_scale=0", ["--param: res_scale=0", "positive number"]),
     ("fsrcnn", "m=true", ["--param: m=True"]),
+    ("espcn", "channels=NaN", ["--param: channels=nan", "integer >= 2"]),  # int(nan): ValueError
+    ("edsr", "blocks=1e999", ["--param: blocks=inf", "integer >= 1"]),  # int(inf): OverflowError
 ])
 def test_train_refuses_a_bad_param_before_any_work(tmp_path, folder, model, param, words,
                                                    capsys):
@@ -254,6 +256,32 @@ def test_train_refuses_a_patch_no_training_image_holds(tmp_path, folder, capsys,
     assert code == 2, err
     assert err.startswith("error: --patch: no training image holds a 200×200"), err
     assert re.search(r"use --patch 3[345] or less", err) and not out.exists()
+
+
+def test_train_patch_advice_stays_within_the_least_patch(tmp_path):
+    """Training images too small for even an 8×8 patch were told "use --patch 6 or less",
+    which --patch (at least 8) refuses: they are told the size the images need instead."""
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.sr.training import MIN_PATCH, check_patch
+
+    write_png(tmp_path / "small.png", np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(InvalidParameterError) as e:
+        check_patch([tmp_path / "small.png"], 3, MIN_PATCH)
+    assert "use --patch" not in str(e.value), str(e.value)
+    assert f"--patch is at least {MIN_PATCH}: training images need 24×24 pixels" in str(e.value)
+
+
+def test_eval_crop_too_small_to_score_names_the_flag_before_any_output(folder, capsys):
+    """`--crop 16 --scale 4` blamed every image ("a.png: 16×16 is too small") after the listing
+    was printed, though the images were larger than 16×16: the flag is named, up front."""
+    assert main(["sr", "eval", str(folder), "--scale", "4", "--model", "bicubic",
+                 "--crop", "16"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: --crop: 16 px is too small to score at x4"), captured.err
+    assert "use --crop 20 or more" in captured.err
+    assert main(["sr", "eval", str(folder), "--scale", "4", "--model", "bicubic",
+                 "--crop", "20"]) == 0
 
 
 def test_models_lists_cards_and_eval_rejects_unknown_model(folder):
@@ -700,6 +728,7 @@ def test_run_with_a_cuda_step_on_the_local_engine_is_a_usage_error_before_work(
                          {"op": "super_resolve", "model": "espcn"}])  # auto: usable
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal for a torch without CUDA")
 def test_python_run_with_a_cuda_step_on_the_local_engine_is_refused_before_work(tmp_path, folder):
     """`pixelmill.run()` makes the check the CLI makes (it used to be the CLI's alone): a
     cuda step on this machine's engine is refused before planning, naming the step."""

@@ -120,9 +120,10 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
     """Evaluate on a folder: modcrop, MATLAB bicubic degradation, Y PSNR/SSIM, S px shaved."""
     from pixelmill.devices import resolve_device
     from pixelmill.sr.data import benchmark_images, split_files
-    from pixelmill.sr.evaluate import evaluate_files
+    from pixelmill.sr.evaluate import check_crop, evaluate_files
 
     device = resolve_device(device, field="--device")  # before any output
+    check_crop(crop, scale)
     if model != "bicubic":  # an unknown model, a checkpoint, weights without a card: now
         from pixelmill.sr.weights import load_model
 
@@ -194,18 +195,20 @@ def models(as_json) -> None:
 @_SCALE
 @click.option("--iterations", type=click.IntRange(min=0), default=20, show_default=True,
               help="Back-projection iterations.")
-@click.option("--prior", type=click.Choice(["none", "edsr", "fsrcnn", "espcn"]), default="none",
+@click.option("--prior", type=click.Choice(["edsr", "fsrcnn", "espcn", "none"]), default="edsr",
               show_default=True,
               help="Start back-projection from this network's upscale of the first frame "
-              "instead of the shift-and-add estimate.")
+              "(and refine the registration against it); none: the classic shift-and-add "
+              "estimate.")
 @json_option
 @overwrite_option
 def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
     """Fuse several shifted low-resolution frames of one scene into one S-times larger image.
 
-    Registration (phase correlation + ECC refinement), robust shift-and-add onto the fine
-    grid (or a learned single-frame upscale with --prior), iterative back-projection over
-    every frame. The output is aligned with the first frame.
+    Registration (correlation peaks refined through the degradation model), a learned
+    single-frame upscale of the first frame (--prior; or robust shift-and-add onto the fine
+    grid with --prior none), iterative back-projection over every frame. The output is
+    aligned with the first frame.
     """
     from pixelmill.images import check_output, read_image, write_image
     from pixelmill.sr.fusion import fuse_frames

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import posixpath
 import re
@@ -69,7 +70,7 @@ def check_timeout(timeout: Any) -> None:
 
     if timeout is None:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0 \
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0 \
             or not math.isfinite(timeout) or timeout > threading.TIMEOUT_MAX:
         raise InvalidParameterError(
             f"--timeout: expected a finite number of seconds > 0 and <= "
@@ -83,14 +84,20 @@ def default_manifest_uri(output: str | None) -> str:
     return storage.join(str(output), MANIFEST_NAME)
 
 
-def _runs_here(engine: Any) -> bool:
-    """Whether the job runs on this machine: the local engine (named, or one of the caller's),
-    or an in-process engine. A Dask or Spark cluster's workers may have other devices."""
+def _engine_kind(engine: Any) -> str | None:
+    """``local``, ``dask``, ``spark`` for an engine spec (None: local), else the name of an
+    engine of the caller's own (``inline`` for an in-process one)."""
     if isinstance(engine, str) or engine is None:
         from pixelmill.engines import parse_engine_spec
 
-        return parse_engine_spec(engine)[0] == "local"
-    return getattr(engine, "name", None) in ("local", "inline")
+        return parse_engine_spec(engine)[0]
+    return getattr(engine, "name", None)
+
+
+def _runs_here(engine: Any) -> bool:
+    """Whether the job runs on this machine: the local engine (named, or one of the caller's),
+    or an in-process engine. A Dask or Spark cluster's workers may have other devices."""
+    return _engine_kind(engine) in ("local", "inline")
 
 
 def _memory_job(engine: Any, units: Sequence[WorkUnit], output: str | None,
@@ -98,16 +105,11 @@ def _memory_job(engine: Any, units: Sequence[WorkUnit], output: str | None,
     """Whether the job reads or writes a ``memory://`` store, which only this process sees:
     on the local engine it then runs here, in-process (True); a Dask or Spark engine is
     refused before any work (its workers would read and write stores of their own)."""
-    from pixelmill.engines import parse_engine_spec
-
     mem = next((uri for uri in [output or "", *(unit.uri for unit in units)]
                 if uri.startswith("memory://")), None)
     if mem is None:
         return False
-    if isinstance(engine, str) or engine is None:
-        kind = parse_engine_spec(engine)[0]
-    else:
-        kind = getattr(engine, "name", None)
+    kind = _engine_kind(engine)
     if kind in ("dask", "spark"):
         raise UsageError(
             f"--engine {kind}: {mem} is in a memory:// store, which exists only in this process; "
@@ -404,8 +406,8 @@ def run(
 
         check_local_devices(pipe)
     if tile_threshold is not None and (isinstance(tile_threshold, bool)
-                                       or not isinstance(tile_threshold, int)
-                                       or tile_threshold < 1):
+                                       or not isinstance(tile_threshold, numbers.Real)
+                                       or not tile_threshold >= 1):
         raise InvalidParameterError(
             f"--tile-threshold: expected a number of pixels >= 1, got {tile_threshold!r}",
             field="tile_threshold")

@@ -21,7 +21,7 @@ from pixelmill.sr.data import degrade, modcrop, read_rgb
 from pixelmill.sr.infer import upscale_image
 from pixelmill.sr.weights import load_model
 
-__all__ = ["SSIM_WINDOW", "evaluate_arrays", "evaluate_files", "min_side"]
+__all__ = ["SSIM_WINDOW", "check_crop", "evaluate_arrays", "evaluate_files", "min_side"]
 
 #: side of SSIM's window (11×11, σ = 1.5): what must be left once the protocol has shaved
 SSIM_WINDOW = 11
@@ -31,6 +31,16 @@ def min_side(scale: int) -> int:
     """The least side an image needs to be scored at ``scale``: after *modcrop* (a multiple of
     S) and S pixels shaved from every side, SSIM's 11×11 window must still fit."""
     return -(-(SSIM_WINDOW + 2 * scale) // scale) * scale
+
+
+def check_crop(crop: int | None, scale: int) -> None:
+    """Refuse a ``--crop`` side that no image could be scored on at ``scale`` (see
+    :func:`min_side`), naming the flag rather than each image it was cut from."""
+    if crop and crop < min_side(scale):
+        raise InvalidParameterError(
+            f"--crop: {crop} px is too small to score at x{scale}: with {scale} px shaved from "
+            f"every side SSIM's {SSIM_WINDOW}×{SSIM_WINDOW} window does not fit; use --crop "
+            f"{min_side(scale)} or more", field="crop")
 
 
 def evaluate_arrays(
@@ -76,6 +86,7 @@ def evaluate_files(
     """
     if not files:  # a mean of nothing is not a score (and NaN is not JSON)
         raise NoInputError("sr eval: no images to evaluate (an empty --split?)")
+    check_crop(crop, scale)
     net = None if model == "bicubic" else load_model(model, scale, device)
     rows = []
     for f in files:

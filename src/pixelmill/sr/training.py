@@ -91,6 +91,9 @@ def _check_resume(out: Path, earlier: dict[str, Any], cfg: TrainConfig) -> None:
                 f"with {getattr(cfg, key)!r} {reason}", field=key)
 
 
+#: least low-resolution patch side (``sr train --patch``'s bound)
+MIN_PATCH = 8
+
 #: least value of a hyper-parameter where 1 is not enough (ESPCN's second layer has channels/2)
 _MIN_PARAM = {("espcn", "channels"): 2}
 
@@ -114,7 +117,7 @@ def check_params(arch: str, params: dict[str, Any]) -> dict[str, Any]:
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if isinstance(defaults[key], int):
             least = _MIN_PARAM.get((arch, key), 1)
-            if not number or value != int(value) or int(value) < least:
+            if not number or not math.isfinite(value) or value != int(value) or value < least:
                 raise InvalidParameterError(
                     f"--param: {key}={value!r}: expected an integer >= {least}", field="param")
             value = int(value)
@@ -148,11 +151,14 @@ def check_patch(files: list[Path], scale: int, patch: int) -> None:
     if any(h // scale >= patch and w // scale >= patch for h, w in sizes):
         return
     largest = max(sizes, key=lambda s: min(s))
+    fits = min(largest) // scale
+    advice = (f"use --patch {fits} or less" if fits >= MIN_PATCH else
+              f"--patch is at least {MIN_PATCH}: training images need "
+              f"{MIN_PATCH * scale}×{MIN_PATCH * scale} pixels or more at x{scale}")
     raise InvalidParameterError(
         f"--patch: no training image holds a {patch}×{patch} low-resolution patch at x{scale} "
         f"(it needs {patch * scale}×{patch * scale} pixels; the largest of the {len(files)} "
-        f"training images is {largest[1]}×{largest[0]}); use --patch "
-        f"{min(largest) // scale} or less", field="patch")
+        f"training images is {largest[1]}×{largest[0]}); {advice}", field="patch")
 
 
 def _val_what(cfg: TrainConfig) -> str:
