@@ -288,6 +288,8 @@ def list_files(
     entries.sort(key=lambda e: e.uri)
     for path, reason in sorted(folders.items()):
         rel = path[len(base):].lstrip("/" + os.sep)
+        if exclude and _matches(f"{rel}/*", exclude):
+            continue  # an exclude pattern covers any file under it (`secret/*`): none is lost
         if unlisted is not None:
             unlisted.append(FileEntry(_unstrip(fs, path, url), 0, rel, reason))
         else:

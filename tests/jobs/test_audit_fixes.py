@@ -211,6 +211,18 @@ def test_an_unlisted_folder_is_a_failed_row(locked_folder, tmp_path, engine, blu
     assert rows[locked]["status"] == "failed" and rows[locked]["relpath"] == "cats/deep"
 
 
+def test_an_unlisted_folder_an_exclude_pattern_covers_is_no_failed_row(locked_folder):
+    """`--exclude 'cats/deep/*'` says none of its files is wanted: nothing is lost by not
+    listing it (it used to be a failed row all the same); a pattern that covers only some
+    files under it (`*.png`) leaves it a failed row."""
+    root, _ = locked_folder
+    for pattern in ("cats/deep/*", "cats/*"):
+        assert not [u for u in plan_units(str(root), None, exclude=[pattern]) if u.error], pattern
+    for pattern in ("*.png", "cats/deep/a*", "dogs/*"):
+        assert [u.relpath for u in plan_units(str(root), None, exclude=[pattern]) if u.error] == [
+            "cats/deep"], pattern
+
+
 def test_an_unlisted_folder_alone_is_not_no_input(locked_folder, tmp_path, engine, capsys):
     root, _ = locked_folder
     with pytest.raises(SystemExit) as e:  # PARTIAL leaves the command as SystemExit
