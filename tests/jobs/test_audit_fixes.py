@@ -223,6 +223,16 @@ def test_an_unlisted_folder_an_exclude_pattern_covers_is_no_failed_row(locked_fo
             "cats/deep"], pattern
 
 
+def test_limit_counts_unlisted_folders_after_the_files(locked_folder):
+    """`--limit 1` planned the first file and the failed folder row (2 inputs, exit PARTIAL)."""
+    root, _ = locked_folder
+    every = plan_units(str(root), None)
+    files = [u for u in every if not u.error]
+    assert len(plan_units(str(root), None, limit=1)) == 1
+    limited = plan_units(str(root), None, limit=len(files) + 1)
+    assert [u.relpath for u in limited if u.error] == ["cats/deep"] and len(limited) == len(every)
+
+
 def test_an_unlisted_folder_alone_is_not_no_input(locked_folder, tmp_path, engine, capsys):
     root, _ = locked_folder
     with pytest.raises(SystemExit) as e:  # PARTIAL leaves the command as SystemExit

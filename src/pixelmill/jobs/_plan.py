@@ -242,7 +242,10 @@ def plan_units(
             seen[out_uri] = uri
         units.append(WorkUnit(i, uri, rel, size, out_uri, fmt, label))
     # a folder whose files could not be listed is an input of its own, failed at once: its
-    # images must not vanish from the manifest unseen (the job ends PARTIAL)
+    # images must not vanish from the manifest unseen (the job ends PARTIAL); --limit N
+    # counts these rows too, after the files (a job asked for N inputs has N rows at most)
+    if limit is not None:
+        unlisted = unlisted[:max(0, limit - len(units))]
     for folder in unlisted:
         units.append(WorkUnit(len(units), folder.uri, folder.relpath, error=folder.reason))
     return units
