@@ -196,10 +196,16 @@ def test_eval_model_path_that_is_no_model_is_a_usage_error(tmp_path, folder, cap
     (run / "checkpoint.json").write_text(json.dumps(
         {"epoch": 3, "config": {"arch": "espcn", "scale": 2}, "history": []}))
     shutil.copy(WEIGHTS_DIR / "espcn_x2.safetensors", run / "nocard.safetensors")
+    card = json.loads((WEIGHTS_DIR / "espcn_x2.json").read_text())
+    for name, edit in (("listarch", {"architecture": ["espcn"]}), ("textscale", {"scale": "2"})):
+        shutil.copy(WEIGHTS_DIR / "espcn_x2.safetensors", run / f"{name}.safetensors")
+        (run / f"{name}.json").write_text(json.dumps({**card, **edit}))  # hand-edited cards
     cases = {
         "checkpoint.safetensors": ["is a training checkpoint", "espcn_x2.safetensors",
                                    "pixelmill sr export"],
         "nocard.safetensors": ["has no card nocard.json beside it"],
+        "listarch.safetensors": ["names architecture ['espcn'], not one of"],
+        "textscale.safetensors": ["gives scale '2'; expected an integer >= 2"],
     }
     for name, words in cases.items():
         code = main(["sr", "eval", str(folder), "--model", str(run / name)])

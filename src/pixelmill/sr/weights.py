@@ -84,10 +84,15 @@ def model_card(path: str | Path, field: str = "model") -> dict[str, Any]:
     if not isinstance(card, dict):
         card = {}
     if "architecture" in card and "scale" in card:
-        if card["architecture"] not in ARCHITECTURES:
+        arch, scale = card["architecture"], card["scale"]
+        if not isinstance(arch, str) or arch not in ARCHITECTURES:
             raise InvalidParameterError(
-                f"{field}: the card {card_path} names architecture {card['architecture']!r}, "
+                f"{field}: the card {card_path} names architecture {arch!r}, "
                 f"not one of {', '.join(ARCHITECTURES)}", field=field)
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
+            raise InvalidParameterError(
+                f"{field}: the card {card_path} gives scale {scale!r}; expected an integer "
+                ">= 2", field=field)
         return card
     config = card.get("config")
     if isinstance(config, dict) and "epoch" in card:  # sr train's checkpoint.json
