@@ -220,6 +220,11 @@ class ManifestWriter:
     def earlier_rows(self) -> list[dict[str, Any]]:
         return self._earlier
 
+    def forget(self, keys: Iterable[Any]) -> None:
+        """Drop earlier rows of ``keys`` (rows this run knows to be superseded)."""
+        gone = set(keys)
+        self._earlier = [r for r in self._earlier if r.get("key") not in gone]
+
     @property
     def appended(self) -> int:
         """Rows appended by this writer so far."""

@@ -181,6 +181,10 @@ def _matches(relpath: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relpath, p) for p in patterns)
 
 
+#: how the ``reason`` of a sub-folder that could not be listed begins (its failed row's)
+UNLISTED_REASON = "cannot list folder"
+
+
 def _walk_local(root: str, recursive: bool,
                 unlisted: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
     """``{path: {"size": n}}`` of the files under a local folder (os.scandir: one stat each).
@@ -199,7 +203,7 @@ def _walk_local(root: str, recursive: bool,
             if folder == root:
                 raise
             if unlisted is not None:
-                unlisted[folder] = f"cannot list folder: {e.strerror or e}"
+                unlisted[folder] = f"{UNLISTED_REASON}: {e.strerror or e}"
             continue
         with scanner:
             for entry in scanner:

@@ -233,6 +233,24 @@ def test_limit_counts_unlisted_folders_after_the_files(locked_folder):
     assert [u.relpath for u in limited if u.error] == ["cats/deep"] and len(limited) == len(every)
 
 
+def test_resume_drops_the_row_of_a_folder_that_can_now_be_listed(locked_folder, tmp_path, engine,
+                                                                  monkeypatch, blur_pipeline):
+    """Its files are processed on --resume, but its failed row stayed in the manifest and the
+    report beside their ok rows (the summary, counted from the plan, did not show it)."""
+    root, locked = locked_folder
+    out = tmp_path / "out"
+    first = run(blur_pipeline, str(root), str(out), engine=engine, progress=False,
+                report=False, exclude=["not_an_image.jpg", "empty.png"])
+    assert first.failed == 1
+    monkeypatch.undo()  # the folder can be listed now
+    again = run(blur_pipeline, str(root), str(out), engine=engine, progress=False,
+                report=False, exclude=["not_an_image.jpg", "empty.png"], resume=True)
+    assert (again.ok, again.failed) == (5, 0)
+    rows = read_manifest(str(out / "manifest.parquet"))
+    assert locked not in {r["key"] for r in rows}
+    assert {r["status"] for r in rows} == {"ok"} and len(rows) == 5
+
+
 def test_an_unlisted_folder_alone_is_not_no_input(locked_folder, tmp_path, engine, capsys):
     root, _ = locked_folder
     with pytest.raises(SystemExit) as e:  # PARTIAL leaves the command as SystemExit

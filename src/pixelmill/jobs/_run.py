@@ -466,6 +466,12 @@ def run(
             done: set[str] = set()
             if resume:
                 done = _resumable(writer.earlier_rows, units, pipe, quality, manifest_uri)
+                # a folder that could not be listed then and can now: its files are inputs
+                # of their own this time, so its failed row no longer stands for them
+                planned = {u.key for u in units}
+                writer.forget(r.get("key") for r in writer.earlier_rows
+                              if str(r.get("reason") or "").startswith(storage.UNLISTED_REASON)
+                              and r.get("key") not in planned)
             elif overwrite:  # an interrupted --overwrite must not resume from the replaced run
                 _remove_manifest(manifest_uri, so)
             if output is not None and (resume or overwrite):
