@@ -138,11 +138,8 @@ def _margin(shape: tuple[int, ...], shift: np.ndarray) -> int:
 def _fine_model(fine: np.ndarray, ref: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``model`` of :func:`_model_residual` from a fine estimate of the first frame, first
     made consistent with it by a few back-projection steps (a bicubic upscale is not)."""
-    zero = np.zeros(2)
-    fine = np.asarray(fine, np.float64).copy()
-    for _ in range(6):
-        fine += imresize(ref - _degrade(fine, zero, scale), float(scale))
-    return fine, _degrade(fine, zero, scale) - ref
+    fine = back_project(fine, [ref], np.zeros((1, 2)), scale, iterations=6)
+    return fine, _degrade(fine, np.zeros(2), scale) - ref
 
 
 def _refine(model: tuple[np.ndarray, np.ndarray], mov: np.ndarray, start: np.ndarray, scale: int, *,
@@ -151,8 +148,8 @@ def _refine(model: tuple[np.ndarray, np.ndarray], mov: np.ndarray, start: np.nda
     central differences (``h`` px); steps of at most 0.5 px, at most ``reach`` px in all from
     ``start`` (a start far from the truth is left to the other starts)."""
     d = np.asarray(start, np.float64).copy()
+    m = _margin(mov.shape, np.abs(start) + reach)  # one region wherever d goes within reach
     for _ in range(iterations):
-        m = _margin(mov.shape, np.abs(start) + reach)
         r = _model_residual(model, mov, d, scale, m)
         jac = np.stack([(_model_residual(model, mov, d + e * h, scale, m)
                          - _model_residual(model, mov, d - e * h, scale, m)) / (2 * h)
@@ -323,7 +320,7 @@ def fuse_frames(
     registered = shifts is None
     if registered:
         shifts = register_frames(frames, scale=scale)
-    shifts = np.asarray(shifts, np.float64)
+    shifts = np.array(shifts, np.float64)  # a copy: refined in place below
     channels = 1 if first.ndim == 2 else first.shape[2]
     start = None
     if prior is not None:
@@ -335,9 +332,8 @@ def fuse_frames(
                               load_model(prior, scale, device), scale).astype(np.float64) * white
         if registered:  # the network's upscale is a sharper model than the bicubic one
             model = _fine_model(_luma(start), _luma(first), scale)
-            shifts = np.vstack([shifts[:1]] + [
-                _refine(model, _luma(f), d, scale, reach=0.5)[None]
-                for f, d in zip(frames[1:], shifts[1:], strict=True)])
+            for k in range(1, len(frames)):
+                shifts[k] = _refine(model, _luma(frames[k]), shifts[k], scale, reach=0.5)
     planes = []
     for c in range(channels):
         lr = [np.asarray(f if f.ndim == 2 else f[..., c], np.float64) for f in frames]
