@@ -181,6 +181,24 @@ def _matches(relpath: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relpath, p) for p in patterns)
 
 
+def _could_include_under(folder: str, patterns: Sequence[str]) -> bool:
+    """Whether a file somewhere under ``folder`` (relative path) could match an include pattern.
+
+    A pattern without ``/`` may match any file's name; one with ``/`` matches only the relative
+    path, so it can match under ``folder`` only if its literal start (up to the first wildcard)
+    and ``folder/`` agree as far as both go (`cats/*` never matches under `dogs/`).
+    """
+    under = folder.rstrip("/") + "/"
+    for p in patterns:
+        if "/" not in p:
+            return True
+        cut = min((i for i in (p.find(c) for c in "*?[") if i >= 0), default=len(p))
+        literal = p[:cut]
+        if under.startswith(literal) or literal.startswith(under):
+            return True
+    return False
+
+
 #: how the ``reason`` of a sub-folder that could not be listed begins (its failed row's)
 UNLISTED_REASON = "cannot list folder"
 
@@ -294,6 +312,8 @@ def list_files(
         rel = path[len(base):].lstrip("/" + os.sep)
         if exclude and _matches(f"{rel}/*", exclude):
             continue  # an exclude pattern covers any file under it (`secret/*`): none is lost
+        if include and not _could_include_under(rel, include):
+            continue  # no include pattern can match a file under it (`cats/*`, `dogs/`)
         if unlisted is not None:
             unlisted.append(FileEntry(_unstrip(fs, path, url), 0, rel, reason))
         else:

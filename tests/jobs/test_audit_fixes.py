@@ -251,6 +251,25 @@ def test_resume_drops_the_row_of_a_folder_that_can_now_be_listed(locked_folder, 
     assert {r["status"] for r in rows} == {"ok"} and len(rows) == 5
 
 
+def test_an_unlisted_folder_no_include_pattern_can_reach_is_no_failed_row(locked_folder):
+    """`--include 'people/*'` can match no file under `cats/deep`: nothing wanted is lost by
+    not listing it (it used to be a failed row all the same); a pattern that may match a file
+    under it (a bare name pattern, one whose literal start leads into it or stops above it)
+    leaves it a failed row."""
+    root, _ = locked_folder
+
+    def failed(*patterns: str) -> list[str]:
+        units = plan_units(str(root), None, include=["people/*", *patterns])
+        assert "people/astronaut.jpg" in [u.relpath for u in units if not u.error]
+        return [u.relpath for u in units if u.error]
+
+    for pattern in ("cats/c*.jpg", "cats/deeper/*", "cat/*", "dogs/deep/*"):
+        assert failed(pattern) == [], pattern
+    for pattern in ("*.png", "chelsea_small.png", "cats/*", "cats/deep/*", "cats/deep/x/*.png",
+                    "c*/deep/*", "*/deep/*", "cats/de?p/*"):
+        assert failed(pattern) == ["cats/deep"], pattern
+
+
 def test_an_unlisted_folder_alone_is_not_no_input(locked_folder, tmp_path, engine, capsys):
     root, _ = locked_folder
     with pytest.raises(SystemExit) as e:  # PARTIAL leaves the command as SystemExit
