@@ -3,7 +3,8 @@
 Work per photo: decode a 1920×1080 JPEG, resize the long side to 512 (area/antialias),
 gaussian σ=1.5, encode JPEG q85, write. Measured in one run, each on the same generated photos:
 
-* ``pillow-loop``: a plain single-process Pillow loop (the baseline of the ratios);
+* ``pillow-loop``: a plain single-process Pillow loop (the baseline of the ratios), in a fresh
+  process each round;
 * ``pillow-pool``: the same in a 2-process pool;
 * ``pillow-draft-pool``: Pillow with JPEG draft mode (DCT-domain downscale) in a 2-process pool;
 * ``opencv-pool``: OpenCV decoding at 1/2 (``IMREAD_REDUCED_COLOR_2``) in a 2-process pool,
@@ -11,8 +12,10 @@ gaussian σ=1.5, encode JPEG q85, write. Measured in one run, each on the same g
 * ``pixelmill``: ``pixelmill.jobs.run`` with 2 workers (manifest and all).
 
 Pools are started and warmed before timing (steady-state images/s; process start-up is not
-what is compared). Methods run in interleaved rounds (the best round of each is kept), so a
-burst of load from other processes does not land on one method only. Printed per method:
+what is compared). Methods run in interleaved rounds, so a burst of load from other processes
+does not land on one method only, and each method's *median* round is reported (the best round
+would favour the noisiest method: the single-process loop's rate swings by up to 1.6x between
+rounds on this VM, the pools' by a few per cent). Printed per method:
 wall-clock images/s; images per CPU-second (workers + driver, from /proc), and from it the
 rate on idle cores (P processes × images per CPU-second) — the comparison that holds on a
 machine shared with other work; the ratios to the Pillow loop; per-worker peak RSS.
@@ -26,6 +29,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -112,10 +116,10 @@ def opencv_one(args: tuple[str, str]) -> int:
 
 
 def stage_ceiling(photos: list[Path], k: int = 60, rounds: int = 3) -> dict[str, float]:
-    """Median single-core milliseconds per photo of each stage of the fastest composition.
+    """Single-core milliseconds per photo of each stage of the fastest composition.
 
     Read the file, decode at 1/2 in the DCT domain (the smallest scale still >= the output),
-    area resize, gaussian, JPEG encode — each timed alone, in this process, on ``k`` photos,
+    area resize, gaussian, JPEG encode — each timed alone, in the calling process, on ``k`` photos,
     best of ``rounds``. Their sum is what one core needs per photo with no overhead at all, so
     ``workers / sum`` bounds every composition of these stages.
     """
@@ -216,6 +220,43 @@ def run_pool(fn, jobs, workers: int, env: dict | None = None) -> tuple[Timer, li
     return t, rss
 
 
+def _timed_loop(jobs: list[tuple[str, str]]) -> tuple[float, float, float]:
+    """In a fresh process: the plain loop over ``jobs``; (wall s, CPU s, peak RSS MB)."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for j in jobs:
+        pillow_one(j)
+    return time.perf_counter() - wall0, time.process_time() - cpu0, peak_rss_mb(os.getpid())
+
+
+def run_loop(jobs: list[tuple[str, str]]) -> tuple[Timer, list[float]]:
+    """The single-process loop, run in a fresh process as a user's script would be (as the
+    pools' workers are): run in this long-lived driver, its speed swung between 40 and 70
+    images/s from round to round with the heap left behind by the other methods (a Pillow
+    decode faults in ~18 MB of fresh pages per photo unless freed memory happens to be there)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        pool.apply(_noop, (0,))  # started (imports done), as the pools are
+        wall, cpu, rss = pool.apply(_timed_loop, (jobs,))
+    t = Timer([])
+    t.wall, t.cpu = wall, cpu
+    return t, [rss]
+
+
+def run_stages(photos: list[Path]) -> dict[str, float]:
+    """:func:`stage_ceiling` in a fresh process with glibc keeping freed memory (the settings of
+    the fastest pool), not in this driver, whose heap history makes timings drift."""
+    saved = {k: os.environ.get(k) for k in MALLOC_ENV}
+    os.environ.update(MALLOC_ENV)
+    try:
+        with mp.get_context("spawn").Pool(1, initializer=_init_worker) as pool:
+            return pool.apply(stage_ceiling, (photos,))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_pixelmill(src: Path, out: Path, workers: int, warm: list[Path]) -> tuple[Timer, list[float]]:
     from pixelmill.engines.local import LocalEngine
     from pixelmill.jobs import run
@@ -238,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=2,
-                    help="rounds; each round runs every method once (best round kept)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds; each round runs every method once (the median round is kept)")
     ap.add_argument("--dir", default="bench-out/thumbnail")
     ap.add_argument("--loop-n", type=int, default=100,
                     help="photos for the single-process Pillow loop (a rate; default 100)")
@@ -256,10 +297,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def loop():
         jobs = jobs_for("pillow-loop", photos[: args.loop_n])
-        with Timer([]) as t:
-            for j in jobs:
-                pillow_one(j)
-        return len(jobs), t, [peak_rss_mb(os.getpid())]
+        t, rss = run_loop(jobs)
+        return len(jobs), t, rss
 
     def pool(fn, name, env=None):
         def thunk():
@@ -282,17 +321,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"thumbnail benchmark: {n} photos {W}x{H} -> long side {LONG}, gaussian {SIGMA}, "
           f"JPEG q{Q}; {args.workers} workers; {args.repeat} interleaved rounds; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    wall: dict[str, float] = {}
-    per_cpu: dict[str, float] = {}
+    walls: dict[str, list[float]] = {name: [] for name in methods}
+    per_cpus: dict[str, list[float]] = {name: [] for name in methods}
     rss_of: dict[str, float] = {}
     for r in range(args.repeat):
         for name, (thunk, _) in methods.items():
             count, t, rss = thunk()
-            wall[name] = max(wall.get(name, 0.0), count / t.wall)
-            per_cpu[name] = max(per_cpu.get(name, 0.0), count / t.cpu)
+            walls[name].append(count / t.wall)
+            per_cpus[name].append(count / t.cpu)
             rss_of[name] = max(rss_of.get(name, 0.0), max(rss))
             print(f"  round {r + 1} {name}: {count / t.wall:.1f} images/s wall, "
                   f"{count / t.cpu:.1f} images per CPU-second", flush=True)
+    wall = {name: statistics.median(v) for name, v in walls.items()}
+    per_cpu = {name: statistics.median(v) for name, v in per_cpus.items()}
+    print(f"median of {args.repeat} round(s); wall img/s ranges: " + ", ".join(
+        f"{name} {min(v):.1f}-{max(v):.1f}" for name, v in walls.items()))
     # on idle cores a method running P processes does P x (images per CPU-second)
     idle = {name: per_cpu[name] * procs for name, (_, procs) in methods.items()}
     base_wall, base_idle = wall["pillow-loop"], idle["pillow-loop"]
@@ -308,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{idle['pixelmill'] / base_idle:.2f}x on idle cores (bar >= 7)")
     print(f"pixelmill / fastest hand-written: {wall['pixelmill'] / best_wall:.2f}x wall, "
           f"{idle['pixelmill'] / best_idle:.2f}x on idle cores (bar >= 1)")
-    stages = stage_ceiling(photos)
+    stages = run_stages(photos)
     per_photo = sum(stages.values())
     ceiling = args.workers * 1000 / per_photo
     print("single-core ms per photo of the fastest stages, timed alone: "
