@@ -26,12 +26,14 @@ Run: ``.venv/bin/python benchmarks/bench_thumbnail.py [--n 400] [--workers 2] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -200,22 +202,27 @@ class Timer:
         self.cpu = time.process_time() + cpu_seconds(self.pids) - self.cpu0
 
 
-def run_pool(fn, jobs, workers: int, env: dict | None = None) -> tuple[Timer, list[float]]:
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
+@contextlib.contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in ``os.environ`` inside the block (processes started there inherit it)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            pool.map(_noop, range(workers * 4))  # started and warm
-            with Timer([p.pid for p in pool._pool]) as t:
-                done = sum(pool.imap_unordered(fn, jobs, chunksize=8))
-            rss = [peak_rss_mb(p.pid) for p in pool._pool]
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_pool(fn, jobs, workers: int, env: dict | None = None) -> tuple[Timer, list[float]]:
+    with environ(env or {}), mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        pool.map(_noop, range(workers * 4))  # started and warm
+        with Timer([p.pid for p in pool._pool]) as t:
+            done = sum(pool.imap_unordered(fn, jobs, chunksize=8))
+        rss = [peak_rss_mb(p.pid) for p in pool._pool]
     assert done == len(jobs)
     return t, rss
 
@@ -244,17 +251,8 @@ def run_loop(jobs: list[tuple[str, str]]) -> tuple[Timer, list[float]]:
 def run_stages(photos: list[Path]) -> dict[str, float]:
     """:func:`stage_ceiling` in a fresh process with glibc keeping freed memory (the settings of
     the fastest pool), not in this driver, whose heap history makes timings drift."""
-    saved = {k: os.environ.get(k) for k in MALLOC_ENV}
-    os.environ.update(MALLOC_ENV)
-    try:
-        with mp.get_context("spawn").Pool(1, initializer=_init_worker) as pool:
-            return pool.apply(stage_ceiling, (photos,))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with environ(MALLOC_ENV), mp.get_context("spawn").Pool(1, initializer=_init_worker) as pool:
+        return pool.apply(stage_ceiling, (photos,))
 
 
 def run_pixelmill(src: Path, out: Path, workers: int, warm: list[Path]) -> tuple[Timer, list[float]]:
