@@ -479,14 +479,28 @@ def run_sr_block(script: Script, request) -> None:
     weights.mkdir()
     monkeypatch.setattr(pixelmill.sr.weights, "WEIGHTS_DIR", weights)
     monkeypatch.setattr(pixelmill.sr.data, "default_data_dir", lambda: train_root.resolve())
-    result = script.run(script.next("pixelmill sr export runs/edsr_x2/edsr_x2.safetensors"))
+    result = script.run(script.next(
+        "pixelmill sr export runs/edsr_x2/edsr_x2.safetensors --to shipped/"))
     assert result.out.startswith("edsr_x2: held-out"), result.out
     from safetensors.numpy import load_file
 
-    tensors = load_file(str(weights / "edsr_x2.safetensors"))  # "ship: fp16 + card"
+    tensors = load_file("shipped/edsr_x2.safetensors")  # "fp16 + card with held-out scores"
     assert tensors and {t.dtype for t in tensors.values()} == {np.dtype(np.float16)}
-    card = json.loads((weights / "edsr_x2.json").read_text())
+    card = json.loads(Path("shipped/edsr_x2.json").read_text())
     assert card["validation"]["heldout_images"] >= 1 and card["validation"]["heldout_psnr"] > 0
+    # "replace the shipped edsr_x2": the package's folder holds one; without --overwrite the
+    # line is refused before any work and the shipped files stay as they were
+    shipped = {"edsr_x2.safetensors": b"shipped weights", "edsr_x2.json": b"{}"}
+    for name, data in shipped.items():
+        (weights / name).write_bytes(data)
+    line = script.next("pixelmill sr export runs/edsr_x2/edsr_x2.safetensors --overwrite")
+    refused = script.run(line.sub(" --overwrite", ""), expect=2)
+    assert "already exists (a shipped model" in refused.err, refused.err
+    assert {name: (weights / name).read_bytes() for name in shipped} == shipped
+    script.run(line)
+    tensors = load_file(str(weights / "edsr_x2.safetensors"))
+    assert tensors and {t.dtype for t in tensors.values()} == {np.dtype(np.float16)}
+    assert json.loads((weights / "edsr_x2.json").read_text())["validation"]["heldout_psnr"] > 0
 
 
 def run_engines_block(script: Script, request) -> None:

@@ -464,6 +464,41 @@ def test_export_of_a_folder_without_a_held_out_split_says_so(tmp_path, astronaut
     assert np.isfinite(shipped["heldout_psnr"]) and np.isfinite(shipped["heldout_bicubic_psnr"])
 
 
+def test_export_replaces_a_model_only_with_overwrite(tmp_path, astronaut, capsys, monkeypatch):
+    """`sr export` wrote straight into the package's weights folder (its default --to) and
+    replaced a shipped model of the same name and scale without a word; now that is a usage
+    error naming --to, before any work, unless --overwrite; and the export is staged, so the
+    folder holds the old model or the new one, never a mix."""
+    from pixelmill.sr import weights as W
+    from pixelmill.sr.models import build_model
+    from pixelmill.sr.weights import save_model
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(2):
+        write_png(data / f"v{7 if k else 29}.png", astronaut[k * 60 : k * 60 + 48, 100:148])
+    shipped = tmp_path / "weights"  # stands in for the package's folder
+    shipped.mkdir()
+    for f in W.WEIGHTS_DIR.glob("espcn_x2.*"):
+        (shipped / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(W, "WEIGHTS_DIR", shipped)
+    before = {f.name: f.read_bytes() for f in shipped.iterdir()}
+    trained = tmp_path / "espcn_x2"
+    save_model(build_model("espcn", 2, {}), {"name": "espcn", "architecture": "espcn",
+                                             "scale": 2, "params": {}}, trained)
+    assert main(["sr", "export", str(trained.with_suffix(".safetensors")),
+                 "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "--to:" in err and "already exists (a shipped model" in err and "--overwrite" in err
+    assert {f.name: f.read_bytes() for f in shipped.iterdir()} == before
+    assert main(["sr", "export", str(trained.with_suffix(".safetensors")), "--data", str(data),
+                 "--overwrite"]) == 0
+    after = {f.name: f.read_bytes() for f in shipped.iterdir()}
+    assert sorted(after) == sorted(before)  # no staging folder left behind
+    assert after["espcn_x2.safetensors"] != before["espcn_x2.safetensors"]
+    assert np.isfinite(json.loads(after["espcn_x2.json"])["validation"]["heldout_psnr"])
+
+
 def test_export_of_a_folder_without_images_ships_nothing(tmp_path, capsys):
     weights = tmp_path / "w.safetensors"
     empty, ship = tmp_path / "empty", tmp_path / "ship"

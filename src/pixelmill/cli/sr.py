@@ -246,30 +246,9 @@ def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
     click.echo(f"fused {len(frames)} frames -> {fused.shape[1]}×{fused.shape[0]} -> {output}")
 
 
-@sr.command()
-@click.argument("weights", type=click.Path(dir_okay=False, exists=True))
-@click.option("--data", type=click.Path(file_okay=False), default=None,
-              help="Training folder whose held-out split is evaluated (default: the shared one).")
-@click.option("--to", "dest", type=click.Path(file_okay=False), default=None,
-              help="Destination folder (default: the package's sr/weights).")
-@click.option("--float32", "full", is_flag=True, help="Keep float32 weights (default float16).")
-def export(weights, data, dest, full) -> None:
-    """Ship trained WEIGHTS: float16 copy + card with held-out PSNR/SSIM (model and bicubic)."""
-    from pixelmill.sr.data import train_val_split
-    from pixelmill.sr.evaluate import evaluate_files
-    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, model_card, save_model, write_card
-
-    card = model_card(weights, "WEIGHTS")  # a checkpoint or weights without a card: say so
-    scale = int(card["scale"])
-    root = data or _default_data()
-    _, files, held_out = train_val_split(root)
-    if not held_out:
-        click.echo(f"warning: {root} is too small for a held-out split; the card's figures "
-                   f"come from the training image {files[0].name}", err=True)
-    target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
-    save_model(load_model(weights, scale).net, card, target, half=not full)  # scored as shipped
-    shipped = evaluate_files(files, scale, str(target.with_suffix(".safetensors")))
-    bicubic = evaluate_files(files, scale, "bicubic")
+def _card_figures(card: dict, files, held_out: bool, scale: int, shipped: dict,
+                  bicubic: dict) -> None:
+    """Record the exported model's held-out scores (and bicubic's) in its card."""
     card["validation"] = {
         **card.get("validation", {}),
         "heldout_images": len(files) if held_out else 0,
@@ -281,7 +260,55 @@ def export(weights, data, dest, full) -> None:
         "heldout_bicubic_psnr": round(bicubic["mean"]["psnr"], 3),
         "heldout_bicubic_ssim": round(bicubic["mean"]["ssim"], 4),
     }
-    write_card(target, card, half=not full)  # the weights are already in place
+
+
+@sr.command()
+@click.argument("weights", type=click.Path(dir_okay=False, exists=True))
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Training folder whose held-out split is evaluated (default: the shared one).")
+@click.option("--to", "dest", type=click.Path(file_okay=False), default=None,
+              help="Destination folder (default: the package's sr/weights).")
+@click.option("--float32", "full", is_flag=True, help="Keep float32 weights (default float16).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a model of the same name and scale already at the destination "
+                   "(a shipped one, with the default --to).")
+def export(weights, data, dest, full, overwrite) -> None:
+    """Ship trained WEIGHTS: float16 copy + card with held-out PSNR/SSIM (model and bicubic).
+
+    Staged and scored in a hidden folder beside the destination, then moved into place: an
+    export that fails leaves what was there."""
+    import tempfile
+
+    from pixelmill.sr.data import train_val_split
+    from pixelmill.sr.evaluate import evaluate_files
+    from pixelmill.sr.weights import WEIGHTS_DIR, load_model, model_card, save_model, write_card
+
+    card = model_card(weights, "WEIGHTS")  # a checkpoint or weights without a card: say so
+    scale = int(card["scale"])
+    target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
+    there = [p for p in (target.with_suffix(".safetensors"), target.with_suffix(".json"))
+             if p.exists()]
+    if there and not overwrite:
+        what = "a shipped model" if not dest else "a model"
+        raise InvalidParameterError(
+            f"--to: {there[0]} already exists ({what} of the same name and scale); pass "
+            "--overwrite to replace it, or --to another folder", field="to")
+    root = data or _default_data()
+    _, files, held_out = train_val_split(root)
+    if not held_out:
+        click.echo(f"warning: {root} is too small for a held-out split; the card's figures "
+                   f"come from the training image {files[0].name}", err=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    net = load_model(weights, scale).net
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as tmp:
+        staged = Path(tmp) / target.name
+        save_model(net, card, staged, half=not full)  # scored as shipped
+        shipped = evaluate_files(files, scale, str(staged.with_suffix(".safetensors")))
+        bicubic = evaluate_files(files, scale, "bicubic")
+        _card_figures(card, files, held_out, scale, shipped, bicubic)
+        write_card(staged, card, half=not full)
+        for suffix in (".safetensors", ".json"):  # the card last: listed once both are there
+            staged.with_suffix(suffix).replace(target.with_suffix(suffix))
     click.echo(f"{target.name}: {'held-out' if held_out else 'training image'} "
                f"{shipped['mean']['psnr']:.3f} dB / "
                f"{shipped['mean']['ssim']:.4f} (bicubic {bicubic['mean']['psnr']:.3f} dB / "
