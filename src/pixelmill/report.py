@@ -35,12 +35,15 @@ _THUMB_MAX_PIXELS = 40_000_000
 
 
 def default_report_uri(manifest_uri: str) -> str:
-    """``report.html`` beside the manifest."""
-    if "://" in manifest_uri:
-        return posixpath.join(posixpath.dirname(manifest_uri), "report.html")
+    """The report beside the manifest: ``report.html`` for a job's ``manifest.parquet``, else
+    ``<manifest name>.report.html`` (``--manifest runs/may.parquet`` -> ``runs/may.report.html``),
+    so that a manifest kept among other files never replaces a ``report.html`` found there."""
     import os
 
-    return os.path.join(os.path.dirname(manifest_uri), "report.html")
+    sep = posixpath if "://" in manifest_uri else os.path
+    folder, name = sep.split(manifest_uri)
+    stem = name[: -len(".parquet")] if name.lower().endswith(".parquet") else name
+    return sep.join(folder, "report.html" if stem == "manifest" else f"{stem}.report.html")
 
 
 def measurement_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

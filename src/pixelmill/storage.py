@@ -124,6 +124,15 @@ def absolute(uri: str) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
+def same_location(a: str, b: str) -> bool:
+    """Whether two URIs name the same file or folder: local paths (plain or ``file://``)
+    compared after resolving links and ``..``, URLs as written (less a trailing ``/``)."""
+    a, b = absolute(a), absolute(b)
+    if "://" not in a and "://" not in b:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a.rstrip("/") == b.rstrip("/")
+
+
 def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(filesystem, path)`` for a URL; unknown protocols and missing clients fail clearly."""
     from fsspec.core import url_to_fs  # imported here: workers reading local files skip it

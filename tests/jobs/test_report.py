@@ -25,6 +25,25 @@ def test_report_of_a_job(collection, tmp_path, engine, blur_pipeline):
     assert "images/s" in page
 
 
+def test_a_named_manifest_gets_a_report_of_its_name(collection, tmp_path, engine,
+                                                    blur_pipeline):
+    """`--manifest may.parquet` wrote `report.html` beside it, replacing an unrelated report
+    there without --overwrite; it is now `may.report.html` (a job's own `manifest.parquet`
+    keeps `report.html`)."""
+    from pixelmill.report import default_report_uri
+
+    root, _ = collection
+    keep = tmp_path / "report.html"
+    keep.write_text("a report made earlier")
+    summary = run(blur_pipeline, str(root), str(tmp_path / "out"), engine=engine,
+                  manifest=str(tmp_path / "may.parquet"), progress=False)
+    assert keep.read_text() == "a report made earlier"
+    assert summary.report == str(tmp_path / "may.report.html")
+    assert "count-ok" in (tmp_path / "may.report.html").read_text()
+    assert default_report_uri("s3://b/run/manifest.parquet") == "s3://b/run/report.html"
+    assert default_report_uri("s3://b/run/may.parquet") == "s3://b/run/may.report.html"
+
+
 def test_histograms_of_measurements(tmp_path):
     uri = str(tmp_path / "m.parquet")
     with ManifestWriter(uri) as w:

@@ -221,6 +221,13 @@ def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
 
         get_op("super_resolve").bind({"model": prior, "scale": scale}, where="--prior")
     *frames_uris, output = paths
+    from pixelmill.storage import same_location
+
+    for k, frame in enumerate(frames_uris):  # --overwrite would destroy that frame
+        if same_location(frame, output):
+            raise InvalidParameterError(
+                f"OUTPUT: {output} is FRAME {k + 1}; write the result to another file "
+                "(a frame is never replaced in place)", field="OUTPUT")
     check_output(output)  # an unwritable format fails before any frame is read
     if not overwrite:
         refuse_existing(output, field="OUTPUT")

@@ -99,6 +99,12 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
             raise
         raise InvalidParameterError("--" + str(e).removeprefix("upscale."),
                                     field="--device") from e
+    from pixelmill.storage import same_location
+
+    if same_location(input_uri, output_uri):  # --overwrite would destroy the input
+        raise InvalidParameterError(
+            f"OUTPUT: {output_uri} is the INPUT itself; write the result to another file "
+            "(an image is never replaced in place)", field="OUTPUT")
     if stream is None:
         stream = output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES)
     if resume and not stream:

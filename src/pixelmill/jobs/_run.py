@@ -419,6 +419,10 @@ def run(
     so = dict(storage_options or {})
     # workers (on a cluster: in other folders) write outputs: no relative local paths
     output = None if output is None else storage.absolute(output)
+    if output is not None and storage.same_location(str(input), output):
+        raise UsageError(
+            f"OUTPUT: {output} is the INPUT folder itself; write the outputs to another folder "
+            "(outputs are never read back as input, so nothing would be processed)")
     manifest = None if manifest is None else storage.absolute(manifest)
     manifest_uri = manifest or default_manifest_uri(output)
     units = plan_units(input, output, format=fmt, name_template=name_template,

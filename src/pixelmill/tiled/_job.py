@@ -284,6 +284,9 @@ def run_tiled(
     t_start = time.perf_counter()
     # tiles are read and written by workers (on a cluster: in other folders): absolute paths
     input_uri, output_uri = storage.absolute(input_uri), storage.absolute(output_uri)
+    if storage.same_location(input_uri, output_uri):  # tiles would overwrite what they read
+        raise UsageError(f"OUTPUT: {output_uri} is the INPUT itself; write the result to "
+                         "another file (an image is never replaced in place)")
     if isinstance(manifest, str | os.PathLike):
         manifest = storage.absolute(manifest)
     pipeline = load_pipeline(pipeline)
