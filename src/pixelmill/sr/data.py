@@ -108,7 +108,8 @@ def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
       that folder exists (an error when the ``*_HR`` files lie in several ``image_SRF_*``
       folders and none is for ``scale``: each picture would be scored once per folder);
     * ``x2/``, ``x3/``, ``x4/`` subfolders (one copy of the ground truth per scale, as in
-      RCAN's ``HR/<set>/x<S>/``): only ``x<scale>/`` (an error when it is missing);
+      RCAN's ``HR/<set>/x<S>/``): only ``x<scale>/`` (an error when it is missing, even when
+      the set has a single such folder);
     * anything else: every image under ``root``, unless low-resolution folders
       (``LR_bicubic``, ``LRbicx2`` …) are among them or ``root`` is one or lies in one: an
       error that says to point at the ground truth.
@@ -127,13 +128,17 @@ def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
         per_scale = [p for p in tagged if p.parent.name.lower() == f"image_srf_{scale}"]
         if per_scale:
             return per_scale, f"*_HR files from image_SRF_{scale}/"
-        folders = sorted({p.parent.name for p in tagged if _SRF_FOLDER.match(p.parent.name)},
+        # ground truth prepared per scale (cropped to a multiple of it) in folders below root;
+        # pointing at one of them (root itself) takes it as it is
+        folders = sorted({p.parent.name for p in tagged
+                          if _SRF_FOLDER.match(p.parent.name) and p.parent != root},
                          key=lambda n: int(_SRF_FOLDER.match(n).group(1)))
-        if len(folders) > 1:
+        if folders:
             raise InvalidParameterError(
                 f"data: {root} holds *_HR files in {', '.join(f + '/' for f in folders)} but "
-                f"no image_SRF_{scale}/ for --scale {scale}; evaluate one of those scales or "
-                "point at one folder", field="data")
+                f"no image_SRF_{scale}/ for --scale {scale}; evaluate "
+                f"{'one of those scales' if len(folders) > 1 else 'that scale'} or point at "
+                "one folder to score its images at any scale", field="data")
         return tagged, "*_HR files"
     if not root.is_dir():
         return files, "all images"
@@ -148,11 +153,12 @@ def benchmark_images(root: str | Path, scale: int) -> tuple[list[Path], str]:
                 if p.parent.parent == root and (m := _SCALE_FOLDER.match(p.parent.name))}
     if scale in by_scale:
         return list_images(by_scale[scale]), f"ground truth from {by_scale[scale].name}/"
-    if len(by_scale) > 1:
+    if by_scale:
         raise InvalidParameterError(
             f"data: {root} holds one copy of its images per scale "
             f"({', '.join(sorted((d.name + '/' for d in by_scale.values()), key=str.lower))}) "
-            f"but none for --scale {scale}", field="data")
+            f"but none for --scale {scale}; point at one folder to score its images at any "
+            "scale", field="data")
     return files, "all images"
 
 
