@@ -26,6 +26,7 @@ __all__ = [
     "FileEntry",
     "exists",
     "get_fs",
+    "human_size",
     "is_local",
     "join",
     "label_from_path",
@@ -122,6 +123,15 @@ def absolute(uri: str) -> str:
 
         return LocalFileSystem._strip_protocol(uri)  # the path fsspec itself would open
     return uri if "://" in uri else os.path.abspath(uri)
+
+
+def human_size(n: float) -> str:
+    """Bytes for a message: ``1.5 GiB``, ``312 MiB``, ``4.2 MiB``, ``12 KiB``, ``900 bytes``."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f} {unit}" if value < 10 or unit == "GiB" else f"{value:.0f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def same_location(a: str, b: str) -> bool:

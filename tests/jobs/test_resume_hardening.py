@@ -210,3 +210,17 @@ def test_tiled_outputs_sharing_a_name_keep_their_owner_on_resume(tmp_path, engin
     assert (out / "a.tif").read_bytes() == first
     rows = _statuses(out / "manifest.parquet")
     assert (rows["a.jpg"], rows["a.png"]) == ("ok", "failed")
+
+
+def test_a_rerun_after_a_kill_names_the_journal_not_a_manifest(collection, tmp_path):
+    """Killed before its manifest was written, a run leaves only the journal; the rerun without
+    --resume said `manifest.parquet already exists`, a file that did not exist."""
+    root, _ = collection
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = out / "manifest.parquet"
+    Path(journal_path(str(manifest))).write_text(
+        json.dumps({"key": "x", "status": "ok"}) + "\n")
+    with pytest.raises(UsageError, match="an interrupted run left its journal") as e:
+        run(BLUR, str(root), str(out), engine="local", workers=1, progress=False)
+    assert "--resume" in str(e.value) and not manifest.exists()

@@ -100,7 +100,7 @@ def test_inputs_refused_on_the_tiled_route_of_run_are_invalid_rows(tmp_path, inl
     assert {k: r["status"] for k, r in rows.items()} == {"big.png": "invalid",
                                                           "five.tif": "invalid"}
     assert rows["big.png"]["reason"].startswith("tiled: PixelLimitError: ")
-    assert "about 23 MiB, more than the 1 MiB of the memory budget" in rows["big.png"]["reason"]
+    assert "about 23 MiB, more than the 977 KiB of the memory budget" in rows["big.png"]["reason"]
     assert FIVE in rows["five.tif"]["reason"]
 
 
@@ -208,8 +208,8 @@ def test_a_tiff_whose_strips_would_not_fit_the_memory_is_refused(tmp_path, monke
     path = str(tmp_path / "one-strip.tif")
     tifffile.imwrite(path, make_image((300, 200, 3), "uint8"), compression="zlib")
     monkeypatch.setattr(regions._source, "MAX_SEGMENT_BYTES", 1000)
-    with pytest.raises(PixelLimitError, match=r"strips or tiles hold 0 MiB each .* more than "
-                                              "the 0 MiB of the memory budget"):
+    with pytest.raises(PixelLimitError, match=r"strips or tiles hold 176 KiB each .* about 352 "
+                                              "KiB, more than the 98 KiB of the memory budget"):
         regions.open_source(path, spill_uri=str(tmp_path / "s.npy"), memory=100_000)
     assert sorted(os.listdir(tmp_path)) == ["one-strip.tif"]
 

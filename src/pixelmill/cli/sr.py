@@ -136,7 +136,7 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
     found, layout = benchmark_images(data, scale)
     files = split_files(found, data, split)
     if not as_json:
-        click.echo(f"{len(files)} images ({layout}{'' if split == 'all' else ', ' + split})")
+        click.echo(f"{len(files)} image{'' if len(files) == 1 else 's'} ({layout}{'' if split == 'all' else ', ' + split})")
 
     def show(row):
         if not as_json:
@@ -154,7 +154,8 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
                                "layout": layout}, allow_nan=False))
     else:
         m = result["mean"]
-        click.echo(f"{'mean (' + str(len(files)) + ' images)':<28} {m['psnr']:8.3f} dB  "
+        many = f"{len(files)} image{'' if len(files) == 1 else 's'}"
+        click.echo(f"{'mean (' + many + ')':<28} {m['psnr']:8.3f} dB  "
                    f"SSIM {m['ssim']:.4f}   [{label} x{scale}]")
 
 

@@ -30,6 +30,7 @@ def _check_in_memory(shape, dtype, out_shape, tile: int, batch: int, budget: int
 
     from pixelmill.errors import InvalidParameterError
     from pixelmill.ops.sr import SR_PIXEL_BYTES, TORCH_WORKER_BYTES
+    from pixelmill.storage import human_size
 
     h, w = shape[:2]
     itemsize = np.dtype(dtype).itemsize
@@ -42,7 +43,7 @@ def _check_in_memory(shape, dtype, out_shape, tile: int, batch: int, budget: int
     if need > limit:
         raise InvalidParameterError(
             f"OUTPUT: a {out_shape[1]}×{out_shape[0]} result made in memory needs about "
-            f"{need / 2**30:.1f} GiB, more than the {limit / 2**30:.1f} GiB "
+            f"{human_size(need)}, more than the {human_size(limit)} "
             f"{'of --memory' if budget is not None else 'available'}; write a .tif or .zarr "
             "OUTPUT to stream it tile by tile within a fixed budget", field="OUTPUT")
 
@@ -127,7 +128,7 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
                             progress=True)
         again = f" ({summary.resumed} from an earlier run)" if summary.resumed else ""
         click.echo(f"{summary.status}: {summary.width}×{summary.height} -> "
-                   f"{summary.out_width}×{summary.out_height}, {summary.tiles} tiles{again}, "
+                   f"{summary.out_width}×{summary.out_height}, {summary.tiles} tile{'' if summary.tiles == 1 else 's'}{again}, "
                    f"{summary.seconds:.1f} s -> {output_uri}")
         if summary.status != "ok":
             from pixelmill.cli import exit_with

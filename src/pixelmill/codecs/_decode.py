@@ -172,7 +172,7 @@ def check_pixel_limit(info: ImageInfo, max_pixels: int | None) -> None:
     if max_pixels is not None and info.pixels > max_pixels:
         raise PixelLimitError(
             f"exceeds the pixel limit ({info.width}x{info.height} = {info.pixels:,} pixels > "
-            f"{max_pixels:,}; raise max_pixels to read it)")
+            f"{max_pixels:,}; raise max_pixels (--max-pixels) to read it)")
 
 
 def _decode_info(data: bytes, info: ImageInfo, page: int, reduce: int) -> Any:

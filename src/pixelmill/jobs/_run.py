@@ -440,6 +440,11 @@ def run(
         clash = [manifest_uri] if earlier else []
         if output is not None and not clash:
             clash = _existing_outputs(units, output, so)[:3]
+        if clash and earlier and not storage.exists(manifest_uri, so):  # only its journal
+            raise UsageError(
+                f"{manifest_uri}: an interrupted run left its journal "
+                f"({journal_path(storage.get_fs(manifest_uri, so)[1])}); use --resume to "
+                "continue that run or --overwrite to start over")
         if clash:
             raise UsageError(
                 f"{clash[0]} already exists (results of an earlier run); use --resume to "

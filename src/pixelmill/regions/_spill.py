@@ -71,10 +71,6 @@ _CONVERT = ("convert it to a tiled TIFF or OME-Zarr, which are read region by re
             "size")
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def _memory_limit(memory: int | None) -> tuple[int, str]:
     """What a decode may use: the job's budget, when given, within the memory available now."""
     import psutil
@@ -91,8 +87,9 @@ def check_segment_memory(source: RegionSource, segment: int, memory: int | None)
     limit, what = _memory_limit(memory)
     if need > limit:
         raise PixelLimitError(
-            f"{source.uri}: its strips or tiles hold {_size(segment)} each and are decoded "
-            f"whole, which needs about {_size(need)}, more than the {_size(limit)} of {what}; "
+            f"{source.uri}: its strips or tiles hold {storage.human_size(segment)} each and are "
+            f"decoded whole, which needs about {storage.human_size(need)}, more than the "
+            f"{storage.human_size(limit)} of {what}; "
             f"{_CONVERT}")
 
 
@@ -107,7 +104,8 @@ def check_decodable(uri: str, info, encoded_bytes: int, memory: int | None) -> N
     from pixelmill.codecs import DEFAULT_MAX_PIXELS
 
     fmt = str(info.format).upper()
-    size = f"{info.width}x{info.height} = {info.pixels / 1e6:,.1f} MP"
+    size = (f"{info.width}x{info.height} = {info.pixels / 1e6:,.1f} MP" if info.pixels >= 10**5
+            else f"{info.width}x{info.height} = {info.pixels:,} pixels")
     if info.pixels > DEFAULT_MAX_PIXELS:
         raise PixelLimitError(
             f"{uri}: exceeds the pixel limit ({size} > {DEFAULT_MAX_PIXELS / 1e6:,.0f} MP): a "
@@ -119,7 +117,8 @@ def check_decodable(uri: str, info, encoded_bytes: int, memory: int | None) -> N
     if need > limit:
         raise PixelLimitError(
             f"{uri}: a {fmt} of {size} has no random access and is decoded whole, which needs "
-            f"about {_size(need)}, more than the {_size(limit)} of {what}; "
+            f"about {storage.human_size(need)}, more than the {storage.human_size(limit)} of "
+            f"{what}; "
             f"{_CONVERT}")
 
 

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from pixelmill import storage
 from pixelmill.errors import InvalidParameterError, TilingError
 from pixelmill.pipeline import Pipeline
 from pixelmill.tiling import as_fraction, tile_halo
@@ -236,7 +237,8 @@ def choose_tiling(
               else "")
     raise InvalidParameterError(
         f"{_budget_words(memory)} is too small for this image and pipeline "
-        f"(one worker with {smallest}-pixel tiles needs about {need / 2**20:.0f} MiB){advice}",
+        f"(one worker with {smallest}-pixel tiles needs about "
+        f"{storage.human_size(need)}){advice}",
         field="memory")
 
 
@@ -250,8 +252,9 @@ def check_whole(plan: PipelinePlan, shape: tuple[int, ...], dtype: str, memory: 
     if need > memory:
         raise TilingError(
             f"cannot tile this pipeline exactly — {problem} — and the "
-            f"{shape[1]}×{shape[0]} image needs about {need / 2**20:.0f} MiB to process whole, "
-            f"more than the memory budget of {memory / 2**20:.0f} MiB")
+            f"{shape[1]}×{shape[0]} image needs about {storage.human_size(need)} to process "
+            "whole, "
+            f"more than the memory budget of {storage.human_size(memory)}")
 
 
 class PeakRSS:
