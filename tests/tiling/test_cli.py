@@ -207,3 +207,73 @@ def test_a_level_the_input_lacks_is_a_usage_error(tmp_path, job, rgb, capsys, ki
     assert code == ExitCode.USAGE, err
     assert "--level 3" in err and f"{levels} pyramid level" in err, err
     assert not (tmp_path / "lv.tif.manifest.parquet").exists()
+
+
+# ---- found by a walkthrough of the README's `pixelmill tile` section ----------------------
+
+def test_a_16_bit_gray_output_jpeg_cannot_hold_is_refused_before_any_work(tmp_path, job,
+                                                                          capsys):
+    """The codec check wrote a tile of zeros, which 16-bit JPEG takes; real pixels then failed
+    at assembly, after every tile, with a traceback. The check now writes full-range noise."""
+    pipe, _ = job
+    src = tmp_path / "u16.tif"
+    tifffile.imwrite(src, make_image((150, 130), "uint16", seed=3), tile=(64, 64))
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "j.tif", "--compression", "jpeg",
+                         "--tile", "64")
+    assert code == ExitCode.USAGE and "--compression jpeg" in err and "uint16" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["sharpen.yaml", "slide.tif", "u16.tif"]
+
+
+@pytest.mark.parametrize("engine", ["foo", "dask=notanaddress", "local=x"])
+def test_a_bad_engine_leaves_nothing_behind(tmp_path, job, capsys, engine):
+    """A wrong --engine was found after the partial TIFF and the journal were made, and the
+    corrected command was then refused as 'results of an earlier run'."""
+    pipe, src = job
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "o.tif", "--engine", engine)
+    assert code == ExitCode.USAGE and "--engine" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["sharpen.yaml", "slide.tif"]
+    assert _tile(capsys, pipe, src, tmp_path / "o.tif", "--workers", "1")[0] == ExitCode.OK
+
+
+@pytest.mark.parametrize("name", ["mine.tif", "mine.zarr"])
+def test_resume_never_replaces_an_output_no_earlier_run_left(tmp_path, job, capsys, name):
+    """--resume without an earlier run's manifest (nor journal) took any existing OUTPUT as its
+    own and replaced it: a user's file, or a folder with their notes in it."""
+    pipe, src = job
+    out = tmp_path / name
+    if name.endswith(".zarr"):
+        out.mkdir()
+        (out / "notes.txt").write_text("precious")
+    else:
+        out.write_bytes(b"a file the user made")
+    before = sorted(os.listdir(tmp_path))
+    code, _, err = _tile(capsys, pipe, src, out, "--resume")
+    assert code == ExitCode.USAGE and "no earlier run's manifest" in err, err
+    assert sorted(os.listdir(tmp_path)) == before
+    if name.endswith(".zarr"):
+        assert (out / "notes.txt").read_text() == "precious"
+    else:
+        assert out.read_bytes() == b"a file the user made"
+
+
+def test_a_rerun_after_a_kill_names_the_journal(tmp_path, job, capsys):
+    """Only the journal of a killed run is there: the refusal named a manifest that did not
+    exist; --resume still continues it."""
+    from pixelmill.manifest import journal_path
+
+    pipe, src = job
+    out = tmp_path / "kk.tif"
+    journal = journal_path(str(out) + ".manifest.parquet")
+    with open(journal, "w") as f:
+        f.write(json.dumps({"key": "x#tile=9,9", "status": "failed"}) + "\n")
+    code, _, err = _tile(capsys, pipe, src, out)
+    assert code == ExitCode.USAGE and "an interrupted run left its journal" in err, err
+    assert _tile(capsys, pipe, src, out, "--resume", "--workers", "1")[0] == ExitCode.OK
+
+
+def test_memory_sizes_are_printed_in_a_unit_that_shows_them(tmp_path, job, capsys):
+    pipe, src = job
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "m.tif", "--memory", "1KB")
+    assert code == ExitCode.USAGE and "--memory: 1000 bytes is too small" in err, err
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "m.tif", "--memory", "2gigs")
+    assert code == ExitCode.USAGE and err.startswith("error: --memory: expected a size"), err

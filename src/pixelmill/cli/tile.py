@@ -56,10 +56,11 @@ def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, ov
 
     from pixelmill import storage
     from pixelmill.errors import UsageError
-    from pixelmill.tiled import run_tiled
+    from pixelmill.tiled import parse_memory, run_tiled
 
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
+    memory = parse_memory(memory, "--memory")  # the flag's name in the error
     so = storage.parse_storage_options(storage_options)
     summary = run_tiled(pipeline, input, output, tile=tile_size, memory=memory, engine=engine,
                         workers=workers, manifest=manifest, resume=resume, storage_options=so,
@@ -78,8 +79,9 @@ def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, ov
         click.echo(
             f"{summary.width}×{summary.height} -> {summary.out_width}×{summary.out_height}: "
             f"{summary.ok}/{summary.tiles} tiles ok ({summary.resumed} from an earlier run), "
-            f"tile {summary.tile} px, {summary.workers} workers, {summary.seconds:.1f} s, "
-            f"peak memory {summary.peak_rss / 2**20:.0f} MiB of {summary.memory / 2**20:.0f} MiB")
+            f"tile {summary.tile} px, {summary.workers} worker{'' if summary.workers == 1 else 's'}"
+            f", {summary.seconds:.1f} s, peak memory {storage.human_size(summary.peak_rss)} of "
+            f"{storage.human_size(summary.memory)}")
         if summary.output:
             click.echo(f"output: {summary.output}")
     if summary.status != "ok":

@@ -88,7 +88,18 @@ def check_compression(name: str | None, kind: str, dtype: Any = None,
     import tifffile
 
     chans = channels or 1
-    sample = np.zeros((16, 16, chans) if channels else (16, 16), dtype=dtype)
+    # full-range noise, the hardest content: zeros pass codecs that then fail on real pixels
+    # (16-bit gray JPEG: "DCT coefficient or spatial difference out of range")
+    shape = (16, 16, chans) if channels else (16, 16)
+    rng = np.random.default_rng(0)
+    kind_ = np.dtype(dtype).kind
+    if kind_ in "ui":
+        info = np.iinfo(dtype)
+        sample = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    elif kind_ == "b":
+        sample = rng.integers(0, 1, shape, endpoint=True).astype(dtype)
+    else:
+        sample = rng.random(shape).astype(dtype)
     try:
         with tifffile.TiffWriter(io.BytesIO(), bigtiff=True) as tw:
             tw.write(sample, tile=(16, 16), compression=key, metadata=None, **_tiff_layout(chans))

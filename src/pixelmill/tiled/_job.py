@@ -110,11 +110,31 @@ def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
         clash.append(output_uri)
     if manifest_uri is not None:
         mfs, mpath = storage.get_fs(manifest_uri, so)
-        if mfs.exists(mpath) or (storage._is_local(mfs) and os.path.exists(journal_path(mpath))):
+        if mfs.exists(mpath):
             clash.append(manifest_uri)
+        elif storage._is_local(mfs) and os.path.exists(journal_path(mpath)):
+            raise UsageError(f"{manifest_uri}: an interrupted run left its journal "
+                             f"({journal_path(mpath)}); use --resume to continue that run or "
+                             "--overwrite to start over")
     if clash:
         raise UsageError(f"{clash[0]} already exists (results of an earlier run); use --resume to "
                          "continue that run or --overwrite to replace it")
+
+
+def _refuse_foreign_output(output_uri: str, manifest_uri: str, so: Mapping[str, Any]) -> None:
+    """--resume where no earlier run left its manifest (nor journal) but OUTPUT exists: it is
+    not this job's to replace (a file the user made, or one whose manifest was removed)."""
+    from pixelmill.manifest import journal_path
+
+    fs, path = storage.get_fs(output_uri, so)
+    mfs, mpath = storage.get_fs(manifest_uri, so)
+    if not storage._is_local(fs) or not fs.exists(path) or mfs.exists(mpath):
+        return  # (an object-store Zarr is written in place: it exists while a run goes on)
+    if storage._is_local(mfs) and os.path.exists(journal_path(mpath)):
+        return
+    raise UsageError(f"OUTPUT: {output_uri} already exists and no earlier run's manifest "
+                     f"({manifest_uri}) is there to resume; use --overwrite to replace it or "
+                     "write another OUTPUT")
 
 
 def _input_stamp(uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,6 +321,12 @@ def run_tiled(
                     else None)
     if not resume and not overwrite:
         _refuse_earlier_run(output_uri, manifest_uri, so)
+    elif resume and own_manifest:
+        _refuse_foreign_output(output_uri, manifest_uri, so)
+    if isinstance(engine, str) or engine is None:  # a bad --engine leaves nothing behind
+        from pixelmill.engines import parse_engine_spec
+
+        parse_engine_spec(engine)
     # an output (or manifest) folder nothing can be written in is said now, not as a traceback
     # after the input was opened (and perhaps decoded to a spill file beside the output)
     storage.check_writable(output_uri, so)

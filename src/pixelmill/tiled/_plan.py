@@ -154,9 +154,9 @@ def default_memory() -> int:
 
 def _budget_words(memory: int) -> str:
     if isinstance(memory, DefaultMemory):
-        return (f"the default memory budget of {memory / 2**20:.0f} MiB (half the memory "
+        return (f"the default memory budget of {storage.human_size(memory)} (half the memory "
                 "available, at most 4 GiB; --memory was not given)")
-    return f"--memory: {memory / 2**20:.0f} MiB"
+    return f"--memory: {storage.human_size(memory)}"
 
 
 def tile_work_bytes(tile: int, halo: int, channels: int, itemsize: int,
