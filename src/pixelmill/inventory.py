@@ -291,7 +291,11 @@ def scan(
     if not entries and not unlisted:
         others = len(storage.list_files(url, recursive=recursive, exclude=exclude,
                                         storage_options=so, images_only=False))
+        deeper = 0 if others or recursive else len(storage.list_files(
+            url, recursive=True, include=include, exclude=exclude, storage_options=so,
+            unlisted=[]))
         hint = (f" ({others} other files; --glob selects other names)" if others
+                else f" ({deeper} in sub-folders, not searched: --recursive)" if deeper
                 else " (the folder is empty)")
         raise NoInputError(f"{url}: no image files found{hint}")
     options = ScanOptions(verify, sha256, max_pixels, label_from, so)

@@ -251,6 +251,19 @@ def test_cli_every_flag_json_and_manifest(collection, tmp_path):
     assert summary["manifest"] == str(out)
 
 
+def test_cli_out_replaces_a_file_only_with_overwrite(collection, tmp_path, capsys):
+    """`--out` wrote over any file, an earlier inventory or an image of the scanned folder."""
+    victim = tmp_path / "a.jpg"
+    victim.write_bytes(b"a photo of the user's")
+    argv = ["scan", str(collection / "cats"), "--workers", "1", "--out", str(victim)]
+    assert main(argv) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "--out" in err and "already exists" in err and "--overwrite" in err, err
+    assert victim.read_bytes() == b"a photo of the user's"
+    assert main([*argv, "--overwrite"]) == ExitCode.OK
+    assert pq.read_table(victim).num_rows == 2
+
+
 def test_cli_text_summary_and_ok_exit(collection):
     result = CliRunner().invoke(cli, ["scan", str(collection / "cats"), "--workers", "1"])
     assert result.exit_code == ExitCode.OK, result.output
@@ -265,6 +278,10 @@ def test_cli_errors_exit_before_any_work(tmp_path, capsys):
     assert "unknown storage protocol 'nosuch'" in capsys.readouterr().err
     assert main(["scan", str(tmp_path)]) == ExitCode.NO_INPUT
     assert "no image files found" in capsys.readouterr().err
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "a.png").write_bytes(b"")
+    assert main(["scan", str(tmp_path)]) == ExitCode.NO_INPUT  # it said "the folder is empty"
+    assert "(1 in sub-folders, not searched: --recursive)" in capsys.readouterr().err
     assert main(["scan", str(tmp_path), "--label-from", "nope"]) == ExitCode.USAGE
     assert main(["scan", str(tmp_path), "--storage-option", "novalue"]) == ExitCode.USAGE
 

@@ -64,6 +64,22 @@ def test_extract_train_evaluate_predict_index(colours, capsys, tmp_path):
     assert main(["index", "eval", index, "-k", "5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["recall@5"] >= 0.9
 
+    # a --report path that exists (here: one of the user's images) is replaced only with
+    # --overwrite; both commands wrote over it without a word (README walkthrough)
+    victim = os.path.join(images, "blue", sorted(os.listdir(os.path.join(images, "blue")))[0])
+    before = open(victim, "rb").read()
+    for argv in (["learn", "evaluate", model, table, "--report", victim],
+                 ["index", "query", index, query, "-k", "3", "--report", victim]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "--report" in err and "already exists" in err and "--overwrite" in err, err
+        assert open(victim, "rb").read() == before
+    page = str(tmp_path / "q.html")
+    for argv in (["index", "query", index, query, "-k", "3", "--report", page],
+                 ["learn", "evaluate", model, table, "--report", page, "--overwrite"]):
+        assert main(argv) == 0, argv
+    assert main(["learn", "evaluate", model, table]) == 0  # MODEL/report.html is renewed
+
 
 def test_usage_errors_exit_2_and_name_the_field(colours, tmp_path, capsys):
     images = os.path.join(colours, "images")

@@ -59,15 +59,18 @@ def build(features, out, columns, metric, kind, exact_threshold, no_normalize, w
 @click.option("-k", type=click.IntRange(1), default=10, show_default=True,
               help="Neighbours to return.")
 @click.option("--report", default=None, metavar="URL", help="Write an HTML page of the results.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --report file.")
 @json_option
 @storage_option
-def query(index_dir, image, k, report, as_json, storage_options):
+def query(index_dir, image, k, report, overwrite, as_json, storage_options):
     """The K images of INDEX nearest to IMAGE (its features extracted like the index's)."""
     from pixelmill import storage
     from pixelmill.images import read_image
     from pixelmill.learn.index import load_index
 
     so = storage.parse_storage_options(storage_options)
+    if report and not overwrite:
+        refuse_existing(report, so, field="--report")
     ix = load_index(index_dir, so)
     hits = ix.query_image(read_image(image, storage_options=so), k)
     if report:

@@ -186,14 +186,18 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
 @click.option("--report", default=None, metavar="URL",
               help="HTML report to write (default: MODEL/report.html).")
 @click.option("--no-report", is_flag=True, help="Write no HTML report.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --report file (MODEL/report.html is always renewed).")
 @json_option
 @storage_option
-def evaluate(model, features, split, report, no_report, as_json, storage_options):
+def evaluate(model, features, split, report, no_report, overwrite, as_json, storage_options):
     """Evaluate MODEL on a split of FEATURES: accuracy, macro F1, per class, confusion matrix."""
     from pixelmill import storage
     from pixelmill.learn.evaluation import evaluate as run_evaluate
 
     so = storage.parse_storage_options(storage_options)
+    if report is not None and not no_report and not overwrite:
+        refuse_existing(report, so, field="--report")
     if report is None and not no_report:
         report = storage.join(model, "report.html")
     ev = run_evaluate(model, features, split=split, report=None if no_report else report,

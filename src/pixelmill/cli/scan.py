@@ -55,6 +55,7 @@ def _print_summary(summary: dict, out: str | None) -> None:
 @click.option("--sha256", is_flag=True, help="Add a sha256 column (checksum of each file).")
 @click.option("--out", default=None, metavar="URL",
               help="Write the manifest as Parquet here (any storage URL).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Files claiming more pixels are invalid (default 500,000,000).")
 @click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
@@ -62,8 +63,8 @@ def _print_summary(summary: dict, out: str | None) -> None:
 @workers_option
 @engine_option
 @storage_option
-def scan(url, recursive, include, exclude, label_from, verify, sha256, out, max_pixels,
-         no_progress, as_json, workers, engine, storage_options) -> None:
+def scan(url, recursive, include, exclude, label_from, verify, sha256, out, overwrite,
+         max_pixels, no_progress, as_json, workers, engine, storage_options) -> None:
     """Inventory the images at URL: formats, sizes, labels, and every bad file with a reason.
 
     URL is a folder, a file or a glob on any storage fsspec knows (a local path, file://,
@@ -74,6 +75,10 @@ def scan(url, recursive, include, exclude, label_from, verify, sha256, out, max_
     from pixelmill.cli import exit_with
 
     so = storage.parse_storage_options(storage_options)
+    if out and not overwrite:  # an earlier inventory, or any file the user has, stays
+        from pixelmill.cli._options import refuse_existing
+
+        refuse_existing(out, so, field="--out")
     table = inventory.scan(
         url, recursive=recursive, include=include or None, exclude=exclude or None,
         label_from=label_from, verify=verify, sha256=sha256, engine=engine, workers=workers,
