@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -67,13 +68,13 @@ def test_extract_train_evaluate_predict_index(colours, capsys, tmp_path):
     # a --report path that exists (here: one of the user's images) is replaced only with
     # --overwrite; both commands wrote over it without a word (README walkthrough)
     victim = os.path.join(images, "blue", sorted(os.listdir(os.path.join(images, "blue")))[0])
-    before = open(victim, "rb").read()
+    before = Path(victim).read_bytes()
     for argv in (["learn", "evaluate", model, table, "--report", victim],
                  ["index", "query", index, query, "-k", "3", "--report", victim]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "--report" in err and "already exists" in err and "--overwrite" in err, err
-        assert open(victim, "rb").read() == before
+        assert Path(victim).read_bytes() == before
     page = str(tmp_path / "q.html")
     for argv in (["index", "query", index, query, "-k", "3", "--report", page],
                  ["learn", "evaluate", model, table, "--report", page, "--overwrite"]):
