@@ -138,6 +138,8 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
         whole = options.verify or options.sha256
         data, complete = _read(fs, bool(local), entry.uri, whole)
         row["bytes"] = len(data) if complete else entry.size
+        if options.sha256:  # the file's bytes, image or not
+            row["sha256"] = hashlib.sha256(data).hexdigest()
         try:
             info = codecs.probe(data, whole=complete)
         except DecodeError:
@@ -145,8 +147,6 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
                 raise
             data = _read(fs, bool(local), entry.uri, True)[0]  # header beyond the first 64 KiB
             info = codecs.probe(data, whole=True)
-        if options.sha256:
-            row["sha256"] = hashlib.sha256(data).hexdigest()
         h, w = info.shape(apply_exif=True)[:2]
         row.update(format=info.format, width=w, height=h, channels=info.channels,
                    bit_depth=info.bit_depth, mode=info.mode, pages=info.pages,

@@ -178,6 +178,12 @@ def test_sha256_matches_hashlib(collection, engine):
     for row in table.to_pylist():
         assert row["sha256"] == hashlib.sha256(Path(row["uri"]).read_bytes()).hexdigest()
     assert "sha256" not in scan(str(collection / "cats"), engine=engine).column_names
+    # the checksum of the file's bytes, image or not (it was null for files that are not one)
+    rows = scan(str(collection / "dogs"), sha256=True, engine=engine).to_pylist()
+    bad = [r for r in rows if Path(r["uri"]).name in ("zero.jpg", "text.jpg")]
+    assert len(bad) == 2 and not any(r["valid"] for r in bad)
+    for row in bad:
+        assert row["sha256"] == hashlib.sha256(Path(row["uri"]).read_bytes()).hexdigest()
 
 
 def test_nonexistent_url_unknown_protocol_and_empty_folder(tmp_path):

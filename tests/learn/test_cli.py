@@ -80,6 +80,8 @@ def test_extract_train_evaluate_predict_index(colours, capsys, tmp_path):
                  ["learn", "evaluate", model, table, "--report", page, "--overwrite"]):
         assert main(argv) == 0, argv
     assert main(["learn", "evaluate", model, table]) == 0  # MODEL/report.html is renewed
+    # 5 classes: the text says the one-vs-rest macro AUC it computed (only --json did)
+    assert "one-vs-rest macro ROC AUC" in capsys.readouterr().out
 
 
 def test_usage_errors_exit_2_and_name_the_field(colours, tmp_path, capsys):

@@ -46,9 +46,10 @@ def test_custom_ratios_and_salt():
     salted = np.array(assign_split(keys, salt="other"))
     assert np.mean(salted != np.array(assign_split(keys))) > 0.2  # a different, stable split
     assert parse_ratios("7:1:2") == pytest.approx((0.7, 0.1, 0.2))
-    for bad in ("7:1", "a:b:c", "-1:1:1", "0:0:0"):
-        with pytest.raises(InvalidParameterError, match="ratios"):
+    for bad in ("7:1", "a:b:c", "-1:1:1", "0:0:0", "7:1:x"):
+        with pytest.raises(InvalidParameterError, match="ratios") as e:
             parse_ratios(bad)
+        assert str(e.value).endswith(f"got {bad!r}")  # what was typed ("7:1:x" read "got []")
 
 
 def test_content_split_follows_the_bytes(tmp_path):

@@ -205,9 +205,11 @@ def evaluate(model, features, split, report, no_report, overwrite, as_json, stor
     if as_json:
         click.echo(json.dumps(ev.to_dict()))
         return
+    auc = (f", ROC AUC {ev.roc_auc:.4f}" if ev.roc_auc is not None
+           else f", one-vs-rest macro ROC AUC {ev.roc_auc_ovr:.4f}" if ev.roc_auc_ovr is not None
+           else "")
     click.echo(f"{ev.split}: {ev.n} images, accuracy {ev.accuracy:.4f}, macro F1 "
-               f"{ev.macro_f1:.4f}" + (f", ROC AUC {ev.roc_auc:.4f}" if ev.roc_auc is not None
-                                       else ""))
+               f"{ev.macro_f1:.4f}{auc}")
     if ev.unlabelled:
         click.echo(f"({ev.unlabelled} image{'s' if ev.unlabelled > 1 else ''} without a label "
                    "left out)")

@@ -31,6 +31,7 @@ def parse_ratios(ratios: str | Sequence[float] | None) -> tuple[float, float, fl
     """``"7:1:2"`` or ``(0.7, 0.1, 0.2)`` -> three fractions summing to 1."""
     if ratios is None:
         ratios = DEFAULT_RATIOS
+    given = ratios
     if isinstance(ratios, str):
         try:
             ratios = [float(r) for r in ratios.split(":")]
@@ -38,8 +39,8 @@ def parse_ratios(ratios: str | Sequence[float] | None) -> tuple[float, float, fl
             ratios = []
     values = [float(r) for r in ratios]
     if len(values) != 3 or any(v < 0 or not np.isfinite(v) for v in values) or sum(values) <= 0:
-        raise InvalidParameterError(
-            f"split ratios: expected three non-negative numbers like 7:1:2, got {ratios!r}",
+        raise InvalidParameterError(  # what the user typed, not what parsing made of it
+            f"split ratios: expected three non-negative numbers like 7:1:2, got {given!r}",
             field="ratios",
         )
     total = sum(values)
