@@ -136,3 +136,27 @@ def test_peak_memory_stays_within_budget(tmp_path):
         assert tif.series[0].shape == (height, width, 3)
         window = tif.series[0].asarray(out=None)[3000:3100, 2000:2100]
     assert window.std() > 0  # processed pixels, not an empty canvas
+
+
+def test_resuming_with_another_tile_size_says_the_tiles_are_made_again(tmp_path, inline_engine,
+                                                                       capsys):
+    """--resume --tile 128 after a --tile 64 run was interrupted started again from zero, with
+    no word of it ("0 from an earlier run"); the result is the same, the work is not."""
+    from pixelmill.tiled import analyze
+
+    image = make_image((160, 128, 3), "uint8", seed=5)
+    src = str(tmp_path / "in.tif")
+    tifffile.imwrite(src, image, tile=(64, 64), photometric="rgb")
+    out = str(tmp_path / "out.tif")
+    pipeline = load_pipeline(PIPE)
+    earlier = {"input": src, "shape": [160, 128, 3], "dtype": "uint8",
+               "pipeline": pipeline.fingerprint, "tile": 32, "halo": analyze(pipeline).halo}
+    with open(str(tmp_path / ".out.tif.pixelmill-partial.json"), "w") as f:
+        json.dump({"pixelmill_plan": earlier}, f)  # what an interrupted --tile 32 run leaves
+    resumed = run_tiled(PIPE, src, out, tile=64, resume=True, engine=inline_engine,
+                        progress=False)
+    assert resumed.status == "ok" and resumed.resumed == 0
+    err = capsys.readouterr().err
+    assert "warning: the interrupted run's tiles were made with other settings (tile 32 -> 64)" \
+        in err, err
+    assert np.array_equal(tifffile.imread(out), pipeline(image))

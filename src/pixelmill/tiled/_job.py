@@ -388,6 +388,14 @@ def run_tiled(
         if tile is None and prev.get("tile"):  # keep the interrupted run's tile size
             tile_size = fingerprint["tile"] = int(prev["tile"])
         store_ok = fs.exists(store_path) and prev == fingerprint
+        if prev and prev != fingerprint:  # the result is the same; the work done is lost
+            import sys
+
+            changed = ", ".join(f"{k} {prev.get(k)} -> {v}" for k, v in fingerprint.items()
+                                if prev.get(k) != v and k != "input")
+            print(f"warning: the interrupted run's tiles were made with other settings "
+                  f"({changed or 'another input'}); they are not reused, all tiles are made "
+                  "again", file=sys.stderr)
     if whole:
         windows = [TileWindow(0, 0, (0, h, 0, w), (0, h, 0, w))]
     else:
