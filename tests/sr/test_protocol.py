@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -264,28 +265,21 @@ def test_per_scale_copies_without_the_asked_scale_are_refused(tmp_path, images, 
     assert "none for --scale 3" in capsys.readouterr().err
 
 
-def test_a_single_copy_for_another_scale_is_refused(tmp_path, images, capsys):
+@pytest.mark.parametrize("layout, root, folder, says", [
+    ("selfexsr", "Urban100", "image_SRF_{s}", "image_SRF_2/ but no image_SRF_3/"),
+    ("rcan", "HR/Set5", "x{s}", "(x2/) but none for --scale 3")])
+def test_a_single_copy_for_another_scale_is_refused(tmp_path, images, capsys, layout, root,
+                                                    folder, says):
     """A set holding only image_SRF_2/ (or RCAN's x2/) was scored at --scale 3 from ground
     truth cropped for x2 (exit 0); only several such folders were refused. Pointing at the
     folder itself still scores its images at any scale."""
-    urban = build(tmp_path / "Urban100", "selfexsr", images)
+    bench = build(tmp_path / root, layout, images)
     for s in (3, 4):
-        for f in (urban / f"image_SRF_{s}").iterdir():
-            f.unlink()
-        (urban / f"image_SRF_{s}").rmdir()
-    assert main(["sr", "eval", str(urban), "--scale", "3", "--model", "bicubic"]) == 2
-    assert "image_SRF_2/ but no image_SRF_3/" in capsys.readouterr().err
-    assert len(run_eval(urban, 2)["images"]) == len(images)
-    assert len(run_eval(urban / "image_SRF_2", 3)["images"]) == len(images)
-
-    rcan = build(tmp_path / "HR" / "Set5", "rcan", images)
-    for s in (3, 4):
-        for f in (rcan / f"x{s}").iterdir():
-            f.unlink()
-        (rcan / f"x{s}").rmdir()
-    assert main(["sr", "eval", str(rcan), "--scale", "3", "--model", "bicubic"]) == 2
-    assert "(x2/) but none for --scale 3" in capsys.readouterr().err
-    assert len(run_eval(rcan / "x2", 3)["images"]) == len(images)
+        shutil.rmtree(bench / folder.format(s=s))
+    assert main(["sr", "eval", str(bench), "--scale", "3", "--model", "bicubic"]) == 2
+    assert says in capsys.readouterr().err
+    assert len(run_eval(bench / folder.format(s=2), 3)["images"]) == len(images)
+    assert len(run_eval(bench, 2)["images"]) == len(images)  # the set itself, at its scale
 
 
 def test_an_empty_split_is_an_error_not_nan_json(tmp_path, images, capsys):
