@@ -282,6 +282,8 @@ def list_files(
     without ``unlisted`` it is a warning on stderr.
     """
     folders: dict[str, str] = {}
+    if "://" not in url:  # `../photos` and `/abs/photos` list the same URIs (resume keys)
+        url = os.path.abspath(url)
     fs, root = get_fs(url, storage_options)
     try:
         if fs.isfile(root):

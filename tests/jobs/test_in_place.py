@@ -92,3 +92,55 @@ def test_fuse_over_one_of_its_frames_is_a_usage_error(photo, capsys):
     assert main(["sr", "fuse", *map(str, frames), str(frames[1]), "--scale", "2",
                  "--overwrite"]) == 2
     _unchanged(frames[1], before, capsys, "is FRAME 2")
+
+
+def test_a_manifest_naming_an_input_is_a_usage_error(photo, tmp_path, capsys):
+    """`--manifest photos/x.jpg` was refused as 'results of an earlier run' (pointing at
+    --overwrite), and with --overwrite the photo was replaced by the manifest."""
+    pipeline = tmp_path / "blur.yaml"
+    pipeline.write_text("steps:\n  - op: gaussian\n    sigma: 1\n")
+    before = photo.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert main(["run", str(pipeline), str(photo.parent), str(tmp_path / "out"), "-q",
+                     "--manifest", str(photo), *extra]) == 2
+        _unchanged(photo, before, capsys, "--manifest: ")
+
+
+def test_resume_never_takes_over_files_no_run_left(photo, tmp_path, capsys):
+    """An OUTPUT folder holding the user's own files and no manifest: --resume treated them as
+    an earlier run's and replaced them; without a flag the refusal called them that."""
+    pipeline = tmp_path / "blur.yaml"
+    pipeline.write_text("steps:\n  - op: gaussian\n    sigma: 1\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(photo.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "a.jpg"  # where the job would write a.png's output
+    mine.write_bytes(b"the user's own file")
+    code = main(["run", str(pipeline), str(src), str(out), "-q", "--resume", "--format", "jpg"])
+    assert code == 2
+    _unchanged(mine, b"the user's own file", capsys, "no earlier run's manifest")
+    assert main(["run", str(pipeline), str(src), str(out), "-q", "--format", "jpg"]) == 2
+    err = capsys.readouterr().err
+    assert "no earlier run's manifest" in err and "results of an earlier run" not in err, err
+    assert mine.read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg"]
+
+
+def test_relative_spellings_of_the_input_resume_the_same_rows(photo, tmp_path, monkeypatch):
+    """`../photos` kept its `..` in the row keys: resuming with `/abs/photos` found no ok row
+    and processed (and recorded) every input a second time."""
+    from pixelmill.manifest import read_manifest
+
+    pipeline = tmp_path / "blur.yaml"
+    pipeline.write_text("steps:\n  - op: gaussian\n    sigma: 1\n")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    out = tmp_path / "out"
+    assert main(["run", str(pipeline), f"../../{photo.parent.name}",
+                 str(out), "-q", "--glob", "photo.png"]) == 0
+    assert main(["run", str(pipeline), str(photo.parent), str(out), "-q", "--resume",
+                 "--glob", "photo.png"]) == 0
+    rows = read_manifest(str(out / "manifest.parquet"))
+    assert [r["uri"] for r in rows] == [str(photo)]

@@ -221,6 +221,6 @@ def test_a_rerun_after_a_kill_names_the_journal_not_a_manifest(collection, tmp_p
     manifest = out / "manifest.parquet"
     Path(journal_path(str(manifest))).write_text(
         json.dumps({"key": "x", "status": "ok"}) + "\n")
-    with pytest.raises(UsageError, match="an interrupted run left its journal") as e:
+    with pytest.raises(UsageError, match="a run's journal is there") as e:
         run(BLUR, str(root), str(out), engine="local", workers=1, progress=False)
     assert "--resume" in str(e.value) and not manifest.exists()

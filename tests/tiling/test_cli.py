@@ -267,7 +267,7 @@ def test_a_rerun_after_a_kill_names_the_journal(tmp_path, job, capsys):
     with open(journal, "w") as f:
         f.write(json.dumps({"key": "x#tile=9,9", "status": "failed"}) + "\n")
     code, _, err = _tile(capsys, pipe, src, out)
-    assert code == ExitCode.USAGE and "an interrupted run left its journal" in err, err
+    assert code == ExitCode.USAGE and "a run's journal is there" in err, err
     assert _tile(capsys, pipe, src, out, "--resume", "--workers", "1")[0] == ExitCode.OK
 
 

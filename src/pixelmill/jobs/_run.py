@@ -435,20 +435,38 @@ def run(
         _check_output_formats(pipe, units, fmt)
 
     # -- an earlier run at the same place? -------------------------------------------------
+    if manifest_uri in {u.uri for u in units}:  # --overwrite would replace that input
+        raise UsageError(f"--manifest: {manifest_uri} is one of the inputs; keep the manifest "
+                         "elsewhere")
     earlier = _manifest_exists(manifest_uri, so)
+    # a local manifest's journal exists from the moment a run starts, before any output: an
+    # output with neither is not an earlier run's (an object store keeps no journal)
+    journaled = storage._is_local(storage.get_fs(manifest_uri, so)[0])
     if not resume and not overwrite:
         clash = [manifest_uri] if earlier else []
         if output is not None and not clash:
             clash = _existing_outputs(units, output, so)[:3]
         if clash and earlier and not storage.exists(manifest_uri, so):  # only its journal
             raise UsageError(
-                f"{manifest_uri}: an interrupted run left its journal "
-                f"({journal_path(storage.get_fs(manifest_uri, so)[1])}); use --resume to "
-                "continue that run or --overwrite to start over")
+                f"{manifest_uri}: a run's journal is there "
+                f"({journal_path(storage.get_fs(manifest_uri, so)[1])}: a run that was "
+                "interrupted, or one still going); use --resume to continue it or --overwrite "
+                "to start over")
+        if clash and not earlier and journaled:
+            raise UsageError(
+                f"{clash[0]} already exists and no earlier run's manifest ({manifest_uri}) is "
+                "there; use --overwrite to replace it or write to another OUTPUT")
         if clash:
             raise UsageError(
                 f"{clash[0]} already exists (results of an earlier run); use --resume to "
                 "continue that run or --overwrite to replace it")
+    elif resume and not earlier and journaled and output is not None:
+        clash = _existing_outputs(units, output, so)[:3]
+        if clash:  # files a user made (or whose manifest was removed): not this job's to replace
+            raise UsageError(
+                f"OUTPUT: {clash[0]} already exists and no earlier run's manifest "
+                f"({manifest_uri}) is there to resume; use --overwrite to replace it or write "
+                "to another OUTPUT")
     for where, name in ((output, "OUTPUT"), (manifest_uri, "--manifest")):
         if where is not None:  # a missing bucket fails now, not after every input is done
             storage.check_writable(where, so, field=name)

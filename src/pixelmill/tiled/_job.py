@@ -113,9 +113,9 @@ def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
         if mfs.exists(mpath):
             clash.append(manifest_uri)
         elif storage._is_local(mfs) and os.path.exists(journal_path(mpath)):
-            raise UsageError(f"{manifest_uri}: an interrupted run left its journal "
-                             f"({journal_path(mpath)}); use --resume to continue that run or "
-                             "--overwrite to start over")
+            raise UsageError(f"{manifest_uri}: a run's journal is there ({journal_path(mpath)}: "
+                             "a run that was interrupted, or one still going); use --resume to "
+                             "continue it or --overwrite to start over")
     if clash:
         raise UsageError(f"{clash[0]} already exists (results of an earlier run); use --resume to "
                          "continue that run or --overwrite to replace it")
