@@ -19,7 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pixelmill.errors import MissingDependencyError, StorageError, UsageError
+from pixelmill.errors import (
+    InvalidParameterError,
+    MissingDependencyError,
+    StorageError,
+    UsageError,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -123,6 +128,20 @@ def absolute(uri: str) -> str:
 
         return LocalFileSystem._strip_protocol(uri)  # the path fsspec itself would open
     return uri if "://" in uri else os.path.abspath(uri)
+
+
+def remote_error(uri: str, e: BaseException, what: str = "cannot read") -> Exception:
+    """The error to raise for ``e``, raised by a remote filesystem's client on ``uri``: a
+    ``--storage-option`` the client does not take is a usage error naming it (exit 2), the
+    rest a :class:`StorageError` (exit 1) in one line."""
+    import re
+
+    bad = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+    if isinstance(e, TypeError) and bad:
+        return InvalidParameterError(
+            f"--storage-option: {bad.group(1)!r} is not an option of the filesystem of {uri}",
+            field="storage_option")
+    return StorageError(f"{uri}: {what}: {type(e).__name__}: {e}")
 
 
 def human_size(n: float) -> str:
@@ -315,7 +334,7 @@ def list_files(
     except Exception as e:  # object-store clients raise their own (botocore: no endpoint)
         if is_local(fs):
             raise
-        raise StorageError(f"{url}: cannot list: {type(e).__name__}: {e}") from e
+        raise remote_error(url, e, "cannot list") from e
     entries = []
     for path, info in items.items():
         path = path.rstrip("/")

@@ -268,6 +268,13 @@ def test_cli_out_replaces_a_file_only_with_overwrite(collection, tmp_path, capsy
     assert victim.read_bytes() == b"a photo of the user's"
     assert main([*argv, "--overwrite"]) == ExitCode.OK
     assert pq.read_table(victim).num_rows == 2
+    # a scanned file itself, even with --overwrite (it became the inventory)
+    scanned = sorted((collection / "cats").iterdir())[0]
+    before = scanned.read_bytes()
+    assert main(["scan", str(collection / "cats"), "--workers", "1", "--out", str(scanned),
+                 "--overwrite"]) == ExitCode.USAGE
+    assert "is one of the scanned files" in capsys.readouterr().err
+    assert scanned.read_bytes() == before
 
 
 def test_cli_text_summary_and_ok_exit(collection):

@@ -14,7 +14,7 @@ def _pipe(tmp_path, text="steps:\n  - op: gaussian\n    sigma: 1.5\n"):
     return str(p)
 
 
-def test_partial_then_ok_then_report(collection, tmp_path):
+def test_partial_then_ok_then_report(collection, tmp_path, capsys):
     root, _kinds = collection
     out = tmp_path / "out"
     runner = CliRunner()
@@ -36,6 +36,23 @@ def test_partial_then_ok_then_report(collection, tmp_path):
     res = runner.invoke(cli, ["report", str(out)])  # the OUTPUT folder: its manifest
     assert res.exit_code == 0, res.output
     assert (out / "report.html").exists()
+    res = runner.invoke(cli, ["report", str(out)])  # its own page is renewed
+    assert res.exit_code == 0, res.output
+
+    # --out wrote over anything: the manifest itself (the job lost its resume), an input
+    # photo, an output, an earlier page (README walkthrough)
+    manifest = out / "manifest.parquet"
+    photo, thumb = root / "coffee.jpg", out / "coffee.jpg"
+    kept = {p: p.read_bytes() for p in (manifest, photo, thumb, tmp_path / "r.html")}
+    for target, says in ((manifest, "is the manifest itself"), (photo, "is the input of"),
+                         (thumb, "is the output of"), (tmp_path / "r.html", "already exists")):
+        assert main(["report", str(manifest), "--out", str(target)]) == ExitCode.USAGE
+        err = capsys.readouterr().err
+        assert says in err, err
+    assert {p: p.read_bytes() for p in kept} == kept
+    res = runner.invoke(cli, ["report", str(manifest), "--out", str(tmp_path / "r.html"),
+                              "--overwrite"])
+    assert res.exit_code == 0, res.output
 
 
 def test_usage_errors_name_the_field(collection, tmp_path, capsys):

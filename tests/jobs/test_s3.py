@@ -58,3 +58,45 @@ def test_a_missing_bucket_or_endpoint_fails_before_any_work(collection_master, e
                      "--storage-option", "config_kwargs={\"retries\": {\"max_attempts\": 1}}"])
         err = capsys.readouterr().err
         assert code == 1 and "cannot list" in err and "Traceback" not in err, err
+
+
+def test_a_mistyped_storage_option_or_a_closed_endpoint_is_one_line(collection_master, engine,
+                                                                    blur_pipeline, tmp_path,
+                                                                    capsys):
+    """`--storage-option endpoint_urll=...` was exit 1 with the client's TypeError
+    (AioSession.__init__() got an unexpected keyword argument); `pixelmill report` on an S3
+    manifest whose endpoint does not answer printed ~100 lines of traceback (README
+    walkthrough)."""
+    from pixelmill.cli import main
+
+    root, kinds = collection_master
+    with s3_server(buckets=["photos", "thumbs"]) as so:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**so)
+        for rel in list(kinds)[:2]:
+            fs.pipe(f"photos/{rel}", (root / rel).read_bytes())
+        endpoint = so["client_kwargs"]["endpoint_url"]
+        keys = ["--storage-option=key=testing", "--storage-option=secret=testing"]
+        typo = [*keys, f"--storage-option=endpoint_url={endpoint}",  # loopback either way
+                f"--storage-option=endpoint_urll={endpoint}"]
+        for argv in (["scan", "s3://photos", *typo],
+                     ["run", _pipeline_file(tmp_path), "s3://photos", "s3://thumbs/t", *typo]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "--storage-option: 'endpoint_urll' is not an option" in err, err
+            assert "Traceback" not in err
+        run(blur_pipeline, "s3://photos", "s3://thumbs/run", engine=engine, storage_options=so,
+            progress=False, report=False)
+    # the server is gone: the endpoint no longer answers
+    code = main(["report", "s3://thumbs/run/manifest.parquet", *keys,
+                 f"--storage-option=endpoint_url={endpoint}",
+                 "--storage-option", "config_kwargs={\"retries\": {\"max_attempts\": 1}}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def _pipeline_file(tmp_path) -> str:
+    path = tmp_path / "blur.yaml"
+    path.write_text("steps:\n  - op: gaussian\n    sigma: 1.5\n")
+    return str(path)

@@ -15,17 +15,39 @@ __all__ = ["report"]
               help="Where to write the page (default: report.html beside the manifest).")
 @click.option("--sample", type=click.IntRange(min=0), default=12, show_default=True,
               help="Before/after thumbnail pairs to show.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out file (the default page beside the manifest is "
+                   "always renewed).")
 @storage_option
-def report(manifest, out, sample, storage_options):
+def report(manifest, out, sample, overwrite, storage_options):
     """Write one self-contained HTML page describing the job of MANIFEST.
 
     MANIFEST is a job's ``manifest.parquet``, or the output folder that holds it.
     """
     from pixelmill import storage
-    from pixelmill.errors import UsageError
-    from pixelmill.report import write_report
+    from pixelmill.errors import PixelmillError
 
     so = storage.parse_storage_options(storage_options)
+    try:
+        manifest = _find_manifest(manifest, so)
+        if out is not None:
+            _check_out(out, manifest, so, overwrite)
+        from pixelmill.report import write_report
+
+        written = write_report(manifest, out, storage_options=so, sample=sample)
+    except PixelmillError:
+        raise
+    except Exception as e:  # an object store's client: one line, not its traceback
+        if "://" not in str(manifest) or str(manifest).startswith("file://"):
+            raise
+        raise storage.remote_error(manifest, e) from e
+    click.echo(f"report: {written}")
+
+
+def _find_manifest(manifest: str, so) -> str:
+    from pixelmill import storage
+    from pixelmill.errors import UsageError
+
     fs, path = storage.get_fs(manifest, so)
     if not fs.exists(path):
         raise UsageError(f"MANIFEST: {manifest} does not exist")
@@ -35,5 +57,25 @@ def report(manifest, out, sample, storage_options):
             raise UsageError(f"MANIFEST: {manifest} is a folder without a manifest.parquet")
         manifest = inner
     storage.read_parquet(manifest, so, schema_only=True)  # not Parquet: a usage error, here
-    written = write_report(manifest, out, storage_options=so, sample=sample)
-    click.echo(f"report: {written}")
+    return manifest
+
+
+def _check_out(out: str, manifest: str, so, overwrite: bool) -> None:
+    """--out never names the manifest or a file of the job (an input, an output), and replaces
+    another file only with --overwrite."""
+    from pixelmill import storage
+    from pixelmill.cli._options import refuse_existing
+    from pixelmill.errors import UsageError
+    from pixelmill.manifest import read_manifest
+
+    if storage.same_location(out, manifest):
+        raise UsageError(f"--out: {out} is the manifest itself; write the page elsewhere")
+    target = storage.absolute(out)
+    for row in read_manifest(manifest, so):
+        for column in ("uri", "output"):
+            if row.get(column) and storage.absolute(str(row[column]).split("#")[0]) == target:
+                raise UsageError(f"--out: {out} is the {'input' if column == 'uri' else 'output'}"
+                                 f" of {row.get('relpath') or row[column]}; write the page "
+                                 "elsewhere")
+    if not overwrite:
+        refuse_existing(out, so, field="--out")
