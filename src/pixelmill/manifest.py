@@ -257,8 +257,14 @@ class ManifestWriter:
         return list(merged.values())
 
     def close(self) -> pa.Table:
-        """Write the Parquet manifest atomically, remove the journal; return the table."""
-        table = rows_to_table(self.rows())
+        """Write the Parquet manifest atomically, remove the journal; return the table.
+
+        Rows are written in key order, not in the order workers finished them: one job gives
+        the same manifest on every engine and in every run."""
+        rows = self.rows()
+        if all("key" in r for r in rows):
+            rows.sort(key=lambda r: str(r["key"]))
+        table = rows_to_table(rows)
         if self.metadata:
             table = table.replace_schema_metadata(
                 {**(table.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
