@@ -41,6 +41,42 @@ def journal_path(manifest_uri: str) -> str:
     return manifest_uri + ".journal.jsonl"
 
 
+def earlier_run(uri: str, storage_options: Mapping[str, Any] | None = None) -> str | None:
+    """What an earlier run left at the manifest ``uri``: ``"manifest"``, ``"journal"`` (a
+    local run interrupted, or one still going: its journal exists from its start, before any
+    output is written) or None. An unreachable store is a StorageError (exit 1)."""
+    if storage.exists(uri, storage_options):
+        return "manifest"
+    fs, path = storage.get_fs(uri, storage_options)
+    if storage._is_local(fs) and os.path.exists(journal_path(path)):
+        return "journal"
+    return None
+
+
+def keeps_journal(uri: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether a run writing the manifest ``uri`` journals from its start (a local one does; on
+    an object store the rows are kept in memory): with such a manifest, an output that has
+    neither manifest nor journal beside it was not left by a run."""
+    return storage._is_local(storage.get_fs(uri, storage_options)[0])
+
+
+def journal_in_the_way(uri: str, storage_options: Mapping[str, Any] | None = None) -> Exception:
+    """The usage error for a rerun (no --resume, no --overwrite) that finds only a journal."""
+    from pixelmill.errors import UsageError
+
+    path = journal_path(storage.get_fs(uri, storage_options)[1])
+    return UsageError(f"{uri}: a run's journal is there ({path}: a run that was interrupted, or "
+                      "one still going); use --resume to continue it or --overwrite to start over")
+
+
+def foreign_output(output: str, uri: str) -> Exception:
+    """The usage error for an existing output that no earlier run left a manifest for."""
+    from pixelmill.errors import UsageError
+
+    return UsageError(f"OUTPUT: {output} already exists and no earlier run's manifest ({uri}) is "
+                      "there to resume; use --overwrite to replace it or write to another OUTPUT")
+
+
 class ManifestBusyError(PixelmillError):
     """Another job (another process, or another writer here) is writing this manifest now."""
 

@@ -85,7 +85,7 @@ def scan(url, recursive, include, exclude, label_from, verify, sha256, out, over
         storage_options=so, max_pixels=max_pixels or codecs.DEFAULT_MAX_PIXELS,
         progress=not no_progress and not as_json,
     )
-    if out and storage.absolute(out) in set(table.column("uri").to_pylist()):
+    if out and storage.absolute(out) in table.column("uri").to_pylist():
         from pixelmill.errors import UsageError  # even --overwrite: it is a scanned file
 
         raise UsageError(f"--out: {out} is one of the scanned files; write the manifest "

@@ -135,8 +135,9 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
             raise InvalidParameterError("--" + str(e), field="--model") from e
     found, layout = benchmark_images(data, scale)
     files = split_files(found, data, split)
+    many = f"{len(files)} image{'' if len(files) == 1 else 's'}"
     if not as_json:
-        click.echo(f"{len(files)} image{'' if len(files) == 1 else 's'} ({layout}{'' if split == 'all' else ', ' + split})")
+        click.echo(f"{many} ({layout}{'' if split == 'all' else ', ' + split})")
 
     def show(row):
         if not as_json:
@@ -154,7 +155,6 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
                                "layout": layout}, allow_nan=False))
     else:
         m = result["mean"]
-        many = f"{len(files)} image{'' if len(files) == 1 else 's'}"
         click.echo(f"{'mean (' + many + ')':<28} {m['psnr']:8.3f} dB  "
                    f"SSIM {m['ssim']:.4f}   [{label} x{scale}]")
 

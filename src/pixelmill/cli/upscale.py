@@ -128,7 +128,8 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
                             progress=True)
         again = f" ({summary.resumed} from an earlier run)" if summary.resumed else ""
         click.echo(f"{summary.status}: {summary.width}×{summary.height} -> "
-                   f"{summary.out_width}×{summary.out_height}, {summary.tiles} tile{'' if summary.tiles == 1 else 's'}{again}, "
+                   f"{summary.out_width}×{summary.out_height}, {summary.tiles} "
+                   f"tile{'' if summary.tiles == 1 else 's'}{again}, "
                    f"{summary.seconds:.1f} s -> {output_uri}")
         if summary.status != "ok":
             from pixelmill.cli import exit_with

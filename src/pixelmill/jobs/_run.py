@@ -23,7 +23,13 @@ from pixelmill.jobs._plan import (
     plan_units,
 )
 from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
-from pixelmill.manifest import ManifestWriter, journal_path
+from pixelmill.manifest import (
+    ManifestWriter,
+    earlier_run,
+    foreign_output,
+    journal_in_the_way,
+    keeps_journal,
+)
 from pixelmill.pipeline import Pipeline, load_pipeline
 
 __all__ = ["JobSummary", "default_manifest_uri", "execute", "run"]
@@ -122,13 +128,6 @@ def _memory_job(engine: Any, units: Sequence[WorkUnit], output: str | None,
             f"--timeout: {mem} is in a memory:// store, so the job runs in this process, where "
             "an input cannot be stopped; drop --timeout", field="timeout")
     return True
-
-
-def _manifest_exists(uri: str, so: Mapping[str, Any]) -> bool:
-    if storage.exists(uri, so):  # an unreachable store is a StorageError (exit 1)
-        return True
-    fs, path = storage.get_fs(uri, so)
-    return storage._is_local(fs) and os.path.exists(journal_path(path))
 
 
 def _existing_outputs(units: Sequence[WorkUnit], output: str, so: Mapping[str, Any]) -> list[str]:
@@ -438,35 +437,23 @@ def run(
     if manifest_uri in {u.uri for u in units}:  # --overwrite would replace that input
         raise UsageError(f"--manifest: {manifest_uri} is one of the inputs; keep the manifest "
                          "elsewhere")
-    earlier = _manifest_exists(manifest_uri, so)
-    # a local manifest's journal exists from the moment a run starts, before any output: an
-    # output with neither is not an earlier run's (an object store keeps no journal)
-    journaled = storage._is_local(storage.get_fs(manifest_uri, so)[0])
-    if not resume and not overwrite:
-        clash = [manifest_uri] if earlier else []
-        if output is not None and not clash:
-            clash = _existing_outputs(units, output, so)[:3]
-        if clash and earlier and not storage.exists(manifest_uri, so):  # only its journal
-            raise UsageError(
-                f"{manifest_uri}: a run's journal is there "
-                f"({journal_path(storage.get_fs(manifest_uri, so)[1])}: a run that was "
-                "interrupted, or one still going); use --resume to continue it or --overwrite "
-                "to start over")
-        if clash and not earlier and journaled:
-            raise UsageError(
-                f"{clash[0]} already exists and no earlier run's manifest ({manifest_uri}) is "
-                "there; use --overwrite to replace it or write to another OUTPUT")
-        if clash:
+    earlier = earlier_run(manifest_uri, so)
+    if earlier == "journal" and not resume and not overwrite:
+        raise journal_in_the_way(manifest_uri, so)
+    if not overwrite and not earlier and output is not None:
+        # outputs with no manifest (nor journal) beside them: files a user made, or whose
+        # manifest was removed; not this job's to replace, nor to take over with --resume
+        clash = _existing_outputs(units, output, so)[:3]
+        if clash and keeps_journal(manifest_uri, so):
+            raise foreign_output(clash[0], manifest_uri)
+        if clash and not resume:  # an object store's run keeps no journal
             raise UsageError(
                 f"{clash[0]} already exists (results of an earlier run); use --resume to "
                 "continue that run or --overwrite to replace it")
-    elif resume and not earlier and journaled and output is not None:
-        clash = _existing_outputs(units, output, so)[:3]
-        if clash:  # files a user made (or whose manifest was removed): not this job's to replace
-            raise UsageError(
-                f"OUTPUT: {clash[0]} already exists and no earlier run's manifest "
-                f"({manifest_uri}) is there to resume; use --overwrite to replace it or write "
-                "to another OUTPUT")
+    if earlier == "manifest" and not resume and not overwrite:
+        raise UsageError(
+            f"{manifest_uri} already exists (results of an earlier run); use --resume to "
+            "continue that run or --overwrite to replace it")
     for where, name in ((output, "OUTPUT"), (manifest_uri, "--manifest")):
         if where is not None:  # a missing bucket fails now, not after every input is done
             storage.check_writable(where, so, field=name)

@@ -102,20 +102,17 @@ def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: Pipeli
 def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
                         so: Mapping[str, Any]) -> None:
     """Neither resume nor overwrite: an output or manifest already there is a usage error."""
-    from pixelmill.manifest import journal_path
+    from pixelmill.manifest import earlier_run, journal_in_the_way
 
     clash = []
     fs, path = storage.get_fs(output_uri, so)
     if fs.exists(path):
         clash.append(output_uri)
-    if manifest_uri is not None:
-        mfs, mpath = storage.get_fs(manifest_uri, so)
-        if mfs.exists(mpath):
-            clash.append(manifest_uri)
-        elif storage._is_local(mfs) and os.path.exists(journal_path(mpath)):
-            raise UsageError(f"{manifest_uri}: a run's journal is there ({journal_path(mpath)}: "
-                             "a run that was interrupted, or one still going); use --resume to "
-                             "continue it or --overwrite to start over")
+    earlier = None if manifest_uri is None else earlier_run(manifest_uri, so)
+    if earlier == "journal":
+        raise journal_in_the_way(manifest_uri, so)
+    if earlier:
+        clash.append(manifest_uri)
     if clash:
         raise UsageError(f"{clash[0]} already exists (results of an earlier run); use --resume to "
                          "continue that run or --overwrite to replace it")
@@ -124,17 +121,13 @@ def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
 def _refuse_foreign_output(output_uri: str, manifest_uri: str, so: Mapping[str, Any]) -> None:
     """--resume where no earlier run left its manifest (nor journal) but OUTPUT exists: it is
     not this job's to replace (a file the user made, or one whose manifest was removed)."""
-    from pixelmill.manifest import journal_path
+    from pixelmill.manifest import earlier_run, foreign_output, keeps_journal
 
     fs, path = storage.get_fs(output_uri, so)
-    mfs, mpath = storage.get_fs(manifest_uri, so)
-    if not storage._is_local(fs) or not fs.exists(path) or mfs.exists(mpath):
-        return  # (an object-store Zarr is written in place: it exists while a run goes on)
-    if storage._is_local(mfs) and os.path.exists(journal_path(mpath)):
-        return
-    raise UsageError(f"OUTPUT: {output_uri} already exists and no earlier run's manifest "
-                     f"({manifest_uri}) is there to resume; use --overwrite to replace it or "
-                     "write another OUTPUT")
+    # (an object-store Zarr is written in place: it exists while a run goes on)
+    if (storage._is_local(fs) and fs.exists(path) and keeps_journal(manifest_uri, so)
+            and not earlier_run(manifest_uri, so)):
+        raise foreign_output(output_uri, manifest_uri)
 
 
 def _input_stamp(uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
