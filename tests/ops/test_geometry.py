@@ -88,6 +88,54 @@ def test_resize_area_is_the_block_mean(image_factory, dtype):
         assert np.abs(got - np.rint(want)).max() <= 1
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("channels", [1, 3, 5])
+@pytest.mark.parametrize(("shape", "size"), [
+    ((45, 60), {"width": 32, "height": 24}),  # 15 -> 8 both ways (a 1920x1080 photo at 1/2)
+    ((48, 64), {"factor": 0.75}),  # 4 -> 3
+    ((40, 60), {"width": 45, "height": 20}),  # 2 -> 1 down, 4 -> 3 across
+])
+def test_resize_area_fractional_is_the_exact_area_mean(image_factory, dtype, channels, shape,
+                                                       size):
+    """A non-integer area shrink averages each output pixel's exact footprint: the same as
+    repeating every pixel q times and taking the mean of p×p blocks (scikit-image), p/q the
+    factor in lowest terms; and OpenCV's INTER_AREA up to a level at rare .5 ties."""
+    from skimage.transform import downscale_local_mean
+
+    from pixelmill.ops.geometry import _area_shrink
+
+    image = image_factory(dtype, channels=channels, shape=shape)
+    got = get_op("resize")(image, method="area", **size)
+    oh, ow = got.shape[:2]
+    (pv, qv), (pw, qw) = [(n // math.gcd(n, m), m // math.gcd(n, m))
+                          for n, m in ((shape[0], oh), (shape[1], ow))]
+    fine = image.astype(np.float64).repeat(qv, axis=0).repeat(qw, axis=1)
+    want = downscale_local_mean(fine, (pv, pw) + (1,) * (image.ndim - 2))
+    assert _area_shrink(image, oh, ow) is not None  # the block-matrix path ran
+    assert got.dtype == image.dtype and got.shape == want.shape
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        return
+    assert np.abs(got - np.rint(want)).max() <= 1
+    assert np.mean(got != np.rint(want)) < 0.01  # only exact .5 ties may round the other way
+    ref = np.stack([cv2.resize(np.ascontiguousarray(image[..., i]) if image.ndim == 3 else image,
+                               (ow, oh), interpolation=cv2.INTER_AREA)
+                    for i in range(channels)], -1).reshape(got.shape)
+    diff = np.abs(got.astype(np.int64) - ref)
+    assert diff.max() <= 1 and np.mean(diff) < 0.01
+
+
+def test_resize_area_block_path_only_where_it_pays():
+    from pixelmill.ops.geometry import _area_shrink
+
+    img = np.zeros((540, 960, 3), np.uint8)
+    assert _area_shrink(img, 288, 512) is not None  # 15 -> 8
+    assert _area_shrink(img, 270, 480) is None  # integer factor: OpenCV's vectorised path
+    assert _area_shrink(img, 1080, 1920) is None  # enlarging
+    assert _area_shrink(np.zeros((750, 1000, 3), np.uint8), 384, 512) is None  # 125 -> 64
+    assert _area_shrink(img.astype(np.float64), 288, 512) is None
+
+
 def test_resize_area_real_photo_matches_pillow_reduce(astronaut):
     got = get_op("resize")(astronaut, long_side=128, method="area")
     want = np.asarray(Image.fromarray(astronaut).reduce(4))

@@ -53,6 +53,8 @@ NON_DEFAULT = [
     ("resize", {"factor": 3.0, "method": "bicubic"}),
     ("resize", {"factor": 2.0, "method": "nearest"}),
     ("resize", {"factor": 0.5, "method": "area"}),
+    ("resize", {"factor": 0.75, "method": "area"}),  # the block-matrix area path (periods 4→3)
+    ("resize", {"factor": 0.6, "method": "area"}),
     ("resize", {"factor": 1.5, "method": "bilinear"}),
     ("sobel", {"direction": "x"}),
 ]

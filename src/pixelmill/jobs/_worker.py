@@ -139,16 +139,16 @@ _worker_ready = False
 
 
 def _prepare_worker() -> None:
-    """In an engine's worker process: one OpenCV thread (the engine already runs one unit per
-    core; OpenCV's own thread pool would only oversubscribe the cores)."""
+    """In an engine's worker process: one OpenCV and one BLAS thread (the engine already runs one
+    unit per core; their own thread pools would only oversubscribe the cores)."""
     global _worker_ready
     _worker_ready = True
     import multiprocessing
 
     if multiprocessing.parent_process() is not None:
-        import cv2
+        from pixelmill.ops._common import set_native_threads
 
-        cv2.setNumThreads(1)
+        set_native_threads(1)
 
 
 #: input formats the tiled route reads region by region (the others are decoded whole first)

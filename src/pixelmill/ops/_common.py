@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -16,13 +17,37 @@ __all__ = [
     "SCIPY_MODE",
     "SUPPORTED_DTYPES",
     "BorderMode",
+    "blas_threads",
     "cast_like",
     "check_image",
     "dtype_max",
     "gray_float",
     "per_channel",
+    "set_native_threads",
     "with_border",
 ]
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def blas_threads(n: int) -> Any:
+    """Context manager: NumPy's BLAS uses at most ``n`` threads inside (about 6 µs).
+
+    OpenBLAS starts one busy-waiting thread per core for a large enough product; in an engine
+    worker (one per core already) that oversubscribes the cores and a 1 ms product takes tens."""
+    return _blas_controller().limit(limits=n, user_api="blas")
+
+
+def set_native_threads(n: int) -> None:
+    """Let OpenCV and NumPy's BLAS use at most ``n`` threads from now on in this process (an
+    engine worker: the engine already runs one unit per core)."""
+    cv2.setNumThreads(n)
+    _blas_controller().limit(limits=n, user_api="blas")
+
 
 #: how an op extends the image beyond its border. Names follow SciPy/scikit-image:
 #: reflect = "abc|cba" (cv2 REFLECT), mirror = "abc|ba" (cv2 REFLECT_101), nearest = "abc|cc",

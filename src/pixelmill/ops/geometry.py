@@ -7,6 +7,7 @@ Interpolated integer results are rounded to nearest; no op here rescales intensi
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from pixelmill.ops._common import (
     CV2_BORDER,
     NUMPY_PAD,
     BorderMode,
+    blas_threads,
     cast_like,
     check_image,
     per_channel,
@@ -83,6 +85,71 @@ def _nearest_index(n_in: int, n_out: int, factor: float) -> np.ndarray:
     else:
         idx = ((2 * i + 1) * fr.denominator) // (2 * fr.numerator)
     return np.minimum(idx, n_in - 1)
+
+
+#: longest period (input pixels that map onto a whole number of output pixels) along either
+#: axis for which :func:`_area_shrink` beats OpenCV's generic INTER_AREA loop (measured: 15→8
+#: and 3→2 about 2×, 63→32 only 1.2×, 125→64 slower)
+AREA_MAX_PERIOD = 32
+
+
+@functools.lru_cache(maxsize=64)
+def _area_weights(p: int, q: int) -> np.ndarray:
+    """(q, p) float32: the share of input pixel ``j`` in output pixel ``i`` when ``p`` input
+    pixels are averaged onto ``q`` (output pixel ``i`` covers ``[i p/q, (i + 1) p/q)``)."""
+    s = Fraction(p, q)
+    w = np.zeros((q, p))
+    for i in range(q):
+        a, b = i * s, (i + 1) * s
+        for j in range(math.floor(a), math.ceil(b)):
+            w[i, j] = float((min(b, j + 1) - max(a, j)) / s)
+    return w.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _area_weights_interleaved(p: int, q: int, c: int) -> np.ndarray:
+    """(p·c, q·c): :func:`_area_weights` transposed, acting on ``c`` interleaved channels."""
+    return np.ascontiguousarray(np.kron(_area_weights(p, q).T, np.eye(c, dtype=np.float32)))
+
+
+def _area_shrink(image: np.ndarray, oh: int, ow: int) -> np.ndarray | None:
+    """Area-average ``image`` down to ``oh``×``ow`` as two small matrix products per period.
+
+    When ``h/oh = pv/qv`` and ``w/ow = ph/qh`` in lowest terms, every ``pv`` input rows average
+    onto exactly ``qv`` output rows (and likewise for columns), so the whole resize is a
+    (qv×pv) matrix applied to each block of rows and a (ph×qh) one to each block of columns —
+    BLAS work, about twice as fast as OpenCV's scalar INTER_AREA loop for non-integer factors.
+    The weights are OpenCV's (exact overlaps); sums differ from OpenCV's only in float rounding
+    order (a result on a .5 tie can differ by one level). None where this does not pay:
+    enlarging, integer factors (OpenCV has a vectorised path), long periods, other dtypes.
+    """
+    h, w = image.shape[:2]
+    if image.dtype not in (np.uint8, np.uint16, np.float32) or oh > h or ow > w:
+        return None
+    gv, gh = math.gcd(h, oh), math.gcd(w, ow)
+    pv, qv, ph, qh = h // gv, oh // gv, w // gh, ow // gh
+    if (qv == 1 and qh == 1) or max(pv, ph) > AREA_MAX_PERIOD:
+        return None
+    c = image.shape[2] if image.ndim == 3 else 1
+    wv = _area_weights(pv, qv)
+    wh = _area_weights_interleaved(ph, qh, c)
+    rows = image.reshape(gv, pv, w * c)
+    out = np.empty((oh, ow * c), image.dtype)
+    step = max(1, 64 // pv)  # blocks of ~64 input rows keep the float temporaries in cache
+    with blas_threads(1):  # small products: more threads only spin (and oversubscribe workers)
+        for g0 in range(0, gv, step):
+            g1 = min(gv, g0 + step)
+            y = np.matmul(wv, rows[g0:g1].astype(np.float32, copy=False))  # (blocks, qv, w·c)
+            z = y.reshape(-1, ph * c) @ wh  # (rows · column blocks, qh·c)
+            dst = out[g0 * qv:g1 * qv].reshape(z.shape)
+            if image.dtype == np.uint8:
+                dst[...] = cv2.convertScaleAbs(z)  # round half to even and saturate, as OpenCV
+            elif image.dtype == np.uint16:
+                np.clip(np.rint(z, out=z), 0, 65535, out=z)
+                dst[...] = z
+            else:
+                dst[...] = z
+    return out.reshape((oh, ow, *image.shape[2:]))
 
 
 def _resize_untileable(p) -> str | None:
@@ -161,11 +228,20 @@ def resize(
                 rows = _nearest_index(image.shape[0], oh, factor)
                 cols = _nearest_index(image.shape[1], ow, factor)
                 return image[rows][:, cols]
+            if method == "area" and ow / image.shape[1] == factor == oh / image.shape[0]:
+                # OpenCV samples on the factor's grid; the size ratio is the same grid here
+                fast = _area_shrink(image, oh, ow)
+                if fast is not None:
+                    return fast
             return per_channel(image, lambda a: cv2.resize(
                 a, None, fx=factor, fy=factor, interpolation=interp)).reshape(
                 (oh, ow, *image.shape[2:]))
     else:
         oh, ow = output_size(image.shape, width=width, height=height, long_side=long_side)
+        if method == "area":
+            fast = _area_shrink(image, oh, ow)
+            if fast is not None:
+                return fast
     return per_channel(image, lambda a: cv2.resize(a, (ow, oh), interpolation=interp)).reshape(
         (oh, ow, *image.shape[2:]))
 

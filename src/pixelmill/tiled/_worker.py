@@ -67,9 +67,9 @@ def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
     from fractions import Fraction
 
     if _CACHE.get("threads") != job.threads:
-        import cv2
+        from pixelmill.ops._common import set_native_threads
 
-        cv2.setNumThreads(job.threads)
+        set_native_threads(job.threads)
         _CACHE["threads"] = job.threads
     uri = job.input_uri or job.source.uri
     row: dict[str, Any] = {"key": f"{uri}#tile={window.key}", "uri": uri,
