@@ -40,6 +40,9 @@ def test_gaussian_real_photo(astronaut):
     got = get_op("gaussian")(astronaut, sigma=2.0)
     want = ndimage.gaussian_filter(astronaut.astype(np.float64), sigma=(2, 2, 0), mode="reflect")
     _close(got, want, "uint8")
+    # rounded as the exact result is, not merely within a level (OpenCV's 8-bit GaussianBlur
+    # is a level off at ~8 % of the pixels)
+    assert np.mean(got != np.rint(want)) < 1e-3
 
 
 @pytest.mark.parametrize("mode", MODES)

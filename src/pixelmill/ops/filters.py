@@ -54,12 +54,15 @@ def _odd(*names: str):
 
 def _gaussian_blur(image: np.ndarray, sigma: float, truncate: float, mode: str) -> np.ndarray:
     radius = gaussian_radius(sigma, truncate)
-    ksize = 2 * radius + 1
+    # the float kernel through sepFilter2D: integer results are the exactly rounded ones (but
+    # for 2e-5 of the pixels), where GaussianBlur's 8-bit fixed-point path is a level off at 8 %
+    # of them; and it is about a quarter faster
+    kernel = cv2.getGaussianKernel(2 * radius + 1, sigma)
     return with_border(
         image,
         radius,
         mode,
-        lambda a, b: cv2.GaussianBlur(a, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=b),
+        lambda a, b: cv2.sepFilter2D(a, -1, kernel, kernel, borderType=b),
     ).reshape(image.shape)
 
 
