@@ -31,10 +31,21 @@ import pyarrow.parquet as pq
 from pixelmill import storage
 from pixelmill.errors import PixelmillError, StorageError
 
-__all__ = ["ManifestBusyError", "ManifestWriter", "read_manifest", "read_manifest_metadata",
+__all__ = ["TILE_KEY", "ManifestBusyError", "ManifestWriter", "is_tile_row", "read_manifest", "read_manifest_metadata",
            "rows_to_table"]
 
 STATUSES = ("ok", "invalid", "failed")
+
+
+#: what a tile's row key adds to its image's URI (``URI#tile=r,c``)
+TILE_KEY = "#tile="
+
+
+def is_tile_row(row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` is one tile of a tiled image (its key ``URI#tile=r,c``), not an image.
+
+    A ``#`` alone says nothing: it is an ordinary character of file names."""
+    return TILE_KEY in str(row.get("key") or "")
 
 
 def journal_path(manifest_uri: str) -> str:

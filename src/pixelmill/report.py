@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
-from pixelmill.manifest import read_manifest, read_manifest_metadata
+from pixelmill.manifest import is_tile_row, read_manifest, read_manifest_metadata
 
 __all__ = ["build_report", "default_report_uri", "measurement_columns", "write_report"]
 
@@ -165,7 +165,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
 
     matplotlib.use("Agg", force=True)
     so = dict(storage_options or {})
-    rows = [r for r in read_manifest(manifest_uri, so) if "#" not in str(r.get("key", ""))]
+    rows = [r for r in read_manifest(manifest_uri, so) if not is_tile_row(r)]
     meta = read_manifest_metadata(manifest_uri, so)
     counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "invalid", "failed")}
     ok_rows = [r for r in rows if r.get("status") == "ok"]

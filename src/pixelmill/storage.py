@@ -372,7 +372,7 @@ def label_from_path(relpath: str, mode: str | None) -> str | None:
     """
     if not mode:
         return None
-    parts = relpath.replace("\\", "/").split("/")[:-1]
+    parts = relpath.split("/")[:-1]  # listings separate with "/"; "\\" is a name character
     if mode == "parent":
         return parts[-1] if parts else None
     if mode == "partition":

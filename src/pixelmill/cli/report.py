@@ -73,7 +73,7 @@ def _check_out(out: str, manifest: str, so, overwrite: bool) -> None:
     target = storage.absolute(out)
     for row in read_manifest(manifest, so):
         for column in ("uri", "output"):
-            if row.get(column) and storage.absolute(str(row[column]).split("#")[0]) == target:
+            if row.get(column) and storage.absolute(str(row[column])) == target:
                 raise UsageError(f"--out: {out} is the {'input' if column == 'uri' else 'output'}"
                                  f" of {row.get('relpath') or row[column]}; write the page "
                                  "elsewhere")

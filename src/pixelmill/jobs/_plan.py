@@ -120,8 +120,9 @@ def render_name(template: str, relpath: str, ext: str, *, label: str | None = No
     >>> render_name("{parent}/{stem}.{ext}", "a.png", "jpg")
     'a.jpg'
     """
-    rel = relpath.replace("\\", "/")
-    parent, name = posixpath.split(rel)
+    # relpaths are listings' "/"-separated paths; a backslash is a character of a POSIX file
+    # name (``a\\b.jpg`` is one file, not ``b.jpg`` in folder ``a``)
+    parent, name = posixpath.split(relpath)
     stem, suffix = posixpath.splitext(name)
     values = {"parent": parent, "stem": stem, "ext": ext, "name": name,
               "suffix": suffix.lstrip("."), "label": label or "", "index": index}
@@ -141,10 +142,10 @@ def render_name(template: str, relpath: str, ext: str, *, label: str | None = No
 
 def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
                            ) -> list[tuple[str, int, str, str | None]]:
-    from pixelmill.manifest import read_manifest
+    from pixelmill.manifest import is_tile_row, read_manifest
 
     rows = [r for r in read_manifest(uri, storage_options)
-            if (r.get("uri") or r.get("key")) and "#" not in str(r.get("uri") or r.get("key"))]
+            if (r.get("uri") or r.get("key")) and not is_tile_row(r)]
     sources = [str(r.get("uri") or r.get("key")) for r in rows]
     # rows without relpath (scans before it was a column, hand-made tables): folders are kept
     # relative to the inputs' common folder

@@ -292,7 +292,7 @@ def run_tiled(
     -------
     TiledSummary
     """
-    from pixelmill.manifest import ManifestWriter, read_manifest
+    from pixelmill.manifest import ManifestWriter, is_tile_row, read_manifest
 
     t_start = time.perf_counter()
     # tiles are read and written by workers (on a cluster: in other folders): absolute paths
@@ -417,7 +417,7 @@ def run_tiled(
     done = set()
     if store_ok:
         done = {r["key"] for r in writer.earlier_rows
-                if r.get("status") == "ok" and "#tile=" in str(r.get("key"))}
+                if r.get("status") == "ok" and is_tile_row(r)}
     elif not whole and canvas is None:
         regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
                                   attrs={"pixelmill_plan": fingerprint},

@@ -1,0 +1,57 @@
+"""Jobs: file names that are ordinary on POSIX but looked special to pixelmill (a hostile-input
+audit): ``#`` (taken for a tile row's ``URI#tile=r,c`` key) and ``\\`` (taken for a folder)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from pixelmill.jobs import run
+from pixelmill.manifest import is_tile_row, read_manifest
+from pixelmill.report import build_report
+from pixelmill.storage import label_from_path
+
+
+def _image(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(path, format="JPEG")
+
+
+def test_hash_in_a_file_name_is_an_input_like_any_other(tmp_path, engine, blur_pipeline):
+    """Names with '#' had rows, but the report left them out (2 inputs, 0 invalid, where the
+    run said 3 and 1), and a run from a scan manifest skipped them without a row."""
+    from pixelmill.cli import main
+
+    src = tmp_path / "in"
+    _image(src / "ok.jpg")
+    _image(src / "good#2.jpg")
+    (src / "bad#1.jpg").write_bytes(b"junk")
+    out = tmp_path / "out"
+    s = run(blur_pipeline, str(src), str(out), engine=engine, progress=False, report=False)
+    assert (s.ok, s.invalid) == (2, 1)
+    page = build_report(str(out / "manifest.parquet"))
+    assert "bad#1.jpg" in page and "Invalid and failed files (1)" in page
+    scan_uri = str(tmp_path / "scan.parquet")
+    main(["scan", str(src), "--out", scan_uri])
+    s2 = run(blur_pipeline, scan_uri, str(tmp_path / "out2"), engine=engine, progress=False,
+             report=False)
+    assert (s2.total, s2.ok, s2.invalid) == (3, 2, 1)
+    assert (tmp_path / "out2" / "good#2.jpg").is_file()
+    assert not any(is_tile_row(r) for r in read_manifest(scan_uri))
+    assert is_tile_row({"key": "/x/a#b.tif#tile=0,1"}) and not is_tile_row({"key": "/x/a#b.tif"})
+
+
+def test_backslash_is_a_character_of_a_file_name(tmp_path, engine, blur_pipeline):
+    """``a\\b.jpg`` was written to ``OUT/a/b.jpg``, colliding with the real ``a/b.jpg`` (the whole
+    job refused), and a name like ``..\\x.jpg`` aborted the job as an escape from OUTPUT."""
+    src = tmp_path / "in"
+    _image(src / "a" / "b.jpg")
+    _image(src / "a\\b.jpg")
+    _image(src / "..\\x.jpg")
+    out = tmp_path / "out"
+    s = run(blur_pipeline, str(src), str(out), engine=engine, progress=False, report=False)
+    assert (s.total, s.ok) == (3, 3), s.reasons
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.jpg")} == {
+        "a/b.jpg", "a\\b.jpg", "..\\x.jpg"}
+    assert label_from_path("a\\b.jpg", "parent") is None
+    assert label_from_path("cats/a\\b.jpg", "parent") == "cats"
