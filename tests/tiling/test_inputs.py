@@ -342,3 +342,51 @@ def test_gray_alpha_to_a_tiled_tiff_equals_the_whole_image(tmp_path, compression
     got = tifffile.imread(str(out))
     assert got.shape == (70, 90, 2)
     np.testing.assert_array_equal(got, pipe.run(read_image(str(tmp_path / "la.tif"))).image)
+
+
+# ---- hostile-input audit: special files, truncated raw TIFFs ------------------------------
+@pytest.mark.timeout(60)
+def test_a_pipe_or_a_device_is_refused_before_it_is_opened(tmp_path, pipe, capsys):
+    """`tile` on a named pipe waited for a writer forever; on a link to /dev/zero it read until
+    memory ran out (`run` and `scan` already refused them)."""
+    fifo = tmp_path / "f.png"
+    os.mkfifo(fifo)
+    (tmp_path / "z.png").symlink_to("/dev/zero")
+    for name, kind in (("f.png", "a named pipe"), ("z.png", "a character device")):
+        code, _, err = _tile(capsys, pipe, tmp_path / name, tmp_path / f"out-{name}.tif")
+        assert code == ExitCode.ERROR and f"not a regular file ({kind})" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "gauss.yaml", "z.png"]
+
+
+@pytest.mark.parametrize("tile", [None, (64, 64)])
+def test_a_truncated_uncompressed_tiff_is_a_decode_error(tmp_path, tile):
+    """The raw strip/tile reader reshaped whatever os.pread returned: a ValueError traceback
+    ("cannot reshape array of size 6008 into shape (32,64,3)") instead of a reason."""
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, np.zeros((128, 128, 3), np.uint8), tile=tile)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[:len(data) // 2])
+    src = regions.open_source(str(cut))
+    with pytest.raises(DecodeError, match="truncated TIFF"):
+        regions.read_region(src, (0, 128, 0, 128))
+    np.testing.assert_array_equal(regions.read_region(src, (0, 16, 0, 16)), 0)  # what is there
+
+
+@pytest.mark.parametrize(("steps", "memory"), [("  - op: equalize_hist\n", "20MB"),
+                                               ("  - op: gaussian\n    sigma: 2\n", "12MB")])
+def test_a_refused_job_leaves_no_decoded_spill(tmp_path, capsys, steps, memory):
+    """A PNG is decoded once to a spill beside the output; a job refused after that (a global
+    op over the budget, a budget too small) left the spill behind (400 MB for 400 MP)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (1000, 1000), dtype=np.uint8)).save(tmp_path / "big.png")
+    pipe_file = tmp_path / "p.yaml"
+    pipe_file.write_text("steps:\n" + steps)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _tile(capsys, pipe_file, tmp_path / "big.png", out / "o.tif", "--memory",
+                         memory)
+    assert code == ExitCode.USAGE, err
+    assert list(out.iterdir()) == []

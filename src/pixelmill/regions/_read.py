@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
+from pixelmill.errors import DecodeError
 from pixelmill.regions._samples import decoded_samples, stored_box
 from pixelmill.regions._source import RegionSource, _read_npy_header, open_zarr_array
 
@@ -73,6 +74,7 @@ class _RawSegments:
 
     def __init__(self, fd: int, page, source: RegionSource) -> None:
         self.fd = fd
+        self.uri = source.uri
         self.offsets = np.asarray(page.dataoffsets, dtype=np.int64)
         self.counts = np.asarray(page.databytecounts, dtype=np.int64)
         self.tiled = page.is_tiled
@@ -100,10 +102,22 @@ class _RawSegments:
         except (AttributeError, OSError, TypeError, ValueError):  # unusual files: the zarr path
             return None
 
+    def _pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset``; a file that ends sooner is a truncated TIFF."""
+        data = os.pread(self.fd, size, offset)
+        if len(data) < size:
+            raise DecodeError(f"{self.uri}: truncated TIFF: {len(data):,} of the {size:,} bytes of image "
+                              f"data at offset {offset:,} are in the file")
+        return data
+
     def _segment(self, k: int, rows: int, cols: int) -> np.ndarray:
         if k >= len(self.offsets) or self.offsets[k] == 0 or self.counts[k] == 0:
             return np.zeros((rows, cols, self.spp), self.dtype)
-        data = os.pread(self.fd, int(self.counts[k]), int(self.offsets[k]))
+        size = rows * cols * self.spp * self.dtype.itemsize
+        if int(self.counts[k]) < size:
+            raise DecodeError(f"{self.uri}: corrupt TIFF: tile {k} holds {int(self.counts[k]):,} bytes, "
+                              f"its {rows}x{cols} pixels need {size:,}")
+        data = self._pread(size, int(self.offsets[k]))
         return np.frombuffer(data, self.dtype).reshape(rows, cols, self.spp)
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -113,8 +127,8 @@ class _RawSegments:
             sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
             if not self.tiled:  # a strip: read only the rows needed
                 row_bytes = self.width * self.spp * self.dtype.itemsize
-                data = os.pread(self.fd, (sy1 - sy0) * row_bytes,
-                                int(self.offsets[ty]) + (sy0 - ty * th) * row_bytes)
+                data = self._pread((sy1 - sy0) * row_bytes,
+                                   int(self.offsets[ty]) + (sy0 - ty * th) * row_bytes)
                 rows = np.frombuffer(data, self.dtype).reshape(sy1 - sy0, self.width, self.spp)
                 out[sy0 - y0:sy1 - y0] = rows[:, x0:x1]
                 continue

@@ -293,6 +293,8 @@ def open_source(
         raise StorageError(f"{uri}: cannot read: {e}") from e
     if not exists:
         raise StorageError(f"{uri}: no such file")
+    if storage.is_local(fs):  # a pipe would be waited on forever, /dev/zero read without end
+        storage.check_regular(path, uri)
     low = uri.lower().rstrip("/")
     if low.endswith(".npy"):
         check_level(uri, level, 1)

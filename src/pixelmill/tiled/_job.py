@@ -19,6 +19,7 @@ reruns only the tiles without an ``ok`` row and gives the same output as an unin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -97,6 +98,14 @@ def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: Pipeli
     if not isinstance(out, np.ndarray):
         raise TilingError("the pipeline does not return an image")
     return out.dtype.name, (out.shape[2] if out.ndim == 3 else None)
+
+
+def _drop_spill(source: regions.RegionSource, input_uri: str) -> None:
+    """Remove the file an input decoded whole was spilled to (none for region-read inputs)."""
+    if source.uri != input_uri:
+        sfs, spath = storage.get_fs(source.uri)
+        with contextlib.suppress(FileNotFoundError):
+            sfs.rm(spath)
 
 
 def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
@@ -348,62 +357,66 @@ def run_tiled(
     source = regions.open_source(input_uri, so, level=level,
                                  spill_uri=sidecar(output_uri, "pixelmill-spill.npy"),
                                  memory=asked)
-    if storage._is_local(out_fs):  # side files (tile store, partial TIFF) go beside it
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-        except OSError as e:
-            raise StorageError(f"OUTPUT: {output_uri}: cannot write: {e.strerror or e}") from e
-    h, w = source.height, source.width
-    n_workers = workers or getattr(engine, "workers", None) or default_workers()
-    whole = plan.size_problem(h, w) is not None
-    if whole:  # a global op: one unit, the whole image, if the budget allows it
-        check_whole(plan, source.shape, source.dtype, budget)
-        tile_size, concurrency = max(h, w), 1
-    else:
-        tile_size, concurrency = choose_tiling(
-            plan, source.shape, source.dtype, budget, n_workers, tile, max_tile=max_tile,
-            assemble=bool(pyramid or compression or not storage._is_local(out_fs)))
-    fingerprint = {"input": input_uri, "shape": list(source.shape), "dtype": source.dtype,
-                   "pipeline": pipeline.fingerprint, "tile": tile_size, "halo": plan.halo}
-    if store_compression:
-        fingerprint["compression"] = store_compression
-    fs, store_path = storage.get_fs(store_uri, so)
-    store_ok = False
-    if resume and not whole:
-        plan_path = sidecar(output_uri, "pixelmill-partial.json")
-        if fs.exists(store_path):
-            prev = store_attrs(store_uri, so).get("pixelmill_plan") or {}
-        elif storage._is_local(fs) and os.path.exists(plan_path):
-            with open(plan_path, encoding="utf-8") as f:
-                prev = json.load(f).get("pixelmill_plan") or {}
+    try:  # a refusal before any tile is made leaves no decoded spill behind
+        if storage._is_local(out_fs):  # side files (tile store, partial TIFF) go beside it
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"OUTPUT: {output_uri}: cannot write: {e.strerror or e}") from e
+        h, w = source.height, source.width
+        n_workers = workers or getattr(engine, "workers", None) or default_workers()
+        whole = plan.size_problem(h, w) is not None
+        if whole:  # a global op: one unit, the whole image, if the budget allows it
+            check_whole(plan, source.shape, source.dtype, budget)
+            tile_size, concurrency = max(h, w), 1
         else:
-            prev = {}
-        if tile is None and prev.get("tile"):  # keep the interrupted run's tile size
-            tile_size = fingerprint["tile"] = int(prev["tile"])
-        store_ok = fs.exists(store_path) and prev == fingerprint
-        if prev and prev != fingerprint:  # the result is the same; the work done is lost
-            import sys
+            tile_size, concurrency = choose_tiling(
+                plan, source.shape, source.dtype, budget, n_workers, tile, max_tile=max_tile,
+                assemble=bool(pyramid or compression or not storage._is_local(out_fs)))
+        fingerprint = {"input": input_uri, "shape": list(source.shape), "dtype": source.dtype,
+                       "pipeline": pipeline.fingerprint, "tile": tile_size, "halo": plan.halo}
+        if store_compression:
+            fingerprint["compression"] = store_compression
+        fs, store_path = storage.get_fs(store_uri, so)
+        store_ok = False
+        if resume and not whole:
+            plan_path = sidecar(output_uri, "pixelmill-partial.json")
+            if fs.exists(store_path):
+                prev = store_attrs(store_uri, so).get("pixelmill_plan") or {}
+            elif storage._is_local(fs) and os.path.exists(plan_path):
+                with open(plan_path, encoding="utf-8") as f:
+                    prev = json.load(f).get("pixelmill_plan") or {}
+            else:
+                prev = {}
+            if tile is None and prev.get("tile"):  # keep the interrupted run's tile size
+                tile_size = fingerprint["tile"] = int(prev["tile"])
+            store_ok = fs.exists(store_path) and prev == fingerprint
+            if prev and prev != fingerprint:  # the result is the same; the work done is lost
+                import sys
 
-            changed = ", ".join(f"{k} {prev.get(k)} -> {v}" for k, v in fingerprint.items()
-                                if prev.get(k) != v and k != "input")
-            print(f"warning: the interrupted run's tiles were made with other settings "
-                  f"({changed or 'another input'}); they are not reused, all tiles are made "
-                  "again", file=sys.stderr)
-    if whole:
-        windows = [TileWindow(0, 0, (0, h, 0, w), (0, h, 0, w))]
-    else:
-        windows = grid(h, w, tile_size, plan.halo, plan.scale, step=plan.step, wrap=plan.wrap)
-        out_dtype, out_c = _probe_output(pipeline, source, plan)
-        out_h, out_w = scaled_shape(h, w, plan.scale)
-        if out_kind == "tiff":  # a codec that cannot hold this output fails now, not at the end
-            regions.check_compression(compression, out_kind, out_dtype, out_c)
-    try:
-        writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
-                  if own_manifest else manifest)
-    except PixelmillError:
+                changed = ", ".join(f"{k} {prev.get(k)} -> {v}" for k, v in fingerprint.items()
+                                    if prev.get(k) != v and k != "input")
+                print(f"warning: the interrupted run's tiles were made with other settings "
+                      f"({changed or 'another input'}); they are not reused, all tiles are made "
+                      "again", file=sys.stderr)
+        if whole:
+            windows = [TileWindow(0, 0, (0, h, 0, w), (0, h, 0, w))]
+        else:
+            windows = grid(h, w, tile_size, plan.halo, plan.scale, step=plan.step, wrap=plan.wrap)
+            out_dtype, out_c = _probe_output(pipeline, source, plan)
+            out_h, out_w = scaled_shape(h, w, plan.scale)
+            if out_kind == "tiff":  # a codec that cannot hold this output fails now, not at the end
+                regions.check_compression(compression, out_kind, out_dtype, out_c)
+        try:
+            writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
+                      if own_manifest else manifest)
+        except PixelmillError:
+            raise
+        except OSError as e:
+            raise StorageError(f"{manifest_uri}: cannot write the manifest: {e.strerror or e}") from e
+    except BaseException:
+        _drop_spill(source, input_uri)
         raise
-    except OSError as e:
-        raise StorageError(f"{manifest_uri}: cannot write the manifest: {e.strerror or e}") from e
     canvas = None
     if not whole:
         out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
@@ -451,9 +464,7 @@ def run_tiled(
                     size = assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
                                      fingerprint)
                 summary.t_assemble = time.perf_counter() - t1
-                if source.uri != input_uri:  # the decoded-once spill is no longer needed
-                    sfs, spath = storage.get_fs(source.uri)
-                    sfs.rm(spath)
+                _drop_spill(source, input_uri)  # the decoded-once spill is no longer needed
         summary.peak_rss = peak.peak
         summary.seconds = time.perf_counter() - t_start
         if failed:
