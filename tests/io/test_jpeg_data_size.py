@@ -76,7 +76,12 @@ def no_pixel_decoder(monkeypatch):
                 raise AssertionError("pixels decoded: the header should have refused the file")
             return getattr(cv2, name)
 
+    class _NoSimplejpeg:
+        def decode_jpeg(self, *a, **k):
+            raise AssertionError("pixels decoded: the header should have refused the file")
+
     monkeypatch.setattr(_decode, "cv2", _NoDecode())
+    monkeypatch.setattr(_decode, "_simplejpeg", _NoSimplejpeg)
 
 
 def test_patched_sof_is_refused_from_the_header(small_jpeg, no_pixel_decoder):
@@ -229,7 +234,7 @@ def test_truncated_real_jpeg_keeps_its_reason(photo):
     data = codecs.encode(photo, "jpg")
     cut = data[: len(data) // 2]
     assert codecs.probe(cut).width == 128
-    with pytest.raises(DecodeError, match="corrupt or truncated JPG data"):
+    with pytest.raises(DecodeError, match=r"truncated JPEG data \(libjpeg: premature end"):
         codecs.verify(cut)
 
 
@@ -239,3 +244,60 @@ def test_bad_sampling_factors_are_refused():
     data[sof + 11] = 0x05  # H=0, V=5
     with pytest.raises(DecodeError, match="sampling factors"):
         codecs.probe(bytes(data))
+
+
+# ---- hostile-input audit: data cut short, then an end-of-image marker appended ------------
+def test_data_cut_short_then_terminated_is_invalid(tmp_path, photo, capfd, engine):
+    """Data cut at 60 % with an end-of-image marker appended passes every size rule; libjpeg
+    only warns ("premature end of data segment") and fills the rest gray. It was `valid` to
+    scan --verify and an `ok` row with a gray lower part in run."""
+    data = codecs.encode(photo, "jpg")
+    start, end = _image_data(data)
+    cut = data[:start + (end - start) * 6 // 10] + b"\xff\xd9"
+    assert _libjpeg_warns(cut, capfd) and not _libjpeg_warns(data, capfd)  # the reference
+    for kw in ({}, {"reduce": 2}, {"reduce": 8}):
+        with pytest.raises(DecodeError, match=r"truncated JPEG data \(libjpeg: premature end"):
+            codecs.decode(cut, **kw)
+    with pytest.raises(DecodeError, match="truncated JPEG data"):
+        codecs.verify(cut)
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    (tmp_path / "good.jpg").write_bytes(data)
+    rows = {r["uri"].rsplit("/", 1)[-1]: r
+            for r in scan(str(tmp_path), verify=True, engine=engine).to_pylist()}
+    assert rows["good.jpg"]["valid"] and not rows["cut.jpg"]["valid"]
+    assert "truncated JPEG data" in rows["cut.jpg"]["reason"]
+
+
+def test_libjpeg_warnings_that_lose_no_data_are_tolerated(photo, monkeypatch):
+    """Warnings such as "N extraneous bytes before marker" come with files every viewer shows:
+    the image is decoded as libjpeg recovers it, not refused."""
+    import simplejpeg
+
+    data = codecs.encode(photo, "jpg")
+    want = codecs.decode(data)
+    calls = []
+
+    class _Warns:
+        def decode_jpeg(self, buf, space, strict=True, **kw):
+            calls.append(strict)
+            if strict:
+                raise ValueError("Corrupt JPEG data: 3 extraneous bytes before marker 0xc4")
+            return simplejpeg.decode_jpeg(buf, space, strict=False, **kw)
+
+    monkeypatch.setattr(_decode, "_simplejpeg", _Warns)
+    np.testing.assert_array_equal(codecs.decode(data), want)
+    assert calls == [True, False]
+
+
+def test_every_scale_decodes_the_pixels_opencv_decodes(photo, gray_photo):
+    """simplejpeg and OpenCV both run libjpeg-turbo: the same pixels at 1, 1/2, 1/4 and 1/8."""
+    for image in (photo, gray_photo):
+        data = codecs.encode(image, "jpg")
+        for r in (1, 2, 4, 8):
+            flags, rgb = _decode._jpeg_flags(image.ndim == 2, r)  # OpenCV's route
+            want = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            if image.ndim == 3 and not rgb:
+                want = cv2.cvtColor(want, cv2.COLOR_BGR2RGB)
+            got = codecs.decode(data, reduce=r)
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got, want)

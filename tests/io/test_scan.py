@@ -252,7 +252,7 @@ def test_cli_every_flag_json_and_manifest(collection, tmp_path):
     assert summary["by_label"] == {"cats": 2}
     assert summary["by_format"] == {"jpg": 1, "png": 1}
     assert set(summary["invalid_by_reason"]) == {
-        "empty file", "not a recognised image format", "corrupt or truncated JPG data",
+        "empty file", "not a recognised image format", "truncated JPEG data",
         "corrupt PNG header", "cannot read"}
     assert summary["manifest"] == str(out)
 

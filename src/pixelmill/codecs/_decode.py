@@ -1,6 +1,9 @@
 """Decoding: the pixel limit first, then the fastest decoder for each format.
 
-OpenCV for JPEG and PNG, tifffile for TIFF, Pillow for BMP, WebP, GIF (first frame), PNM.
+libjpeg-turbo through simplejpeg for 8-bit gray and YCbCr JPEGs (it reports the damage libjpeg
+only warns about: data cut short, then patched with an end-of-image marker, decodes "fine" to a
+gray lower part everywhere else), OpenCV for other JPEGs and PNG, tifffile for TIFF, Pillow for
+BMP, WebP, GIF (first frame), PNM.
 """
 
 from __future__ import annotations
@@ -34,6 +37,47 @@ def _jpeg_flags(gray: bool, reduce: int) -> tuple[int, bool]:
     return flags, rgb
 
 
+#: libjpeg warnings that mean image data is missing or unreadable: the file is invalid. The
+#: others ("N extraneous bytes before marker", "invalid SOS parameters", ...) come with
+#: cameras' and editors' files that every viewer shows, and are tolerated as libjpeg does.
+_JPEG_DATA_LOST = ("premature end", "bad huffman code", "instead of rst")
+
+
+def _simplejpeg() -> Any:
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - a dependency; OpenCV decodes the same pixels
+        return None
+    return simplejpeg
+
+
+def _decode_jpeg(data: bytes, info: ImageInfo, reduce: int) -> Any:
+    """An 8-bit gray or YCbCr JPEG through libjpeg-turbo with its warnings heard (None for the
+    other kinds, which OpenCV decodes). Same pixels as OpenCV's libjpeg-turbo, every scale."""
+    sj = _simplejpeg()
+    if sj is None or info.bit_depth != 8 or info.stored_mode not in ("L", "RGB"):
+        return None
+    kw: dict[str, int] = {}
+    if reduce > 1:  # exactly 1/reduce in the DCT domain, sizes rounded up as libjpeg does
+        kw = {"min_factor": reduce, "min_height": -(-info.height // reduce),
+              "min_width": -(-info.width // reduce)}
+    space = "GRAY" if info.channels == 1 else "RGB"
+    try:
+        arr = sj.decode_jpeg(data, space, **kw)
+    except ValueError as e:
+        msg = str(e).strip()
+        if any(k in msg.lower() for k in _JPEG_DATA_LOST):
+            what = msg.split(": ", 1)[-1]  # "Corrupt JPEG data: premature end of data segment"
+            what = what[0].lower() + what[1:]
+            kind = "truncated" if "premature end" in what else "corrupt"
+            raise DecodeError(f"{kind} JPEG data (libjpeg: {what})") from None
+        try:  # a warning libjpeg recovers from as every viewer does
+            arr = sj.decode_jpeg(data, space, strict=False, **kw)
+        except ValueError:  # not one this build reads (arithmetic, lossless...): OpenCV's turn
+            return None
+    return arr[..., 0] if info.channels == 1 else arr
+
+
 def apply_orientation(image: Any, orientation: int) -> Any:
     """Turn a stored pixel grid upright for an EXIF ``orientation`` (1–8)."""
     if orientation in (None, 0, 1):
@@ -65,6 +109,10 @@ def _bgr_to_rgb(arr: Any) -> Any:
 
 
 def _decode_cv2(data: bytes, info: ImageInfo, reduce: int) -> Any:
+    if info.format == "jpg":
+        arr = _decode_jpeg(data, info, reduce)
+        if arr is not None:
+            return arr
     buf = np.frombuffer(data, np.uint8)
     rgb = False
     if info.format == "jpg":
@@ -244,7 +292,9 @@ def verify(
         info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
     check_channels(info.channels)
-    if info.format in ("jpg", "png") and info.pixels < (1 << 30):
+    if info.format == "jpg" and _decode_jpeg(data, info, 8) is not None:
+        pass  # every coefficient was read (at 1/8 scale: the Huffman decoding is all of it)
+    elif info.format in ("jpg", "png") and info.pixels < (1 << 30):
         flags = cv2.IMREAD_UNCHANGED
         if info.format == "jpg":
             flags = _jpeg_flags(info.channels == 1, 1)[0]
