@@ -390,3 +390,20 @@ def test_a_refused_job_leaves_no_decoded_spill(tmp_path, capsys, steps, memory):
                          memory)
     assert code == ExitCode.USAGE, err
     assert list(out.iterdir()) == []
+
+
+def test_a_job_with_failed_tiles_exits_3(tmp_path, pipe, capsys):
+    """Some tiles failed, the job ran: exit 3 as for any job with failed items (it was 1, the
+    code for a job that could not run)."""
+    src = tmp_path / "bad.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(src, rng.integers(0, 256, (128, 128), dtype=np.uint8), tile=(64, 64),
+                     compression="zlib")
+    with tifffile.TiffFile(src) as tif:
+        offset, count = tif.pages[0].dataoffsets[3], tif.pages[0].databytecounts[3]
+    data = bytearray(src.read_bytes())
+    data[offset:offset + count] = b"\0" * count  # the last tile's deflate stream, zeroed
+    src.write_bytes(bytes(data))
+    code, _, err = _tile(capsys, pipe, src, tmp_path / "out.tif", "--tile", "64")
+    assert code == ExitCode.PARTIAL, err
+    assert "tiles failed" in err and not (tmp_path / "out.tif").exists()

@@ -87,5 +87,6 @@ def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, ov
     if summary.status != "ok":
         click.echo(f"error: {summary.reason}", err=True)
         from pixelmill.cli import exit_with
+        from pixelmill.errors import ExitCode
 
-        exit_with(1)
+        exit_with(ExitCode.PARTIAL)  # it ran; some tiles failed (rows in the manifest)
