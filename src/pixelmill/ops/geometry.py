@@ -94,22 +94,24 @@ AREA_MAX_PERIOD = 32
 
 
 @functools.lru_cache(maxsize=64)
-def _area_weights(p: int, q: int) -> np.ndarray:
-    """(q, p) float32: the share of input pixel ``j`` in output pixel ``i`` when ``p`` input
-    pixels are averaged onto ``q`` (output pixel ``i`` covers ``[i p/q, (i + 1) p/q)``)."""
+def _area_counts(p: int, q: int) -> np.ndarray:
+    """(q, p) integers (as float32): ``q`` × the overlap of output pixel ``i`` with input pixel
+    ``j`` when ``p`` input pixels are averaged onto ``q`` (output ``i`` covers
+    ``[i p/q, (i + 1) p/q)``; overlaps are multiples of ``1/q``). Output ``i`` is
+    ``Σ_j counts[i, j] · x_j / p``: the exact area mean."""
     s = Fraction(p, q)
-    w = np.zeros((q, p))
+    w = np.zeros((q, p), np.float32)
     for i in range(q):
         a, b = i * s, (i + 1) * s
         for j in range(math.floor(a), math.ceil(b)):
-            w[i, j] = float((min(b, j + 1) - max(a, j)) / s)
-    return w.astype(np.float32)
+            w[i, j] = int((min(b, j + 1) - max(a, j)) * q)
+    return w
 
 
 @functools.lru_cache(maxsize=64)
-def _area_weights_interleaved(p: int, q: int, c: int) -> np.ndarray:
-    """(p·c, q·c): :func:`_area_weights` transposed, acting on ``c`` interleaved channels."""
-    return np.ascontiguousarray(np.kron(_area_weights(p, q).T, np.eye(c, dtype=np.float32)))
+def _area_counts_interleaved(p: int, q: int, c: int, dtype: str) -> np.ndarray:
+    """(p·c, q·c): :func:`_area_counts` transposed, acting on ``c`` interleaved channels."""
+    return np.ascontiguousarray(np.kron(_area_counts(p, q).T, np.eye(c)).astype(dtype))
 
 
 def _area_shrink(image: np.ndarray, oh: int, ow: int) -> np.ndarray | None:
@@ -119,8 +121,11 @@ def _area_shrink(image: np.ndarray, oh: int, ow: int) -> np.ndarray | None:
     onto exactly ``qv`` output rows (and likewise for columns), so the whole resize is a
     (qv×pv) matrix applied to each block of rows and a (ph×qh) one to each block of columns —
     BLAS work, about twice as fast as OpenCV's scalar INTER_AREA loop for non-integer factors.
-    The weights are OpenCV's (exact overlaps); sums differ from OpenCV's only in float rounding
-    order (a result on a .5 tie can differ by one level). None where this does not pay:
+
+    Integer images are summed with integer weights (overlaps × q), exactly, so no summation
+    order of the BLAS kernels can change a result: a pixel is the same in a tile as in the whole
+    image. It is then divided by ``pv·ph`` and rounded half to even: the exactly rounded area
+    mean (OpenCV's float weights are a level off at ties). None where this does not pay:
     enlarging, integer factors (OpenCV has a vectorised path), long periods, other dtypes.
     """
     h, w = image.shape[:2]
@@ -131,24 +136,29 @@ def _area_shrink(image: np.ndarray, oh: int, ow: int) -> np.ndarray | None:
     if (qv == 1 and qh == 1) or max(pv, ph) > AREA_MAX_PERIOD:
         return None
     c = image.shape[2] if image.ndim == 3 else 1
-    wv = _area_weights(pv, qv)
-    wh = _area_weights_interleaved(ph, qh, c)
+    top = 1.0 if image.dtype == np.float32 else float(np.iinfo(image.dtype).max)
+    # float32 holds every integer sum below 2**24 exactly; larger ones are summed in float64
+    work = np.float32 if image.dtype == np.float32 or top * pv * ph < 2**24 else np.float64
+    wv = _area_counts(pv, qv).astype(work, copy=False)
+    wh = _area_counts_interleaved(ph, qh, c, np.dtype(work).name)
+    scale = 1.0 / (pv * ph)
     rows = image.reshape(gv, pv, w * c)
     out = np.empty((oh, ow * c), image.dtype)
     step = max(1, 64 // pv)  # blocks of ~64 input rows keep the float temporaries in cache
     with blas_threads(1):  # small products: more threads only spin (and oversubscribe workers)
         for g0 in range(0, gv, step):
             g1 = min(gv, g0 + step)
-            y = np.matmul(wv, rows[g0:g1].astype(np.float32, copy=False))  # (blocks, qv, w·c)
+            y = np.matmul(wv, rows[g0:g1].astype(work, copy=False))  # (blocks, qv, w·c)
             z = y.reshape(-1, ph * c) @ wh  # (rows · column blocks, qh·c)
             dst = out[g0 * qv:g1 * qv].reshape(z.shape)
             if image.dtype == np.uint8:
-                dst[...] = cv2.convertScaleAbs(z)  # round half to even and saturate, as OpenCV
+                # z · scale in double, rounded half to even (every sum is exact: a tie is one)
+                dst[...] = cv2.convertScaleAbs(z, alpha=scale)
             elif image.dtype == np.uint16:
-                np.clip(np.rint(z, out=z), 0, 65535, out=z)
-                dst[...] = z
+                z = np.rint(z * scale)
+                dst[...] = np.clip(z, 0, top, out=z)
             else:
-                dst[...] = z
+                dst[...] = z * np.float32(scale)
     return out.reshape((oh, ow, *image.shape[2:]))
 
 
