@@ -374,3 +374,49 @@ def test_learn_grid_values_read_json_number_forms():
     from pixelmill.cli.learn import _parse_grid
 
     assert _parse_grid(("C=1e-1,1e1,2",)) == {"C": [0.1, 10.0, 2]}
+
+
+# ---- an op-spec audit: edges of the validator ---------------------------------------------
+@pytest.mark.parametrize(("text", "field", "message"), [
+    ("steps:\n  - op: gaussian\n    1: 2\n", "steps[0].1", "unknown parameter"),  # was TypeError
+    ("steps:\n  - op: gaussian\n    sigma: 1" + "0" * 400 + "\n", "steps[0].sigma",
+     "got 1000"),  # was OverflowError
+    ("steps:\n  - op: glcm\n    distances: []\n", "steps[0].distances",
+     "got an empty list"),  # every worker failed on it
+    ("steps:\n  - op: median\n    size: 1_1\n", "steps[0].size", "got '1_1'"),  # YAML 1.1: 11
+    ("steps:\n  - op: rotate\n    angle: 1:30\n", "steps[0].angle", "got '1:30'"),  # 1.1: 90
+    ("name: 5\nsteps: []\n", "name", "expected a string"),  # the schema refused, the loader not
+    ("version: 1.5\nsteps: []\n", "version", "expected an integer or a string"),
+    ("steps:\n  - op: pad\n    left: 2\n    cval: 1.0e39\n", "steps[0].cval", r"<= 3.4e\+38"),
+    ("steps:\n  - op: bilateral\n    sigma_color: 1.0e-200\n", "steps[0].sigma_color",
+     ">= 1e-06"),  # ZeroDivisionError in the worker
+])
+def test_validator_edges_name_the_field(text, field, message):
+    with pytest.raises(InvalidParameterError, match=message) as err:
+        Pipeline.from_text(text)
+    assert err.value.field == field
+
+
+def test_integers_are_read_as_yaml_1_2():
+    """010 was eight (YAML 1.1 octal), as the error said: "expected an odd integer, got 8"."""
+    def size(text):
+        return dict(Pipeline.from_text(f"steps:\n  - op: median\n    size: {text}\n")
+                    .steps[0].params)["size"]
+
+    assert (size("011"), size("0o13"), size("0xB"), size("+11")) == (11, 11, 11, 11)
+
+
+def test_deep_nesting_and_huge_values_give_short_errors():
+    deep = "steps:\n  - op: gaussian\n    sigma: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    with pytest.raises(UsageError, match="nested too deeply"):
+        Pipeline.from_text(deep)
+    with pytest.raises(InvalidParameterError) as err:
+        Pipeline.from_text("steps:\n  - op: gaussian\n    mode: " + "x" * 1_000_000 + "\n")
+    assert len(str(err.value)) < 300  # the 1 MB value is not echoed whole
+
+
+def test_schema_refuses_an_empty_list_as_the_loader_does():
+    schema = pipeline_json_schema()
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"steps": [{"op": "glcm", "distances": []}]}, schema)
+    jsonschema.validate({"steps": [{"op": "glcm", "distances": [1]}]}, schema)

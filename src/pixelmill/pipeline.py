@@ -138,6 +138,22 @@ def _pipeline_loader() -> Any:
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     PipelineLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float", re.compile(_FLOAT_RE, re.X), list("-+0123456789."))
+    # and integers as YAML 1.2 too: 010 is ten (1.1: eight), 1:30 and 1_000 are no numbers
+    # (1.1: ninety, a thousand); 0o17 and 0x1F keep their bases
+    PipelineLoader.yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
+        for ch, resolvers in PipelineLoader.yaml_implicit_resolvers.items()}
+    PipelineLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+        list("-+0123456789"))
+
+    def construct_int(loader, node):
+        text = loader.construct_scalar(node)
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text, 10)
+
+    PipelineLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
 
     def construct_mapping(loader, node, deep=False):
         # the keys written in this mapping, before a merge (``<<: *base``) adds its own: a
@@ -226,6 +242,12 @@ class Pipeline:
                 f"{unknown[0]}: unknown top-level field{hint} (valid: {', '.join(valid)})",
                 field=str(unknown[0]),
             )
+        for key, kinds, what in (("name", str, "a string"), ("description", str, "a string"),
+                                 ("version", int | str, "an integer or a string")):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise InvalidParameterError(f"{key}: expected {what}, got {value!r:.60}",
+                                            field=key)
         steps = data.get("steps")
         if not isinstance(steps, list):
             raise InvalidParameterError("steps: expected a list of steps", field="steps")
@@ -241,6 +263,9 @@ class Pipeline:
             raise InvalidParameterError(f"{source}: {e}", field=e.key) from e
         except yaml.YAMLError as e:
             raise UsageError(f"{source}: not valid YAML/JSON: {e}") from e
+        except RecursionError:
+            raise UsageError(f"{source}: not a pipeline: lists or mappings nested too deeply "
+                             "to read") from None
         return cls.from_dict(data)
 
     # ---- algebra --------------------------------------------------------------------------

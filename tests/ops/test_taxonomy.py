@@ -114,12 +114,12 @@ def _bad_values(p):
             vals.append(1.5)
         b = p.bounds
         if b is not None:
-            if b.ge is not None:
-                vals.append(b.ge - 1)
+            if b.ge is not None:  # a step that survives float rounding at ±3.4e38 too
+                vals.append(b.ge - max(1, abs(b.ge) / 100))
             if b.gt is not None:
                 vals.append(b.gt)
             if b.le is not None:
-                vals.append(b.le + 1)
+                vals.append(b.le + max(1, abs(b.le) / 100))
             if b.lt is not None:
                 vals.append(b.lt)
         if p.type is float:

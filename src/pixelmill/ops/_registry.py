@@ -54,6 +54,12 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (a 10 MB value is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Range:
     """Numeric bounds for a parameter, used as ``Annotated[float, Range(ge=0)]``."""
@@ -77,6 +83,10 @@ class Range:
             or (self.le is not None and value > self.le)
             or (self.lt is not None and value >= self.lt)
         )
+
+
+#: bounds of a value written into a float32 image (beyond them it becomes inf)
+FLOAT32 = Range(ge=-3.4e38, le=3.4e38)
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ class ParamSpec:
             if self.length is not None:
                 allowed = f"a list of {self.length} values, each {allowed}"
             elif self.variadic:
-                allowed = f"a list of values, each {allowed}"
+                allowed = f"a list of one or more values, each {allowed}"
         if self.optional and not element:
             allowed += ", or null"
         return allowed
@@ -121,7 +131,7 @@ class ParamSpec:
     def _scalar(self, value: Any, where: str) -> Any:
         element = self.length is not None or self.variadic
         bad = InvalidParameterError(
-            f"{where}: expected {self.describe_allowed(element)}, got {value!r}", field=where
+            f"{where}: expected {self.describe_allowed(element)}, got {_shown(value)}", field=where
         )
         if self.choices is not None:
             if value not in self.choices or isinstance(value, bool) != isinstance(
@@ -130,7 +140,7 @@ class ParamSpec:
                 close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], 3)
                 hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
                 raise InvalidParameterError(
-                    f"{where}: expected {self.describe_allowed(element)}, got {value!r}{hint}",
+                    f"{where}: expected {self.describe_allowed(element)}, got {_shown(value)}{hint}",
                     field=where,
                 )
             return self.choices[self.choices.index(value)]  # 8.0 -> the declared 8
@@ -147,7 +157,10 @@ class ParamSpec:
         elif self.type is float:
             if isinstance(value, bool) or not isinstance(value, _NUMBER):
                 raise bad
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise bad from None
             if not math.isfinite(value):
                 raise bad
         elif self.type is str and not isinstance(value, str):
@@ -169,8 +182,12 @@ class ParamSpec:
                 value = [value] * self.length  # a scalar broadcasts to every entry
             if not isinstance(value, list | tuple | np.ndarray):
                 raise InvalidParameterError(
-                    f"{where}: expected {self.describe_allowed()}, got {value!r}", field=where
-                )
+                    f"{where}: expected {self.describe_allowed()}, got {_shown(value)}",
+                    field=where)
+            if self.variadic and len(value) == 0:  # every op reading a list needs an entry
+                raise InvalidParameterError(
+                    f"{where}: expected {self.describe_allowed()}, got an empty list",
+                    field=where)
             if self.length is not None and len(value) != self.length:
                 raise InvalidParameterError(
                     f"{where}: expected {self.describe_allowed()}, got {len(value)} values",
@@ -199,7 +216,9 @@ class ParamSpec:
                         item[key] = val
         if self.length is not None or self.variadic:
             schema: dict[str, Any] = {"type": "array", "items": item}
-            if self.length is not None:
+            if self.length is None:
+                schema["minItems"] = 1
+            else:
                 schema["minItems"] = schema["maxItems"] = self.length
                 if self.type in (int, float):  # a number broadcasts to every entry (validate)
                     schema = {"anyOf": [schema, item]}
@@ -262,7 +281,7 @@ class OpSpec:
         params = dict(params or {})
         unknown = [k for k in params if k not in self.params]
         if unknown:
-            key = unknown[0]
+            key = _shown(unknown[0]) if not isinstance(unknown[0], str) else unknown[0][:60]
             close = difflib.get_close_matches(key, list(self.params), 3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             valid = ", ".join(self.params) or "none"

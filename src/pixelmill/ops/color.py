@@ -14,7 +14,7 @@ import numpy as np
 
 from pixelmill.errors import InvalidParameterError
 from pixelmill.ops._common import LUMA_601, cast_like, channels, check_image, dtype_max
-from pixelmill.ops._registry import GLOBAL, Range, op
+from pixelmill.ops._registry import FLOAT32, GLOBAL, Range, op
 
 __all__ = [
     "clahe",
@@ -148,10 +148,10 @@ def _rescale_check(p) -> str | None:
 def rescale_intensity(
     image: np.ndarray,
     *,
-    in_low: float | None = None,
-    in_high: float | None = None,
-    out_low: float | None = None,
-    out_high: float | None = None,
+    in_low: Annotated[float, FLOAT32] | None = None,
+    in_high: Annotated[float, FLOAT32] | None = None,
+    out_low: Annotated[float, FLOAT32] | None = None,
+    out_high: Annotated[float, FLOAT32] | None = None,
 ) -> np.ndarray:
     """Map ``[in_low, in_high]`` linearly onto ``[out_low, out_high]``, clipping outside.
 

@@ -219,8 +219,8 @@ def bilateral(
     image: np.ndarray,
     *,
     diameter: Annotated[int, Range(ge=1, le=31)] = 5,
-    sigma_color: Annotated[float, Range(gt=0.0)] = 25.0,
-    sigma_space: Annotated[float, Range(gt=0.0, le=100.0)] = 2.0,
+    sigma_color: Annotated[float, Range(ge=1e-6)] = 25.0,  # smaller: 1/σ² overflows
+    sigma_space: Annotated[float, Range(ge=1e-6, le=100.0)] = 2.0,
     mode: BorderMode = "reflect",
 ) -> np.ndarray:
     """Edge-preserving bilateral filter over a disc of ``diameter`` pixels.

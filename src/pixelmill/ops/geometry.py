@@ -25,7 +25,7 @@ from pixelmill.ops._common import (
     check_image,
     per_channel,
 )
-from pixelmill.ops._registry import GLOBAL, Range, op
+from pixelmill.ops._registry import FLOAT32, GLOBAL, Range, op
 
 __all__ = ["affine", "center_crop", "crop", "flip", "pad", "resize", "rotate"]
 
@@ -345,7 +345,7 @@ def pad(
     left: Annotated[int, Range(ge=0, le=100_000)] = 0,
     right: Annotated[int, Range(ge=0, le=100_000)] = 0,
     mode: BorderMode = "constant",
-    cval: float = 0.0,
+    cval: Annotated[float, FLOAT32] = 0.0,
 ) -> np.ndarray:
     """Add rows and columns around the image, filled by ``mode``.
 
@@ -408,7 +408,7 @@ def rotate(
     expand: bool = False,
     method: WarpMethod = "bilinear",
     mode: BorderMode = "constant",
-    cval: float = 0.0,
+    cval: Annotated[float, FLOAT32] = 0.0,
 ) -> np.ndarray:
     """Rotate counter-clockwise by ``angle`` degrees about the image centre.
 
@@ -507,7 +507,7 @@ def affine(
     matrix: tuple[float, float, float, float, float, float],
     method: WarpMethod = "bilinear",
     mode: BorderMode = "constant",
-    cval: float = 0.0,
+    cval: Annotated[float, FLOAT32] = 0.0,
 ) -> np.ndarray:
     """Apply the affine map ``(x, y) -> (a·x + b·y + c, d·x + e·y + f)`` (same output size).
 
