@@ -82,3 +82,30 @@ def test_tiled_outputs_do_not_replace_each_other(tmp_path, engine, blur_pipeline
     summary = run(blur_pipeline, str(src), str(tmp_path / "named"), engine=engine,
                   progress=False, report=False, tile_threshold=1000, name_template="{stem}-{suffix}")
     assert summary.ok == 2
+
+
+def test_inputs_above_the_threshold_that_cannot_be_tiled_must_fit_the_budget(tmp_path, engine):
+    """A measure-only job (or a pipeline that cannot be tiled) read a huge input whole whatever
+    the budget: a 390 KB PNG of 400 MP took 10 GB in `run --measure-only` with `sharpness`."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((2000, 2500), np.uint8)).save(src / "big.png")
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(src / "small.png")
+    for output, steps in ((None, [{"op": "sharpness"}]),
+                          (tmp_path / "out", [{"op": "equalize_hist"}])):
+        manifest = tmp_path / f"m-{output is None}.parquet"
+        s = run({"steps": steps}, str(src), output and str(output), engine=engine,
+                manifest=str(manifest), tile_threshold=1_000_000, memory="30MB",
+                progress=False, report=False)
+        rows = {r["relpath"]: r for r in read_manifest(str(manifest))}
+        assert (s.ok, s.invalid) == (1, 1), s.reasons
+        assert rows["small.png"]["status"] == "ok"
+        reason = rows["big.png"]["reason"]
+        assert "2500x2000 is above --tile-threshold" in reason and "--memory: 29 MiB" in reason  # 30 MB
+        # with room enough, the same input is processed whole
+        s = run({"steps": steps}, str(src), output and str(tmp_path / "out2"), engine=engine,
+                manifest=str(tmp_path / "m2.parquet"), tile_threshold=1_000_000,
+                memory="2GB", progress=False, report=False, overwrite=True)
+        assert s.ok == 2, s.reasons

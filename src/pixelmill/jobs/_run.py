@@ -497,8 +497,13 @@ def run(
                 "pixelmill.input": str(input), "pixelmill.output": str(output),
                 "pixelmill.engine": getattr(eng, "name", str(engine)),
                 "pixelmill.workers": str(getattr(eng, "workers", workers))})
+            whole_memory = None
+            if tile_threshold:  # inputs above it that cannot be tiled must fit this whole
+                from pixelmill.tiled._plan import default_memory, parse_memory
+
+                whole_memory = parse_memory(memory) or default_memory()
             spec = JobSpec(pipe, quality=quality, storage_options=so, max_pixels=max_pixels,
-                           tile_threshold=tile_threshold)
+                           tile_threshold=tile_threshold, whole_memory=whole_memory)
             fn = _UnitFunction(spec, pipe.fingerprint)
             with _open_progress(len(todo), progress) as bar:
                 for unit in todo:  # unlisted folders: failed rows, written here

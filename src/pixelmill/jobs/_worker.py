@@ -55,6 +55,9 @@ class JobSpec:
     max_pixels: int | None = None
     tile_threshold: int | None = None
     shrink_on_load: bool = True
+    #: bytes an input above ``tile_threshold`` may need when it cannot take the tiled route (a
+    #: measure-only job, a pipeline that cannot be tiled) and is processed whole
+    whole_memory: int | None = None
 
 
 def resize_target(params: Mapping[str, Any], width: int, height: int) -> tuple[int, int] | None:
@@ -169,6 +172,24 @@ def _read(uri: str, so: Mapping[str, Any]) -> bytes:
     return storage.read_bytes(uri, so)
 
 
+def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool) -> None:
+    """Refuse an image whose whole-image processing would not fit ``memory`` bytes."""
+    from pixelmill import storage
+    from pixelmill.errors import PixelLimitError
+    from pixelmill.tiled._plan import _budget_words, analyze, whole_image_bytes
+
+    plan = analyze(pipeline)
+    itemsize = 4 if info.bit_depth == 32 else 2 if info.bit_depth == 16 else 1
+    need = plan.worker_bytes + whole_image_bytes(info.height, info.width, info.channels,
+                                                 itemsize, plan.max_scale)
+    if need > memory:
+        why = ("a measure-only job reads it whole" if measure_only else
+               f"the pipeline cannot be tiled ({plan.size_problem(info.height, info.width)})")
+        raise PixelLimitError(
+            f"{info.width}x{info.height} is above --tile-threshold and {why}: it needs about "
+            f"{storage.human_size(need)}, more than {_budget_words(memory)}")
+
+
 def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     """Process one input and return its manifest row (never raises for a bad input)."""
     from pixelmill import codecs, storage
@@ -210,6 +231,12 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
             return {**row, "status": "invalid", "reason": _reason("decode", e),
                     "t_read": t_read - t_start}
         return {**row, "_route": TILED_ROUTE}
+    if (spec.tile_threshold and spec.whole_memory and width * height > spec.tile_threshold):
+        try:  # too big to tile here, it must fit the budget whole, as on the tiled route
+            _check_whole(pipeline, info, spec.whole_memory, unit.output is None)
+        except Exception as e:
+            return {**row, "status": "invalid", "reason": _reason("decode", e),
+                    "t_read": t_read - t_start}
     reduce = 1
     if spec.shrink_on_load:
         reduce, pipeline = plan_shrink(pipeline, width, height, row["format"])
