@@ -144,6 +144,14 @@ def remote_error(uri: str, e: BaseException, what: str = "cannot read") -> Excep
     return StorageError(f"{uri}: {what}: {type(e).__name__}: {e}")
 
 
+def printable(text: str) -> str:
+    """``text`` for a terminal line: control characters (newline, escape, ...) written as
+    escapes, so a file name cannot forge or recolour lines of a summary."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def human_size(n: float) -> str:
     """Bytes for a message: ``1.5 GiB``, ``312 MiB``, ``4.2 MiB``, ``12 KiB``, ``900 bytes``."""
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
@@ -315,6 +323,9 @@ def list_files(
                 first = min(i for i in (root.find(c) for c in "*?[") if i >= 0)
                 base = root[:first].rsplit("/", 1)[0]
                 items = {p: d for p, d in found.items() if d.get("type") != "directory"}
+            elif is_local(fs) and os.path.lexists(root):
+                # a pipe, a device, a broken or looping link: one input, whose row says what
+                return [FileEntry(_unstrip(fs, root, url), 0, posixpath.basename(root))]
             else:
                 raise StorageError(f"{url}: no such file or folder")
         else:

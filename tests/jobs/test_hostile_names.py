@@ -55,3 +55,37 @@ def test_backslash_is_a_character_of_a_file_name(tmp_path, engine, blur_pipeline
         "a/b.jpg", "a\\b.jpg", "..\\x.jpg"}
     assert label_from_path("a\\b.jpg", "parent") is None
     assert label_from_path("cats/a\\b.jpg", "parent") == "cats"
+
+
+def test_a_newline_in_a_name_cannot_forge_summary_lines(tmp_path, capsys):
+    from pixelmill.cli import main
+    from pixelmill.storage import printable
+
+    assert printable("a\nb\x1b[31m.jpg") == "a\\nb\\x1b[31m.jpg"
+    assert printable("café 1.jpg") == "café 1.jpg"
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bad\nFAKE: all good.jpg").write_bytes(b"junk")
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text("steps:\n  - op: gaussian\n    sigma: 1\n")
+    for argv in (["scan", str(src)], ["run", str(pipe), str(src), str(tmp_path / "out")]):
+        try:
+            main(argv)
+        except SystemExit as e:  # exit 3: an invalid input
+            assert e.code == 3
+        captured = capsys.readouterr()
+        assert not any(line.startswith("FAKE") for line in (captured.out + captured.err)
+                       .splitlines()), captured
+        assert "bad\\nFAKE" in captured.out + captured.err
+
+
+def test_a_pipe_given_as_the_input_is_a_row_not_a_missing_file(tmp_path, engine, blur_pipeline):
+    """A single INPUT that is a named pipe was 'no such file or folder' (exit 1)."""
+    import os
+
+    fifo = tmp_path / "a.png"
+    os.mkfifo(fifo)
+    s = run(blur_pipeline, str(fifo), str(tmp_path / "out"), engine=engine, progress=False,
+            report=False)
+    assert (s.total, s.invalid) == (1, 1)
+    assert "not a regular file (a named pipe)" in next(iter(s.reasons.values()))

@@ -78,7 +78,8 @@ def run(pipeline, input, output, engine, workers, resume, overwrite, format_, qu
             f"{summary.failed} failed ({summary.processed} processed in {summary.elapsed:.1f} s, "
             f"{summary.images_per_s:.1f} images/s; {summary.skipped} already done)")
         for key, reason in list(summary.reasons.items())[:10]:
-            click.echo(f"  {key}: {reason}", err=True)
+            click.echo(f"  {storage.printable(str(key))}: {storage.printable(str(reason))}",
+                       err=True)
         if len(summary.reasons) > 10:
             click.echo(f"  ... and {len(summary.reasons) - 10} more (see the manifest)", err=True)
         click.echo(f"manifest: {summary.manifest}")

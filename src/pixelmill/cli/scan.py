@@ -14,6 +14,8 @@ __all__ = ["scan"]
 
 
 def _print_summary(summary: dict, out: str | None) -> None:
+    from pixelmill import storage
+
     echo = click.echo
     size = summary["bytes"]
     echo(f"{summary['files']} files ({size / 1e6:,.1f} MB): {summary['valid']} valid, "
@@ -36,7 +38,8 @@ def _print_summary(summary: dict, out: str | None) -> None:
         for reason, group in summary["invalid_by_reason"].items():
             echo(f"  {group['count']:>6}  {reason}")
             for ex in group["examples"]:
-                echo(f"          e.g. {ex['uri']}: {ex['reason']}")
+                echo(f"          e.g. {storage.printable(ex['uri'])}: "
+                     f"{storage.printable(str(ex['reason']))}")
     if out:
         echo(f"\nmanifest: {out}")
 
