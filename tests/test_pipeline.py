@@ -390,6 +390,10 @@ def test_learn_grid_values_read_json_number_forms():
     ("steps:\n  - op: pad\n    left: 2\n    cval: 1.0e39\n", "steps[0].cval", r"<= 3.4e\+38"),
     ("steps:\n  - op: bilateral\n    sigma_color: 1.0e-200\n", "steps[0].sigma_color",
      ">= 1e-06"),  # ZeroDivisionError in the worker
+    ("steps:\n  - op: hog\n    size: [8, 8]\n", "steps[0].size",
+     r"^steps\[0\]\.size: \[8, 8\] is smaller"),  # was "steps[0]: hog: size ..."
+    ("steps:\n  - op: color_histogram\n    joint: true\n    bins: 32\n", "steps[0].bins",
+     "at most 16, got 32"),
 ])
 def test_validator_edges_name_the_field(text, field, message):
     with pytest.raises(InvalidParameterError, match=message) as err:

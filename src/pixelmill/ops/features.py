@@ -52,7 +52,7 @@ GLCMProp = Literal["contrast", "dissimilarity", "homogeneity", "energy", "correl
 
 
 @op(family="features", halo=GLOBAL, output="vector",
-    check=lambda p: "color_histogram: joint=true allows at most 16 bins"
+    check=lambda p: f"bins: joint=true allows at most 16, got {p['bins']}"
     if p["joint"] and p["bins"] > 16 else None)
 def color_histogram(
     image: np.ndarray,
@@ -139,10 +139,10 @@ def color_moments(
 def _hog_check(p) -> str | None:
     size, ppc, cpb = p["size"], p["pixels_per_cell"], p["cells_per_block"]
     if size is not None and (size[0] < ppc[0] * cpb[0] or size[1] < ppc[1] * cpb[1]):
-        return (f"hog: size {list(size)} is smaller than one block "
+        return (f"size: {list(size)} is smaller than one block "
                 f"({ppc[0] * cpb[0]}×{ppc[1] * cpb[1]} pixels)")
     if size is None and tuple(p["grid"]) != (1, 1):
-        return "hog: regions (grid) need size=[h, w] so every region gives one vector length"
+        return "grid: regions need size=[h, w] so every region gives one vector length"
     return None
 
 
@@ -198,7 +198,7 @@ def hog(
 
 
 @op(family="features", halo=GLOBAL, output="vector",
-    check=lambda p: "lbp_histogram: methods default and ror allow P <= 16"
+    check=lambda p: f"P: methods default and ror allow at most 16, got {p['P']}"
     if p["method"] in ("default", "ror") and p["P"] > 16 else None)
 def lbp_histogram(
     image: np.ndarray,
