@@ -224,10 +224,20 @@ def test_data_of_every_scan_counts(capfd):
         codecs.probe(_multi_scan_black(75, 41, scans=2))
 
 
-def test_progressive_is_not_judged(photo):
-    # progressive scans can code a whole band of blocks in a few bits: no such bound
+def test_progressive_needs_a_bit_per_block(no_pixel_decoder):
+    """AC scans can code a band of blocks in a few bits, but the first DC scans code every
+    block: a 541-byte progressive file claiming 20000×20000 made libjpeg allocate 2.4 GB
+    before warning (an audit). Flat black, the tightest case, passes at every subsampling."""
     data = _pil_jpeg(np.zeros((64, 64, 3), np.uint8), "RGB", progressive=True)
-    assert codecs.probe(_patch_size(data, 20000, 20000)).width == 20000
+    bomb = _patch_size(data, 20000, 20000)
+    with pytest.raises(DecodeError, match=r"^corrupt JPEG: .* cannot hold 20000×20000 pixels "
+                                          r"\(a progressive JPEG needs at least 1\.2 MB\)"):
+        codecs.probe(bomb)
+    for mode, kw in (("RGB", {"subsampling": 0}), ("RGB", {"subsampling": 2}), ("L", {})):
+        for side in (8, 1000, 2048):
+            flat = _pil_jpeg(np.zeros((side, side, 3) if mode == "RGB" else (side, side),
+                                      np.uint8), mode, progressive=True, optimize=True, **kw)
+            assert codecs.probe(flat).width == side
 
 
 def test_truncated_real_jpeg_keeps_its_reason(photo):

@@ -112,15 +112,19 @@ def _probe_jpeg(data: bytes, whole: bool = False) -> ImageInfo:
             channels = 1 if comps == 1 else 3
             info = ImageInfo("jpg", width, height, channels, precision, MODES[channels], 1,
                              orientation, stored)
-            if marker not in _JPEG_SEQUENTIAL_HUFFMAN:
-                return info  # progressive, lossless, arithmetic: no size rule checked
+            if marker not in _JPEG_SEQUENTIAL_HUFFMAN and marker != 0xC2:
+                return info  # lossless, hierarchical, arithmetic: no size rule checked
             frame = _jpeg_frame(data, pos, width, height, comps)
             if frame is None:
                 return info
-            kind = "baseline" if marker == 0xC0 else "sequential"
+            kind = ("baseline" if marker == 0xC0 else "sequential" if marker == 0xC1
+                    else "progressive")
         elif marker == 0xDA:
             if info is not None and frame is not None:
-                _check_sequential_data(data, pos, frame, info, kind, whole)
+                if kind == "progressive":
+                    _check_progressive_data(data, pos, frame, info, whole)
+                else:
+                    _check_sequential_data(data, pos, frame, info, kind, whole)
                 return info
             break
         elif marker == 0xD9 and info is not None:
@@ -218,6 +222,29 @@ def _check_sequential_data(data: bytes, sos: int, frame: dict[int, tuple[int, in
         f"{'corrupt' if terminated else 'truncated'} JPEG: {_size(entropy)} of image data "
         f"cannot hold {info.width}×{info.height} pixels (a {kind} JPEG needs at least "
         f"{_size(-(-blocks // 4))})")
+
+
+def _check_progressive_data(data: bytes, sos: int, frame: dict[int, tuple[int, int]],
+                            info: ImageInfo, whole: bool) -> None:
+    """Refuse a progressive Huffman JPEG whose data is too short for its size.
+
+    Its AC scans can code a band of blocks in a few bits (end-of-band runs), but its first DC
+    scans code every block of every component with a Huffman code of at least one bit: the
+    bytes from the first scan to the end-of-image marker (tables between scans included, which
+    only adds) must hold ``blocks / 8``. A 541-byte file claiming 20000×20000 made libjpeg
+    allocate 2.4 GB before it warned. Raises DecodeError.
+    """
+    eoi = data.rfind(b"\xff\xd9")
+    if eoi < sos and not whole:
+        return  # a head of the file: nothing to judge
+    end = eoi if eoi > sos else len(data)
+    blocks = sum(min(counts) for counts in frame.values())
+    if (end - sos) * 8 >= blocks:
+        return
+    raise DecodeError(
+        f"{'corrupt' if eoi > sos else 'truncated'} JPEG: {_size(end - sos)} of image data "
+        f"cannot hold {info.width}×{info.height} pixels (a progressive JPEG needs at least "
+        f"{_size(-(-blocks // 8))})")
 
 
 def _size(n: int) -> str:
