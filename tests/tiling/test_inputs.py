@@ -407,3 +407,23 @@ def test_a_job_with_failed_tiles_exits_3(tmp_path, pipe, capsys):
     code, _, err = _tile(capsys, pipe, src, tmp_path / "out.tif", "--tile", "64")
     assert code == ExitCode.PARTIAL, err
     assert "tiles failed" in err and not (tmp_path / "out.tif").exists()
+
+
+def test_a_job_refused_as_busy_keeps_the_spill_the_running_job_reads(tmp_path):
+    """The refusal that leaves no spill must not take the spill of a job running on the same
+    output: its manifest is locked (ManifestBusyError), and its workers read that file."""
+    from PIL import Image
+
+    from pixelmill.manifest import ManifestBusyError, ManifestWriter
+    from pixelmill.tiled import run_tiled
+
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(tmp_path / "in.png")
+    out = tmp_path / "o.tif"
+    running = ManifestWriter(str(out) + ".manifest.parquet")  # the other job holds the lock
+    try:
+        with pytest.raises(ManifestBusyError):
+            run_tiled(load_pipeline(PIPE), str(tmp_path / "in.png"), str(out), resume=True,
+                      progress=False)
+        assert (tmp_path / ".o.tif.pixelmill-spill.npy").exists()
+    finally:
+        running.close()

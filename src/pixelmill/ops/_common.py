@@ -27,6 +27,7 @@ __all__ = [
     "with_border",
 ]
 
+
 @functools.lru_cache(maxsize=1)
 def _blas_controller() -> Any:
     from threadpoolctl import ThreadpoolController

@@ -281,7 +281,7 @@ class OpSpec:
         params = dict(params or {})
         unknown = [k for k in params if k not in self.params]
         if unknown:
-            key = _shown(unknown[0]) if not isinstance(unknown[0], str) else unknown[0][:60]
+            key = str(unknown[0])[:60]  # a YAML key may be a number, null or a 10 MB string
             close = difflib.get_close_matches(key, list(self.params), 3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             valid = ", ".join(self.params) or "none"

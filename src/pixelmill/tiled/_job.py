@@ -414,8 +414,11 @@ def run_tiled(
             raise
         except OSError as e:
             raise StorageError(f"{manifest_uri}: cannot write the manifest: {e.strerror or e}") from e
-    except BaseException:
-        _drop_spill(source, input_uri)
+    except BaseException as e:
+        from pixelmill.manifest import ManifestBusyError
+
+        if not isinstance(e, ManifestBusyError):  # a job running on this output reads it
+            _drop_spill(source, input_uri)
         raise
     canvas = None
     if not whole:
