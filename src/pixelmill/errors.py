@@ -74,6 +74,11 @@ class PixelLimitError(DecodeError):
     """An image whose header claims more pixels than the configured limit (decompression bomb)."""
 
 
+class UnsuitableImageError(PixelmillError, ValueError):
+    """A readable image that an op cannot take (smaller than one HOG block, say): a property of
+    the input, so its manifest row is ``invalid`` with the reason, not ``failed``."""
+
+
 class TilingError(UsageError):
     """A pipeline that cannot be run tile by tile (a global op on an image too big to hold)."""
 

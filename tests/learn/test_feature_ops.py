@@ -151,6 +151,28 @@ def test_hog_regions_need_a_size_and_bad_params_name_the_field():
     assert v1.shape == v2.shape  # one length whatever the image size
 
 
+def test_image_smaller_than_a_hog_block_is_an_invalid_row_with_its_reason(tmp_path):
+    import cv2
+    import pandas as pd
+
+    from pixelmill.errors import UnsuitableImageError
+    from pixelmill.jobs import run
+
+    with pytest.raises(UnsuitableImageError, match=r"20 rows × 30 columns.*24 × 24.*size"):
+        get_op("hog")(np.zeros((20, 30), np.uint8))
+    assert get_op("hog")(np.zeros((24, 24), np.uint8)).size == 81  # one block of 3×3 cells
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "small.png"), np.full((20, 30), 7, np.uint8))
+    cv2.imwrite(str(src / "big.png"), np.full((40, 40), 7, np.uint8))
+    summary = run({"steps": [{"op": "hog"}]}, str(src), None,
+                  manifest=str(tmp_path / "m.parquet"), report=False)
+    rows = pd.read_parquet(tmp_path / "m.parquet").set_index("relpath")
+    assert (summary.ok, summary.invalid, summary.failed) == (1, 1, 0)
+    assert rows.loc["small.png", "status"] == "invalid"
+    assert "smaller than one block" in rows.loc["small.png", "reason"]
+
+
 def test_cnn_embedding_is_deterministic_and_loaded_once(astronaut):
     from pixelmill.learn.models import load_model
 

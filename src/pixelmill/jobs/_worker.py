@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pixelmill.errors import DecodeError, StorageError
+from pixelmill.errors import DecodeError, StorageError, UnsuitableImageError
 from pixelmill.jobs._plan import WorkUnit, quality_for
 from pixelmill.pipeline import Pipeline, Step
 
@@ -253,6 +253,9 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     t_decode = time.perf_counter()
     try:
         result = pipeline.run(image)
+    except UnsuitableImageError as e:  # the input cannot go through this op: not a failure
+        return {**row, "status": "invalid", "reason": _reason("pipeline", e),
+                "t_read": t_read - t_start, "t_decode": t_decode - t_read}
     except Exception as e:
         return {**row, "status": "failed", "reason": _reason("pipeline", e),
                 "t_read": t_read - t_start, "t_decode": t_decode - t_read}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pixelmill.errors import UnsuitableImageError
 from pixelmill.ops._common import dtype_max
 
 __all__ = [
@@ -109,6 +110,11 @@ def hog_of(gray: np.ndarray, size, orientations, pixels_per_cell, cells_per_bloc
          transform_sqrt) -> np.ndarray:
     from skimage.feature import hog as sk_hog
 
+    block = (pixels_per_cell[0] * cells_per_block[0], pixels_per_cell[1] * cells_per_block[1])
+    if size is None and (gray.shape[0] < block[0] or gray.shape[1] < block[1]):
+        raise UnsuitableImageError(
+            f"hog: the image ({gray.shape[0]} rows × {gray.shape[1]} columns) is smaller than "
+            f"one block ({block[0]} × {block[1]}); give size: [h, w] to resize it first")
     if size is not None and tuple(gray.shape) != tuple(size):
         shrink = size[0] < gray.shape[0] and size[1] < gray.shape[1]
         gray = cv2.resize(gray, (size[1], size[0]),
