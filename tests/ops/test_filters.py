@@ -36,6 +36,42 @@ def test_gaussian_matches_scipy(image_factory, mode, dtype):
     _close(got, want, dtype)
 
 
+@pytest.mark.parametrize("shape", [(4, 4), (5, 7, 3), (6, 9), (31, 12)])
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_gaussian_wrap_with_a_kernel_longer_than_the_image_is_the_periodic_blur(shape, dtype):
+    """The kernel folded onto the image's period (sigma 200 on 1000² took 155 s padded by the
+    full radius) against the definition: a sum of rolled copies, in float64."""
+    image = np.random.default_rng(3).integers(0, 60000, shape).astype(dtype)
+    sigma, r = 9.0, 36
+    k = cv2.getGaussianKernel(2 * r + 1, sigma).ravel()
+    want = np.zeros(shape)
+    f = image.astype(np.float64)
+    for dy in range(-r, r + 1):
+        rolled = np.roll(f, -dy, axis=0)
+        for dx in range(-r, r + 1):
+            want += k[dy + r] * k[dx + r] * np.roll(rolled, -dx, axis=1)
+    got = get_op("gaussian")(image, sigma=sigma, mode="wrap")
+    assert got.shape == image.shape and got.dtype == image.dtype
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=0.05)
+    else:
+        np.testing.assert_array_equal(got, np.rint(want))
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 73, 200])
+def test_folded_kernel_keeps_every_tap_in_at_most_n_plus_one(n):
+    from pixelmill.ops._common import fold_periodic
+
+    k = np.random.default_rng(n).random(73)  # offsets -36..36
+    folded = fold_periodic(k, n)
+    assert folded.size % 2 == 1 and folded.size <= min(n + 1, k.size)
+    q = folded.size // 2
+    for c in range(n):  # each residue class holds the sum of its taps
+        want = sum(k[d + 36] for d in range(-36, 37) if d % n == c)
+        got = sum(folded[j + q] for j in range(-q, q + 1) if j % n == c)
+        assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_gaussian_real_photo(astronaut):
     got = get_op("gaussian")(astronaut, sigma=2.0)
     want = ndimage.gaussian_filter(astronaut.astype(np.float64), sigma=(2, 2, 0), mode="reflect")

@@ -21,6 +21,7 @@ __all__ = [
     "cast_like",
     "check_image",
     "dtype_max",
+    "fold_periodic",
     "gray_float",
     "per_channel",
     "set_native_threads",
@@ -155,6 +156,25 @@ def per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray],
             out = out[..., None]
         return out
     return np.stack([fn(np.ascontiguousarray(image[..., i])) for i in range(image.shape[2])], -1)
+
+
+def fold_periodic(kernel: np.ndarray, n: int) -> np.ndarray:
+    """A centred odd-length 1-D kernel folded onto a period of ``n`` samples.
+
+    Correlating a periodic signal with ``kernel`` equals correlating it with the folded kernel,
+    whose taps are the sums of the taps ``n`` apart: for a ``wrap`` border it has at most
+    ``n + 1`` taps whatever the kernel's length, so padding and work stay the image's size.
+    """
+    k = np.asarray(kernel, np.float64).ravel()
+    r = k.size // 2
+    if k.size <= n:
+        return k
+    q = n // 2  # offsets -q..q cover every residue mod n once (n odd) or -q twice (n even)
+    folded = np.zeros(2 * q + 1)
+    for d in range(-r, r + 1):
+        c = (d + q) % n - q  # in -q..q-1 (n even) or -q..q (n odd)
+        folded[c + q] += k[d + r]
+    return folded
 
 
 def with_border(

@@ -20,6 +20,7 @@ from pixelmill.ops._common import (
     BorderMode,
     cast_like,
     check_image,
+    fold_periodic,
     per_channel,
     with_border,
 )
@@ -58,6 +59,15 @@ def _gaussian_blur(image: np.ndarray, sigma: float, truncate: float, mode: str) 
     # for 2e-5 of the pixels), where GaussianBlur's 8-bit fixed-point path is a level off at 8 %
     # of them; and it is about a quarter faster
     kernel = cv2.getGaussianKernel(2 * radius + 1, sigma)
+    if mode == "wrap" and 2 * radius + 1 > min(image.shape[:2]):
+        # a kernel longer than the image folded onto its period: padding the full radius made
+        # sigma 200 on a 1000² image take 155 s; folded taps take a second
+        ky, kx = fold_periodic(kernel, image.shape[0]), fold_periodic(kernel, image.shape[1])
+        ry, rx = ky.size // 2, kx.size // 2
+        width = [(ry, ry), (rx, rx)] + [(0, 0)] * (image.ndim - 2)
+        padded = np.ascontiguousarray(np.pad(image, width, mode="wrap"))
+        out = cv2.sepFilter2D(padded, -1, kx, ky, borderType=cv2.BORDER_REFLECT)
+        return out[ry:ry + image.shape[0], rx:rx + image.shape[1]].reshape(image.shape)
     return with_border(
         image,
         radius,
