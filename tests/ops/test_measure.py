@@ -90,3 +90,39 @@ def test_phash_is_perceptual(astronaut, camera):
     for other in (camera, data.coffee(), data.chelsea()):
         assert _hamming(base, get_op("phash")(other)["phash"]) >= 16
     assert len(get_op("phash")(camera, hash_size=16)["phash"]) == 64
+
+
+def test_no_data_pixels_are_left_out_of_measurements(astronaut):
+    """NaN (the no-data of float rasters) and ±inf: statistics over the finite pixels, as
+    NumPy's nan* functions; one NaN used to make every measurement NaN."""
+    img = astronaut[::4, ::4].astype(np.float32) / 255
+    holes = img.copy()
+    holes[5:9, 10:30, 0] = np.nan
+    holes[40, :, 2] = np.inf
+    holes[60:64, 60:64, :] = np.nan
+    stats = get_op("channel_stats")(holes)
+    for i, c in enumerate("rgb"):
+        plane = holes[..., i].astype(np.float64)
+        plane = plane[np.isfinite(plane)]
+        assert stats[f"mean_{c}"] == pytest.approx(plane.mean(), rel=1e-9)
+        assert stats[f"std_{c}"] == pytest.approx(plane.std(), rel=1e-9)
+
+    luma = (holes[..., 0] * 0.299 + holes[..., 1] * 0.587 + holes[..., 2] * 0.114).astype(np.float64)
+    bc = get_op("brightness_contrast")(holes)
+    assert bc["brightness"] == pytest.approx(np.nanmean(np.where(np.isinf(luma), np.nan, luma)),
+                                             rel=1e-6)
+    lap = ndimage.laplace(luma * 255, mode="reflect")
+    want = lap[np.isfinite(lap)].var()  # the Laplacians whose neighbourhood is finite
+    assert get_op("sharpness")(holes)["sharpness"] == pytest.approx(want, rel=1e-6)
+    assert 0 < want < get_op("sharpness")(img)["sharpness"] * 2
+    assert get_op("blur_flag")(holes)["blurry"] is False
+
+    filled = np.where(np.isfinite(luma), luma, np.nanmean(np.where(np.isinf(luma), np.nan, luma)))
+    got = get_op("phash")(holes)["phash"]
+    assert int(got, 16) == _phash_reference((filled * 255).astype(np.float32))
+    assert _hamming(got, get_op("phash")(img)["phash"]) <= 6
+
+    empty = np.full((6, 6, 3), np.nan, np.float32)
+    assert all(np.isnan(v) for v in get_op("channel_stats")(empty).values())
+    assert np.isnan(get_op("sharpness")(empty)["sharpness"])
+    assert get_op("blur_flag")(empty)["blurry"] is None

@@ -4,6 +4,11 @@ They read the whole image (halo ``GLOBAL``) and pass it on unchanged in a pipeli
 Units are stated per op: ``channel_stats`` keeps the image's own units; ``brightness_contrast``
 divides by the dtype's white (so it lies in [0, 1]); ``sharpness`` and ``blur_flag`` work on
 the 0–255 scale whatever the dtype, so one blur threshold fits 8-bit, 16-bit and float images.
+
+Non-finite pixels of a float image (NaN, the usual "no data" of float rasters, and ±inf) are
+left out of every measurement, as NumPy's ``nan*`` functions leave NaN out: a statistic is over
+the finite pixels, ``sharpness`` over the Laplacians whose 3×3 neighbourhood is finite, and
+``phash`` fills them with the mean of the finite luma. With no finite pixel the value is NaN.
 """
 
 from __future__ import annotations
@@ -23,6 +28,25 @@ _CHANNEL_NAMES = {1: ("",), 2: ("", "_alpha"), 3: ("_r", "_g", "_b"), 4: ("_r", 
 
 #: pixels per block when accumulating statistics in float64 (bounds the float64 working set)
 _BLOCK = 1 << 18
+
+
+def _finite(values: np.ndarray) -> np.ndarray | None:
+    """None when every value is finite (always for integers), else the mask of finite ones."""
+    if values.dtype.kind != "f":
+        return None
+    mask = np.isfinite(values)
+    return None if mask.all() else mask
+
+
+def _mean_std_finite(flat: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_mean_std` of each column over its finite values (NaN where there are none)."""
+    means, stds = np.full(flat.shape[1], np.nan), np.full(flat.shape[1], np.nan)
+    for i in range(flat.shape[1]):
+        values = flat[finite[:, i], i]
+        if values.size:
+            m, sd = _mean_std(values[:, None])
+            means[i], stds[i] = m[0], sd[0]
+    return means, stds
 
 
 def _mean_std(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +91,9 @@ def channel_stats(image: np.ndarray) -> dict[str, float]:
     """
     image = check_image(image, "channel_stats")
     c = channels(image)
-    means, stds = _mean_std(image.reshape(-1, c))
+    flat = image.reshape(-1, c)
+    finite = _finite(flat)
+    means, stds = _mean_std(flat) if finite is None else _mean_std_finite(flat, finite)
     names = _CHANNEL_NAMES.get(c) or tuple(f"_c{i}" for i in range(c))
     out: dict[str, float] = {}
     for i, suffix in enumerate(names):
@@ -79,7 +105,10 @@ def channel_stats(image: np.ndarray) -> dict[str, float]:
 def _sharpness(image: np.ndarray) -> float:
     gray = gray_float(image).astype(np.float64) * (255.0 / dtype_max(image.dtype))
     lap = cv2.Laplacian(gray, cv2.CV_64F, ksize=1, borderType=cv2.BORDER_REFLECT)
-    return float(lap.var())
+    finite = _finite(lap)  # a non-finite pixel makes its own and its 4 neighbours' non-finite
+    if finite is not None:
+        lap = lap[finite]
+    return float(lap.var()) if lap.size else float("nan")
 
 
 @op(family="measure", halo=GLOBAL, scale=1.0, output="measures")
@@ -120,6 +149,11 @@ def brightness_contrast(image: np.ndarray) -> dict[str, float]:
     """
     image = check_image(image, "brightness_contrast")
     gray = gray_float(image).astype(np.float64) / dtype_max(image.dtype)
+    finite = _finite(gray)
+    if finite is not None:
+        gray = gray[finite]
+        if not gray.size:
+            return {"brightness": float("nan"), "contrast": float("nan")}
     return {"brightness": float(gray.mean()), "contrast": float(gray.std())}
 
 
@@ -141,10 +175,11 @@ def blur_flag(
     Returns
     -------
     dict
-        ``blurry``: bool.
+        ``blurry``: bool (None for a float image without one finite 3×3 neighbourhood).
     """
     image = check_image(image, "blur_flag")
-    return {"blurry": bool(_sharpness(image) < threshold)}
+    value = _sharpness(image)
+    return {"blurry": None if np.isnan(value) else bool(value < threshold)}
 
 
 def dct_matrix(n: int) -> np.ndarray:
@@ -192,6 +227,10 @@ def phash(
     image = check_image(image, "phash")
     n = hash_size * highfreq_factor
     gray = gray_float(image) * np.float32(255.0 / dtype_max(image.dtype))
+    finite = _finite(gray)
+    if finite is not None:  # no data: the mean of the finite luma (DCT of a flat patch: 0)
+        gray = np.where(finite, gray, gray[finite].mean() if finite.any() else 0.0)
+        gray = gray.astype(np.float32)
     small = cv2.resize(gray, (n, n), interpolation=cv2.INTER_AREA).astype(np.float64)
     d = dct_matrix(n)
     coeffs = (d @ small @ d.T)[:hash_size, :hash_size]
