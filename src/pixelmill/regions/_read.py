@@ -85,7 +85,7 @@ class _NpyFile:
     @classmethod
     def open(cls, path: str, source: RegionSource) -> _NpyFile:
         with open(path, "rb") as f:
-            shape, _, dtype = _read_npy_header(f)
+            _, _, dtype = _read_npy_header(f)
             offset = f.tell()
         h = cls(os.open(path, os.O_RDONLY), offset, source, source.uri)
         h.dtype = np.dtype(dtype)  # as stored (byte order included)
