@@ -109,3 +109,25 @@ def test_a_wider_edsr_grown_from_a_narrower_one_starts_as_the_same_function(tmp_
     before = wide.tail.weight.detach().clone()
     assert _init_from(wide, str(tmp_path / "x2.safetensors")) == len(x2.state_dict()) - 2
     torch.testing.assert_close(wide.tail.weight, before)
+
+
+_SR_TRAIN = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared/data/sr-train"
+
+
+@pytest.mark.skipif(not _SR_TRAIN.is_dir(), reason="the training data (../shared/data/sr-train) "
+                    "is beside the repository only on the machine that trained the models")
+@pytest.mark.parametrize(("model", "scale"), [("espcn", 2), ("fsrcnn", 3)])
+def test_card_figures_are_what_eval_gives_for_the_shipped_weights(model, scale):
+    """The cards' held-out PSNR/SSIM are reproduced by `sr eval --split val` (ESPCN ×2 said
+    32.266 where the shipped float16 weights give 32.2645)."""
+    from click.testing import CliRunner
+
+    from pixelmill.cli import cli
+
+    res = CliRunner().invoke(cli, ["sr", "eval", str(_SR_TRAIN), "--split", "val", "--scale",
+                                    str(scale), "--model", model, "--json"])
+    assert res.exit_code == 0, res.output
+    mean = json.loads(res.output[res.output.index("{"):])["mean"]
+    card = json.loads((WEIGHTS_DIR / f"{model}_x{scale}.json").read_text())["validation"]
+    assert round(mean["psnr"], 3) == card["heldout_psnr"]
+    assert round(mean["ssim"], 4) == card["heldout_ssim"]
