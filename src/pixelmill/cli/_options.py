@@ -34,3 +34,25 @@ def refuse_existing(uri: str, storage_options=None, *, field: str,
     fs, path = storage.get_fs(uri, storage_options)
     if fs.exists(path) and not (fs.isdir(path) and not fs.ls(path)):
         raise UsageError(f"{field}: {uri} already exists; {hint}")
+
+
+def refuse_input(uri: str, field: str, *, files: tuple[str, ...] = (),
+                 folders: tuple[str, ...] = ()) -> None:
+    """An output that is one of the command's input ``files`` or lies inside one of its input
+    ``folders`` (a model, an index) is a usage error, even with ``--overwrite``: writing it
+    would destroy what the command reads."""
+    import os
+
+    from pixelmill import storage
+    from pixelmill.errors import UsageError
+
+    for f in files:
+        if storage.same_location(uri, f):
+            raise UsageError(f"{field}: {uri} is an input of this command; write it elsewhere")
+    for d in folders:
+        a, b = storage.absolute(uri), storage.absolute(d)
+        if "://" not in a and "://" not in b:
+            a, b = os.path.realpath(a), os.path.realpath(b)
+        if a == b.rstrip("/") or a.startswith(b.rstrip("/") + "/"):
+            raise UsageError(f"{field}: {uri} is inside {d}, an input of this command; write "
+                             "it elsewhere")

@@ -10,6 +10,7 @@ from pixelmill.cli._options import (
     json_option,
     overwrite_option,
     refuse_existing,
+    refuse_input,
     storage_option,
     workers_option,
 )
@@ -43,6 +44,7 @@ def build(features, out, columns, metric, kind, exact_threshold, no_normalize, w
     from pixelmill.learn.index import build_index
 
     so = storage.parse_storage_options(storage_options)
+    refuse_input(out, "--out", files=(features,))
     if not overwrite:
         refuse_existing(out, so, field="--out")
     ix = build_index(features, out, columns=columns.split(",") if columns else None,
@@ -69,8 +71,10 @@ def query(index_dir, image, k, report, overwrite, as_json, storage_options):
     from pixelmill.learn.index import load_index
 
     so = storage.parse_storage_options(storage_options)
-    if report and not overwrite:
-        refuse_existing(report, so, field="--report")
+    if report:
+        refuse_input(report, "--report", files=(image,), folders=(index_dir,))
+        if not overwrite:
+            refuse_existing(report, so, field="--report")
     ix = load_index(index_dir, so)
     hits = ix.query_image(read_image(image, storage_options=so), k)
     if report:

@@ -15,6 +15,7 @@ from pixelmill.cli._options import (
     json_option,
     overwrite_option,
     refuse_existing,
+    refuse_input,
     storage_option,
     workers_option,
 )
@@ -36,8 +37,16 @@ def _parse_grid(items: tuple[str, ...]) -> dict | None:
         if not sep or not key or not values:
             raise InvalidParameterError(f"--grid: expected NAME=V1,V2,..., got {item!r}",
                                         field="grid")
-        grid[key.strip()] = [yaml.load(v, Loader=_pipeline_loader())
-                            for v in values.split(",")]
+        parsed = []
+        for v in values.split(","):
+            try:
+                parsed.append(yaml.load(v, Loader=_pipeline_loader()))
+            except yaml.YAMLError as e:
+                what = str(getattr(e, "problem", None) or "not a value").strip()
+                raise InvalidParameterError(
+                    f"--grid {key.strip()}: cannot read {v!r:.60} ({what}); give plain values "
+                    "separated by commas, e.g. C=0.1,1,10", field="grid") from None
+        grid[key.strip()] = parsed
     return grid
 
 
@@ -152,6 +161,8 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
     if bad:
         raise InvalidParameterError(f"--augment: unknown {bad[0]!r} (valid: crop, jitter, flip)",
                                     field="augment")
+    if features:
+        refuse_input(out, "--out", files=(features,))
     if not overwrite:
         refuse_existing(out, so, field="--out")
     if model_name == "cnn":  # a device torch cannot use fails here, before any image is read
@@ -161,7 +172,8 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
     config = CNNConfig(input_size=size, in_channels=1 if gray else 3, channels=stages,
                        dropout=dropout, epochs=epochs, patience=patience, batch_size=batch_size,
                        augment=augments, device=device)
-    log = None if as_json else (lambda line: click.echo(line, err=True))
+    # progress lines and warnings go to stderr: --json (stdout) keeps them
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
     model = run_train(features, model_name, out, images=images, label_from=label_from,
                       columns=columns.split(",") if columns else None,
                       grid=_parse_grid(grid), cnn_config=config, workers=workers,
@@ -196,8 +208,11 @@ def evaluate(model, features, split, report, no_report, overwrite, as_json, stor
     from pixelmill.learn.evaluation import evaluate as run_evaluate
 
     so = storage.parse_storage_options(storage_options)
-    if report is not None and not no_report and not overwrite:
-        refuse_existing(report, so, field="--report")
+    if report is not None and not no_report:
+        own = storage.same_location(report, storage.join(model, "report.html"))
+        refuse_input(report, "--report", files=(features,), folders=() if own else (model,))
+        if not overwrite:
+            refuse_existing(report, so, field="--report")
     if report is None and not no_report:
         report = storage.join(model, "report.html")
     ev = run_evaluate(model, features, split=split, report=None if no_report else report,

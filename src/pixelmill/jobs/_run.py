@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import numbers
 import os
 import posixpath
@@ -23,10 +24,12 @@ from pixelmill.jobs._plan import (
     plan_units,
 )
 from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
+from pixelmill.learn.references import check_outside_models, resolve_models
 from pixelmill.manifest import (
     ManifestWriter,
     earlier_run,
     foreign_output,
+    is_tile_row,
     journal_in_the_way,
     keeps_journal,
 )
@@ -346,6 +349,7 @@ def run(
     name_template: str = DEFAULT_NAME_TEMPLATE,
     max_pixels: int | None = None,
     batch_size: int | None = None,
+    manifest_field: str = "--manifest",
 ) -> JobSummary:
     """Run ``pipeline`` over every image of ``input``, writing outputs under ``output``.
 
@@ -391,6 +395,8 @@ def run(
         Pixel limit for decoding (default: the codec's).
     batch_size : int, optional
         Units per engine task (default: chosen by the engine).
+    manifest_field : str
+        How messages name the manifest (``--out`` for the learn commands).
 
     Returns
     -------
@@ -416,6 +422,10 @@ def run(
             s.spec.output in ("measures", "vector") for s in pipe.steps):
         raise UsageError("output: a measure-only job (no OUTPUT) needs measurement or vector ops")
     so = dict(storage_options or {})
+    # a model a step names: absolute, loaded once here (a broken one fails now), and hashed
+    # into the fingerprint with --label-from, so a resume cannot mix two models or labellings
+    pipe = resolve_models(pipe, so)
+    fingerprint = job_fingerprint(pipe, label_from, so)
     # workers (on a cluster: in other folders) write outputs: no relative local paths
     output = None if output is None else storage.absolute(output)
     if output is not None and storage.same_location(str(input), output):
@@ -435,8 +445,13 @@ def run(
 
     # -- an earlier run at the same place? -------------------------------------------------
     if manifest_uri in {u.uri for u in units}:  # --overwrite would replace that input
-        raise UsageError(f"--manifest: {manifest_uri} is one of the inputs; keep the manifest "
+        raise UsageError(f"{manifest_field}: {manifest_uri} is one of the inputs; keep it "
                          "elsewhere")
+    check_outside_models(pipe, output, "OUTPUT")
+    check_outside_models(pipe, manifest_uri, manifest_field)
+    if storage.same_location(str(input), manifest_uri):  # a scan manifest given as INPUT
+        raise UsageError(f"{manifest_field}: {manifest_uri} is the INPUT (a manifest listing "
+                         "the inputs); write it elsewhere")
     earlier = earlier_run(manifest_uri, so)
     if earlier == "journal" and not resume and not overwrite:
         raise journal_in_the_way(manifest_uri, so)
@@ -454,7 +469,7 @@ def run(
         raise UsageError(
             f"{manifest_uri} already exists (results of an earlier run); use --resume to "
             "continue that run or --overwrite to replace it")
-    for where, name in ((output, "OUTPUT"), (manifest_uri, "--manifest")):
+    for where, name in ((output, "OUTPUT"), (manifest_uri, manifest_field)):
         if where is not None:  # a missing bucket fails now, not after every input is done
             storage.check_writable(where, so, field=name)
 
@@ -479,7 +494,8 @@ def run(
         try:
             done: set[str] = set()
             if resume:
-                done = _resumable(writer.earlier_rows, units, pipe, quality, manifest_uri)
+                done = _resumable(writer.earlier_rows, units, fingerprint, quality,
+                                  manifest_uri)
                 # a folder that could not be listed then and can now: its files are inputs
                 # of their own this time, so its failed row no longer stands for them
                 planned = {u.key for u in units}
@@ -493,7 +509,7 @@ def run(
             todo = [u for u in units if u.key not in done]
 
             writer.metadata.update({
-                "pixelmill.pipeline": pipe.to_json(), "pixelmill.fingerprint": pipe.fingerprint,
+                "pixelmill.pipeline": pipe.to_json(), "pixelmill.fingerprint": fingerprint,
                 "pixelmill.input": str(input), "pixelmill.output": str(output),
                 "pixelmill.engine": getattr(eng, "name", str(engine)),
                 "pixelmill.workers": str(getattr(eng, "workers", workers))})
@@ -504,11 +520,11 @@ def run(
                 whole_memory = parse_memory(memory) or default_memory()
             spec = JobSpec(pipe, quality=quality, storage_options=so, max_pixels=max_pixels,
                            tile_threshold=tile_threshold, whole_memory=whole_memory)
-            fn = _UnitFunction(spec, pipe.fingerprint)
+            fn = _UnitFunction(spec, fingerprint)
             with _open_progress(len(todo), progress) as bar:
                 for unit in todo:  # unlisted folders: failed rows, written here
                     if unit.error is not None:
-                        writer.append(_unit_error_row(unit, pipe.fingerprint))
+                        writer.append(_unit_error_row(unit, fingerprint))
                         if bar is not None:
                             bar.advance(status="failed")
                 deferred = execute(eng, fn, [u for u in todo if u.error is None], writer,
@@ -610,18 +626,33 @@ def _remove_manifest(uri: str, so: Mapping[str, Any]) -> None:
             fs.rm(path)
 
 
-def _resumable(rows: Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], pipe: Pipeline,
+def job_fingerprint(pipe: Pipeline, label_from: str | None,
+                    so: Mapping[str, Any] | None = None) -> str:
+    """The ``pipeline`` column of a job's rows: the pipeline's fingerprint, mixed with the
+    content of the models its steps name and with ``--label-from`` when there are any."""
+    from pixelmill.learn.references import models_digest
+
+    extra = [x for x in (models_digest(pipe, so),
+                         f"label_from={label_from}" if label_from else None) if x]
+    if not extra:
+        return pipe.fingerprint
+    return hashlib.sha256("\0".join([pipe.fingerprint, *extra]).encode()).hexdigest()[:16]
+
+
+def _resumable(rows: Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], fingerprint: str,
                quality: int | None, manifest_uri: str) -> set[str]:
     """Keys of the inputs an earlier run finished (``ok`` rows), after checking that this run
     would have made the same outputs: same pipeline, same output names (``--format``,
     ``--name``, OUTPUT) and same encoding (``--quality``). A resume with other settings would
     leave a silent mix of both; it is refused."""
     ok = [r for r in rows if r.get("status") == "ok"]
-    fps = {r.get("pipeline") for r in ok} - {None}
-    if fps and fps != {pipe.fingerprint}:
+    # tile rows carry the tiled job's own pipeline fingerprint, checked by that job
+    fps = {r.get("pipeline") for r in ok if not is_tile_row(r)} - {None}
+    if fps and fps != {fingerprint}:
         raise UsageError(
-            f"{manifest_uri}: written by a different pipeline (fingerprint "
-            f"{', '.join(sorted(fps))}, this one is {pipe.fingerprint}); use --overwrite")
+            f"{manifest_uri}: written by a different pipeline, model or --label-from "
+            f"(fingerprint {', '.join(sorted(fps))}, this run's is {fingerprint}); resume "
+            "with the earlier run's, or use --overwrite")
     by_key = {u.key: u for u in units}
     for row in ok:
         unit = by_key.get(row.get("key"))

@@ -160,6 +160,7 @@ def extract(
         raise InvalidParameterError(f"--split-by: expected one of {SPLIT_KEYS}, got {split_by!r}",
                                     field="split_by")
     job_options.setdefault("report", False)
+    job_options.setdefault("manifest_field", "--out")
     own = split_by == "content" and (isinstance(engine, str) or engine is None)
     if own:  # one engine for the job and the hashing pass
         from pixelmill.engines import get_engine

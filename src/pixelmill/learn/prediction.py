@@ -44,6 +44,7 @@ def predict(model: str, input: str, out: str, *, engine: Any = "local",
         model = os.path.abspath(model)  # workers may run elsewhere in the tree
     load_model(model, storage_options)  # fail here, not in every worker
     job_options.setdefault("report", False)
+    job_options.setdefault("manifest_field", "--out")
     pipeline = [{"op": "classify", "model": model}]
     return run(pipeline, input, None, manifest=out, engine=engine, workers=workers,
                label_from=label_from, storage_options=storage_options, progress=progress,
