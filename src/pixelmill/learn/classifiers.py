@@ -233,12 +233,45 @@ def save_sklearn(model: Any) -> bytes:
     return sio.dumps(model)
 
 
-def load_sklearn(data: bytes) -> Any:
-    """Load skops bytes, refusing types outside skops' defaults and :data:`TRUSTED_TYPES`."""
+def load_sklearn(data: bytes, classes: Sequence[str] | None = None) -> Any:
+    """Load skops bytes, refusing types outside skops' defaults and :data:`TRUSTED_TYPES`.
+
+    Parameters
+    ----------
+    data : bytes
+        The content of a ``model.skops`` file.
+    classes : sequence of str, optional
+        The classes ``model.json`` lists: the loaded model must predict exactly these.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        A fitted classifier with ``predict_proba``.
+
+    Raises
+    ------
+    UsageError
+        Bytes that are not a skops file, hold untrusted types, or do not hold a fitted
+        classifier (of ``classes``). Nothing is unpickled: skops reads its own JSON schema.
+    """
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(data=data)
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as e:  # a truncated or foreign file: zipfile, JSON or schema errors
+        raise UsageError(f"not a skops model file ({type(e).__name__}: {e})") from e
     unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
     if unknown:
         raise UsageError(f"model file holds untrusted types {unknown}; refusing to load it")
-    return sio.loads(data, trusted=list(untrusted))
+    try:
+        model = sio.loads(data, trusted=list(untrusted))
+    except Exception as e:  # a skops file whose content does not rebuild
+        raise UsageError(f"the skops model cannot be rebuilt ({type(e).__name__}: {e})") from e
+    if not callable(getattr(model, "predict_proba", None)):
+        raise UsageError(f"holds a {type(model).__name__}, not a classifier with probabilities")
+    if classes is not None:
+        fitted = [str(c) for c in getattr(model, "classes_", [])]
+        if fitted != [str(c) for c in classes]:
+            raise UsageError(f"the classifier predicts {fitted[:10]}, model.json lists "
+                             f"{list(classes)[:10]}")
+    return model

@@ -216,14 +216,59 @@ class CNNModel:
 
     @classmethod
     def from_parts(cls, meta: dict[str, Any], weights: bytes, device: str = "cpu") -> CNNModel:
+        """Rebuild a network from ``model.json``'s fields and ``weights.safetensors`` bytes.
+
+        Parameters
+        ----------
+        meta : dict
+            ``classes``, ``config``, ``mean``, ``std`` (and ``history``) as
+            :meth:`metadata` wrote them.
+        weights : bytes
+            A safetensors file (no pickle).
+        device : str
+            Where the network runs.
+
+        Returns
+        -------
+        CNNModel
+
+        Raises
+        ------
+        UsageError
+            A field or the weights that do not make this network; the message names the file.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load
 
-        config = CNNConfig.from_dict(meta["config"])
-        net = build_net(config, len(meta["classes"]))
-        net.load_state_dict(load(weights))
+        from pixelmill.errors import UsageError
+
+        try:
+            config = CNNConfig.from_dict(dict(meta["config"]))
+            config.check()
+            classes = [str(c) for c in meta["classes"]]
+            mean = np.asarray(meta["mean"], np.float32)
+            std = np.asarray(meta["std"], np.float32)
+            history = [dict(h) for h in meta.get("history") or []]
+            net = build_net(config, len(classes))
+        except (KeyError, TypeError, ValueError) as e:  # InvalidParameterError is a ValueError
+            raise UsageError(f"model.json: the CNN's settings do not make a network "
+                             f"({type(e).__name__}: {e})") from e
+        if mean.shape != (config.in_channels,) or std.shape != (config.in_channels,) \
+                or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise UsageError(f"model.json: mean and std need {config.in_channels} finite values "
+                             "(std > 0), one per input channel")
+        try:
+            state = load(weights)
+        except (SafetensorError, ValueError, OSError) as e:
+            raise UsageError(f"weights.safetensors: not a safetensors file ({e})") from e
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:  # missing, extra or misshapen tensors
+            first = str(e).strip().splitlines()
+            raise UsageError("weights.safetensors: the weights do not fit the network of "
+                             f"model.json ({first[1].strip() if len(first) > 1 else e})") from e
         net.to(_device(device)).eval()
-        return cls(config, list(meta["classes"]), net, np.asarray(meta["mean"], np.float32),
-                   np.asarray(meta["std"], np.float32), list(meta.get("history", [])))
+        return cls(config, classes, net, mean, std, history)
 
 
 def train_cnn(

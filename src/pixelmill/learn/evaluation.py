@@ -4,6 +4,11 @@ Metrics (scikit-learn's): accuracy, macro F1, per-class precision / recall / F1 
 confusion matrix (rows = true class, columns = predicted, in ``classes`` order), ROC AUC for
 two classes (the second class, in sorted order, is the positive one) and one-vs-rest macro ROC
 AUC for more classes when every class occurs.
+
+Macro F1 averages over the classes that occur in the evaluated rows' labels or predictions
+(``f1_score(..., average="macro")`` without ``labels=``): a model class with no image in the
+split and never predicted has no F1 to count. The per-class table and the confusion matrix
+still list every model class (with support 0 where it is absent).
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ class Evaluation:
 
 
 def classification_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]):
-    """(accuracy, macro_f1, per_class, confusion, roc_auc, roc_auc_ovr) of predictions."""
+    """(accuracy, macro_f1, per_class, confusion, roc_auc, roc_auc_ovr) of predictions.
+
+    ``macro_f1`` is over the classes present in ``y_true`` or the predictions; ``per_class``
+    and ``confusion`` cover every class of ``classes`` (then labels the model does not know).
+    """
     from sklearn.exceptions import UndefinedMetricWarning
     from sklearn.metrics import (
         accuracy_score,
@@ -61,17 +70,18 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Se
         labels = list(classes) + sorted(set(y_true) - set(classes))
         precision, recall, f1, support = precision_recall_fscore_support(
             y_true, y_pred, labels=labels, zero_division=0)
-        macro_f1 = float(f1_score(y_true, y_pred, labels=labels, average="macro",
+        present = sorted(set(y_true) | set(y_pred))  # sklearn's own choice without labels=
+        macro_f1 = float(f1_score(y_true, y_pred, labels=present, average="macro",
                                   zero_division=0))
     per_class = {c: {"precision": float(p), "recall": float(r), "f1": float(f),
                      "support": int(s)}
                  for c, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)}
     confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     roc_auc = roc_auc_ovr = None
-    present = set(y_true)
-    if len(classes) == 2 and present == set(classes):
+    true_classes = set(y_true)
+    if len(classes) == 2 and true_classes == set(classes):
         roc_auc = float(roc_auc_score(y_true == classes[1], proba[:, 1]))
-    elif len(classes) > 2 and present == set(classes):
+    elif len(classes) > 2 and true_classes == set(classes):
         roc_auc_ovr = float(roc_auc_score(y_true, proba, labels=classes, multi_class="ovr",
                                           average="macro"))
     return (float(accuracy_score(y_true, y_pred)), macro_f1, per_class, confusion, roc_auc,

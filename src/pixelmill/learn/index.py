@@ -15,7 +15,9 @@ database items with its label:
 * ``recall@k``: the fraction of queries with at least one relevant item among their k nearest
   (the definition of deep metric learning, e.g. Song et al. 2016 — not the fraction of all
   relevant items retrieved);
-* ``precision@k``: the mean fraction of the k nearest that are relevant;
+* ``precision@k``: the mean over queries of (relevant items among the k nearest) / k — k
+  also when the database holds fewer than k items (the standard definition: a query cannot
+  score more by there being fewer items to return);
 * ``mAP@k``: the mean over queries of AP@k = Σ_{i≤k} P@i·rel_i / min(k, R), R = relevant items.
 
 Queries are the ``test`` rows searched against the other rows when the table has a split;
@@ -255,31 +257,121 @@ def build_index(features: str, out: str | None = None, *, columns: Sequence[str]
     return index
 
 
-def load_index(uri: str, storage_options: Mapping[str, Any] | None = None) -> VectorIndex:
-    """Read an index directory."""
+def _not_an_index(uri: str, name: str, problem: Any) -> UsageError:
+    """The usage error of an index directory whose file ``name`` is missing or unusable."""
+    return UsageError(f"{uri}: not a pixelmill index ({name}: {problem})")
+
+
+def _read_part(uri: str, name: str, storage_options: Mapping[str, Any] | None) -> bytes:
     try:
-        meta = json.loads(storage.read_bytes(storage.join(uri, "index.json"), storage_options))
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{uri}: not a pixelmill index (index.json: {e})") from e
+        return storage.read_bytes(storage.join(uri, name), storage_options)
+    except OSError as e:  # missing or unreadable: the directory is not a whole index
+        raise _not_an_index(uri, name, e) from e
+
+
+def _check_meta(uri: str, meta: Any) -> dict[str, Any]:
+    """``index.json``'s fields, checked before any of them is used."""
+    if not isinstance(meta, dict):
+        raise _not_an_index(uri, "index.json", f"expected a JSON object, got "
+                            f"{type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise UsageError(f"{uri}: unknown index format {meta.get('format')!r}")
-    vectors = np.load(io.BytesIO(storage.read_bytes(storage.join(uri, "vectors.npy"),
-                                                    storage_options)), allow_pickle=False)
-    rows = storage.read_parquet(storage.join(uri, "rows.parquet"), storage_options).to_pylist()
+
+    def bad(field: str, expected: str) -> UsageError:
+        shown = repr(meta[field])[:60] if field in meta else "missing"
+        return _not_an_index(uri, "index.json", f"{field!r}: expected {expected}, got {shown}")
+
+    if meta.get("metric") not in METRICS:
+        raise bad("metric", " or ".join(METRICS))
+    if meta.get("kind") not in ("exact", "hnsw"):
+        raise bad("kind", "exact or hnsw")
+    for key in ("n", "dim", "ef"):
+        if not isinstance(meta.get(key), int) or isinstance(meta[key], bool) or meta[key] < 1:
+            raise bad(key, "a positive integer")
+    columns = meta.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise bad("columns", "a list of vec_ column names")
+    if meta.get("pipeline") is not None and not isinstance(meta["pipeline"], dict):
+        raise bad("pipeline", "a pipeline object or null")
+    for key in ("mean", "scale"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, list) or len(value) != meta["dim"]
+                                  or not all(isinstance(v, (int, float)) for v in value)):
+            raise bad(key, f"null or a list of {meta['dim']} numbers")
+    if (meta.get("mean") is None) != (meta.get("scale") is None):
+        raise _not_an_index(uri, "index.json", "'mean' and 'scale' must both be given or "
+                            "both be null")
+    return meta
+
+
+def load_index(uri: str, storage_options: Mapping[str, Any] | None = None) -> VectorIndex:
+    """Read an index directory.
+
+    Parameters
+    ----------
+    uri : str
+        An index directory written by :func:`build_index` (path or URL).
+    storage_options : mapping, optional
+        fsspec options.
+
+    Returns
+    -------
+    VectorIndex
+
+    Raises
+    ------
+    UsageError
+        A missing, incomplete or corrupt index: the message names the directory and the file.
+        Nothing is unpickled (``vectors.npy`` is read with ``allow_pickle=False``).
+    """
+    try:
+        meta = json.loads(storage.read_bytes(storage.join(uri, "index.json"), storage_options))
+    except (OSError, ValueError, RecursionError) as e:
+        raise _not_an_index(uri, "index.json", e) from e
+    meta = _check_meta(uri, meta)
+    n, dim = meta["n"], meta["dim"]
+    try:
+        vectors = np.load(io.BytesIO(_read_part(uri, "vectors.npy", storage_options)),
+                          allow_pickle=False)
+    except UsageError:
+        raise
+    except Exception as e:  # pickled, truncated or not an .npy file at all
+        problem = ("holds pickled (object) data, which is never loaded" if "pickle" in str(e)
+                   else f"not a NumPy array file ({type(e).__name__}: {e})")
+        raise _not_an_index(uri, "vectors.npy", problem) from e
+    if vectors.dtype != np.float32 or vectors.shape != (n, dim):
+        raise _not_an_index(uri, "vectors.npy", f"{vectors.dtype} array of shape "
+                            f"{vectors.shape}, index.json says float32 of shape {(n, dim)}")
+    rows_uri = storage.join(uri, "rows.parquet")
+    try:
+        rows = storage.read_parquet(rows_uri, storage_options).to_pylist()
+    except OSError as e:
+        raise _not_an_index(uri, "rows.parquet", e) from e
+    if len(rows) != n:
+        raise _not_an_index(uri, "rows.parquet", f"{len(rows)} rows, index.json says {n}")
+
     def arr(v):
         return (None if v is None else np.asarray(v, np.float32))
-    index = VectorIndex(vectors, rows, meta["metric"], meta["kind"], arr(meta["mean"]),
-                        arr(meta["scale"]), meta["columns"], meta["pipeline"], ef=meta["ef"])
+    index = VectorIndex(vectors, rows, meta["metric"], meta["kind"], arr(meta.get("mean")),
+                        arr(meta.get("scale")), meta["columns"], meta.get("pipeline"),
+                        ef=meta["ef"])
     if meta["kind"] == "hnsw":
         import hnswlib
 
-        graph = hnswlib.Index(space="cosine" if meta["metric"] == "cosine" else "l2",
-                              dim=int(meta["dim"]))
+        data = _read_part(uri, "hnsw.bin", storage_options)
+        graph = hnswlib.Index(space="cosine" if meta["metric"] == "cosine" else "l2", dim=dim)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "hnsw.bin")
             with open(path, "wb") as f:
-                f.write(storage.read_bytes(storage.join(uri, "hnsw.bin"), storage_options))
-            graph.load_index(path, max_elements=int(meta["n"]))
+                f.write(data)
+            try:
+                graph.load_index(path, max_elements=n)
+            except (RuntimeError, ValueError, MemoryError) as e:  # hnswlib: "corrupted"
+                raise _not_an_index(uri, "hnsw.bin", f"not an HNSW graph of this index "
+                                    f"({e})") from e
+        if graph.get_current_count() != n:
+            raise _not_an_index(uri, "hnsw.bin", f"a graph of {graph.get_current_count()} "
+                                f"vectors, index.json says {n}")
         index.hnsw = graph
     return index
 
@@ -294,7 +386,8 @@ def retrieval_metrics(query_labels: Sequence[Any], neighbour_labels: np.ndarray,
     denom = np.minimum(k, np.maximum(np.asarray(relevant_counts, np.float64), 1.0))
     ap = (precision_at * rel).sum(axis=1) / denom
     return {f"recall@{k}": float(rel.any(axis=1).mean()),
-            f"precision@{k}": float(rel.mean(axis=1).mean()) if rel.size else 0.0,
+            # relevant among the k nearest / k, also when the database holds fewer than k
+            f"precision@{k}": float((rel.sum(axis=1) / k).mean()) if len(rel) else 0.0,
             f"mAP@{k}": float(ap.mean()), "queries": len(q)}
 
 

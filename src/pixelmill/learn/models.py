@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
-from pixelmill.errors import InvalidParameterError, UsageError
+from pixelmill.errors import InvalidParameterError, NoInputError, UnsuitableImageError, UsageError
 
-__all__ = ["TrainedModel", "check_features", "feature_recipe", "load_model", "prob_column",
-           "prob_columns", "read_images", "train"]
+__all__ = ["FeatureLengthError", "TrainedModel", "check_features", "feature_recipe",
+           "load_model", "prob_column", "prob_columns", "read_images", "train"]
 
 FORMAT = "pixelmill-model/1"
 BUNDLED = {"textures": "weights/textures"}  #: bundled CNNs, relative to this package
@@ -88,6 +88,22 @@ def _recipe_difference(theirs: list[dict], mine: list[dict]) -> str:
     return "; ".join(parts)
 
 
+class FeatureLengthError(UnsuitableImageError, UsageError):
+    """An image whose feature vector has another length than the model's rows (an image of
+    another size under an op without a fixed size): a property of that image, so a job records
+    its row as ``invalid``; still a :class:`UsageError` for a caller classifying one image."""
+
+
+def _length_mismatch(meta: Mapping[str, Any], n_features: int | None, source: str) -> str | None:
+    """Why ``n_features`` values per row do not fit the model (None when they do)."""
+    expected = meta.get("n_features")
+    if expected is None or n_features is None or int(n_features) == int(expected):
+        return None
+    return (f"{source}: {n_features} feature values per row, the model was trained on "
+            f"{expected} ({', '.join(meta.get('features') or [])}; images of another size? "
+            "give the op a fixed size, or extract with the model's pipeline)")
+
+
 def check_features(meta: Mapping[str, Any], n_features: int | None,
                    pipeline: Mapping[str, Any] | None, source: str) -> None:
     """Refuse feature rows that were not extracted the way the model's training rows were:
@@ -100,12 +116,9 @@ def check_features(meta: Mapping[str, Any], n_features: int | None,
                 f"{source}: {column} was not extracted the way the model's training rows were "
                 f"({_recipe_difference(theirs, mine)}); extract the table with the model's "
                 "pipeline")
-    expected = meta.get("n_features")
-    if expected is not None and n_features is not None and int(n_features) != int(expected):
-        raise UsageError(
-            f"{source}: {n_features} feature values per row, the model was trained on "
-            f"{expected} ({', '.join(meta.get('features') or [])}; images of another size? "
-            "give the op a fixed size, or extract with the model's pipeline)")
+    mismatch = _length_mismatch(meta, n_features, source)
+    if mismatch:
+        raise UsageError(mismatch)
 
 
 def _resolve(uri: str) -> str:
@@ -136,13 +149,22 @@ class TrainedModel:
         return Pipeline.from_dict(self.meta["pipeline"]) if self.meta.get("pipeline") else None
 
     def vectors(self, image: np.ndarray) -> np.ndarray:
-        """The model's feature vector of one image (its extraction pipeline, its columns)."""
+        """The model's feature vector of one image (its extraction pipeline, its columns).
+
+        Raises
+        ------
+        FeatureLengthError
+            The image gives another number of feature values than the model's rows (a
+            property of the image: its job row is ``invalid``).
+        """
         if self._pipeline is None:
             raise UsageError("this model was trained on a table without a pipeline; "
                              "it can only classify feature vectors")
         result = self._pipeline.run(image)
         vec = np.concatenate([result.vectors[c[4:]] for c in self.meta["features"]])
-        check_features(self.meta, len(vec), None, "the image")
+        mismatch = _length_mismatch(self.meta, len(vec), "the image")
+        if mismatch:
+            raise FeatureLengthError(mismatch)
         return vec
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -184,6 +206,49 @@ def _load_cached(uri: str) -> TrainedModel:
     return _load(uri, None)
 
 
+def _not_a_model(uri: str, name: str, problem: Any) -> UsageError:
+    """The usage error of a model directory whose file ``name`` is missing or unusable."""
+    return UsageError(f"{uri}: not a pixelmill model directory ({name}: {problem})")
+
+
+def _read_part(uri: str, path: str, name: str,
+               storage_options: Mapping[str, Any] | None) -> bytes:
+    try:
+        return storage.read_bytes(storage.join(path, name), storage_options)
+    except OSError as e:  # missing or unreadable: the directory is not a whole model
+        raise _not_a_model(uri, name, e) from e
+
+
+def _check_meta(uri: str, meta: Any) -> dict[str, Any]:
+    """``model.json``'s fields that loading and classifying read, checked up front."""
+    if not isinstance(meta, dict):
+        raise _not_a_model(uri, "model.json", f"expected a JSON object, got "
+                           f"{type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise UsageError(f"{uri}: unknown model format {meta.get('format')!r}")
+    kind = meta.get("kind")
+    if kind not in ("sklearn", "cnn"):
+        raise _not_a_model(uri, "model.json", "'kind' missing or unknown (expected 'sklearn' "
+                           f"or 'cnn', got {kind!r})")
+    classes = meta.get("classes")
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, str) for c in classes)):
+        raise _not_a_model(uri, "model.json", "'classes' missing or not a list of at least "
+                           "two class names")
+    if kind == "sklearn":
+        features = meta.get("features")
+        if not isinstance(features, list) or not all(
+                isinstance(c, str) and c.startswith("vec_") for c in features):
+            raise _not_a_model(uri, "model.json", "'features' missing or not a list of vec_ "
+                               "columns")
+        if meta.get("pipeline") is not None and not isinstance(meta["pipeline"], dict):
+            raise _not_a_model(uri, "model.json", "'pipeline' is not a JSON object")
+    elif not isinstance(meta.get("config"), dict):
+        raise _not_a_model(uri, "model.json", "'config' (the CNN's settings) missing or not a "
+                           "JSON object")
+    return meta
+
+
 def _load(uri: str, storage_options: Mapping[str, Any] | None) -> TrainedModel:
     from pixelmill.learn.classifiers import load_sklearn
     from pixelmill.learn.cnn import CNNModel
@@ -191,15 +256,21 @@ def _load(uri: str, storage_options: Mapping[str, Any] | None) -> TrainedModel:
     path = _resolve(uri)
     try:
         meta = json.loads(storage.read_bytes(storage.join(path, "model.json"), storage_options))
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{uri}: not a pixelmill model directory (model.json: {e})") from e
-    if meta.get("format") != FORMAT:
-        raise UsageError(f"{uri}: unknown model format {meta.get('format')!r}")
+    except (OSError, ValueError, RecursionError) as e:
+        raise _not_a_model(uri, "model.json", e) from e
+    meta = _check_meta(uri, meta)
     if meta["kind"] == "cnn":
-        weights = storage.read_bytes(storage.join(path, "weights.safetensors"), storage_options)
-        return TrainedModel("cnn", meta, cnn=CNNModel.from_parts(meta, weights))
-    blob = storage.read_bytes(storage.join(path, "model.skops"), storage_options)
-    estimator = load_sklearn(blob)
+        weights = _read_part(uri, path, "weights.safetensors", storage_options)
+        try:
+            net = CNNModel.from_parts(meta, weights)
+        except UsageError as e:  # names the part (weights.safetensors, or a model.json field)
+            raise UsageError(f"{uri}: not a pixelmill model directory ({e})") from e
+        return TrainedModel("cnn", meta, cnn=net)
+    blob = _read_part(uri, path, "model.skops", storage_options)
+    try:
+        estimator = load_sklearn(blob, classes=meta["classes"])
+    except UsageError as e:
+        raise _not_a_model(uri, "model.skops", e) from e
     if meta.get("n_features") is None:  # models saved before model.json recorded it
         meta["n_features"] = getattr(estimator, "n_features_in_", None)
     return TrainedModel("sklearn", meta, estimator=estimator)
@@ -238,8 +309,8 @@ def _image_table(images: str, label_from: str, storage_options, ratios, salt):
     from pixelmill.learn.split import assign_split
 
     entries = storage.list_files(images, recursive=True, storage_options=storage_options)
-    if not entries:
-        raise UsageError(f"--images: no images under {images}")
+    if not entries:  # as learn extract on an empty folder: exit 4, not a usage error
+        raise NoInputError(f"--images: {images}: no image files found")
     labels = [storage.label_from_path(e.relpath, label_from) for e in entries]
     split = assign_split([e.relpath for e in entries], ratios, salt)
     return [e.uri for e in entries], labels, split

@@ -18,11 +18,21 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pixelmill.errors import InvalidParameterError
+from pixelmill.errors import InvalidParameterError, UnsuitableImageError
 
-__all__ = ["POOLINGS", "pool_regions", "region_windows"]
+__all__ = ["POOLINGS", "GridDoesNotFitError", "pool_regions", "region_windows"]
 
 POOLINGS = ("concat", "mean", "max")
+
+
+class GridDoesNotFitError(UnsuitableImageError, InvalidParameterError):
+    """A ``grid`` of more regions than the image has pixels along a side.
+
+    The grid is a valid parameter and the image is the problem (a larger image takes it), so
+    a job records the image's row as ``invalid``; it is still an
+    :class:`~pixelmill.errors.InvalidParameterError` naming ``grid`` for a caller of
+    :func:`region_windows`, and a usage error (exit 2) for a single image on the command line.
+    """
 
 
 def _spans(length: int, n: int, overlap: float) -> list[tuple[int, int]]:
@@ -57,6 +67,13 @@ def region_windows(
     -------
     list of (slice, slice)
 
+    Raises
+    ------
+    GridDoesNotFitError
+        The image has fewer rows or columns than the grid (a property of the image).
+    InvalidParameterError
+        ``overlap`` outside ``[0, 1)``.
+
     Examples
     --------
     >>> region_windows((4, 6), (2, 3))[4]
@@ -65,7 +82,7 @@ def region_windows(
     height, width = int(shape[0]), int(shape[1])
     rows, cols = int(grid[0]), int(grid[1])
     if rows > height or cols > width:
-        raise InvalidParameterError(
+        raise GridDoesNotFitError(
             f"grid: {rows}×{cols} regions do not fit an image of {height}×{width} pixels",
             field="grid",
         )
