@@ -20,12 +20,17 @@ def test_big_inputs_are_tiled_and_equal_the_untiled_result(collection, tmp_path,
 
     root, _ = collection
     out = tmp_path / "out"
+    import psutil
+
+    # the budget holds this (test) process too, which other tests may have grown
+    memory = psutil.Process().memory_info().rss + 2**30
     summary = run(blur_pipeline, str(root), str(out), engine=engine, progress=False,
-                  report=False, tile_threshold=200_000, memory="1GB")
+                  report=False, tile_threshold=200_000, memory=memory)
     rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))
             if "#" not in r["key"]}
     # astronaut 512x512 and coffee 600x400 are above 200k pixels; chelsea 451x300 is not
-    assert rows["people/astronaut.jpg"]["tiled"] and rows["coffee.jpg"]["tiled"]
+    for big in ("people/astronaut.jpg", "coffee.jpg"):
+        assert rows[big].get("tiled"), rows[big]["reason"]
     assert not rows["cats/chelsea.jpg"].get("tiled")
     assert rows["coffee.jpg"]["output"].endswith("coffee.tif")
     assert (summary.ok, summary.invalid, summary.failed) == (5, 2, 0)

@@ -165,3 +165,43 @@ def test_grid_values_yaml_cannot_read_and_json_keeps_warnings(built, tmp_path, c
     out = capsys.readouterr()
     assert json.loads(out.out)["model"] == "logistic_regression"
     assert "warning: 1 class with no train image ('red')" in out.err
+
+
+def test_models_and_indexes_refuse_a_cnn_retrained_after_their_features(built, tmp_path,
+                                                                        capsys):
+    """An index or model built on cnn_embedding vectors: after the CNN was retrained at the
+    same path, a query image got other vectors and found strangers (distance 0.40 for an
+    indexed image), exit 0."""
+    cnn = str(tmp_path / "cnn")
+    train_cnn = ["learn", "train", built["table"], "--model", "cnn", "--images", built["images"],
+                 "--label-from", "parent", "--out", cnn, "--epochs", "1", "--size", "16",
+                 "--channels", "4,8", "--json"]
+    assert main(train_cnn) == 0
+    (tmp_path / "emb.yaml").write_text(f"steps:\n  - op: cnn_embedding\n    model: {cnn}\n")
+    table, model, index = (str(tmp_path / n) for n in ("emb.parquet", "m", "ix"))
+    assert main(["learn", "extract", str(tmp_path / "emb.yaml"), built["images"], "--out", table,
+                 "--label-from", "parent", "--workers", "1", "-q"]) == 0
+    assert json.loads(pq.read_schema(table).metadata[b"pixelmill.models"])[
+        "steps[0].model"]["uri"] == cnn
+    assert main(["learn", "train", table, "--model", "random_forest", "--out", model,
+                 "--grid", "n_estimators=10", "--json"]) == 0
+    assert main(["index", "build", table, "--out", index]) == 0
+    query = str(sorted(Path(built["images"]).rglob("*.png"))[0])
+    assert main(["index", "query", index, query, "-k", "1"]) == 0
+
+    retrain = [*train_cnn[:-1], "--overwrite", "--json"]
+    retrain[retrain.index("--epochs") + 1] = "2"  # other weights
+    assert main(retrain) == 0
+    capsys.readouterr()
+    for argv in (["index", "query", index, query, "-k", "1"],
+                 ["learn", "predict", model, built["images"], "--out",
+                  str(tmp_path / "p.parquet"), "-q"]):
+        assert main(argv) == 2, argv
+        assert "has changed since" in capsys.readouterr().err
+    # a table extracted with the retrained CNN does not fit the model trained on the old one
+    assert main(["learn", "extract", str(tmp_path / "emb.yaml"), built["images"], "--out",
+                 str(tmp_path / "new.parquet"), "--label-from", "parent", "--workers", "1",
+                 "-q"]) == 0
+    capsys.readouterr()
+    assert main(["learn", "evaluate", model, str(tmp_path / "new.parquet"), "--no-report"]) == 2
+    assert "another version" in capsys.readouterr().err

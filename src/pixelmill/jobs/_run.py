@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import numbers
 import os
 import posixpath
@@ -24,7 +25,7 @@ from pixelmill.jobs._plan import (
     plan_units,
 )
 from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
-from pixelmill.learn.references import check_outside_models, resolve_models
+from pixelmill.learn.references import check_outside_models, model_records, resolve_models
 from pixelmill.manifest import (
     ManifestWriter,
     earlier_run,
@@ -508,6 +509,9 @@ def run(
                 _remove_stale_temporaries(output, so)
             todo = [u for u in units if u.key not in done]
 
+            records = model_records(pipe, so)
+            if records:  # which models made the vectors (models and indexes check them later)
+                writer.metadata["pixelmill.models"] = json.dumps(records)
             writer.metadata.update({
                 "pixelmill.pipeline": pipe.to_json(), "pixelmill.fingerprint": fingerprint,
                 "pixelmill.input": str(input), "pixelmill.output": str(output),

@@ -144,7 +144,8 @@ def evaluate(
             raise UsageError(f"{features}: the model {model} was trained on "
                              f"{', '.join(trained.meta['features'])}, which this table lacks "
                              f"({e})") from e
-        check_features(trained.meta, fs.X.shape[1] if len(fs) else None, fs.pipeline, features)
+        check_features(trained.meta, fs.X.shape[1] if len(fs) else None, fs.pipeline, features,
+                       fs.models)
         mask = np.ones(len(fs), bool) if split == "all" else fs.split == split
         unlabelled = 0
         if fs.labels is not None:  # an image without a label cannot be scored: left out

@@ -192,6 +192,7 @@ class FeatureSet:
     X: np.ndarray  #: float32, rows × sum of the chosen vector lengths
     columns: list[str]  #: the vector columns, in the order they fill X
     pipeline: dict | None  #: the extraction pipeline (from the table's metadata)
+    models: dict | None = None  #: the models its steps named, hashed (``pixelmill.models``)
 
     @property
     def labelled(self) -> np.ndarray:
@@ -269,7 +270,9 @@ def table_to_features(table: pa.Table, columns: Sequence[str] | None = None,
     meta = table.schema.metadata or {}
     raw = meta.get(b"pixelmill.pipeline")
     pipeline = json.loads(raw) if raw else None
-    return FeatureSet(keys, uris, labels, split, X, wanted, pipeline)
+    raw = meta.get(b"pixelmill.models")
+    models = json.loads(raw) if raw else None
+    return FeatureSet(keys, uris, labels, split, X, wanted, pipeline, models)
 
 
 def load_features(uri: str, columns: Sequence[str] | None = None,

@@ -26,6 +26,7 @@ otherwise every row is a query against all others (itself excluded).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -73,6 +74,16 @@ class VectorIndex:
     pipeline: dict | None = None
     hnsw: Any = None
     ef: int = 128
+    models: dict | None = None  #: the models the pipeline's steps named, hashed
+
+    @functools.cached_property
+    def _query_pipeline(self) -> Any:
+        from pixelmill.learn.references import check_model_records
+        from pixelmill.pipeline import Pipeline
+
+        # a CNN the stored vectors came from, retrained since, would give incomparable ones
+        check_model_records(self.models, "this index")
+        return Pipeline.from_dict(self.pipeline)
 
     def _check_queries(self, X: np.ndarray, what: str) -> np.ndarray:
         X = np.atleast_2d(np.asarray(X, np.float32))
@@ -112,11 +123,9 @@ class VectorIndex:
 
     def query_image(self, image: np.ndarray, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` nearest rows to an image (its features extracted by the index's pipeline)."""
-        from pixelmill.pipeline import Pipeline
-
         if not self.pipeline:
             raise UsageError("this index has no feature pipeline; query it with vectors")
-        result = Pipeline.from_dict(self.pipeline).run(image)
+        result = self._query_pipeline.run(image)
         vec = np.concatenate([result.vectors[c[4:]] for c in self.columns])[None]
         if vec.shape[1] != self.vectors.shape[1]:
             raise UsageError(
@@ -131,7 +140,7 @@ class VectorIndex:
     def save(self, out: str, storage_options: Mapping[str, Any] | None = None) -> str:
         meta = {"format": FORMAT, "kind": self.kind, "metric": self.metric, "n": len(self),
                 "dim": int(self.vectors.shape[1]), "columns": self.columns,
-                "pipeline": self.pipeline, "ef": self.ef,
+                "pipeline": self.pipeline, "ef": self.ef, "models": self.models,
                 "mean": None if self.mean is None else self.mean.tolist(),
                 "scale": None if self.scale is None else self.scale.tolist()}
         buf = io.BytesIO()
@@ -252,6 +261,7 @@ def build_index(features: str, out: str | None = None, *, columns: Sequence[str]
     index = make_index(fs.X, rows, metric=metric, kind=kind, normalize=normalize,
                        columns=fs.columns, pipeline=fs.pipeline, exact_threshold=exact_threshold,
                        threads=threads)
+    index.models = fs.models or None
     if out is not None:
         index.save(out, storage_options)
     return index
@@ -354,7 +364,7 @@ def load_index(uri: str, storage_options: Mapping[str, Any] | None = None) -> Ve
         return (None if v is None else np.asarray(v, np.float32))
     index = VectorIndex(vectors, rows, meta["metric"], meta["kind"], arr(meta.get("mean")),
                         arr(meta.get("scale")), meta["columns"], meta.get("pipeline"),
-                        ef=meta["ef"])
+                        ef=meta["ef"], models=meta.get("models") or None)
     if meta["kind"] == "hnsw":
         import hnswlib
 

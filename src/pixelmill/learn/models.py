@@ -105,9 +105,19 @@ def _length_mismatch(meta: Mapping[str, Any], n_features: int | None, source: st
 
 
 def check_features(meta: Mapping[str, Any], n_features: int | None,
-                   pipeline: Mapping[str, Any] | None, source: str) -> None:
+                   pipeline: Mapping[str, Any] | None, source: str,
+                   models: Mapping[str, Any] | None = None) -> None:
     """Refuse feature rows that were not extracted the way the model's training rows were:
-    another vector length, or the same columns made by other op parameters."""
+    another vector length, the same columns made by other op parameters, or by another
+    version of a model a step names (``models``: the table's hashed model records)."""
+    for field, rec in (models or {}).items():
+        mine = (meta.get("models") or {}).get(field)
+        if isinstance(rec, Mapping) and isinstance(mine, Mapping) and \
+                rec.get("sha256") != mine.get("sha256"):
+            raise UsageError(
+                f"{source}: its {field} ({rec.get('uri')}) is not the one the model's training "
+                f"rows were extracted with ({mine.get('uri')}, another version); extract the "
+                "table with the model's pipeline and models")
     for column in meta.get("features") or []:
         mine = feature_recipe(meta.get("pipeline"), column)
         theirs = feature_recipe(pipeline, column)
@@ -146,7 +156,13 @@ class TrainedModel:
     def _pipeline(self):
         from pixelmill.pipeline import Pipeline
 
-        return Pipeline.from_dict(self.meta["pipeline"]) if self.meta.get("pipeline") else None
+        if not self.meta.get("pipeline"):
+            return None
+        from pixelmill.learn.references import check_model_records
+
+        # a CNN the training features came from, retrained since, would give other vectors
+        check_model_records(self.meta.get("models"), "this model")
+        return Pipeline.from_dict(self.meta["pipeline"])
 
     def vectors(self, image: np.ndarray) -> np.ndarray:
         """The model's feature vector of one image (its extraction pipeline, its columns).
@@ -502,7 +518,8 @@ def train(
         meta = {"format": FORMAT, "kind": "sklearn", "model": model,
                 "classes": [str(c) for c in result.model.classes_], "features": fs.columns,
                 "n_features": int(X_tr.shape[1]),
-                "pipeline": fs.pipeline, "params": result.params, "val_accuracy": result.val_score,
+                "pipeline": fs.pipeline, "models": fs.models or None, "params": result.params,
+                "val_accuracy": result.val_score,
                 "search": result.candidates, "source": features, "n_train": len(y_tr),
                 "n_val": len(y_va), "fit_seconds": result.fit_seconds}
         trained = TrainedModel("sklearn", meta, estimator=result.model)

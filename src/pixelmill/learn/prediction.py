@@ -42,7 +42,10 @@ def predict(model: str, input: str, out: str, *, engine: Any = "local",
     fs, _ = storage.get_fs(model, storage_options)
     if model not in BUNDLED and storage.is_local(fs):
         model = os.path.abspath(model)  # workers may run elsewhere in the tree
-    load_model(model, storage_options)  # fail here, not in every worker
+    trained = load_model(model, storage_options)  # fail here, not in every worker
+    from pixelmill.learn.references import check_model_records
+
+    check_model_records(trained.meta.get("models"), model, storage_options)
     job_options.setdefault("report", False)
     job_options.setdefault("manifest_field", "--out")
     pipeline = [{"op": "classify", "model": model}]

@@ -21,8 +21,8 @@ from typing import Any
 from pixelmill import storage
 from pixelmill.errors import UsageError
 
-__all__ = ["MODEL_FILES", "MODEL_OPS", "check_outside_models", "model_digest", "models_digest",
-           "resolve_models"]
+__all__ = ["MODEL_FILES", "MODEL_OPS", "check_model_records", "check_outside_models",
+           "model_digest", "model_records", "models_digest", "resolve_models"]
 
 #: ops whose ``model`` parameter names a model directory (or a bundled network)
 MODEL_OPS = ("classify", "cnn_embedding")
@@ -86,14 +86,41 @@ def resolve_models(pipeline: Any, storage_options: Mapping[str, Any] | None = No
     return Pipeline.from_steps(out)
 
 
+def model_records(pipeline: Any, storage_options: Mapping[str, Any] | None = None
+                  ) -> dict[str, dict[str, str]]:
+    """``{"steps[i].model": {"uri": ..., "sha256": ...}}`` for the models a pipeline's steps
+    name (empty without any): kept in feature tables, models and indexes, so that features of
+    a new image are refused when the model that made the stored ones has changed since."""
+    out = {}
+    for i, s in enumerate(pipeline.steps):
+        model = dict(s.params).get("model")
+        if s.op in MODEL_OPS and isinstance(model, str):
+            out[f"steps[{i}].model"] = {"uri": model,
+                                        "sha256": model_digest(model, storage_options)}
+    return out
+
+
 def models_digest(pipeline: Any, storage_options: Mapping[str, Any] | None = None) -> str | None:
     """One hash of the models a pipeline's steps name (in step order), or None without any."""
-    digests = [model_digest(str(dict(s.params)["model"]), storage_options)
-               for s in pipeline.steps
-               if s.op in MODEL_OPS and isinstance(dict(s.params).get("model"), str)]
-    if not digests:
+    records = model_records(pipeline, storage_options)
+    if not records:
         return None
-    return hashlib.sha256("".join(digests).encode()).hexdigest()
+    return hashlib.sha256("".join(r["sha256"] for r in records.values()).encode()).hexdigest()
+
+
+def check_model_records(records: Mapping[str, Any] | None, what: str,
+                        storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse to extract features for ``what`` (a model, an index) when a model its stored
+    features were made with has changed since (retrained or replaced at the same path): the
+    new vectors would not be comparable with the stored ones."""
+    for field, rec in (records or {}).items():
+        if not isinstance(rec, Mapping) or "uri" not in rec or "sha256" not in rec:
+            continue
+        if model_digest(str(rec["uri"]), storage_options) != rec["sha256"]:
+            raise UsageError(
+                f"{what}: its features were made with {field} = {rec['uri']}, which has changed "
+                "since (retrained or replaced); extract the features again with the model as "
+                "it is now, then retrain or rebuild")
 
 
 def check_outside_models(pipeline: Any, uri: str | None, field: str) -> None:
