@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from pixelmill.cli._options import json_option, overwrite_option, refuse_existing
-from pixelmill.errors import InvalidParameterError
+from pixelmill.errors import DecodeError, InvalidParameterError
 
 __all__ = ["sr"]
 
@@ -88,10 +89,17 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
     if resume and overwrite:
         raise InvalidParameterError("--resume and --overwrite exclude each other",
                                     field="overwrite")
-    if not resume and not overwrite and (Path(out) / "checkpoint.safetensors").exists():
-        raise InvalidParameterError(
-            f"--out: {out} holds an earlier run (checkpoint.safetensors); use --resume to "
-            "continue it or --overwrite to start over", field="out")
+    from pixelmill.sr.training import check_folder, run_files
+
+    check_folder(out, "--out")  # notes.txt/run: named before anything else is looked at
+    earlier = run_files(out, arch, scale)
+    if not resume and not overwrite and earlier:  # a run's checkpoint, or a model (an export)
+        names = ", ".join(p.name for p in earlier)
+        if earlier[0].name.startswith("checkpoint."):
+            what, how = "an earlier run", "use --resume to continue it or --overwrite to start over"
+        else:
+            what, how = "a model", "use --overwrite to replace it, or another --out"
+        raise InvalidParameterError(f"--out: {out} holds {what} ({names}); {how}", field="out")
     cfg = TrainConfig(
         arch=arch, scale=scale, data=data or _default_data(),
         out=out, epochs=epochs,
@@ -100,7 +108,8 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
     )
     card = run_training(cfg, resume=resume, progress=sys.stderr.isatty(),
                         log=lambda m: click.echo(m, err=False))
-    click.echo(f"best held-out PSNR {card['validation']['psnr']:.3f} dB -> {cfg.out}")
+    best = card["validation"]["psnr"]  # null in the card when infinite (an exact result)
+    click.echo(f"best held-out PSNR {math.inf if best is None else best:.3f} dB -> {cfg.out}")
 
 
 @sr.command(name="eval")
@@ -143,8 +152,11 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
         if not as_json:
             click.echo(f"{row['image']:<28} {row['psnr']:8.3f} dB  SSIM {row['ssim']:.4f}")
 
-    result = evaluate_files(files, scale, model, device=device, on_image=show, crop=crop,
-                            ensemble=ensemble)
+    try:
+        result = evaluate_files(files, scale, model, device=device, on_image=show, crop=crop,
+                                ensemble=ensemble)
+    except DecodeError as e:  # an empty or damaged image: named, as one too small to score
+        raise InvalidParameterError(str(e), field="DATA") from e
     label = f"{model}+ensemble" if ensemble and model != "bicubic" else model
     if as_json:
         # an exact reconstruction scores an infinite PSNR: null in JSON (so is the mean of a
@@ -161,8 +173,6 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
 
 def _finite(row: dict) -> dict:
     """``row`` with its non-finite float scores (an infinite PSNR) as None (JSON null)."""
-    import math
-
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v
             for k, v in row.items()}
 
@@ -171,11 +181,11 @@ def _finite(row: dict) -> dict:
 @json_option
 def models(as_json) -> None:
     """List the shipped models with their held-out figures."""
-    from pixelmill.sr.weights import available_models
+    from pixelmill.sr.weights import available_models, json_safe
 
     cards = available_models()
-    if as_json:
-        click.echo(json.dumps(cards, indent=2))
+    if as_json:  # a card written before cards were strict JSON may hold Infinity: null
+        click.echo(json.dumps(json_safe(cards), indent=2, allow_nan=False))
         return
     if not cards:
         click.echo("no shipped models")
@@ -184,9 +194,10 @@ def models(as_json) -> None:
     for c in cards:
         v = c.get("validation", {})
         bic = v.get("heldout_bicubic_psnr", v.get("bicubic_psnr"))
+        own = v.get("heldout_psnr", v.get("psnr", math.nan))
+        own = math.inf if own is None else own  # null: infinite (an exact reconstruction)
         click.echo(
-            f"{c['name']:<8} {'x' + str(c['scale']):>5} "
-            f"{v.get('heldout_psnr', v.get('psnr', float('nan'))):>11.2f} dB"
+            f"{c['name']:<8} {'x' + str(c['scale']):>5} {own:>11.2f} dB"
             f" {'' if bic is None else f'{bic:.2f}':>8} {c['training']['epochs']:>7}  {c['file']}"
         )
 
@@ -289,11 +300,20 @@ def export(weights, data, dest, full, overwrite) -> None:
 
     from pixelmill.sr.data import train_val_split
     from pixelmill.sr.evaluate import evaluate_files
+    from pixelmill.sr.training import check_folder
     from pixelmill.sr.weights import WEIGHTS_DIR, load_model, model_card, save_model, write_card
 
     card = model_card(weights, "WEIGHTS")  # a checkpoint or weights without a card: say so
     scale = int(card["scale"])
+    try:  # weights that cannot be read or are not the card's network: before any work
+        net = load_model(weights, scale).net
+    except InvalidParameterError as e:
+        if e.field != "model":
+            raise
+        raise InvalidParameterError("WEIGHTS: " + str(e).removeprefix("model: "),
+                                    field="WEIGHTS") from e
     target = Path(dest or WEIGHTS_DIR) / f"{card['name']}_x{scale}"
+    check_folder(target.parent, "--to")  # notes.txt/out
     there = [p for p in (target.with_suffix(".safetensors"), target.with_suffix(".json"))
              if p.exists()]
     if there and not overwrite:
@@ -306,12 +326,18 @@ def export(weights, data, dest, full, overwrite) -> None:
     if not held_out:
         click.echo(f"warning: {root} is too small for a held-out split; the card's figures "
                    f"come from the training image {files[0].name}", err=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    net = load_model(weights, scale).net
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidParameterError(f"--to: cannot create {target.parent}: {e}",
+                                    field="to") from e
     with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as tmp:
         staged = Path(tmp) / target.name
         save_model(net, card, staged, half=not full)  # scored as shipped
-        shipped = evaluate_files(files, scale, str(staged.with_suffix(".safetensors")))
+        try:
+            shipped = evaluate_files(files, scale, str(staged.with_suffix(".safetensors")))
+        except DecodeError as e:  # an empty or damaged image in --data: named
+            raise InvalidParameterError(f"--data: {e}", field="data") from e
         bicubic = evaluate_files(files, scale, "bicubic")
         _card_figures(card, files, held_out, scale, shipped, bicubic)
         write_card(staged, card, half=not full)

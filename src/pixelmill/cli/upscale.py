@@ -83,11 +83,13 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     TIFF/Zarr outputs stream through the tiled job (any size, bounded memory, resumable
     manifest); other formats are read whole and upscaled in batched tiles in this process.
     """
+    from pixelmill.engines import parse_engine_spec
     from pixelmill.errors import InvalidParameterError
     from pixelmill.ops import get_op
     from pixelmill.storage import parse_storage_options
 
     so = parse_storage_options(list(storage_options))
+    parse_engine_spec(engine)  # a wrong --engine is refused whichever path OUTPUT takes
     params = {"model": model, "scale": scale, "device": device, "ensemble": ensemble}
     if engine is None or str(engine).split("=")[0] == "local":  # this machine's devices
         from pixelmill.devices import resolve_device
@@ -157,6 +159,9 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     try:  # the header says the size: a result that cannot fit fails before decoding
         info = codecs.probe(data)
         shape = info.shape()
+        # more than 4 channels: the decoder's refusal (as the streaming path gives it), not
+        # OUTPUT's of the upscaled shape
+        codecs.check_channels(info.channels)
         dtype = _decoded_dtype(data, info)
         # the output keeps the input's dtype and channels: say now if OUTPUT cannot hold them
         out_shape = (shape[0] * scale, shape[1] * scale, *shape[2:])

@@ -221,10 +221,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
     (one channel, gray + alpha, or a palette of grays) is H×W and is scored on its values; a
     gray picture saved with three equal channels is RGB to the protocol (scored on
     Y = 16 + 219/255 v). The stored pixel grid is kept (EXIF orientation is not applied, as
-    MATLAB's ``imread`` and OpenCV's ``IMREAD_UNCHANGED`` do not).
+    MATLAB's ``imread`` and OpenCV's ``IMREAD_UNCHANGED`` do not). An empty or undecodable
+    file is a :class:`~pixelmill.errors.DecodeError` naming ``path``.
     """
     data = np.fromfile(str(path), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if not data.size:  # OpenCV asserts on an empty buffer rather than returning None
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # a decoder's assertion on a damaged file
+        raise DecodeError(f"{path}: cannot decode image ({e.err})") from e
     if image is None:
         raise DecodeError(f"{path}: cannot decode image")
     if image.dtype == np.uint16:
@@ -269,6 +275,17 @@ def _degradation_fingerprint(scale: int) -> bytes:
     return degrade(probe, scale).tobytes() + degrade(probe[..., 0], scale).tobytes()
 
 
+def _content_key(files: Sequence[Path], scale: int, max_side: int | None) -> str:
+    """The pair cache's key: a SHA-256 of every file's bytes (with its name, which the cached
+    pairs carry), ``scale``, ``max_side`` and :func:`_degradation_fingerprint`."""
+    digest = hashlib.sha256(repr((scale, max_side)).encode() + _degradation_fingerprint(scale))
+    for f in files:
+        with open(f, "rb") as stream:
+            content = hashlib.file_digest(stream, "sha256").hexdigest()
+        digest.update(repr((Path(f).name, content)).encode())
+    return digest.hexdigest()[:24]
+
+
 @dataclass
 class PairSet:
     """Luma pairs for one scale: ``lr[i]`` is h×w, ``hr[i]`` is (S·h)×(S·w), float32 in [0, 1]."""
@@ -289,12 +306,13 @@ def load_pairs(
     """LR/HR luma pairs of ``files`` at ``scale``, cached as ``.npz`` in ``cache_dir`` if given.
 
     ``max_side`` takes a central crop of at most that many HR pixels per side first (used for
-    quick per-epoch validation).
+    quick per-epoch validation). Images whose (cropped) sides are under ``4 * scale`` pixels
+    are skipped. The cache is keyed on what the pairs are made of: each file's name and a
+    hash of its bytes (see :func:`_content_key`), the scale, the crop and the degradation; a
+    file edited in place, or another folder with files of the same names and sizes, never
+    reuses pixels cached for other contents.
     """
-    key = hashlib.sha1(
-        repr((scale, max_side, [(str(f), f.stat().st_size) for f in files])).encode()
-        + _degradation_fingerprint(scale)
-    ).hexdigest()[:16]
+    key = _content_key(files, scale, max_side)
     cached = cache_dir / f"pairs-x{scale}-{key}.npz" if cache_dir else None
     if cached is not None and cached.exists():
         with np.load(cached) as z:

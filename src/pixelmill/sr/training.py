@@ -24,15 +24,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from pixelmill.errors import InvalidParameterError
+from pixelmill.errors import DecodeError, InvalidParameterError, PixelmillError
 from pixelmill.metrics import psnr
 from pixelmill.sr.data import load_pairs, sample_patches, train_val_split
 from pixelmill.sr.models import build_model
-from pixelmill.sr.weights import save_model
+from pixelmill.sr.weights import _brief, save_model
 
-__all__ = ["TrainConfig", "check_params", "check_patch", "train"]
+__all__ = [
+    "TrainConfig",
+    "check_folder",
+    "check_params",
+    "check_patch",
+    "check_validation",
+    "run_files",
+    "train",
+]
 
 
 @dataclass
@@ -78,17 +87,96 @@ def _validate(net: torch.nn.Module, pairs, device: torch.device) -> float:
 _LOSSES = {"l1": torch.nn.L1Loss, "mse": torch.nn.MSELoss}
 
 
+_OTHER_NETWORK = ("would load its weights into another network (train in another --out, or "
+                  "start from its weights with --init)")
+
+#: what a resume may not change: the checkpoint config's key -> (its flag, why)
+_RESUME_KEEPS = {
+    "arch": ("model", _OTHER_NETWORK),
+    "scale": ("scale", _OTHER_NETWORK),
+    "params": ("param", _OTHER_NETWORK),
+    "val_side": ("val-side", "would compare scores of different images"),
+    "loss": ("loss", "would change the objective halfway (fine-tune with --init instead)"),
+}
+
+
 def _check_resume(out: Path, earlier: dict[str, Any], cfg: TrainConfig) -> None:
-    """A resume continues one run: refuse settings that would change what it optimises or
-    what its best weights were scored on (the card could then describe neither half)."""
-    why = {"val_side": "would compare scores of different images",
-           "loss": "would change the objective halfway (fine-tune with --init instead)"}
-    for key, reason in why.items():
-        before = earlier.get(key, getattr(TrainConfig, key))
+    """A resume continues one run: refuse settings that would load the checkpoint into another
+    network (``--model``, ``--scale``, ``--param``), change what it optimises or what its best
+    weights were scored on (the card could then describe neither half). Checked on the
+    checkpoint's config, before any tensor is loaded."""
+    from pixelmill.sr.models import ARCHITECTURES
+
+    for key, (flag, reason) in _RESUME_KEEPS.items():
+        if key == "params":  # the full hyper-parameters: a default given or not is the same
+            defaults = ARCHITECTURES[cfg.arch][1]
+            before = {**defaults, **(earlier.get("params") or {})}
+            now = {**defaults, **cfg.params}
+            for k in now:
+                if before.get(k) != now[k]:
+                    raise InvalidParameterError(
+                        f"--param: the run in {out} used {k}={before.get(k)!r}; resuming with "
+                        f"{k}={now[k]!r} {reason}", field="param")
+            continue
+        if key in earlier:
+            before = earlier[key]
+        elif hasattr(TrainConfig, key):  # a setting added since: the run used its default
+            before = getattr(TrainConfig, key)
+        else:
+            continue
         if before != getattr(cfg, key):
             raise InvalidParameterError(
-                f"--{key.replace('_', '-')}: the run in {out} used {key}={before!r}; resuming "
-                f"with {getattr(cfg, key)!r} {reason}", field=key)
+                f"--{flag}: the run in {out} used {key}={before!r}; resuming "
+                f"with {getattr(cfg, key)!r} {reason}", field=flag.replace("-", "_"))
+
+
+#: the files of a run in its --out: the checkpoint, then the best weights and their card
+_CHECKPOINT = ("checkpoint.safetensors", "checkpoint.json")
+
+
+def run_files(out: str | Path, arch: str, scale: int) -> list[Path]:
+    """What a run of ``arch`` at ``scale`` writes in ``out`` and an earlier run (or an export)
+    may have left there: the checkpoint and ``<arch>_x<S>.safetensors`` + its ``.json`` card;
+    those present, in that order."""
+    out = Path(out)
+    names = (*_CHECKPOINT, f"{arch}_x{scale}.safetensors", f"{arch}_x{scale}.json")
+    return [out / n for n in names if (out / n).exists()]
+
+
+def check_folder(path: str | Path, flag: str) -> None:
+    """Refuse an output folder that is an existing file, or lies under one (``--out
+    notes.txt/run``), naming ``flag``, before anything is written."""
+    path = Path(path)
+    for here in (path, *path.parents):
+        if here.exists():
+            if here.is_dir():
+                return
+            where = "is a file" if here == path else f"cannot be created: {here} is a file"
+            raise InvalidParameterError(f"{flag}: {path} {where}, not a folder",
+                                        field=flag.lstrip("-"))
+
+
+def _read_checkpoint_config(out: Path) -> dict[str, Any]:
+    """The ``config`` of the checkpoint in ``out``, for a resume; an ``out`` with no complete
+    checkpoint is an :class:`InvalidParameterError` saying there is nothing to resume."""
+    if not all((out / n).is_file() for n in _CHECKPOINT):
+        left = sorted(p.name for p in out.glob("*.safetensors")) if out.is_dir() else []
+        there = (f"; it holds {', '.join(left)}, which a resume does not take over: start over "
+                 "there with --overwrite, or train into another --out") if left else ""
+        where = f"{out} holds no checkpoint ({' + '.join(_CHECKPOINT)})" if out.is_dir() else \
+            f"{out} does not exist"
+        raise InvalidParameterError(f"--resume: nothing to resume: {where}{there}",
+                                    field="resume")
+    try:
+        meta = json.loads((out / "checkpoint.json").read_text())
+        config = meta["config"]
+        if not isinstance(config, dict):
+            raise TypeError(f"config is {type(config).__name__}, not an object")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise InvalidParameterError(
+            f"--resume: the checkpoint {out / 'checkpoint.json'} cannot be read ({e!r}); "
+            "start over with --overwrite", field="resume") from e
+    return config
 
 
 #: least low-resolution patch side (``sr train --patch``'s bound)
@@ -161,6 +249,29 @@ def check_patch(files: list[Path], scale: int, patch: int) -> None:
         f"training images is {largest[1]}×{largest[0]}); {advice}", field="patch")
 
 
+def check_validation(files: list[Path], scale: int, val_side: int, held_out: bool) -> None:
+    """Refuse, from the files' headers, a validation set of which no image can be paired at
+    ``scale`` (a pair needs ``4 * scale`` pixels per side, after the central ``val_side`` crop
+    when ``val_side`` is not 0): every epoch would score NaN and no best weights be kept."""
+    least = 4 * scale
+    if val_side and val_side < least:
+        raise InvalidParameterError(
+            f"--val-side: central {val_side}px crops are too small to score at x{scale}: each "
+            f"side needs at least {least} px; use --val-side {least} or more (0: whole images)",
+            field="val_side")
+    sizes = [_image_size(f) for f in files]
+    if not files or any(min(h, w) >= least for h, w in sizes):
+        return
+    what = "held-out" if held_out else "validation (the folder has no held-out split)"
+    shown = ", ".join(f"{f.name} ({w}×{h})" for f, (h, w) in zip(files[:5], sizes, strict=False))
+    more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+    raise InvalidParameterError(
+        f"--data: no {what} image can be scored at x{scale}: each needs at least "
+        f"{least}×{least} pixels, and the {len(files)} there are smaller: {shown}{more}; add "
+        "larger images to the folder (10 % of them, by the CRC-32 of the path, are held out)",
+        field="data")
+
+
 def _val_what(cfg: TrainConfig) -> str:
     return f"central {cfg.val_side}px crops" if cfg.val_side else "whole images"
 
@@ -191,15 +302,23 @@ def _save_checkpoint(out: Path, net, opt, state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(out: Path, net, opt) -> dict[str, Any]:
-    meta = json.loads((out / "checkpoint.json").read_text())
-    tensors = load_file(str(out / "checkpoint.safetensors"))
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, idx, key = k.split(".", 2)
-            state.setdefault(int(idx), {})[key] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    """The run state of the checkpoint in ``out``, its network and optimizer loaded into
+    ``net`` and ``opt``; one that cannot be read or loaded is an
+    :class:`InvalidParameterError` naming ``--resume``."""
+    try:
+        meta = json.loads((out / "checkpoint.json").read_text())
+        tensors = load_file(str(out / "checkpoint.safetensors"))
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, idx, key = k.split(".", 2)
+                state.setdefault(int(idx), {})[key] = v
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
+        raise InvalidParameterError(
+            f"--resume: the checkpoint in {out} cannot be loaded ({_brief(e)}); start "
+            "over with --overwrite", field="resume") from e
     return meta
 
 
@@ -215,11 +334,18 @@ def _init_from(net: torch.nn.Module, path: str) -> int:
     would read a new one are zero, and the new channels keep their fresh random weights. The
     old channels then compute exactly what they computed before, the tail reads only them,
     and the new channels carry (non-zero) features that training can start to use at once.
-    Returns how many source tensors were copied, wholly or into leading channels.
+    Returns how many source tensors were copied, wholly or into leading channels; a file
+    that is not safetensors weights, or none of whose tensors fits, is an
+    :class:`InvalidParameterError` naming ``--init``.
     """
     from pixelmill.sr.models import EDSR, _ResBlock
 
-    source = load_file(path)
+    try:
+        source = load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise InvalidParameterError(
+            f"--init: {path} cannot be read as safetensors weights ({_brief(e)}); give a "
+            "model's .safetensors file", field="init") from e
     own = net.state_dict()
     widths = None  # (source width, own width) when an EDSR is widened
     if isinstance(net, EDSR) and "head.weight" in source:
@@ -234,6 +360,11 @@ def _init_from(net: torch.nn.Module, path: str) -> int:
             a == b or (a, b) == widths for a, b in zip(v.shape, own[k].shape, strict=True))
 
     copied = {k: v.float() for k, v in source.items() if fits(k, v)}
+    if not copied:
+        raise InvalidParameterError(
+            f"--init: none of the {len(source)} tensors of {path} matches the network by name "
+            f"and shape ({type(net).__name__} has {', '.join(list(own)[:4])}, …); give weights "
+            "of the same architecture (a model's .safetensors, not a checkpoint)", field="init")
     with torch.no_grad():
         for k, v in copied.items():  # the whole tensor, or its leading channels
             if v.dim() == 4 and own[k].shape[1] > v.shape[1]:
@@ -257,23 +388,63 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train per ``cfg``; returns the card of the best network (also written to ``cfg.out``)."""
+    """Train per ``cfg``; returns the card of the best network (also written to ``cfg.out``).
+
+    Everything that can be refused is refused before anything is written (no empty ``out``
+    is left): the loss, the hyper-parameters, the device, an ``out`` that is (or lies under)
+    a file, ``resume`` without a checkpoint in ``out`` or with settings other than the
+    checkpoint's (``arch``, ``scale``, ``params``, ``val_side``, ``loss``), images that cannot
+    be read, a ``patch`` no training image holds, validation images none of which can be
+    scored, and ``init`` weights that cannot be read or match nothing. Each is an
+    :class:`~pixelmill.errors.InvalidParameterError` naming the field.
+    """
     if cfg.loss not in _LOSSES:
         raise InvalidParameterError(
             f"loss: {cfg.loss!r} is not one of {sorted(_LOSSES)}", field="loss")
     # what can be refused is refused before anything is written (no empty --out is left)
     cfg.params = check_params(cfg.arch, dict(cfg.params))
     device = _device(cfg.device)  # a device torch cannot use
+    out = Path(cfg.out)
+    check_folder(out, "--out")
+    if resume:  # a checkpoint of this network and these settings, before the data is read
+        _check_resume(out, _read_checkpoint_config(out), cfg)
     root = Path(cfg.data)
     train_files, val_files, held_out = train_val_split(root)
-    check_patch(train_files, cfg.scale, cfg.patch)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # from the headers: an unreadable image, or sizes that cannot train or validate
+        check_patch(train_files, cfg.scale, cfg.patch)
+        check_validation(val_files, cfg.scale, cfg.val_side, held_out)
+    except DecodeError as e:
+        raise InvalidParameterError(f"--data: {e}", field="data") from e
     torch.manual_seed(cfg.seed)
+    net = build_model(cfg.arch, cfg.scale, cfg.params).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    state: dict[str, Any] = {"epoch": 0, "elapsed": 0.0, "best_psnr": -math.inf, "history": []}
+    if resume:
+        state = _load_checkpoint(out, net, opt)
+        state.pop("param_groups", None)
+        rng.bit_generator.state = state.pop("rng")
+        started = f"resumed at epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min trained)"
+    elif cfg.init:
+        started = f"initialised {_init_from(net, cfg.init)} tensors from {cfg.init}"
+    else:
+        started = ""
     cache = Path(tempfile.gettempdir()) / "pixelmill-sr-cache"
     t0 = time.perf_counter()
-    pairs = load_pairs(train_files, cfg.scale, cache_dir=cache)
-    val_pairs = load_pairs(val_files, cfg.scale, cache_dir=cache, max_side=cfg.val_side)
+    try:  # a file whose header reads but whose pixels do not decode
+        pairs = load_pairs(train_files, cfg.scale, cache_dir=cache)
+        val_pairs = load_pairs(val_files, cfg.scale, cache_dir=cache, max_side=cfg.val_side)
+    except DecodeError as e:
+        raise InvalidParameterError(f"--data: {e}", field="data") from e
+    if not val_pairs.lr:  # the headers said otherwise (check_validation): never score NaN
+        raise InvalidParameterError(
+            f"--data: none of the {len(val_files)} validation images of {root} can be scored "
+            f"at x{cfg.scale} (each needs {4 * cfg.scale}×{4 * cfg.scale} pixels or more)",
+            field="data")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidParameterError(f"--out: cannot create {out}: {e}", field="out") from e
     log(
         f"data: {len(pairs.lr)} training / {len(val_pairs.lr)} "
         f"{'held-out' if held_out else 'validation (a training image: no held-out split)'} images "
@@ -281,18 +452,8 @@ def train(
     )
     bicubic = _bicubic_psnr(val_pairs)
     log(f"bicubic on the held-out {_val_what(cfg)}: {bicubic:.3f} dB")
-    net = build_model(cfg.arch, cfg.scale, cfg.params).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
-    state: dict[str, Any] = {"epoch": 0, "elapsed": 0.0, "best_psnr": -math.inf, "history": []}
-    if resume and (out / "checkpoint.json").exists():
-        state = _load_checkpoint(out, net, opt)
-        state.pop("param_groups", None)
-        _check_resume(out, state.get("config", {}), cfg)
-        rng.bit_generator.state = state.pop("rng")
-        log(f"resumed at epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min trained)")
-    elif cfg.init:
-        log(f"initialised {_init_from(net, cfg.init)} tensors from {cfg.init}")
+    if started:
+        log(started)
     loss_fn = _LOSSES[cfg.loss]()
     name = f"{cfg.arch}_x{cfg.scale}"
     bar = None
@@ -351,6 +512,10 @@ def train(
     finally:
         if bar:
             bar.stop()
+    if not state["best_psnr"] > -math.inf:  # every epoch scored NaN (a diverged network)
+        raise PixelmillError(
+            f"{name}: no epoch scored a validation PSNR (NaN: the network diverged?), so no "
+            f"weights were kept; the checkpoint in {out} holds the last epoch")
     return json.loads((out / f"{name}.json").read_text())
 
 

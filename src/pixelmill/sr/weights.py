@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import multiprocessing
 import os
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pixelmill.devices import resolve_device
@@ -32,6 +34,7 @@ __all__ = [
     "WEIGHTS_DIR",
     "LoadedModel",
     "available_models",
+    "json_safe",
     "load_model",
     "model_card",
     "read_card",
@@ -93,6 +96,7 @@ def model_card(path: str | Path, field: str = "model") -> dict[str, Any]:
             raise InvalidParameterError(
                 f"{field}: the card {card_path} gives scale {scale!r}; expected an integer "
                 ">= 2", field=field)
+        _check_card_params(card.get("params"), arch, card_path, field)
         return card
     config = card.get("config")
     if isinstance(config, dict) and "epoch" in card:  # sr train's checkpoint.json
@@ -104,6 +108,37 @@ def model_card(path: str | Path, field: str = "model") -> dict[str, Any]:
     missing = " and ".join(k for k in ("architecture", "scale") if k not in card)
     raise InvalidParameterError(
         f"{field}: the card {card_path} has no {missing}; {what}", field=field)
+
+
+def _check_card_params(params: Any, arch: str, card_path: Path, field: str) -> None:
+    """Refuse a card's ``params`` that are not an object of ``arch``'s hyper-parameters with
+    values of their types (``"channels": "big"``), naming ``field`` and the card."""
+    from pixelmill.sr.training import check_params
+
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        raise InvalidParameterError(
+            f"{field}: the card {card_path} gives params {params!r}; expected an object of "
+            f"{arch}'s hyper-parameters ({', '.join(ARCHITECTURES[arch][1])})", field=field)
+    try:
+        check_params(arch, params)
+    except InvalidParameterError as e:  # "--param: channels='big': ..." -> the card's params
+        raise InvalidParameterError(
+            f"{field}: the card {card_path} gives params "
+            f"{str(e).removeprefix('--param: ')}", field=field) from e
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (an infinite PSNR) as None, so that it is strict
+    JSON (``null``, never ``Infinity`` or ``NaN``), in nested dicts and lists too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def save_model(
@@ -123,9 +158,11 @@ def save_model(
 
 
 def write_card(path: str | Path, card: dict[str, Any], *, half: bool = False) -> None:
-    """Write (atomically) the JSON card beside the weights at ``path``."""
-    card = {**card, "weights_dtype": "float16" if half else "float32"}
-    write_atomic(str(Path(path).with_suffix(".json")), (json.dumps(card, indent=2) + "\n").encode())
+    """Write (atomically) the JSON card beside the weights at ``path``, as strict JSON: a
+    non-finite figure (the infinite PSNR of an exact reconstruction) is written ``null``."""
+    card = json_safe({**card, "weights_dtype": "float16" if half else "float32"})
+    text = json.dumps(card, indent=2, allow_nan=False) + "\n"
+    write_atomic(str(Path(path).with_suffix(".json")), text.encode())
 
 
 def available_models(weights_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -169,12 +206,34 @@ def _configure_threads() -> None:
 
 @functools.lru_cache(maxsize=16)
 def _load(path: str, device: str) -> LoadedModel:
+    """The network at ``path`` built from its card; weights that cannot be read, or that are
+    not the tensors of the network the card describes, are an :class:`InvalidParameterError`
+    naming the file and what is wrong (``field="model"``)."""
     _configure_threads()
     card = read_card(path)
-    net = build_model(card["architecture"], int(card["scale"]), card.get("params"))
-    state = {k: v.float() for k, v in load_file(path).items()}
-    net.load_state_dict(state)
+    described = f"the {card.get('architecture')} x{card.get('scale')} network its card describes"
+    try:
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as e:  # truncated, or not safetensors at all
+        raise InvalidParameterError(
+            f"model: {path} cannot be read as safetensors weights ({_brief(e)})",
+            field="model") from e
+    try:
+        net = build_model(card["architecture"], int(card["scale"]), card.get("params"))
+        net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # other tensors than the card's
+        raise InvalidParameterError(
+            f"model: {path} does not hold the tensors of {described} ({_brief(e)})",
+            field="model") from e
     return LoadedModel(net.to(device), card)
+
+
+def _brief(error: BaseException, limit: int = 240) -> str:
+    """``error``'s type and message on one line, cut at ``limit`` characters (torch's load
+    errors list every missing and unexpected key over many lines)."""
+    text = " ".join(str(error).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def load_model(name: str, scale: int, device: str = "cpu") -> LoadedModel:
