@@ -205,3 +205,15 @@ def test_models_and_indexes_refuse_a_cnn_retrained_after_their_features(built, t
     capsys.readouterr()
     assert main(["learn", "evaluate", model, str(tmp_path / "new.parquet"), "--no-report"]) == 2
     assert "another version" in capsys.readouterr().err
+
+
+def test_a_model_replaced_with_overwrite_leaves_none_of_the_old_ones_files(built, tmp_path):
+    model = tmp_path / "m"
+    assert main(["learn", "train", built["table"], "--model", "cnn", "--images", built["images"],
+                 "--label-from", "parent", "--out", str(model), "--epochs", "1", "--size", "16",
+                 "--channels", "4,8", "--json"]) == 0
+    assert main(["learn", "evaluate", str(model), built["table"], "--json"]) == 0
+    assert {"weights.safetensors", "report.html"} <= set(os.listdir(model))
+    assert main(["learn", "train", built["table"], "--model", "random_forest", "--out",
+                 str(model), "--grid", "n_estimators=10", "--overwrite", "--json"]) == 0
+    assert sorted(os.listdir(model)) == ["model.json", "model.skops"]  # no stale CNN, no report

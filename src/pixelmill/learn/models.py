@@ -8,6 +8,7 @@ cached per process, so the ``classify`` op loads a model once per worker.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -214,6 +215,13 @@ class TrainedModel:
                                  storage_options)
         storage.write_atomic(storage.join(out, "model.json"),
                              json.dumps(self.meta, indent=2, default=str).encode(), storage_options)
+        # what an earlier model in this folder (--overwrite) left: the other kind's weights and
+        # the report of its evaluation, which would describe a model that is gone
+        stale = ["model.skops" if self.kind == "cnn" else "weights.safetensors", "report.html"]
+        fs, path = storage.get_fs(out, storage_options)
+        for name in stale:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                fs.rm(storage.join(path, name))
         return out
 
 
