@@ -206,3 +206,36 @@ def test_measure_only_job_columns(collection, tmp_path, engine):
     np.testing.assert_allclose(rows["coffee.jpg"]["vec_color_histogram"], want_vec, rtol=1e-6)
     assert rows["coffee.jpg"]["output"] is None and rows["cats/chelsea.jpg"]["label"] == "cats"
     assert not any(p.suffix in (".jpg", ".png") for p in tmp_path.iterdir())
+
+
+class _InterruptedEngine:
+    """An engine whose user presses Ctrl-C after ``after`` units."""
+
+    name, workers = "interrupted", 1
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def map(self, fn, units, *, timeout=None, batch_size=None):
+        for i, unit in enumerate(units):
+            if i == self.after:
+                raise KeyboardInterrupt
+            yield i, fn(unit)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_ctrl_c_says_what_was_kept(collection, tmp_path, blur_pipeline, capsys, after):
+    """Interrupted before the first input finished, the job said the finished rows were kept
+    in a journal for --resume: there were none, and no journal."""
+    root, _ = collection
+    with pytest.raises(KeyboardInterrupt):
+        run(blur_pipeline, str(root), str(tmp_path / "out"), engine=_InterruptedEngine(after),
+            progress=True, report=False)
+    err = capsys.readouterr().err
+    if after:
+        assert f"interrupted after {after} of" in err and "--resume" in err
+    else:
+        assert "interrupted before any of the" in err and "journal" not in err

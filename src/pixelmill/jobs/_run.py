@@ -557,10 +557,14 @@ def run(
         table = writer.close()
     except BaseException as e:
         writer.abandon()  # the journal keeps every finished row for --resume
-        if isinstance(e, KeyboardInterrupt) and progress:
+        if isinstance(e, KeyboardInterrupt) and progress and writer.appended:
             print(f"interrupted after {writer.appended} of {len(todo)} inputs; their rows are "
                   f"kept in the journal beside {manifest_uri}: run again with --resume to "
                   "finish", file=sys.stderr, flush=True)
+        elif isinstance(e, KeyboardInterrupt) and progress:
+            print(f"interrupted before any of the {len(todo)} inputs was done"
+                  + ("; the earlier run's rows are kept: run again with --resume"
+                     if resume and writer.earlier_rows else ""), file=sys.stderr, flush=True)
         raise
     keys = {u.key for u in units}
     final = [r for r in table.to_pylist() if r.get("key") in keys]
