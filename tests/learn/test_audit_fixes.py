@@ -23,35 +23,16 @@ from pixelmill.errors import (
     UsageError,
 )
 from pixelmill.learn.datasets import color_classes, write_labelled
-from pixelmill.learn.features import write_table
+from tests.learn.test_edge_cases import _blobs as _edge_blobs
+from tests.learn.test_edge_cases import _table
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 MOMENTS = {"steps": [{"op": "color_moments", "space": "rgb"}]}
 
 
-def _table(path, X, labels, split, pipeline=None, column="vec_color_moments", uris=None):
-    """A feature table as ``learn extract`` writes it, without running a job."""
-    n = len(X)
-    uris = uris or [f"img/{i}.png" for i in range(n)]
-    table = pa.table({
-        "key": uris, "uri": uris, "relpath": uris, "status": ["ok"] * n,
-        "label": [str(v) for v in labels], "split": list(split),
-        column: pa.array([list(map(float, row)) for row in X], pa.list_(pa.float32())),
-    })
-    if pipeline is not None:
-        table = table.replace_schema_metadata(
-            {b"pixelmill.pipeline": json.dumps(pipeline).encode()})
-    write_table(str(path), table)
-    return str(path)
-
-
 def _blobs(n_per_class=12, classes=("cat", "dog", "fox"), dim=9, seed=0):
-    rng = np.random.default_rng(seed)
-    X = np.concatenate([rng.normal(i * 3.0, 1.0, (n_per_class, dim)) for i in range(len(classes))])
-    y = np.repeat(np.asarray(classes, dtype=object), n_per_class)
-    split = np.tile(["train", "train", "train", "val", "test", "test"], len(y) // 6 + 1)[:len(y)]
-    return X.astype(np.float32), y, split
+    return _edge_blobs(n_per_class, classes, dim, seed)
 
 
 def _train_rf(table, out):
