@@ -330,8 +330,15 @@ class ManifestWriter:
     def abandon(self) -> None:
         """Stop writing without folding the rows into the Parquet file (a job that was
         interrupted or refused): the journal keeps the rows for ``--resume``, the lock is
-        released. A journal this writer created and never wrote to is removed."""
+        released. A journal this writer created and never wrote to is removed.
+
+        A manifest on an object store has no journal: the rows finished so far (with the
+        earlier run's, when resuming) are written as the manifest instead, so ``--resume``
+        continues from them (they were lost, and the message said they were kept)."""
         if self._journal is None:
+            if not self._local and self._rows:
+                with contextlib.suppress(Exception):
+                    self.close()
             return
         with contextlib.suppress(OSError):
             empty = self._journal.seek(0, os.SEEK_END) == 0

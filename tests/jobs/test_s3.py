@@ -101,3 +101,35 @@ def _pipeline_file(tmp_path) -> str:
     path = tmp_path / "blur.yaml"
     path.write_text("steps:\n  - op: gaussian\n    sigma: 1.5\n")
     return str(path)
+
+
+def test_s3_resume_refuses_a_users_file_and_ctrl_c_keeps_finished_rows(collection_master,
+                                                                       blur_pipeline):
+    """On s3, --resume replaced a file no run had made (exit 0), and Ctrl-C said the finished
+    rows were kept in a journal that object stores do not have: --resume redid them all."""
+    import pytest
+    import s3fs
+
+    from pixelmill.errors import UsageError
+    from tests.jobs.test_run import _InterruptedEngine
+
+    root, kinds = collection_master
+    with s3_server(buckets=["photos", "thumbs"]) as so:
+        fs = s3fs.S3FileSystem(**so)
+        for rel in kinds:
+            fs.pipe(f"photos/{rel}", (root / rel).read_bytes())
+        fs.pipe("thumbs/user/cats/deep/chelsea_small.png", b"MY OWN FILE")
+        for resume in (False, True):
+            with pytest.raises(UsageError, match="no earlier run's manifest"):
+                run(blur_pipeline, "s3://photos", "s3://thumbs/user", storage_options=so,
+                    progress=False, report=False, resume=resume, engine="local", workers=1)
+        assert fs.cat("thumbs/user/cats/deep/chelsea_small.png") == b"MY OWN FILE"
+
+        with pytest.raises(KeyboardInterrupt):
+            run(blur_pipeline, "s3://photos", "s3://thumbs/cut", engine=_InterruptedEngine(3),
+                storage_options=so, progress=False, report=False)
+        kept = read_manifest("s3://thumbs/cut/manifest.parquet", so)
+        assert len(kept) == 3
+        again = run(blur_pipeline, "s3://photos", "s3://thumbs/cut", storage_options=so,
+                    progress=False, report=False, resume=True, engine="local", workers=1)
+        assert again.processed == again.total - sum(r["status"] == "ok" for r in kept) < 7

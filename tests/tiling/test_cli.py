@@ -52,6 +52,22 @@ def test_a_missing_input_is_named_before_any_work(tmp_path, job, capsys):
     assert not (tmp_path / "sub").exists()
 
 
+def test_an_unreachable_engine_leaves_nothing_that_blocks_the_retry(tmp_path, job, capsys):
+    """The journal, the partial TIFF and the tile store were made before the cluster was
+    reached: the corrected command was then refused as a resume of an interrupted run."""
+    pipe, src = job
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _tile(capsys, pipe, src, out / "o.tif", "--engine",
+                         "dask=tcp://127.0.0.1:1", "--compression", "zlib")
+    assert code == ExitCode.ERROR and "cannot reach the Dask scheduler" in err
+    code, _, err = _tile(capsys, pipe, src, out / "o.tif", "--engine", "dask=tcp://127.0.0.1:1")
+    assert code == ExitCode.ERROR
+    assert sorted(os.listdir(out)) == []
+    code, _, err = _tile(capsys, pipe, src, out / "o.tif")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("out_name, allowed", [("x1.tif", "zlib, zstd, lzw"),
                                                ("x1.zarr", "zstd, gzip, blosc")])
 def test_an_unknown_compression_is_a_usage_error_before_any_work(tmp_path, job, capsys,

@@ -51,3 +51,35 @@ def test_tiled_job_on_s3(s3, inline_engine):
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("slides")) == [
         "in.tif", "out.tif", "out.tif.manifest.parquet", "out.zarr",
         "out.zarr.manifest.parquet"]
+
+
+def test_resume_on_s3_never_takes_over_an_output_no_run_left(s3, inline_engine):
+    """A file of the user's at an s3 OUTPUT, no manifest: --resume replaced it (exit 0) where
+    on a local disk it is refused; an interrupted run's in-place Zarr is still taken over."""
+    import s3fs
+
+    from pixelmill.errors import UsageError
+
+    fs = s3fs.S3FileSystem(**s3)
+    image = make_image((100, 90, 3), "uint8", seed=4)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, image, tile=(32, 32), photometric="rgb")
+    fs.pipe("slides/in2.tif", buf.getvalue())
+    fs.pipe("slides/mine.tif", b"MY OWN TIFF")
+    for resume in (False, True):
+        with pytest.raises(UsageError, match="no earlier run's manifest"):
+            run_tiled(PIPE, "s3://slides/in2.tif", "s3://slides/mine.tif", tile=32,
+                      engine=inline_engine, storage_options=s3, progress=False, resume=resume,
+                      overwrite=False)
+    assert fs.cat("slides/mine.tif") == b"MY OWN TIFF"
+    # a Zarr holding a tiled run's plan (a killed run writes it in place) is resumable
+    s = run_tiled(PIPE, "s3://slides/in2.tif", "s3://slides/o2.zarr", tile=32,
+                  engine=inline_engine, storage_options=s3, progress=False)
+    assert s.status == "ok", s.reason
+    fs.rm("slides/o2.zarr.manifest.parquet")
+    with pytest.raises(UsageError, match=r"results of an interrupted run\); use --resume"):
+        run_tiled(PIPE, "s3://slides/in2.tif", "s3://slides/o2.zarr", tile=32,
+                  engine=inline_engine, storage_options=s3, progress=False, overwrite=False)
+    s = run_tiled(PIPE, "s3://slides/in2.tif", "s3://slides/o2.zarr", tile=32,
+                  engine=inline_engine, storage_options=s3, progress=False, resume=True)
+    assert s.status == "ok", s.reason

@@ -459,13 +459,11 @@ def run(
     if not overwrite and not earlier and output is not None:
         # outputs with no manifest (nor journal) beside them: files a user made, or whose
         # manifest was removed; not this job's to replace, nor to take over with --resume
+        # (a run whose manifest is on an object store writes it when it ends or is
+        # interrupted: outputs without it are not a run's to take over, --resume or not)
         clash = _existing_outputs(units, output, so)[:3]
-        if clash and keeps_journal(manifest_uri, so):
+        if clash:
             raise foreign_output(clash[0], manifest_uri)
-        if clash and not resume:  # an object store's run keeps no journal
-            raise UsageError(
-                f"{clash[0]} already exists (results of an earlier run); use --resume to "
-                "continue that run or --overwrite to replace it")
     if earlier == "manifest" and not resume and not overwrite:
         raise UsageError(
             f"{manifest_uri} already exists (results of an earlier run); use --resume to "
@@ -558,9 +556,11 @@ def run(
     except BaseException as e:
         writer.abandon()  # the journal keeps every finished row for --resume
         if isinstance(e, KeyboardInterrupt) and progress and writer.appended:
+            where = (f"the journal beside {manifest_uri}" if keeps_journal(manifest_uri, so)
+                     else manifest_uri)
             print(f"interrupted after {writer.appended} of {len(todo)} inputs; their rows are "
-                  f"kept in the journal beside {manifest_uri}: run again with --resume to "
-                  "finish", file=sys.stderr, flush=True)
+                  f"kept in {where}: run again with --resume to finish", file=sys.stderr,
+                  flush=True)
         elif isinstance(e, KeyboardInterrupt) and progress:
             print(f"interrupted before any of the {len(todo)} inputs was done"
                   + ("; the earlier run's rows are kept: run again with --resume"

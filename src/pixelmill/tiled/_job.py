@@ -113,30 +113,35 @@ def _refuse_earlier_run(output_uri: str, manifest_uri: str | None,
     """Neither resume nor overwrite: an output or manifest already there is a usage error."""
     from pixelmill.manifest import earlier_run, journal_in_the_way
 
-    clash = []
     fs, path = storage.get_fs(output_uri, so)
-    if fs.exists(path):
-        clash.append(output_uri)
     earlier = None if manifest_uri is None else earlier_run(manifest_uri, so)
     if earlier == "journal":
         raise journal_in_the_way(manifest_uri, so)
     if earlier:
-        clash.append(manifest_uri)
-    if clash:
-        raise UsageError(f"{clash[0]} already exists (results of an earlier run); use --resume to "
+        clash = output_uri if fs.exists(path) else manifest_uri
+        raise UsageError(f"{clash} already exists (results of an earlier run); use --resume to "
                          "continue that run or --overwrite to replace it")
+    if fs.exists(path):
+        if manifest_uri is not None:  # what --resume would say: not only --overwrite helps
+            _refuse_foreign_output(output_uri, manifest_uri, so)
+        raise UsageError(f"{output_uri} already exists (results of an interrupted run); use "
+                         "--resume to continue that run or --overwrite to replace it")
 
 
 def _refuse_foreign_output(output_uri: str, manifest_uri: str, so: Mapping[str, Any]) -> None:
     """--resume where no earlier run left its manifest (nor journal) but OUTPUT exists: it is
     not this job's to replace (a file the user made, or one whose manifest was removed)."""
-    from pixelmill.manifest import earlier_run, foreign_output, keeps_journal
+    from pixelmill.manifest import earlier_run, foreign_output
 
     fs, path = storage.get_fs(output_uri, so)
-    # (an object-store Zarr is written in place: it exists while a run goes on)
-    if (storage._is_local(fs) and fs.exists(path) and keeps_journal(manifest_uri, so)
-            and not earlier_run(manifest_uri, so)):
-        raise foreign_output(output_uri, manifest_uri)
+    if not fs.exists(path) or earlier_run(manifest_uri, so):
+        return
+    # an object-store Zarr is written in place, so a killed run leaves it without a manifest:
+    # taken over only when it holds a tiled run's plan (not a Zarr or a file the user made)
+    if (not storage._is_local(fs) and regions.output_kind(output_uri) == "zarr"
+            and store_attrs(output_uri, so).get("pixelmill_plan")):
+        return
+    raise foreign_output(output_uri, manifest_uri)
 
 
 def _input_stamp(uri: str, so: Mapping[str, Any]) -> dict[str, Any]:
@@ -407,13 +412,21 @@ def run_tiled(
             out_h, out_w = scaled_shape(h, w, plan.scale)
             if out_kind == "tiff":  # a codec that cannot hold this output fails now, not at the end
                 regions.check_compression(compression, out_kind, out_dtype, out_c)
+        # the engine (a cluster's address) before the journal, the partial output or the tile
+        # store: an unreachable one left them behind, and the retry was refused as a resume
+        own_engine = engine is None or isinstance(engine, str)
+        eng = (get_engine(engine or "local", workers=max(1, min(concurrency, len(windows))))
+               if own_engine else engine)
         try:
             writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
                       if own_manifest else manifest)
-        except PixelmillError:
+        except BaseException as e:
+            if own_engine:
+                eng.close()
+            if isinstance(e, OSError) and not isinstance(e, PixelmillError):
+                raise StorageError(f"{manifest_uri}: cannot write the manifest: "
+                                   f"{e.strerror or e}") from e
             raise
-        except OSError as e:
-            raise StorageError(f"{manifest_uri}: cannot write the manifest: {e.strerror or e}") from e
     except BaseException as e:
         from pixelmill.manifest import ManifestBusyError
 
@@ -421,29 +434,34 @@ def run_tiled(
             _drop_spill(source, input_uri)
         raise
     canvas = None
-    if not whole:
-        out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
-        chunk = chunk_for(windows, plan, (h, w))
-        direct = (out_kind == "tiff" and not pyramid and not compression
-                  and storage._is_local(fs) and canvas_tile(chunk, len(windows), out_shape))
-        if direct:
-            canvas, store_ok = open_canvas(output_uri, out_shape, out_dtype,
-                                            canvas_tile(chunk, len(windows), out_shape),
-                                            fingerprint, resume)
-    done = set()
-    if store_ok:
-        done = {r["key"] for r in writer.earlier_rows
-                if r.get("status") == "ok" and is_tile_row(r)}
-    elif not whole and canvas is None:
-        regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
-                                  attrs={"pixelmill_plan": fingerprint},
-                                  compression=store_compression, storage_options=so)
+    try:
+        if not whole:
+            out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
+            chunk = chunk_for(windows, plan, (h, w))
+            direct = (out_kind == "tiff" and not pyramid and not compression
+                      and storage._is_local(fs) and canvas_tile(chunk, len(windows), out_shape))
+            if direct:
+                canvas, store_ok = open_canvas(output_uri, out_shape, out_dtype,
+                                                canvas_tile(chunk, len(windows), out_shape),
+                                                fingerprint, resume)
+        done = set()
+        if store_ok:
+            done = {r["key"] for r in writer.earlier_rows
+                    if r.get("status") == "ok" and is_tile_row(r)}
+        elif not whole and canvas is None:
+            regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
+                                      attrs={"pixelmill_plan": fingerprint},
+                                      compression=store_compression, storage_options=so)
+    except BaseException:
+        if own_engine:
+            eng.close()
+        if own_manifest:
+            writer.abandon()
+        raise
     # no more workers than tiles left to do (each one starts an interpreter and the pipeline)
     concurrency = max(1, min(concurrency, len(windows) - len(done)))
     summary = TiledSummary(input_uri, output_uri, "ok", tiles=len(windows), tile=tile_size,
                            workers=concurrency, memory=budget, width=w, height=h)
-    own_engine = engine is None or isinstance(engine, str)
-    eng = get_engine(engine or "local", workers=concurrency) if own_engine else engine
     # a cluster may have fewer slots than this machine's cores: say (and plan) what runs
     concurrency = max(1, min(concurrency, int(getattr(eng, "workers", concurrency) or 1)))
     summary.workers = concurrency
