@@ -90,11 +90,16 @@ def test_a_mistyped_storage_option_or_a_closed_endpoint_is_one_line(collection_m
         run(blur_pipeline, "s3://photos", "s3://thumbs/run", engine=engine, storage_options=so,
             progress=False, report=False)
     # the server is gone: the endpoint no longer answers
-    code = main(["report", "s3://thumbs/run/manifest.parquet", *keys,
-                 f"--storage-option=endpoint_url={endpoint}",
-                 "--storage-option", "config_kwargs={\"retries\": {\"max_attempts\": 1}}"])
+    gone = [*keys, f"--storage-option=endpoint_url={endpoint}",
+            "--storage-option", "config_kwargs={\"retries\": {\"max_attempts\": 1}}"]
+    code = main(["report", "s3://thumbs/run/manifest.parquet", *gone])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # an --out there: checked for an earlier output first, which was a traceback (audit)
+    for argv in (["scan", str(root), "--out", "s3://thumbs/inv.parquet", "--no-progress"],):
+        code = main([*argv, *gone])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err and "cannot reach" in err, (argv, err)
 
 
 def _pipeline_file(tmp_path) -> str:

@@ -29,10 +29,16 @@ def refuse_existing(uri: str, storage_options=None, *, field: str,
     """An output an earlier run left (a file, or a folder that is not empty) is a usage error,
     before any work: nothing a user made is replaced without ``--overwrite``."""
     from pixelmill import storage
-    from pixelmill.errors import UsageError
+    from pixelmill.errors import PixelmillError, UsageError
 
     fs, path = storage.get_fs(uri, storage_options)
-    if fs.exists(path) and not (fs.isdir(path) and not fs.ls(path)):
+    try:
+        taken = fs.exists(path) and not (fs.isdir(path) and not fs.ls(path))
+    except PixelmillError:
+        raise
+    except Exception as e:  # an unreachable store, refused credentials, a bad --storage-option
+        raise storage.remote_error(uri, e, "cannot reach") from e
+    if taken:
         raise UsageError(f"{field}: {uri} already exists; {hint}")
 
 
