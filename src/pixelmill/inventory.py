@@ -81,10 +81,14 @@ class ScanOptions:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _read(fs: Any, local: bool, uri: str, whole: bool) -> tuple[bytes, bool]:
+def _read(fs: Any, local: bool, uri: str, whole: bool, size: int | None = None
+          ) -> tuple[bytes, bool]:
     """(bytes, complete): the whole file, or its head when ``whole`` is false and it is JPEG/PNG.
 
-    Remote files are read with ranged requests (one for the head), never a read-ahead block.
+    Remote files are read with ranged requests (one for the head), never a read-ahead block;
+    an empty one (``size`` 0 in the listing, or a ranged read refused because it is empty
+    now) is read whole, since object stores refuse any range of an empty object (S3: "The
+    requested range is not satisfiable").
     """
     if local:
         local_path = fs._strip_protocol(uri) if "://" in uri else uri
@@ -97,9 +101,18 @@ def _read(fs: Any, local: bool, uri: str, whole: bool) -> tuple[bytes, bool]:
                 return head, len(head) < HEAD_BYTES
             return head + f.read(), True
     path = fs._strip_protocol(uri)
-    if whole:
+    if whole or size == 0:
         return fs.cat_file(path), True
-    head = fs.cat_file(path, start=0, end=HEAD_BYTES)
+    try:
+        head = fs.cat_file(path, start=0, end=HEAD_BYTES)
+    except OSError as e:
+        try:
+            emptied = fs.size(path) == 0  # since it was listed
+        except Exception:
+            raise e from None
+        if not emptied:
+            raise
+        return fs.cat_file(path), True
     if len(head) < HEAD_BYTES or _has_probe_signature(head):
         return head, len(head) < HEAD_BYTES
     return head + fs.cat_file(path, start=HEAD_BYTES), True
@@ -136,7 +149,7 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
                 fs, _ = storage.get_fs(entry.uri, options.storage_options)
                 local = storage.is_local(fs)
         whole = options.verify or options.sha256
-        data, complete = _read(fs, bool(local), entry.uri, whole)
+        data, complete = _read(fs, bool(local), entry.uri, whole, entry.size)
         row["bytes"] = len(data) if complete else entry.size
         if options.sha256:  # the file's bytes, image or not
             row["sha256"] = hashlib.sha256(data).hexdigest()

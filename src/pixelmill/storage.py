@@ -98,11 +98,15 @@ def check_writable(uri: str, storage_options: Mapping[str, Any] | None = None, *
         elif protocol(fs) not in ("memory",):
             bucket = path.strip("/").split("/", 1)[0]
             if bucket and not fs.exists(bucket):
+                # s3fs also answers False for a bucket it could not ask (a --storage-option the
+                # client does not take, no endpoint): a listing says why, or that it is missing
+                with contextlib.suppress(FileNotFoundError):
+                    fs.ls(bucket, detail=False)
                 raise StorageError(f"{field}: {uri}: the bucket {bucket!r} does not exist")
     except StorageError:
         raise
-    except Exception as e:  # unreachable endpoint, refused credentials, ...
-        raise StorageError(f"{field}: {uri}: cannot reach: {type(e).__name__}: {e}") from e
+    except Exception as e:  # unreachable endpoint, refused credentials, a wrong option ...
+        raise remote_error(uri, e, "cannot reach", field=field) from e
 
 
 def exists(uri: str, storage_options: Mapping[str, Any] | None = None, *,
@@ -113,8 +117,7 @@ def exists(uri: str, storage_options: Mapping[str, Any] | None = None, *,
     try:
         return bool(fs.exists(path))
     except Exception as e:
-        where = f"{field}: " if field else ""
-        raise StorageError(f"{where}{uri}: cannot reach: {type(e).__name__}: {e}") from e
+        raise remote_error(uri, e, "cannot reach", field=field) from e
 
 
 def absolute(uri: str) -> str:
@@ -130,10 +133,14 @@ def absolute(uri: str) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
-def remote_error(uri: str, e: BaseException, what: str = "cannot read") -> Exception:
+def remote_error(uri: str, e: BaseException, what: str = "cannot read", *,
+                 field: str | None = None) -> Exception:
     """The error to raise for ``e``, raised by a remote filesystem's client on ``uri``: a
     ``--storage-option`` the client does not take is a usage error naming it (exit 2), the
-    rest a :class:`StorageError` (exit 1) in one line."""
+    rest a :class:`StorageError` (exit 1) in one line (starting with ``field``, the argument
+    that named ``uri``, when given). Every storage entry point maps its client's errors here,
+    so the same bad option gives the same message wherever the URL is (INPUT, OUTPUT,
+    ``--manifest``)."""
     import re
 
     bad = re.search(r"unexpected keyword argument '([^']+)'", str(e))
@@ -141,7 +148,16 @@ def remote_error(uri: str, e: BaseException, what: str = "cannot read") -> Excep
         return InvalidParameterError(
             f"--storage-option: {bad.group(1)!r} is not an option of the filesystem of {uri}",
             field="storage_option")
-    return StorageError(f"{uri}: {what}: {type(e).__name__}: {e}")
+    where = f"{field}: " if field else ""
+    return StorageError(f"{where}{uri}: {what}: {type(e).__name__}: {e}")
+
+
+def _raise_if_bad_option(uri: str, e: Exception) -> None:
+    """Raise the usage error of :func:`remote_error` when ``e`` is a ``--storage-option`` the
+    client does not take; other errors are left to the caller (a worker makes a row of them)."""
+    err = remote_error(uri, e)
+    if isinstance(err, InvalidParameterError):
+        raise err from e
 
 
 def printable(text: str) -> str:
@@ -430,6 +446,9 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> by
         raise StorageError(f"{uri}: is a folder") from e
     except OSError as e:
         raise StorageError(f"{uri}: cannot read: {e}") from e
+    except Exception as e:
+        _raise_if_bad_option(uri, e)
+        raise
 
 
 def read_parquet(uri: str, storage_options: Mapping[str, Any] | None = None, *,
@@ -505,3 +524,6 @@ def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | Non
             fs.pipe_file(path, data)
     except OSError as e:
         raise StorageError(f"{uri}: cannot write: {e}") from e
+    except Exception as e:
+        _raise_if_bad_option(uri, e)
+        raise

@@ -19,12 +19,22 @@ Python worker or executor that dies fails its task, which Spark retries up to
 ``spark.task.maxFailures`` times; a batch that still fails is split and its units retried one by
 one, so only the unit that kills its worker becomes a :class:`UnitFailure`. An exception raised by
 ``fn`` is returned from the task (no pointless retries) and re-raised here with its type.
+
+With a ``timeout`` the clock runs in the Python worker, around each unit (:class:`_UnitClock`):
+it starts after the worker's start-up (unpickling ``fn``: imports, models) and after ``fn``'s
+``warm_up()`` (once per worker process, as on the local engine), and a unit still running when
+it runs out is stopped there and returned as a :class:`UnitFailure` ``timed out after S s`` —
+the row the other engines give. The driver cannot see when a task's unit begins (Spark reports
+active tasks late, or never for a CPU-bound one), so its own deadline is only a backstop for a
+unit the worker cannot stop (stuck in native code): ``START_GRACE`` seconds more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -50,6 +60,9 @@ __all__ = ["LOCAL_JVM_OPTIONS", "MASTER_FORMS", "SparkEngine", "check_master", "
 #: JVM options in local mode: the JVM only moves small units and rows there, so a quick JIT and
 #: a single-threaded GC leave the cores to the Python workers (3-4x less JVM CPU time)
 LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+#: seconds a task may take to start (a Python worker, ``fn``'s unpickling and warm-up) before
+#: the driver gives up on a unit whose own clock the worker could not stop
+START_GRACE = 60.0
 #: the master URLs Spark 4 parses (Mesos support was removed in Spark 4.0)
 MASTER_FORMS = ("local", "local[N]", "local[*]", "local[N,F]", "local-cluster[N,C,M]",
                 "spark://HOST:PORT[,HOST:PORT...]", "yarn", "k8s://[https://]HOST[:PORT]")
@@ -58,11 +71,110 @@ _LOCAL_MASTER = re.compile(r"local|local\[([0-9]+|\*)\]|local\[([0-9]+|\*)\s*,\s
 _LOOPBACK = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost):\d+)$")
 
 
-def run_partition(fn: Callable[[Any], Any], batches: Iterator[list[Any]]) -> Iterator[Any]:
-    """The task each partition runs: ``("ok", results)`` or ``("error", exception, traceback)``."""
+class _UnitTimedOut(BaseException):
+    """Raised in a Spark task's Python worker when its unit runs out of time: a BaseException,
+    so that the job function's own ``except Exception`` does not turn it into another row."""
+
+
+def _timed_out(timeout: float) -> UnitFailure:
+    return UnitFailure(f"timed out after {timeout:g} s", "timeout")
+
+
+class _UnitClock:
+    """Runs units in a Python worker, each stopped after ``timeout`` seconds of its own.
+
+    In the worker's main thread (where PySpark runs tasks) a real-time interval timer raises
+    :class:`_UnitTimedOut` in the unit when it runs out: a ``sleep`` or a Python loop stops at
+    once, a native call (a filter in OpenCV) when it returns to Python. A unit that still comes
+    back after its deadline (the timer is not available, or its exception was swallowed) is
+    timed out all the same, so the row depends on the unit's run time only.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.armed = False
+        self.alarm = (hasattr(signal, "setitimer") and timeout <= threading.TIMEOUT_MAX
+                      and threading.current_thread() is threading.main_thread())
+        self._previous: Any = None
+
+    def __enter__(self) -> _UnitClock:
+        if self.alarm:
+            self._previous = signal.signal(signal.SIGALRM, self._expire)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            # None: a handler set outside Python, which cannot be put back from here
+            signal.signal(signal.SIGALRM,
+                          signal.SIG_DFL if self._previous is None else self._previous)
+
+    def _expire(self, signum: int, frame: Any) -> None:
+        if self.armed:  # a late signal, after the unit returned, is ignored
+            self.armed = False
+            raise _UnitTimedOut
+
+    def run(self, fn: Callable[[Any], Any], unit: Any) -> Any:
+        deadline = time.monotonic() + self.timeout
+        try:
+            try:
+                self.armed = True
+                if self.alarm:
+                    signal.setitimer(signal.ITIMER_REAL, self.timeout)
+                result = fn(unit)
+            finally:
+                self.armed = False
+                if self.alarm:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        except _UnitTimedOut:
+            return _timed_out(self.timeout)
+        if time.monotonic() >= deadline:
+            return _timed_out(self.timeout)
+        return result
+
+
+#: keys of the functions whose ``warm_up()`` has run in this (reused) Python worker
+_WARMED_UP: set[str] = set()
+
+
+def _warm_up(fn: Callable[[Any], Any]) -> None:
+    """Call ``fn.warm_up()`` once per worker process, before any unit's clock starts (the first
+    call's imports and caches are not a unit's time; the local engine does the same)."""
+    warm_up = getattr(fn, "warm_up", None)
+    if not callable(warm_up):
+        return
+    try:
+        import hashlib
+
+        import cloudpickle
+
+        key: str | None = hashlib.sha256(cloudpickle.dumps(fn)).hexdigest()
+    except Exception:
+        key = None
+    if key is not None and key in _WARMED_UP:
+        return
+    with contextlib.suppress(Exception):
+        warm_up()
+    if key is not None:
+        _WARMED_UP.add(key)
+
+
+def run_partition(fn: Callable[[Any], Any], batches: Iterator[list[Any]],
+                  timeout: float | None = None) -> Iterator[Any]:
+    """The task each partition runs: ``("ok", results)`` or ``("error", exception, traceback)``.
+
+    With ``timeout``, ``fn`` is warmed up first and each unit that runs longer than ``timeout``
+    seconds is stopped and returned as a :class:`UnitFailure` (see :class:`_UnitClock`).
+    """
     for units in batches:
         try:
-            yield ("ok", [fn(u) for u in units])
+            if timeout:
+                _warm_up(fn)
+                with _UnitClock(timeout) as clock:
+                    results = [clock.run(fn, u) for u in units]
+            else:
+                results = [fn(u) for u in units]
+            yield ("ok", results)
         except Exception as e:
             from pixelmill.engines.local import RemoteError
 
@@ -245,17 +357,6 @@ class SparkEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _task_running(self, group: str) -> bool:
-        """Whether a task of the job group ``group`` is running on an executor."""
-        tracker = self.sc.statusTracker()
-        for job_id in tracker.getJobIdsForGroup(group):
-            job = tracker.getJobInfo(job_id)
-            for stage_id in job.stageIds if job else ():
-                stage = tracker.getStageInfo(stage_id)
-                if stage and stage.numActiveTasks > 0:
-                    return True
-        return False
-
     def _run_job(self, rdd: Any, partition: int, group: str, stop: threading.Event) -> list[Any]:
         if stop.is_set():
             raise _Cancelled
@@ -277,14 +378,15 @@ class SparkEngine:
         batches = plan_batches(len(units), self.workers, batch_size, timeout=timeout,
                                per_worker_tasks=4)
         tag = f"pixelmill-{uuid.uuid4().hex[:12]}"
+        task = partial(run_partition, fn, timeout=timeout)  # the units' clocks run in the task
         rdd = (self.sc.parallelize([[units[i] for i in b] for b in batches], len(batches))
-               .mapPartitions(partial(run_partition, fn)))
+               .mapPartitions(task))
         queue: list[tuple[Any, int, list[int]]] = [(rdd, k, b) for k, b in enumerate(batches)]
         queue.reverse()
         # with a timeout, one job per slot, so a submitted job is a running job
         pool = ThreadPoolExecutor(max_workers=self.workers if timeout else 2 * self.workers)
         running: dict[Future, tuple[str, list[int]]] = {}
-        started: dict[str, float] = {}
+        submitted: dict[str, float] = {}
         remaining, seq = len(units), 0
         stop = threading.Event()
         try:
@@ -295,19 +397,18 @@ class SparkEngine:
                     group = f"{tag}-{seq}"
                     fut = pool.submit(self._run_job, job_rdd, part, group, stop)
                     running[fut] = (group, batch)
+                    submitted[group] = time.monotonic()
                 finished, _ = wait(list(running), timeout=0.1 if timeout else None,
                                    return_when=FIRST_COMPLETED)
-                if timeout and not finished:  # a unit's clock starts when its task runs
+                if timeout and not finished:  # the worker times units out; this is a backstop
                     now = time.monotonic()
                     for fut, (group, batch) in list(running.items()):
-                        if group not in started and self._task_running(group):
-                            started[group] = now
-                        if now - started.get(group, now) >= timeout:
+                        if now - submitted[group] >= START_GRACE + timeout * len(batch):
                             self.sc.cancelJobGroup(group)
                             del running[fut]
                             for i in batch:
                                 remaining -= 1
-                                yield i, UnitFailure(f"timed out after {timeout:g} s", "timeout")
+                                yield i, _timed_out(timeout)
                     continue
                 for fut in finished:
                     group, batch = running.pop(fut)
@@ -316,7 +417,7 @@ class SparkEngine:
                     except Exception as e:  # the task failed maxFailures times: a worker died
                         if len(batch) > 1:
                             single = (self.sc.parallelize([[units[i]] for i in batch], len(batch))
-                                      .mapPartitions(partial(run_partition, fn)))
+                                      .mapPartitions(task))
                             queue.extend((single, k, [i]) for k, i in reversed(list(enumerate(batch))))
                             continue
                         remaining -= 1
