@@ -186,6 +186,16 @@ def same_location(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
+def within(uri: str, folder: str) -> bool:
+    """Whether ``uri`` is ``folder`` or lies inside it: local paths compared after resolving
+    links and ``..``, URLs as written."""
+    a, b = absolute(uri), absolute(folder)
+    if "://" not in a and "://" not in b:
+        a, b = os.path.realpath(a), os.path.realpath(b)
+    b = b.rstrip("/") or "/"
+    return a.rstrip("/") == b or a.startswith(b.rstrip("/") + "/")
+
+
 def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
     """``(filesystem, path)`` for a URL; unknown protocols and missing clients fail clearly."""
     from fsspec.core import url_to_fs  # imported here: workers reading local files skip it

@@ -47,8 +47,6 @@ def refuse_input(uri: str, field: str, *, files: tuple[str, ...] = (),
     """An output that is one of the command's input ``files`` or lies inside one of its input
     ``folders`` (a model, an index) is a usage error, even with ``--overwrite``: writing it
     would destroy what the command reads."""
-    import os
-
     from pixelmill import storage
     from pixelmill.errors import UsageError
 
@@ -56,9 +54,6 @@ def refuse_input(uri: str, field: str, *, files: tuple[str, ...] = (),
         if storage.same_location(uri, f):
             raise UsageError(f"{field}: {uri} is an input of this command; write it elsewhere")
     for d in folders:
-        a, b = storage.absolute(uri), storage.absolute(d)
-        if "://" not in a and "://" not in b:
-            a, b = os.path.realpath(a), os.path.realpath(b)
-        if a == b.rstrip("/") or a.startswith(b.rstrip("/") + "/"):
+        if storage.within(uri, d):
             raise UsageError(f"{field}: {uri} is inside {d}, an input of this command; write "
                              "it elsewhere")

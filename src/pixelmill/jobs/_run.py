@@ -426,7 +426,8 @@ def run(
     # a model a step names: absolute, loaded once here (a broken one fails now), and hashed
     # into the fingerprint with --label-from, so a resume cannot mix two models or labellings
     pipe = resolve_models(pipe, so)
-    fingerprint = job_fingerprint(pipe, label_from, so)
+    records = model_records(pipe, so)
+    fingerprint = job_fingerprint(pipe, label_from, records)
     # workers (on a cluster: in other folders) write outputs: no relative local paths
     output = None if output is None else storage.absolute(output)
     if output is not None and storage.same_location(str(input), output):
@@ -507,7 +508,6 @@ def run(
                 _remove_stale_temporaries(output, so)
             todo = [u for u in units if u.key not in done]
 
-            records = model_records(pipe, so)
             if records:  # which models made the vectors (models and indexes check them later)
                 writer.metadata["pixelmill.models"] = json.dumps(records)
             writer.metadata.update({
@@ -635,13 +635,13 @@ def _remove_manifest(uri: str, so: Mapping[str, Any]) -> None:
 
 
 def job_fingerprint(pipe: Pipeline, label_from: str | None,
-                    so: Mapping[str, Any] | None = None) -> str:
+                    records: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """The ``pipeline`` column of a job's rows: the pipeline's fingerprint, mixed with the
-    content of the models its steps name and with ``--label-from`` when there are any."""
-    from pixelmill.learn.references import models_digest
-
-    extra = [x for x in (models_digest(pipe, so),
-                         f"label_from={label_from}" if label_from else None) if x]
+    content hashes of the models its steps name (``records``, from
+    :func:`~pixelmill.learn.references.model_records`) and ``--label-from`` when there are any."""
+    extra = [r["sha256"] for r in (records or {}).values()]
+    if label_from:
+        extra.append(f"label_from={label_from}")
     if not extra:
         return pipe.fingerprint
     return hashlib.sha256("\0".join([pipe.fingerprint, *extra]).encode()).hexdigest()[:16]

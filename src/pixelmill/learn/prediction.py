@@ -6,11 +6,8 @@ writes ``predicted``, ``confidence`` and ``prob_<class>`` columns to the job's m
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
-
-from pixelmill import storage
 
 __all__ = ["predict"]
 
@@ -37,14 +34,11 @@ def predict(model: str, input: str, out: str, *, engine: Any = "local",
     JobSummary
     """
     from pixelmill.jobs import run
-    from pixelmill.learn.models import BUNDLED, load_model
-
-    fs, _ = storage.get_fs(model, storage_options)
-    if model not in BUNDLED and storage.is_local(fs):
-        model = os.path.abspath(model)  # workers may run elsewhere in the tree
-    trained = load_model(model, storage_options)  # fail here, not in every worker
+    from pixelmill.learn.models import load_model
     from pixelmill.learn.references import check_model_records
 
+    # (the job makes a local model path absolute and loads it once before any work)
+    trained = load_model(model, storage_options)
     check_model_records(trained.meta.get("models"), model, storage_options)
     job_options.setdefault("report", False)
     job_options.setdefault("manifest_field", "--out")

@@ -22,7 +22,7 @@ from pixelmill import storage
 from pixelmill.errors import UsageError
 
 __all__ = ["MODEL_FILES", "MODEL_OPS", "check_model_records", "check_outside_models",
-           "model_digest", "model_records", "models_digest", "resolve_models"]
+           "model_digest", "model_records", "resolve_models"]
 
 #: ops whose ``model`` parameter names a model directory (or a bundled network)
 MODEL_OPS = ("classify", "cnn_embedding")
@@ -100,14 +100,6 @@ def model_records(pipeline: Any, storage_options: Mapping[str, Any] | None = Non
     return out
 
 
-def models_digest(pipeline: Any, storage_options: Mapping[str, Any] | None = None) -> str | None:
-    """One hash of the models a pipeline's steps name (in step order), or None without any."""
-    records = model_records(pipeline, storage_options)
-    if not records:
-        return None
-    return hashlib.sha256("".join(r["sha256"] for r in records.values()).encode()).hexdigest()
-
-
 def check_model_records(records: Mapping[str, Any] | None, what: str,
                         storage_options: Mapping[str, Any] | None = None) -> None:
     """Refuse to extract features for ``what`` (a model, an index) when a model its stored
@@ -132,12 +124,6 @@ def check_outside_models(pipeline: Any, uri: str | None, field: str) -> None:
         model = dict(step.params).get("model")
         if step.op not in MODEL_OPS or not isinstance(model, str):
             continue
-        inside = storage.same_location(uri, model) or (
-            _is_local_path(model) and _is_local_path(uri)
-            and os.path.realpath(storage.absolute(uri)).startswith(
-                os.path.realpath(model).rstrip(os.sep) + os.sep))
-        if not inside and not _is_local_path(model):
-            inside = storage.absolute(uri).startswith(model.rstrip("/") + "/")
-        if inside:
+        if storage.within(uri, model):
             raise UsageError(f"{field}: {uri} is inside the model directory {model} "
                              f"(steps[{i}].model), an input of this job; write it elsewhere")
