@@ -23,6 +23,27 @@ def sleep_on_two(x: int) -> int:
     return x
 
 
+class SlowToStartSleepOnTwo:
+    """:func:`sleep_on_two` with a slow start: unpickling it (a fresh worker's imports) and its
+    ``warm_up()`` (a first call's caches) take ``delay`` seconds each."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __getstate__(self) -> dict:
+        return {"delay": self.delay}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        time.sleep(self.delay)
+
+    def warm_up(self) -> None:
+        time.sleep(self.delay)
+
+    def __call__(self, x: int) -> int:
+        return sleep_on_two(x)
+
+
 def raise_on_five(x: int) -> int:
     if x == 5:
         raise KeyError(f"bad unit {x}")

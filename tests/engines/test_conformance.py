@@ -168,6 +168,15 @@ class EngineConformance:
         assert isinstance(results[2], UnitFailure) and results[2].kind == "timeout"
         assert [results[i] for i in (0, 1, 3)] == [0, 1, 3]
 
+    def test_start_up_does_not_count_against_the_timeout(self, engine):
+        # unpickling the function and warming it up take 1.2 s each, the units none (one
+        # hangs): only that one times out. Dask's clock had started when the scheduler handed
+        # a task to a worker, so every unit timed out there.
+        fn = _units.SlowToStartSleepOnTwo(1.2)
+        results = dict(engine.map(fn, range(4), timeout=1.0))
+        assert isinstance(results[2], UnitFailure) and results[2].kind == "timeout"
+        assert [results[i] for i in (0, 1, 3)] == [0, 1, 3]
+
 
 class TestLocalEngine(EngineConformance):
     @pytest.fixture(scope="class")
@@ -192,6 +201,7 @@ class TestDaskOwnLocalCluster(EngineConformance):
 class TestDaskScheduler(EngineConformance):
     # a remote worker stuck in a timed-out unit cannot be killed from here (it finishes later)
     covered_elsewhere = frozenset({"test_timeout_fails_only_that_unit",
+                                   "test_start_up_does_not_count_against_the_timeout",
                                    "test_unit_that_always_kills_its_worker_fails_alone"})
 
     @pytest.fixture(scope="class")
@@ -224,6 +234,7 @@ class TestSparkLocal(EngineConformance):
 @pytest.mark.slow
 class TestSparkStandalone(EngineConformance):
     covered_elsewhere = frozenset({"test_timeout_fails_only_that_unit",
+                                   "test_start_up_does_not_count_against_the_timeout",
                                    "test_closing_the_iterator_stops_the_work",
                                    "test_unit_that_always_kills_its_worker_fails_alone",
                                    "test_units_are_values_not_positions"})

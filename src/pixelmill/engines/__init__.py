@@ -21,8 +21,10 @@ The protocol (see :class:`Engine`) is deliberately small, so an adapter is ~100 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -30,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from pixelmill.errors import InvalidParameterError, PixelmillError
 
 __all__ = ["ENGINE_NAMES", "Engine", "EngineUnavailableError", "InlineEngine", "UnitFailure",
-           "default_workers", "get_engine", "parse_engine_spec", "probe"]
+           "default_workers", "get_engine", "parse_engine_spec", "probe", "warm_up_once"]
 
 ENGINE_NAMES = ("local", "dask", "spark")
 
@@ -101,6 +103,36 @@ class InlineEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: keys of the unit functions whose ``warm_up()`` has run in this (reused) worker process
+_WARMED_UP: set[str] = set()
+_WARM_UP_LOCK = threading.Lock()
+
+
+def warm_up_once(fn: Callable[[Any], Any]) -> None:
+    """In a Spark or Dask worker: call ``fn.warm_up()`` once per process, before any unit's
+    clock starts (a first call's imports and caches are not a unit's time; the local engine
+    warms a fresh worker up the same way). ``fn`` arrives unpickled anew with every task, so it
+    is known by the digest of its pickle."""
+    warm_up = getattr(fn, "warm_up", None)
+    if not callable(warm_up):
+        return
+    try:
+        import hashlib
+
+        import cloudpickle
+
+        key: str | None = hashlib.sha256(cloudpickle.dumps(fn)).hexdigest()
+    except Exception:
+        key = None
+    with _WARM_UP_LOCK:  # a Dask worker runs tasks in threads
+        if key is not None and key in _WARMED_UP:
+            return
+        with contextlib.suppress(Exception):
+            warm_up()
+        if key is not None:
+            _WARMED_UP.add(key)
 
 
 def default_workers() -> int:

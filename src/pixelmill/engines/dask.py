@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pixelmill.engines import (
@@ -34,6 +35,7 @@ from pixelmill.engines import (
     default_workers,
     plan_batches,
     probe,
+    warm_up_once,
 )
 from pixelmill.errors import InvalidParameterError, MissingDependencyError
 
@@ -53,9 +55,53 @@ LOCAL_CLUSTER_CONFIG = {
 }
 
 
-def run_batch(fn: Callable[[Any], Any], units: list[Any]) -> list[Any]:
-    """The task each worker runs: ``fn`` over a batch of units."""
-    return [fn(u) for u in units]
+#: seconds the driver waits for workers to say how long their units have run
+_ASK_TIMEOUT = 5.0
+_ASK_POOL = ThreadPoolExecutor(1, thread_name_prefix="pixelmill-dask-ask")
+
+#: in a worker process: the key of each task running a unit under a timeout -> when that unit
+#: began (``time.monotonic()``), read by :func:`_unit_ages` for the driver
+_UNIT_BEGAN: dict[str, float] = {}
+
+
+def run_batch(fn: Callable[[Any], Any], units: list[Any],
+              timeout: float | None = None) -> list[Any]:
+    """The task each worker runs: ``fn`` over a batch of units.
+
+    With ``timeout``, ``fn`` is warmed up first (once per worker process) and each unit's own
+    clock is kept where the driver can ask for it (:func:`_unit_ages`), so a task's unpickling
+    and warm-up are not its unit's time; a unit that comes back after ``timeout`` seconds is
+    timed out all the same, as on the other engines.
+    """
+    if not timeout:
+        return [fn(u) for u in units]
+    key = None
+    with contextlib.suppress(Exception):
+        from distributed import get_worker
+
+        key = get_worker().get_current_task()
+    warm_up_once(fn)
+    results = []
+    try:
+        for u in units:
+            began = time.monotonic()
+            if key is not None:
+                _UNIT_BEGAN[key] = began
+            result = fn(u)
+            if time.monotonic() - began > timeout:
+                result = UnitFailure(f"timed out after {timeout:g} s", "timeout")
+            results.append(result)
+    finally:
+        if key is not None:
+            _UNIT_BEGAN.pop(key, None)
+    return results
+
+
+def _unit_ages(keys: list[str]) -> dict[str, float]:
+    """In a worker process: seconds the unit of each of these running tasks has run so far
+    (a task not in it is still unpickling its function or warming up)."""
+    now = time.monotonic()
+    return {k: now - t for k, t in list(_UNIT_BEGAN.items()) if k in keys}
 
 
 def check_address(address: str) -> tuple[str, str | None, int | None]:
@@ -248,7 +294,8 @@ class DaskEngine:
         def submit() -> None:
             while queue and len(futures) < limit:
                 batch = queue.pop()
-                fut = client.submit(run_batch, fn, [units[i] for i in batch], pure=False)
+                fut = client.submit(run_batch, fn, [units[i] for i in batch], timeout,
+                                    pure=False)
                 futures[fut] = batch
                 done.add(fut)
 
@@ -304,16 +351,47 @@ class DaskEngine:
                 else:  # queued, or back in the queue after its worker died
                     started.pop(f, None)
             late = [f for f, t0 in started.items() if now - t0 > timeout]
+            if late:  # past the deadline on the driver's clock: ask the workers for theirs
+                late = self._confirm_late(late, where, started, now, timeout)
             if late:
                 busy = sorted({where[f.key] for f in late})
                 for f in late:
                     f.cancel(force=True)
                     started.pop(f)
                 if self._cluster is not None:  # kill the stuck worker processes
-                    pids = self._client.run(os.getpid, workers=busy, on_error="return")
-                    for pid in pids.values():  # their nannies start fresh ones
+                    # (their pids from the scheduler: a stuck worker may not answer itself)
+                    info = self._client.scheduler_info().get("workers", {})
+                    for addr in busy:  # their nannies start fresh ones
+                        pid = info.get(addr, {}).get("pid")
                         if isinstance(pid, int):
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(pid, signal.SIGKILL)
                 return [], late
             time.sleep(0.1)
+
+    def _confirm_late(self, late: list, where: dict, started: dict, now: float,
+                      timeout: float) -> list:
+        """Of the futures that have been processing longer than ``timeout``, those whose unit
+        has itself run longer. The driver's clock starts when the scheduler hands a task to a
+        worker; the worker then unpickles ``fn`` (its imports, a model) and warms it up before
+        the unit begins (:func:`run_batch`): the others get their clocks set to their unit's
+        start, or restarted when their unit has not begun yet."""
+        busy = sorted({where[f.key] for f in late})
+        asked = _ASK_POOL.submit(self._client.run, _unit_ages, [f.key for f in late],
+                                 workers=busy, on_error="return")
+        try:  # a worker whose unit holds the GIL in native code cannot answer
+            replies = asked.result(timeout=_ASK_TIMEOUT)
+        except Exception:  # cannot ask: the driver's clock decides
+            return late
+        ages: dict = {}
+        for reply in replies.values():
+            if isinstance(reply, dict):
+                ages.update(reply)
+        really = []
+        for f in late:
+            age = ages.get(f.key)
+            if age is not None and age > timeout:
+                really.append(f)
+            else:
+                started[f] = now - (age or 0.0)
+        return really

@@ -31,7 +31,6 @@ unit the worker cannot stop (stuck in native code): ``START_GRACE`` seconds more
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -52,6 +51,7 @@ from pixelmill.engines import (
     default_workers,
     plan_batches,
     probe,
+    warm_up_once,
 )
 from pixelmill.errors import InvalidParameterError, MissingDependencyError
 
@@ -133,32 +133,6 @@ class _UnitClock:
         return result
 
 
-#: keys of the functions whose ``warm_up()`` has run in this (reused) Python worker
-_WARMED_UP: set[str] = set()
-
-
-def _warm_up(fn: Callable[[Any], Any]) -> None:
-    """Call ``fn.warm_up()`` once per worker process, before any unit's clock starts (the first
-    call's imports and caches are not a unit's time; the local engine does the same)."""
-    warm_up = getattr(fn, "warm_up", None)
-    if not callable(warm_up):
-        return
-    try:
-        import hashlib
-
-        import cloudpickle
-
-        key: str | None = hashlib.sha256(cloudpickle.dumps(fn)).hexdigest()
-    except Exception:
-        key = None
-    if key is not None and key in _WARMED_UP:
-        return
-    with contextlib.suppress(Exception):
-        warm_up()
-    if key is not None:
-        _WARMED_UP.add(key)
-
-
 def run_partition(fn: Callable[[Any], Any], batches: Iterator[list[Any]],
                   timeout: float | None = None) -> Iterator[Any]:
     """The task each partition runs: ``("ok", results)`` or ``("error", exception, traceback)``.
@@ -169,7 +143,7 @@ def run_partition(fn: Callable[[Any], Any], batches: Iterator[list[Any]],
     for units in batches:
         try:
             if timeout:
-                _warm_up(fn)
+                warm_up_once(fn)
                 with _UnitClock(timeout) as clock:
                     results = [clock.run(fn, u) for u in units]
             else:
