@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import struct
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +125,18 @@ def _has_probe_signature(head: bytes) -> bool:
     return head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _png_chunks_cut(head: bytes) -> bool:
+    """Whether the chunks before a PNG's image data go on past ``head`` (a big text or XMP
+    chunk first): an ``eXIf`` (orientation) or ``tRNS`` (alpha) chunk may lie beyond it."""
+    pos = 8
+    while pos + 8 <= len(head):
+        n, cid = struct.unpack_from(">I4s", head, pos)
+        if cid == b"IDAT":
+            return False
+        pos += 12 + n
+    return True
+
+
 def _storage_reason(e: OSError) -> str:
     if isinstance(e, PermissionError):
         return "permission denied"
@@ -155,6 +169,8 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
             row["sha256"] = hashlib.sha256(data).hexdigest()
         try:
             info = codecs.probe(data, whole=complete)
+            if not complete and info.format == "png" and _png_chunks_cut(data):
+                raise DecodeError("PNG chunks before the image data go on past the first read")
         except DecodeError:
             if complete:
                 raise
@@ -309,7 +325,7 @@ def scan(
             unlisted=[]))
         hint = (f" ({others} other files; --glob selects other names)" if others
                 else f" ({deeper} in sub-folders, not searched: --recursive)" if deeper
-                else " (the folder is empty)")
+                else _empty_hint(url, so))
         raise NoInputError(f"{url}: no image files found{hint}")
     options = ScanOptions(verify, sha256, max_pixels, label_from, so)
     fs, _ = storage.get_fs(url, so)
@@ -328,10 +344,53 @@ def scan(
         row.update(uri=folder.uri, relpath=folder.relpath, bytes=0, valid=False,
                    reason=folder.reason)
         rows.append(row)
+    rows = [_utf8_row(row) for row in rows]
     rows.sort(key=lambda r: r["uri"])
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=scan_schema(sha256))
+
+
+def _empty_hint(url: str, storage_options: Mapping[str, Any]) -> str:
+    """Why nothing was found at ``url``: a glob that matches nothing is not an empty folder."""
+    fs, root = storage.get_fs(url if "://" in url else os.path.abspath(url), storage_options)
+    try:
+        if fs.isdir(root):
+            return " (the folder is empty)"
+    except Exception:  # the listing that found nothing has already reached the store
+        pass
+    if any(ch in root for ch in "*?["):
+        return " (nothing matches the pattern)"
+    return ""
+
+
+#: the reason of a file whose name is not UTF-8 (the manifest stores names as UTF-8)
+NOT_UTF8_REASON = "file name is not valid UTF-8 (\\x escapes show its bytes): rename it"
+
+
+def _utf8(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (lone surrogates, as ``os`` returns
+    them) written as ``\\xNN`` escapes, so that Arrow can store it."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _utf8_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row Arrow can store: a file whose name (or folder's name) is not UTF-8 made one
+    ``valid = False`` row with the name escaped, instead of failing the whole scan."""
+    bad = False
+    for key, value in row.items():
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                row[key] = _utf8(value)
+                bad = bad or key in ("uri", "relpath", "label")
+    if bad:
+        row.update(valid=False, reason=NOT_UTF8_REASON)
+    return row
 
 
 def _bucket(pixels: int | None) -> str:

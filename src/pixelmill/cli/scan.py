@@ -44,6 +44,33 @@ def _print_summary(summary: dict, out: str | None) -> None:
         echo(f"\nmanifest: {out}")
 
 
+def _check_out(out: str, url: str, so: dict, overwrite: bool, **listing) -> None:
+    """--out replaces a file only with --overwrite, is no folder, can be written, and is never
+    one of the scanned files (also when named through a linked folder), even with --overwrite."""
+    from pixelmill import storage
+    from pixelmill.cli._options import refuse_existing
+    from pixelmill.errors import PixelmillError, UsageError
+
+    if not overwrite:  # an earlier inventory, or any file the user has, stays
+        refuse_existing(out, so, field="--out")
+    storage.check_writable(out, so, field="--out")
+    fs, path = storage.get_fs(out, so)
+    try:
+        present, folder = fs.exists(path), fs.isdir(path)
+    except PixelmillError:
+        raise
+    except Exception as e:  # an unreachable store, refused credentials, a bad --storage-option
+        raise storage.remote_error(out, e, "cannot reach", field="--out") from e
+    if folder:
+        raise UsageError(f"--out: {out} is a folder; name the manifest file, e.g. "
+                         f"{storage.join(out, 'inventory.parquet')}")
+    if present:  # with --overwrite: it must not be a file this scan reads
+        for entry in storage.list_files(url, storage_options=so, unlisted=[], **listing):
+            if storage.same_location(out, entry.uri):
+                raise UsageError(f"--out: {out} is one of the scanned files; write the "
+                                 "manifest elsewhere")
+
+
 @click.command("scan")
 @click.argument("url")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
@@ -78,10 +105,9 @@ def scan(url, recursive, include, exclude, label_from, verify, sha256, out, over
     from pixelmill.cli import exit_with
 
     so = storage.parse_storage_options(storage_options)
-    if out and not overwrite:  # an earlier inventory, or any file the user has, stays
-        from pixelmill.cli._options import refuse_existing
-
-        refuse_existing(out, so, field="--out")
+    if out:  # before any file is read: a bad --out must not cost the whole scan
+        _check_out(out, url, so, overwrite, recursive=recursive, include=include or None,
+                   exclude=exclude or None)
     table = inventory.scan(
         url, recursive=recursive, include=include or None, exclude=exclude or None,
         label_from=label_from, verify=verify, sha256=sha256, engine=engine, workers=workers,
