@@ -365,16 +365,7 @@ def _empty_hint(url: str, storage_options: Mapping[str, Any]) -> str:
 
 
 #: the reason of a file whose name is not UTF-8 (the manifest stores names as UTF-8)
-NOT_UTF8_REASON = "file name is not valid UTF-8 (\\x escapes show its bytes): rename it"
-
-
-def _utf8(text: str) -> str:
-    """``text`` with the undecodable bytes of a file name (lone surrogates, as ``os`` returns
-    them) written as ``\\xNN`` escapes, so that Arrow can store it."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+NOT_UTF8_REASON = storage.NOT_UTF8_REASON
 
 
 def _utf8_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -382,12 +373,9 @@ def _utf8_row(row: dict[str, Any]) -> dict[str, Any]:
     ``valid = False`` row with the name escaped, instead of failing the whole scan."""
     bad = False
     for key, value in row.items():
-        if isinstance(value, str) and not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                row[key] = _utf8(value)
-                bad = bad or key in ("uri", "relpath", "label")
+        if isinstance(value, str) and not storage.is_utf8(value):
+            row[key] = storage.utf8_name(value)
+            bad = bad or key in ("uri", "relpath", "label")
     if bad:
         row.update(valid=False, reason=NOT_UTF8_REASON)
     return row

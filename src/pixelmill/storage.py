@@ -275,18 +275,53 @@ def _could_include_under(folder: str, patterns: Sequence[str]) -> bool:
 UNLISTED_REASON = "cannot list folder"
 
 
+#: the reason of an input whose name is not UTF-8 (manifests store names as UTF-8 text)
+NOT_UTF8_REASON = "file name is not valid UTF-8 (\\x escapes show its bytes): rename it"
+
+
+def is_utf8(text: str) -> bool:
+    """Whether a path from the OS can be stored as UTF-8 text (its undecodable bytes come back
+    as lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def utf8_name(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (lone surrogates, as ``os`` returns
+    them) written as ``\\xNN`` escapes, so that Arrow can store it."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _walk_local(root: str, recursive: bool,
                 unlisted: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
     """``{path: {"size": n}}`` of the files under a local folder (os.scandir: one stat each).
 
-    Links to folders are not followed (no loops); links that cannot be resolved (dangling,
+    Links to folders are followed, as ``find -L`` does (``data/cats -> /mnt/disk2/cats`` is
+    part of the collection), except a link back to a folder the walk is already inside (a
+    loop); files under a link keep the link's path. Links that cannot be resolved (dangling,
     loops) are listed with size 0 so that reading them reports why. A sub-folder that cannot
     be listed is added to ``unlisted`` (path -> reason): its files must not vanish unseen.
     """
     items: dict[str, dict[str, int]] = {}
-    stack = [root]
+
+    def identity(path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    stack: list[tuple[str, frozenset]] = [(root, frozenset({identity(root)}))]
     while stack:
-        folder = stack.pop()
+        folder, inside = stack.pop()
         try:
             scanner = os.scandir(folder)
         except OSError as e:
@@ -302,8 +337,16 @@ def _walk_local(root: str, recursive: bool,
                 except OSError:
                     is_dir = False
                 if is_dir:
-                    if recursive and not entry.is_symlink():
-                        stack.append(entry.path)
+                    if not recursive:
+                        continue
+                    if entry.is_symlink():
+                        key = identity(entry.path)
+                        if key is None or key in inside:  # a loop: not followed
+                            continue
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        key = (st.st_dev, st.st_ino)
+                    stack.append((entry.path, inside | {key}))
                     continue
                 try:
                     size = entry.stat().st_size

@@ -204,3 +204,23 @@ def test_check_writable(tmp_path):
     storage.check_writable("memory://anything/out")
     with pytest.raises(StorageError, match="cannot write under"):
         storage.check_writable(str(existing / "below-a-file"))
+
+
+def test_recursive_listing_follows_linked_folders_but_not_loops(tmp_path):
+    """`photos/cats -> /elsewhere/cats` is part of the collection (as `find -L` lists it); it
+    was skipped silently, no row, exit 0. A link back to a folder the walk is inside is not
+    followed, and a dangling link to a folder is listed (reading it says why)."""
+    from pixelmill.storage import list_files
+
+    elsewhere = tmp_path / "disk2" / "cats"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "c.png").write_bytes(b"x")
+    root = tmp_path / "photos"
+    (root / "dogs").mkdir(parents=True)
+    (root / "dogs" / "d.png").write_bytes(b"x")
+    os.symlink(elsewhere, root / "cats")
+    os.symlink("..", root / "dogs" / "up")  # a loop
+    os.symlink(root, root / "dogs" / "again")  # a loop through an absolute link
+    rels = [e.relpath for e in list_files(str(root), recursive=True)]
+    assert rels == ["cats/c.png", "dogs/d.png"]
+    assert [e.relpath for e in list_files(str(root))] == []  # not recursive: no sub-folders

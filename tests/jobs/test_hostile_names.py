@@ -89,3 +89,34 @@ def test_a_pipe_given_as_the_input_is_a_row_not_a_missing_file(tmp_path, engine,
             report=False)
     assert (s.total, s.invalid) == (1, 1)
     assert "not a regular file (a named pipe)" in next(iter(s.reasons.values()))
+
+
+def test_a_name_that_is_not_utf8_is_a_failed_row_not_a_lost_manifest(tmp_path, engine,
+                                                                       blur_pipeline):
+    """A file or folder named in Latin-1 (`caf\\xe9`): the job processed every image, then
+    pyarrow could not store the name and the manifest was lost (a traceback, only the journal
+    left). It is now a failed row naming it with \\x escapes, before any work, and a resume
+    does not take it for a new input each time."""
+    import os
+
+    from pixelmill.storage import NOT_UTF8_REASON
+
+    src = tmp_path / "in"
+    _image(src / "ok.jpg")
+    data = (src / "ok.jpg").read_bytes()
+    os.makedirs(os.fsencode(src) + b"/caf\xe9")
+    with open(os.fsencode(src) + b"/caf\xe9/x.jpg", "wb") as f:
+        f.write(data)
+    with open(os.fsencode(src) + b"/b\xe9.jpg", "wb") as f:
+        f.write(data)
+    out = tmp_path / "out"
+    s = run(blur_pipeline, str(src), str(out), engine=engine, progress=False, report=False)
+    assert (s.total, s.ok, s.failed) == (3, 1, 2)
+    rows = {r["relpath"]: r for r in read_manifest(str(out / "manifest.parquet"))}
+    assert sorted(rows) == ["b\\xe9.jpg", "caf\\xe9/x.jpg", "ok.jpg"]
+    assert rows["b\\xe9.jpg"]["reason"] == NOT_UTF8_REASON
+    assert sorted(os.listdir(out)) == ["manifest.parquet", "ok.jpg"]
+    s2 = run(blur_pipeline, str(src), str(out), engine=engine, progress=False, report=False,
+             resume=True)
+    assert (s2.total, s2.ok, s2.failed) == (3, 1, 2)
+    assert len(read_manifest(str(out / "manifest.parquet"))) == 3

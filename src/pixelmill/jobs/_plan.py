@@ -202,7 +202,8 @@ def plan_units(
     ``input`` is a folder/file/glob URL, or a ``.parquet`` manifest written by ``pixelmill
     scan`` (its ``uri``, ``relpath`` and ``label`` columns are used). Files under ``output``
     (an output folder inside the input folder) are never inputs. A sub-folder that cannot be
-    listed is a unit with an ``error`` (and no output), after the files. Two inputs that would be
+    listed is a unit with an ``error`` (and no output), after the files; so is a file whose name
+    is not UTF-8 (a manifest cannot store it), in its place. Two inputs that would be
     written to the same output name are a usage error, raised here, before any work.
     """
     if label_from not in (None, "parent", "partition"):
@@ -231,6 +232,12 @@ def plan_units(
         entries = entries[:limit]
     units, seen = [], {}
     for i, (uri, size, rel, label) in enumerate(entries):
+        if not all(storage.is_utf8(t) for t in (uri, rel, label or "")):
+            # the manifest cannot hold its name: a failed row naming it escaped, no output
+            units.append(WorkUnit(i, storage.utf8_name(uri), storage.utf8_name(rel), size,
+                                  label=None if label is None else storage.utf8_name(label),
+                                  error=storage.NOT_UTF8_REASON))
+            continue
         out_uri = fmt = None
         if output is not None:
             fmt = output_format_for(rel, format)
