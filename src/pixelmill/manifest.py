@@ -44,8 +44,13 @@ TILE_KEY = "#tile="
 def is_tile_row(row: Mapping[str, Any]) -> bool:
     """Whether ``row`` is one tile of a tiled image (its key ``URI#tile=r,c``), not an image.
 
-    A ``#`` alone says nothing: it is an ordinary character of file names."""
-    return TILE_KEY in str(row.get("key") or "")
+    A ``#`` alone says nothing: it is an ordinary character of file names, and so is
+    ``#tile=``: an input named ``#tile=1,2.jpg`` is an image (its key is its URI; a tile's key
+    is its image's URI and a ``#tile=`` suffix)."""
+    key, uri = str(row.get("key") or ""), str(row.get("uri") or "")
+    if uri:
+        return key.startswith(uri + TILE_KEY)
+    return TILE_KEY in key
 
 
 def journal_path(manifest_uri: str) -> str:

@@ -14,24 +14,47 @@ import io
 import math
 import posixpath
 import statistics
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from pixelmill import storage
+from pixelmill.errors import UsageError
 from pixelmill.manifest import is_tile_row, read_manifest, read_manifest_metadata
 
-__all__ = ["build_report", "default_report_uri", "measurement_columns", "write_report"]
+__all__ = ["build_report", "check_manifest", "default_report_uri", "measurement_columns",
+           "write_report"]
 
-#: columns that describe the job, not the image: never histogrammed
+#: columns that describe the job, not the image: never histogrammed (a tiled job's image row,
+#: from `pixelmill tile`/`upscale` or an input `run` routed to tiles, adds its own bookkeeping)
 _NOT_MEASURES = frozenset({
     "bytes", "width", "height", "out_width", "out_height", "output_bytes", "decode_reduce",
-    "tiled",
+    "tiled", "tiles", "tile", "peak_rss", "level", "pyramid", "input_bytes", "tile_row",
+    "tile_col", "y0", "x0",
 })
 _STAGES = ("t_read", "t_decode", "t_process", "t_encode", "t_write")
 _THUMB = 160
 _THUMB_MAX_PIXELS = 40_000_000
+#: invalid and failed files listed on the page (the manifest has them all)
+_MAX_BAD_ROWS = 1000
+
+
+def check_manifest(manifest_uri: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """A :class:`UsageError` unless ``manifest_uri`` holds a job's manifest (a ``status``
+    column: `pixelmill run`, `tile`, `upscale`, `learn extract`): a scan inventory or another
+    Parquet table would give a page of zero counts."""
+    fs, path = storage.get_fs(manifest_uri, storage_options)
+    if not fs.exists(path):  # an interrupted run's journal alone: read_manifest reads it
+        return
+    names = set(storage.read_parquet(manifest_uri, storage_options, schema_only=True).names)
+    if not names or "status" in names:  # no columns: a job without rows
+        return
+    if "valid" in names:
+        raise UsageError(f"{manifest_uri}: a scan inventory (`pixelmill scan --out`), not a "
+                         "job's manifest; report the manifest of `pixelmill run` on it")
+    raise UsageError(f"{manifest_uri}: not a pixelmill job manifest (no status column)")
 
 
 def default_report_uri(manifest_uri: str) -> str:
@@ -82,6 +105,10 @@ def _thumb(uri: str | None, so: Mapping[str, Any]) -> str | None:
             if max(info.width, info.height) // r >= _THUMB:
                 reduce = r
                 break
+        if info.format != "jpg":  # only JPEGs decode reduced
+            reduce = 1
+        if info.width * info.height // (reduce * reduce) > _THUMB_MAX_PIXELS:
+            return None  # an output far larger than its input (an upscale), or a file replaced
         img = codecs.decode(data, reduce=reduce) if reduce > 1 else codecs.decode(data)
     except Exception:
         return None
@@ -120,13 +147,16 @@ def _timing_section(ok_rows: list[dict[str, Any]]) -> str:
         return "<p>No timings recorded.</p>"
     lines, means = [], []
     for c in cols:
-        vals = [float(r[c]) for r in ok_rows if isinstance(r.get(c), int | float)]
+        vals = [float(r[c]) for r in ok_rows
+                if isinstance(r.get(c), int | float) and math.isfinite(float(r[c]))]
         if not vals:
             continue
         mean, med, p95 = _stats(vals)
         means.append((c, mean))
         lines.append(f"<tr><td>{html.escape(c)}</td><td>{mean * 1e3:.2f}</td>"
                      f"<td>{med * 1e3:.2f}</td><td>{p95 * 1e3:.2f}</td></tr>")
+    if not means:  # every value NaN or infinite
+        return "<p>No timings recorded.</p>"
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(means) + 0.8))
@@ -150,7 +180,16 @@ def _histograms(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for ax, col in zip(axes.ravel(), columns, strict=False):
         vals = [float(r[col]) for r in rows
                 if isinstance(r.get(col), int | float) and math.isfinite(float(r[col]))]
-        ax.hist(vals, bins=min(30, max(5, len(vals) // 3 or 1)), color="#66aa55")
+        try:
+            if not vals:
+                raise ValueError("no finite values")
+            with warnings.catch_warnings():  # numpy's overflow on the way to that error
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ax.hist(vals, bins=min(30, max(5, len(vals) // 3 or 1)), color="#66aa55")
+        except ValueError as e:  # no finite value, or a range wider than a float holds
+            ax.cla()
+            ax.text(0.5, 0.5, str(e)[:60] if not vals else "range too wide to bin",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=9)
         ax.set_title(col, fontsize=10)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
@@ -165,6 +204,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
 
     matplotlib.use("Agg", force=True)
     so = dict(storage_options or {})
+    check_manifest(manifest_uri, so)
     rows = [r for r in read_manifest(manifest_uri, so) if not is_tile_row(r)]
     meta = read_manifest_metadata(manifest_uri, so)
     counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "invalid", "failed")}
@@ -172,7 +212,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
     elapsed = float(meta.get("pixelmill.elapsed", "0") or 0)
     processed = int(meta.get("pixelmill.processed", "0") or 0)
     rate = f"{processed / elapsed:.1f} images/s ({processed} in {elapsed:.1f} s)" if elapsed else "n/a"
-    in_bytes = sum(int(r.get("bytes") or 0) for r in rows)
+    in_bytes = sum(int(r.get("bytes") or r.get("input_bytes") or 0) for r in rows)
     out_bytes = sum(int(r.get("output_bytes") or 0) for r in ok_rows)
     e = html.escape
     parts = [
@@ -207,8 +247,11 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
         parts.extend(
             f"<tr><td>{e(str(r.get('relpath') or r.get('uri')))}</td>"
             f"<td class='{e(str(r['status']))}'>{e(str(r['status']))}</td>"
-            f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in bad)
+            f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in bad[:_MAX_BAD_ROWS])
         parts.append("</table>")
+        if len(bad) > _MAX_BAD_ROWS:
+            parts.append(f"<p>… and {len(bad) - _MAX_BAD_ROWS:,} more (the first "
+                         f"{_MAX_BAD_ROWS:,} are listed): see the manifest.</p>")
     else:
         parts.append("<p>None.</p>")
     parts.append("<h2>Before / after (sample)</h2><div class='grid'>")
@@ -220,9 +263,10 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
             before, after = _thumb(r.get("uri"), so), _thumb(r.get("output"), so)
             cells = "".join(f"<img alt='{alt}' src='{src}'>"
                             for alt, src in (("before", before), ("after", after)) if src)
-            parts.append(f"<div class='pair'>{cells}<br>{e(str(r.get('relpath', '')))} "
-                         f"{r.get('width')}×{r.get('height')} → "
-                         f"{r.get('out_width')}×{r.get('out_height')}</div>")
+            name = r.get("relpath") or r.get("uri") or ""
+            parts.append(f"<div class='pair'>{cells}<br>{e(str(name))} "
+                         f"{e(str(r.get('width')))}×{e(str(r.get('height')))} → "
+                         f"{e(str(r.get('out_width')))}×{e(str(r.get('out_height')))}</div>")
     parts.append("</div>")
     parts.append("<h2>Measurements</h2>")
     parts.append(_histograms(ok_rows, measurement_columns(ok_rows)))

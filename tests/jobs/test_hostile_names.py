@@ -120,3 +120,37 @@ def test_a_name_that_is_not_utf8_is_a_failed_row_not_a_lost_manifest(tmp_path, e
              resume=True)
     assert (s2.total, s2.ok, s2.failed) == (3, 1, 2)
     assert len(read_manifest(str(out / "manifest.parquet"))) == 3
+
+
+def test_an_input_named_like_a_tile_row_is_an_input(tmp_path, engine, blur_pipeline):
+    """`#tile=1,2.jpg` is a file name like any other: a run from a scan manifest dropped it
+    (taken for a tile's row of a tiled image), and so did the report."""
+    from pixelmill.cli import main
+
+    src = tmp_path / "in"
+    _image(src / "ok.jpg")
+    _image(src / "#tile=1,2.jpg")
+    scan_uri = str(tmp_path / "scan.parquet")
+    main(["scan", str(src), "--out", scan_uri])
+    s = run(blur_pipeline, scan_uri, str(tmp_path / "out"), engine=engine, progress=False,
+            report=False)
+    assert (s.total, s.ok) == (2, 2)
+    assert (tmp_path / "out" / "#tile=1,2.jpg").is_file()
+
+
+def test_a_report_that_fails_does_not_fail_the_finished_job(tmp_path, engine, blur_pipeline,
+                                                            monkeypatch, capsys):
+    """The job is done and its manifest written when the page is drawn: a report error was a
+    traceback (exit 1) after a successful run. Now a warning, and no report path."""
+    import pixelmill.report
+
+    def broken(*a, **k):
+        raise ValueError("Too many bins for data range")
+
+    monkeypatch.setattr(pixelmill.report, "write_report", broken)
+    src = tmp_path / "in"
+    _image(src / "ok.jpg")
+    s = run(blur_pipeline, str(src), str(tmp_path / "out"), engine=engine, progress=False)
+    assert s.ok == 1 and s.report is None
+    assert "report not written (ValueError: Too many bins" in capsys.readouterr().err
+    assert (tmp_path / "out" / "manifest.parquet").is_file()

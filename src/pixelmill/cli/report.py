@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 import click
 
 from pixelmill.cli._options import storage_option
@@ -47,16 +49,26 @@ def report(manifest, out, sample, overwrite, storage_options):
 def _find_manifest(manifest: str, so) -> str:
     from pixelmill import storage
     from pixelmill.errors import UsageError
+    from pixelmill.manifest import journal_path
 
     fs, path = storage.get_fs(manifest, so)
+
+    def interrupted(p: str) -> bool:  # a local run killed before its Parquet: the journal's rows
+        return storage._is_local(fs) and fs.exists(journal_path(p))
+
     if not fs.exists(path):
+        if interrupted(path):
+            return manifest
         raise UsageError(f"MANIFEST: {manifest} does not exist")
     if fs.isdir(path):  # a run's OUTPUT folder: its manifest
         inner = storage.join(manifest, "manifest.parquet")
-        if not fs.exists(storage.get_fs(inner, so)[1]):
+        inner_path = storage.get_fs(inner, so)[1]
+        if not fs.exists(inner_path) and not interrupted(inner_path):
             raise UsageError(f"MANIFEST: {manifest} is a folder without a manifest.parquet")
         manifest = inner
-    storage.read_parquet(manifest, so, schema_only=True)  # not Parquet: a usage error, here
+    from pixelmill.report import check_manifest
+
+    check_manifest(manifest, so)  # not Parquet, or not a job's manifest: a usage error, here
     return manifest
 
 
@@ -71,11 +83,23 @@ def _check_out(out: str, manifest: str, so, overwrite: bool) -> None:
     if storage.same_location(out, manifest):
         raise UsageError(f"--out: {out} is the manifest itself; write the page elsewhere")
     target = storage.absolute(out)
+    name = posixpath.basename(target.rstrip("/").replace("\\", "/"))
     for row in read_manifest(manifest, so):
         for column in ("uri", "output"):
-            if row.get(column) and storage.absolute(str(row[column])) == target:
+            value = str(row.get(column) or "")
+            if value and (storage.absolute(value) == target or (  # also through a linked folder
+                    posixpath.basename(value.replace("\\", "/")) == name
+                    and storage.same_location(value, out))):
                 raise UsageError(f"--out: {out} is the {'input' if column == 'uri' else 'output'}"
                                  f" of {row.get('relpath') or row[column]}; write the page "
                                  "elsewhere")
+    fs, path = storage.get_fs(out, so)
+    try:
+        folder = fs.isdir(path)
+    except Exception as e:  # an unreachable store, refused credentials
+        raise storage.remote_error(out, e, "cannot reach") from e
+    if folder:  # --overwrite cannot help: the page is a file
+        raise UsageError(f"--out: {out} is a folder; name the page's file (e.g. "
+                         f"{storage.join(out, 'report.html')})")
     if not overwrite:
         refuse_existing(out, so, field="--out")

@@ -577,7 +577,12 @@ def run(
         from pixelmill.report import default_report_uri, write_report
 
         summary.report = default_report_uri(manifest_uri)
-        write_report(manifest_uri, summary.report, storage_options=so)
+        try:
+            write_report(manifest_uri, summary.report, storage_options=so)
+        except Exception as e:  # the job is done and its manifest written: the page is extra
+            print(f"warning: report not written ({type(e).__name__}: {e}); "
+                  f"`pixelmill report {manifest_uri}` tries again", file=sys.stderr, flush=True)
+            summary.report = None
     return summary
 
 
