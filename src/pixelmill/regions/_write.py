@@ -100,17 +100,59 @@ def check_compression(name: str | None, kind: str, dtype: Any = None,
         sample = rng.integers(0, 1, shape, endpoint=True).astype(dtype)
     else:
         sample = rng.random(shape).astype(dtype)
+    what = f"{np.dtype(dtype).name}, {chans} channel{'s' if chans != 1 else ''}"
     try:
         with tifffile.TiffWriter(io.BytesIO(), bigtiff=True) as tw:
             tw.write(sample, tile=(16, 16), compression=key, metadata=None, **_tiff_layout(chans))
+        # some codecs write what they cannot hold without a word (tifffile writes uint16 as
+        # 12-bit JPEG, int32 through JPEG 2000 comes back as other numbers): a smooth
+        # full-range ramp must come back close to itself
+        error = _round_trip_error(key, dtype, channels)
     except MemoryError:
         raise
     except Exception as e:  # the codec's own classes: ValueError, KeyError, RuntimeError...
         raise InvalidParameterError(
-            f"--compression {key}: cannot write this pipeline's output ({np.dtype(dtype).name}, "
-            f"{chans} channel{'s' if chans != 1 else ''}) with it ({e}); lossless codecs such as "
-            "zlib, zstd or lzw take any image", field="compression") from e
+            f"--compression {key}: cannot write this pipeline's output ({what}) with it ({e}); "
+            "lossless codecs such as zlib, zstd or lzw take any image",
+            field="compression") from e
+    if error > 0.02:
+        raise InvalidParameterError(
+            f"--compression {key}: cannot hold this pipeline's output ({what}): its values "
+            f"do not survive a round trip (mean error {error:.0%} of the range); lossless "
+            "codecs such as zlib, zstd or lzw take any image", field="compression")
     return key
+
+
+def _round_trip_error(key: str, dtype: Any, channels: int | None) -> float:
+    """Mean absolute error, as a fraction of the dtype's range, of a smooth full-range ramp
+    written as one TIFF tile with codec ``key`` and read back (0 for lossless codecs)."""
+    import io
+
+    import tifffile
+
+    dt = np.dtype(dtype)
+    y, x = np.mgrid[0:16, 0:16].astype(np.float64)
+    ramp = (y * 16 + x) / 255.0
+    if channels:
+        ramp = np.stack([ramp, ramp.T, (y + x) / 30.0, 1.0 - ramp][:channels], axis=-1)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        span = float(info.max) - float(info.min)
+        sample = np.round(info.min + ramp * span).astype(dt)
+    elif dt.kind == "b":
+        span, sample = 1.0, ramp > 0.5
+    else:
+        span, sample = 1.0, ramp.astype(dt)
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf, bigtiff=True) as tw:
+        tw.write(sample, tile=(16, 16), compression=key, metadata=None,
+                 **_tiff_layout(channels or 1))
+    buf.seek(0)
+    back = tifffile.imread(buf)
+    if back.shape != sample.shape:
+        return 1.0
+    diff = np.abs(back.astype(np.float64) - sample.astype(np.float64))
+    return float(np.mean(diff)) / span if np.isfinite(diff).all() else 1.0
 
 
 def _zarr_compressors(compression: str):
@@ -141,9 +183,15 @@ def create_tile_store(uri: str, shape: tuple[int, ...], dtype: str, chunk: tuple
     chunks = ((shape[2], *chunk) if len(shape) == 3 else chunk)
     compressors = (_zarr_compressors(compression) if compression
                    else "auto" if compress else None)
+    # OME-Zarr 0.5: each level's dimension_names match the multiscales axes
     group.create_array("0", shape=cshape, chunks=chunks, dtype=dtype, compressors=compressors,
-                       fill_value=0)
+                       fill_value=0, dimension_names=_dimension_names(len(cshape)))
     return group
+
+
+def _dimension_names(ndim: int) -> tuple[str, ...]:
+    """The names of a stored level's axes (C×Y×X or Y×X), as the ``multiscales`` axes."""
+    return ("c", "y", "x") if ndim == 3 else ("y", "x")
 
 
 def _to_stored(data: np.ndarray) -> np.ndarray:
@@ -168,14 +216,24 @@ def read_band(array, y0: int, y1: int) -> np.ndarray:
     return _from_stored(np.asarray(array[:, y0:y1, :] if array.ndim == 3 else array[y0:y1, :]))
 
 
+#: dtypes pyramid levels are area-averaged in (OpenCV's INTER_AREA takes these)
+_AREA_DTYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "float32", "float64"))
+
+
 def build_pyramid(group, levels: int, band: int = 512) -> int:
     """Add levels ``1..levels`` (each half the previous, area average), band by band.
 
+    Each level is ``floor(h / 2) x floor(w / 2)`` of the one before (an odd last row or column
+    is left out). Images (uint8, uint16, float32, and the other dtypes OpenCV averages) are
+    area-averaged over 2x2 blocks; other dtypes (the int32 label images of
+    ``connected_components``, ``watershed``, ``slic``) keep every other pixel, so a level
+    holds only labels of the level above, never an average of two.
     Stops early when a level would be smaller than 1 pixel; returns the number of levels made.
     Writes OME-Zarr ``multiscales`` metadata (axes c, y, x) for all levels.
     """
     import cv2
 
+    average = np.dtype(group["0"].dtype) in _AREA_DTYPES
     made = 0
     prev = group["0"]
     for lev in range(1, levels + 1):
@@ -188,12 +246,13 @@ def build_pyramid(group, levels: int, band: int = 512) -> int:
         # derived from level 0, so a resumed job makes them again
         cur = group.create_array(str(lev), shape=shape, chunks=chunks, dtype=prev.dtype,
                                  compressors=prev.compressors or None, fill_value=0,
-                                 overwrite=True)
+                                 dimension_names=_dimension_names(len(shape)), overwrite=True)
         step = max(1, band // 2)
         for y0 in range(0, h, step):
             y1 = min(h, y0 + step)
             src = read_band(prev, 2 * y0, 2 * y1)[:, : 2 * w]
-            small = cv2.resize(src, (w, y1 - y0), interpolation=cv2.INTER_AREA)
+            small = (cv2.resize(src, (w, y1 - y0), interpolation=cv2.INTER_AREA) if average
+                     else src[::2, ::2])
             cur[..., y0:y1, :] = _to_stored(small.reshape((y1 - y0, w, *src.shape[2:])))
         prev = cur
         made = lev
