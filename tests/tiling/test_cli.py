@@ -88,6 +88,23 @@ def test_a_codec_that_cannot_hold_the_output_is_refused_before_any_work(tmp_path
     assert sorted(os.listdir(tmp_path)) == ["sharpen.yaml", "slide.tif", "sobel.yaml"]
 
 
+def test_a_codec_that_cannot_hold_a_global_ops_output_is_refused_before_any_work(
+        tmp_path, job, capsys):
+    """A pipeline with a global op runs on the whole image, and its codec was checked only at
+    assembly: exit 2 after the work, with the tile store and the manifest left behind, so the
+    corrected command was then refused as 'results of an earlier run' (audit)."""
+    _, src = job
+    (tmp_path / "flip.yaml").write_text("steps:\n  - op: flip\n    axis: horizontal\n"
+                                        "  - op: sobel\n")  # global, then float32
+    code, _, err = _tile(capsys, tmp_path / "flip.yaml", src, tmp_path / "s.tif",
+                         "--compression", "jpeg")
+    assert code == ExitCode.USAGE and "--compression jpeg" in err and "float32" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["flip.yaml", "sharpen.yaml", "slide.tif"]
+    code, _, err = _tile(capsys, tmp_path / "flip.yaml", src, tmp_path / "s.tif",
+                         "--compression", "zstd")
+    assert code == 0, err
+
+
 def test_compression_reaches_tiff_and_zarr_outputs(tmp_path, job, rgb, capsys):
     pipe, src = job
     expected = load_pipeline(pipe)(rgb)

@@ -89,10 +89,12 @@ class TiledSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: PipelinePlan):
-    """Run the pipeline on a small corner to learn the output dtype and channels (fail fast)."""
-    side = min(max(source.height, 1), max(16, 2 * plan.halo + 16))
-    sidew = min(max(source.width, 1), max(16, 2 * plan.halo + 16))
+def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: PipelinePlan | None):
+    """Run the pipeline on a small corner to learn the output dtype and channels (fail fast);
+    without ``plan`` (a global op, the image is processed whole) on a corner of 256 pixels."""
+    reach = 2 * plan.halo + 16 if plan is not None else 256
+    side = min(max(source.height, 1), max(16, reach))
+    sidew = min(max(source.width, 1), max(16, reach))
     sample = regions.read_region(source, (0, side, 0, sidew))
     out = pipeline(sample)
     if not isinstance(out, np.ndarray):
@@ -406,6 +408,13 @@ def run_tiled(
                       "again", file=sys.stderr)
         if whole:
             windows = [TileWindow(0, 0, (0, h, 0, w), (0, h, 0, w))]
+            if out_kind == "tiff" and compression:  # a codec that cannot hold it: now, too
+                try:  # a global op gives a corner the whole image's dtype and channels
+                    probed = _probe_output(pipeline, source, None)
+                except Exception:  # the whole image will say what is wrong
+                    probed = None
+                if probed is not None:
+                    regions.check_compression(compression, out_kind, *probed)
         else:
             windows = grid(h, w, tile_size, plan.halo, plan.scale, step=plan.step, wrap=plan.wrap)
             out_dtype, out_c = _probe_output(pipeline, source, plan)
