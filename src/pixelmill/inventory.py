@@ -85,7 +85,8 @@ class ScanOptions:
 
 def _read(fs: Any, local: bool, uri: str, whole: bool, size: int | None = None
           ) -> tuple[bytes, bool]:
-    """(bytes, complete): the whole file, or its head when ``whole`` is false and it is JPEG/PNG.
+    """(bytes, complete): the whole file, or its head when ``whole`` is false and it is
+    JPEG/PNG/TIFF.
 
     Remote files are read with ranged requests (one for the head), never a read-ahead block;
     an empty one (``size`` 0 in the listing, or a ranged read refused because it is empty
@@ -121,8 +122,26 @@ def _read(fs: Any, local: bool, uri: str, whole: bool, size: int | None = None
 
 
 def _has_probe_signature(head: bytes) -> bool:
-    """JPEG and PNG headers are parsed from the first bytes alone."""
-    return head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n"
+    """JPEG and PNG headers are parsed from the first bytes alone; a TIFF's IFDs are read
+    where they lie (:func:`_probe_tiff_at`), never the whole file."""
+    return (head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n"
+            or _is_tiff(head))
+
+
+def _is_tiff(head: bytes) -> bool:
+    return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _probe_tiff_at(fs: Any, local: bool, uri: str) -> Any:
+    """The header of the TIFF at ``uri``, read through a file object: a header-only scan of a
+    10 GB BigTIFF reads its IFDs, not 10 GB into a worker's memory."""
+    from pixelmill.codecs._probe import probe_tiff_file
+
+    if local:
+        with open(fs._strip_protocol(uri) if "://" in uri else uri, "rb") as f:
+            return probe_tiff_file(f)
+    with fs.open(fs._strip_protocol(uri), "rb", block_size=HEAD_BYTES) as f:
+        return probe_tiff_file(f)
 
 
 def _png_chunks_cut(head: bytes) -> bool:
@@ -168,7 +187,11 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
         if options.sha256:  # the file's bytes, image or not
             row["sha256"] = hashlib.sha256(data).hexdigest()
         try:
-            info = codecs.probe(data, whole=complete)
+            if not complete and _is_tiff(data):
+                complete = True  # what it says is final: no second, whole read
+                info = _probe_tiff_at(fs, bool(local), entry.uri)
+            else:
+                info = codecs.probe(data, whole=complete)
             if not complete and info.format == "png" and _png_chunks_cut(data):
                 raise DecodeError("PNG chunks before the image data go on past the first read")
         except DecodeError:

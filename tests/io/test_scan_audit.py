@@ -139,3 +139,44 @@ def test_png_orientation_and_alpha_beyond_the_first_64_kib(photo, tmp_path):
         assert (row["height"], row["width"], row["channels"], row["orientation"]) == (
             128, 96, 4, 6), verify
         assert row["mode"] == "RGBA" and row["bytes"] == path.stat().st_size
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
+def test_a_header_only_scan_of_a_big_tiff_reads_its_ifds_not_the_file(tmp_path):
+    """A header-only scan read every TIFF whole into the worker's memory (a 10 GB BigTIFF:
+    10 GB per worker); it now reads the header and IFDs through a file object, wherever they
+    lie (here after 24 MB of tiles, and a pyramid's SubIFDs)."""
+    import numpy as np
+    import tifffile
+
+    from pixelmill import storage
+    from pixelmill.inventory import ScanOptions, scan_file
+
+    a = np.random.default_rng(0).integers(0, 255, (2900, 2900, 3), np.uint8)
+    path = tmp_path / "slide.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(a, tile=(256, 256), subifds=1)
+        tw.write(a[::2, ::2], tile=(256, 256), subfiletype=1)
+        tw.write(a[:64, :64])  # a second page, after all the pixel data
+    entry = storage.FileEntry(str(path), path.stat().st_size, "slide.tif")
+    before = _bytes_read()
+    row = scan_file(entry, ScanOptions(False, False, None, None, {}))
+    read = _bytes_read() - before
+    assert row["valid"] and (row["width"], row["height"], row["pages"]) == (2900, 2900, 2)
+    assert read < 1_000_000, read  # the file is 26 MB
+    # the same answer as probing the whole file's bytes
+    info = codecs.probe(path.read_bytes(), whole=True)
+    assert (info.width, info.height, info.channels, info.pages) == (2900, 2900, 3, 2)
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(path.read_bytes()[:70_000])  # the pixels and later IFDs cut off
+    row = scan_file(storage.FileEntry(str(bad), 70_000, "bad.tif"),
+                    ScanOptions(False, False, None, None, {}))
+    cut = codecs.probe(bad.read_bytes(), whole=True)  # what the whole bytes say, as before
+    assert (row["width"], row["pages"]) == (cut.width, cut.pages)
+    assert not scan_file(storage.FileEntry(str(bad), 70_000, "bad.tif"),
+                         ScanOptions(True, False, None, None, {}))["valid"]  # --verify sees it

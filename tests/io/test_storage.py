@@ -115,25 +115,30 @@ def test_s3_through_a_local_moto_server(photo, engine):
     with s3_server(buckets=["photos"]) as so:
         write_image("s3://photos/set/cats/a.png", photo, storage_options=so)
         write_image("s3://photos/set/dogs/b.jpg", photo, storage_options=so)
+        big = np.random.default_rng(1).integers(0, 255, (700, 900, 3), np.uint8)
+        write_image("s3://photos/set/dogs/c.tif", big, storage_options=so)  # > 64 KiB
         fsspec.filesystem("s3", **so).pipe("s3://photos/set/dogs/bad.png", b"not a png")
         entries = storage.list_files("s3://photos/set", recursive=True, storage_options=so)
         assert [e.uri for e in entries] == ["s3://photos/set/cats/a.png",
                                             "s3://photos/set/dogs/b.jpg",
-                                            "s3://photos/set/dogs/bad.png"]
+                                            "s3://photos/set/dogs/bad.png",
+                                            "s3://photos/set/dogs/c.tif"]
         np.testing.assert_array_equal(read_image(entries[0].uri, storage_options=so), photo)
         labelled = list(iter_images("s3://photos/set", recursive=True, label_from="parent",
                                     storage_options=so))
-        assert [i.label for i in labelled] == ["cats", "dogs"]  # the bad file is skipped
+        assert [i.label for i in labelled] == ["cats", "dogs", "dogs"]  # the bad file skipped
 
         from pixelmill.inventory import scan
 
         # the workers (other processes) reach the server with the same storage options
         table = scan("s3://photos/set", recursive=True, storage_options=so, engine=engine)
-        assert table.column("valid").to_pylist() == [True, True, False]
+        assert table.column("valid").to_pylist() == [True, True, False, True]
         assert table.column("bytes").to_pylist()[2] == 9
+        # a TIFF's header is read through a ranged file object, not the whole object
+        assert table.to_pylist()[3]["width"] == 900 and table.to_pylist()[3]["channels"] == 3
         verified = scan("s3://photos/set", recursive=True, storage_options=so, engine=engine,
                         verify=True, sha256=True)
-        assert verified.column("valid").to_pylist() == [True, True, False]
+        assert verified.column("valid").to_pylist() == [True, True, False, True]
         import hashlib
 
         png = fsspec.filesystem("s3", **so).cat_file("photos/set/cats/a.png")

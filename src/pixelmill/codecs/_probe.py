@@ -259,10 +259,16 @@ def _size(n: int) -> str:
 
 
 def _probe_tiff(data: bytes) -> ImageInfo:
+    return probe_tiff_file(io.BytesIO(data))
+
+
+def probe_tiff_file(f: Any) -> ImageInfo:
+    """:func:`probe` of a TIFF/BigTIFF read through a seekable binary file object: only its
+    header and IFDs are read (kilobytes, wherever they lie, of a file of any size)."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        with tifffile.TiffFile(f) as tif:
             page = tif.pages.first
             pages = len(tif.pages)
             channels, stored = _tiff_layout(page)
