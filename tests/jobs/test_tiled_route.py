@@ -114,3 +114,34 @@ def test_inputs_above_the_threshold_that_cannot_be_tiled_must_fit_the_budget(tmp
                 manifest=str(tmp_path / "m2.parquet"), tile_threshold=1_000_000,
                 memory="2GB", progress=False, report=False, overwrite=True)
         assert s.ok == 2, s.reasons
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"),
+                    reason="needs Linux /proc/self/io")
+def test_a_tiff_above_the_threshold_is_routed_from_its_header(tmp_path, blur_pipeline):
+    """A TIFF is read by region on the tiled route, but the worker first read the whole file
+    into memory only to learn its size (a 10 GB BigTIFF: 10 GB in one worker). Its header and
+    IFDs are enough now."""
+    import tifffile
+
+    from pixelmill.jobs._plan import WorkUnit
+    from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, process_unit
+    from pixelmill.pipeline import load_pipeline
+
+    def bytes_read() -> int:
+        with open("/proc/self/io") as f:
+            return int(next(x for x in f if x.startswith("rchar:")).split()[1])
+
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (2500, 2500, 3), np.uint8),
+                     tile=(256, 256))  # 19 MB
+    spec = JobSpec(load_pipeline(blur_pipeline), tile_threshold=1_000_000)
+    unit = WorkUnit(0, str(path), "slide.tif", path.stat().st_size, str(tmp_path / "o.tif"),
+                    "tif")
+    before = bytes_read()
+    row = process_unit(spec, unit)
+    assert bytes_read() - before < 1_000_000
+    assert row["_route"] == TILED_ROUTE and (row["width"], row["height"]) == (2500, 2500)
+    assert row["bytes"] == path.stat().st_size
+    small = JobSpec(load_pipeline(blur_pipeline), tile_threshold=10_000_000)
+    assert process_unit(small, unit)["status"] == "ok"  # below the threshold: in memory

@@ -172,6 +172,34 @@ def _read(uri: str, so: Mapping[str, Any]) -> bytes:
     return storage.read_bytes(uri, so)
 
 
+#: names whose header is probed before the whole file is read (a TIFF may be routed to tiles)
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+
+
+def _tiff_header(uri: str, so: Mapping[str, Any]) -> Any:
+    """The header of the TIFF/BigTIFF at ``uri``, read through a file object (its IFDs only),
+    or None when it is not a TIFF or cannot be read so (the whole-file path then says why)."""
+    from pixelmill import storage
+    from pixelmill.codecs._probe import probe_tiff_file
+
+    try:
+        if "://" not in uri and not so:
+            storage.check_regular(uri)
+            f = open(uri, "rb")  # noqa: SIM115 - closed by the with below
+        else:
+            fs, path = storage.get_fs(uri, so)
+            if storage.is_local(fs):
+                storage.check_regular(path, uri)
+            f = fs.open(path, "rb", block_size=1 << 16)
+        with f:
+            if f.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+                return None
+            f.seek(0)
+            return probe_tiff_file(f)
+    except Exception:
+        return None
+
+
 def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool) -> None:
     """Refuse an image whose whole-image processing would not fit ``memory`` bytes."""
     from pixelmill import storage
@@ -203,6 +231,22 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     if unit.label is not None:
         row["label"] = unit.label
     so = dict(spec.storage_options)
+    pipeline = spec.pipeline
+    if (spec.tile_threshold and unit.output is not None and pipeline.tileable
+            and unit.uri.lower().endswith(_TIFF_SUFFIXES)):
+        # a TIFF above the threshold is read by region on the tiled route: its header is
+        # enough here (a 10 GB BigTIFF was read whole into this worker only to learn its size)
+        info = _tiff_header(unit.uri, so)
+        if info is not None:
+            width, height = _oriented(info)
+            if width * height > spec.tile_threshold:
+                row.update(bytes=unit.size or None, format=str(info.format).lower(),
+                           width=width, height=height)
+                try:
+                    codecs.check_pixel_limit(info, spec.max_pixels)
+                except Exception as e:
+                    return {**row, "status": "invalid", "reason": _reason("decode", e)}
+                return {**row, "_route": TILED_ROUTE}
     try:
         data = _read(unit.uri, so)
     except DecodeError as e:  # not a file at all (a device, a pipe)
@@ -217,7 +261,6 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     except Exception as e:
         return {**row, "status": "invalid", "reason": _reason("decode", e), "t_read": t_read - t_start}
     row.update(format=str(info.format).lower(), width=width, height=height)
-    pipeline = spec.pipeline
     if (spec.tile_threshold and unit.output is not None and width * height > spec.tile_threshold
             and pipeline.tileable):
         # the pixel limit holds on this route too: always when given, and by default for the
