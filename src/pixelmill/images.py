@@ -13,7 +13,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -32,20 +32,36 @@ class LoadedImage(NamedTuple):
 
 
 def read_image(
-    uri: str, *, storage_options: Mapping[str, Any] | None = None, **decode_kw: Any
+    uri: str | bytes | IO[bytes], *, storage_options: Mapping[str, Any] | None = None,
+    **decode_kw: Any
 ) -> np.ndarray:
-    """Read and decode the image at ``uri`` (any fsspec URL or local path).
+    """Read and decode the image at ``uri`` (any fsspec URL or local path; also the encoded
+    file itself as ``bytes``, or an open binary file object).
 
     ``decode_kw`` are :func:`pixelmill.codecs.decode`'s options: ``page``, ``apply_exif``,
     ``max_pixels``, ``reduce``. Raises :class:`~pixelmill.errors.StorageError` when the file
-    cannot be read and :class:`~pixelmill.errors.DecodeError` when it is not a readable image
-    (both messages start with the URI).
+    cannot be read, :class:`~pixelmill.errors.DecodeError` when it is not a readable image,
+    :class:`~pixelmill.errors.InvalidParameterError` when it has no such ``page`` (these three
+    messages start with the URI) or an option is out of range.
     """
-    data = storage.read_bytes(uri, storage_options)
+    if isinstance(uri, bytes | bytearray | memoryview):
+        data, uri = bytes(uri), "<bytes>"
+    elif hasattr(uri, "read"):
+        data, uri = uri.read(), str(getattr(uri, "name", "<file object>"))
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidParameterError(f"{uri}: open the file in binary mode ('rb')",
+                                        field="uri")
+        data = bytes(data)
+    else:
+        data = storage.read_bytes(uri, storage_options)
     try:
         return codecs.decode(data, **decode_kw)
     except DecodeError as e:
         raise type(e)(f"{uri}: {e}") from e
+    except InvalidParameterError as e:
+        if e.field != "page":  # a bad option, whatever the file
+            raise
+        raise InvalidParameterError(f"{uri}: {e}", field=e.field) from e
 
 
 def check_output(
@@ -61,10 +77,11 @@ def check_output(
     such an array. Raises :class:`~pixelmill.errors.InvalidParameterError`; returns the format.
     """
     fmt = format or codecs.format_from_name(uri)
-    if fmt not in codecs.ENCODE_FORMATS and fmt not in ("jpeg", "tiff"):
+    fmt = {"jpeg": "jpg", "tiff": "tif"}.get(fmt.lower().lstrip("."), fmt.lower().lstrip("."))
+    if fmt not in codecs.ENCODE_FORMATS:
         raise InvalidParameterError(
-            f"format: cannot write {fmt} (writable: {', '.join(codecs.ENCODE_FORMATS)})",
-            field="format")
+            f"format: cannot write {format or fmt} (writable: "
+            f"{', '.join(codecs.ENCODE_FORMATS)})", field="format")
     if shape is not None:
         fmt = codecs.check_encodable(tuple(shape), dtype, fmt, quality=quality)
     return fmt
@@ -106,8 +123,8 @@ def iter_images(
     recursive, include, exclude, label_from, storage_options
         As for :func:`pixelmill.scan`.
     on_error : {"skip", "raise"}
-        What to do with a file that cannot be read or decoded (``pixelmill.scan`` lists them
-        with their reasons).
+        What to do with a file that cannot be read or decoded, or has no such ``page``
+        (``pixelmill.scan`` lists them with their reasons).
     **decode_kw
         Passed to :func:`pixelmill.codecs.decode`.
     """
@@ -119,8 +136,9 @@ def iter_images(
                                     storage_options=storage_options):
         try:
             image = read_image(entry.uri, storage_options=storage_options, **decode_kw)
-        except (DecodeError, StorageError):
-            if on_error == "raise":
+        except (DecodeError, StorageError, InvalidParameterError) as e:
+            if on_error == "raise" or (isinstance(e, InvalidParameterError)
+                                       and e.field != "page"):  # a bad option: every file's
                 raise
             continue
         yield LoadedImage(entry.uri, image, storage.label_from_path(entry.relpath, label_from))

@@ -14,8 +14,14 @@ __all__ = ["check_encodable", "encode"]
 cv2, np, Image = lazy_modules(globals())
 
 
+#: the largest width or height each format can store (libjpeg's JPEG_MAX_DIMENSION; WebP's
+#: 14-bit sizes); PNG and TIFF hold any size pixelmill reads
+_MAX_SIDE = {"jpg": 65500, "webp": 16383}
+
+
 def _check_quality(quality: int | None, fmt: str) -> None:
-    if quality is not None and not (isinstance(quality, int | np.integer) and 1 <= quality <= 100):
+    if quality is not None and (isinstance(quality, bool | np.bool_) or not (
+            isinstance(quality, int | np.integer) and 1 <= quality <= 100)):
         raise InvalidParameterError(f"quality: expected an integer 1..100, got {quality!r}",
                                     field="quality")
     if quality is not None and fmt not in ("jpg", "webp"):
@@ -38,6 +44,14 @@ def check_encodable(shape: tuple[int, ...], dtype: Any, format: str = "png", *,
     if channels not in (1, 2, 3, 4):
         raise InvalidParameterError(f"image: expected H×W or H×W×C (C ≤ 4), got shape {shape}",
                                     field="image")
+    if 0 in shape[:2]:
+        raise InvalidParameterError(f"image: cannot write an empty image (shape {shape})",
+                                    field="image")
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(shape[:2]) > limit:
+        raise InvalidParameterError(
+            f"image: {fmt} holds at most {limit} pixels a side, got {shape[1]}×{shape[0]}; "
+            "use png or tif", field="image")
     allowed = {"jpg": ("uint8",), "webp": ("uint8",), "png": ("uint8", "uint16"),
                "tif": ("uint8", "uint16", "float32")}[fmt]
     if np.dtype(dtype).name not in allowed:
@@ -53,8 +67,10 @@ def check_encodable(shape: tuple[int, ...], dtype: Any, format: str = "png", *,
 def encode(image: Any, format: str = "png", *, quality: int | None = None) -> bytes:
     """Encode an array as ``jpg``, ``png``, ``tif`` or ``webp``.
 
-    ``quality`` (1–100) applies to jpg (default 95) and webp (default lossless). jpg and webp
-    hold 8-bit L/RGB(A) only (jpg: no alpha); png holds 8/16-bit; tif also float32. Values
+    ``quality`` (1–100) applies to jpg (default 95) and webp (default lossless: every value
+    kept, the colour of fully transparent pixels included). jpg and webp hold 8-bit L/RGB(A)
+    only (jpg: no alpha; webp has no gray model: gray is stored, and read back, as RGB); jpg
+    holds at most 65500 pixels a side, webp 16383; png holds 8/16-bit; tif also float32. Values
     are never rescaled: an array a format cannot hold raises
     :class:`~pixelmill.errors.InvalidParameterError` (:func:`check_encodable` says so first).
     """
@@ -72,20 +88,22 @@ def encode(image: Any, format: str = "png", *, quality: int | None = None) -> by
                          extrasamples=("unassalpha",) if channels in (2, 4) else None,
                          compression="zlib")
         return buf.getvalue()
-    if channels == 2:  # gray+alpha: OpenCV cannot write it
-        if fmt == "png":
-            import imagecodecs
+    if channels == 2 and fmt == "png":  # gray+alpha: OpenCV cannot write it
+        import imagecodecs
 
-            return bytes(imagecodecs.png_encode(np.ascontiguousarray(arr)))
+        return bytes(imagecodecs.png_encode(np.ascontiguousarray(arr)))
+    if fmt == "webp" and (quality is None or channels == 2):
+        # Pillow: gray+alpha (OpenCV cannot write it), and lossless with ``exact`` (OpenCV's
+        # lossless WebP zeroes the colour of fully transparent pixels)
         out = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(arr), "LA").save(
-            out, "WEBP", lossless=quality is None, quality=quality or 100)
+        Image.fromarray(np.ascontiguousarray(arr)).save(  # uint8 L, LA, RGB or RGBA
+            out, "WEBP", lossless=quality is None, quality=quality or 100, exact=True)
         return out.getvalue()
     params: list[int] = []
     if fmt == "jpg":
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality or 95)]
     elif fmt == "webp":
-        params = [cv2.IMWRITE_WEBP_QUALITY, int(quality) if quality else 101]
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
     bgr = arr
     if channels == 3:
         bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
