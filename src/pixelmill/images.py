@@ -132,6 +132,10 @@ def iter_images(
         raise InvalidParameterError(f"on_error: expected 'skip' or 'raise', got {on_error!r}",
                                     field="on_error")
     storage.label_from_path("", label_from)  # validate before listing
+    try:  # an option wrong for every file fails here, not as a skip of each file
+        codecs.check_decode_options(**decode_kw)
+    except TypeError as e:  # an option decode does not have
+        raise InvalidParameterError(f"decode options: {e}", field="options") from None
     for entry in storage.list_files(url, recursive=recursive, include=include, exclude=exclude,
                                     storage_options=storage_options):
         try:

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 import pixelmill
 from pixelmill import codecs
 from pixelmill.errors import DecodeError, InvalidParameterError
+from pixelmill.images import iter_images
 
 
 def _pil_read(data: bytes) -> np.ndarray:
@@ -164,3 +165,38 @@ def test_exif_orientation_matches_pillow(orientation):
         upright = np.asarray(ImageOps.exif_transpose(im))
     np.testing.assert_array_equal(codecs.decode(data), upright)
     np.testing.assert_array_equal(codecs.decode(data, apply_exif=False), image)
+
+
+# ---- the patches that audit left for codecs/_decode.py and _probe.py ----------------------
+
+def test_16_bit_pnm_keeps_its_16_bits():
+    """Pillow opens a P6 file of maxval 65535 as 8-bit RGB: decode returned uint8, 8 of the 16
+    bits gone without a word; a 16-bit (or 12-bit) PGM was refused as 32-bit integers."""
+    import cv2
+
+    rgb = (np.arange(12, dtype=np.uint16).reshape(2, 2, 3) * 5000)
+    ok, ppm = cv2.imencode(".ppm", rgb[..., ::-1])
+    assert ok
+    info = codecs.probe(bytes(ppm))
+    assert (info.format, info.bit_depth, info.channels) == ("pnm", 16, 3)
+    got = codecs.decode(bytes(ppm))
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, rgb)
+    gray = np.arange(4, dtype=np.uint16).reshape(2, 2) * 1000
+    pgm = b"P5\n# 12-bit\n2 2\n4095\n" + gray.astype(">u2").tobytes()
+    np.testing.assert_array_equal(codecs.decode(pgm), gray)  # the stored values, not rescaled
+    ok, ppm8 = cv2.imencode(".ppm", (rgb // 256).astype(np.uint8))
+    assert codecs.decode(bytes(ppm8)).dtype == np.uint8 and codecs.probe(bytes(ppm8)).bit_depth == 8
+
+
+@pytest.mark.parametrize("kw", [{"page": 1.0}, {"page": True}, {"page": -1},
+                                {"max_pixels": "600"}, {"max_pixels": True}])
+def test_decode_options_of_the_wrong_type_are_named(kw, tmp_path):
+    """page=1.0 was a DecodeError from tifffile, page=True read page 1, max_pixels='600' a
+    TypeError; iter_images must not skip every file for an option wrong for all of them."""
+    data = codecs.encode(np.zeros((4, 4), np.uint8), "png")
+    with pytest.raises(InvalidParameterError, match=next(iter(kw))):
+        codecs.decode(data, **kw)
+    (tmp_path / "a.png").write_bytes(data)
+    with pytest.raises(InvalidParameterError, match=next(iter(kw))):
+        list(iter_images(str(tmp_path), **kw))

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pixelmill.codecs._decode import (
     apply_orientation,
     check_channels,
+    check_decode_options,
     check_pixel_limit,
     decode,
     decoder_threads,
@@ -42,6 +43,7 @@ __all__ = [
     "ImageInfo",
     "apply_orientation",
     "check_channels",
+    "check_decode_options",
     "check_encodable",
     "check_pixel_limit",
     "decode",

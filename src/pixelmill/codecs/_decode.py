@@ -18,7 +18,8 @@ from pixelmill.codecs._info import DEFAULT_MAX_PIXELS, MODES, ImageInfo
 from pixelmill.codecs._probe import probe
 from pixelmill.errors import DecodeError, InvalidParameterError, PixelLimitError
 
-__all__ = ["apply_orientation", "check_pixel_limit", "decode", "decoder_threads", "verify"]
+__all__ = ["apply_orientation", "check_decode_options", "check_pixel_limit", "decode",
+           "decoder_threads", "verify"]
 
 cv2, np, Image = lazy_modules(globals())
 
@@ -227,6 +228,8 @@ def _decode_info(data: bytes, info: ImageInfo, page: int, reduce: int) -> Any:
     try:
         if info.format in ("jpg", "png") and info.pixels < (1 << 30) and not page:
             return _decode_cv2(data, info, reduce)
+        if info.format == "pnm" and info.bit_depth == 16:  # Pillow would keep 8 of the 16 bits
+            return _decode_cv2(data, info, reduce)
         if info.format == "tif":
             return _decode_tiff(data, info, page)
         return _decode_pil(data, info, page)
@@ -234,6 +237,23 @@ def _decode_info(data: bytes, info: ImageInfo, page: int, reduce: int) -> Any:
         raise
     except Exception as e:
         raise DecodeError(f"cannot decode {info.format.upper()}: {e}") from e
+
+
+def check_decode_options(*, page: Any = 0, max_pixels: Any = None, reduce: Any = 1,
+                         apply_exif: Any = True) -> None:
+    """Refuse :func:`decode` options that are wrong whatever the file (an
+    :class:`~pixelmill.errors.InvalidParameterError` naming the option); a ``page`` a file
+    does not have is that file's error, raised by :func:`decode`."""
+    if isinstance(page, bool) or not isinstance(page, int | np.integer) or page < 0:
+        raise InvalidParameterError(f"page: expected an integer >= 0, got {page!r}",
+                                    field="options")
+    if max_pixels is not None and (isinstance(max_pixels, bool)
+                                   or not isinstance(max_pixels, int | np.integer)):
+        raise InvalidParameterError(f"max_pixels: expected an integer or None, got "
+                                    f"{max_pixels!r}", field="max_pixels")
+    if reduce not in _REDUCE:
+        raise InvalidParameterError(f"reduce: expected 1, 2, 4 or 8, got {reduce!r}",
+                                    field="reduce")
 
 
 def decode(
@@ -267,9 +287,7 @@ def decode(
         The data is not a readable image (truncated, corrupt, unknown format, a JPEG whose
         data is too short for its size, more than 4 channels); checked from the header first.
     """
-    if reduce not in _REDUCE:
-        raise InvalidParameterError(f"reduce: expected 1, 2, 4 or 8, got {reduce!r}",
-                                    field="reduce")
+    check_decode_options(page=page, max_pixels=max_pixels, reduce=reduce)
     info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
     if not page:  # the header describes the first page (others are checked as decoded)

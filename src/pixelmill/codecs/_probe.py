@@ -316,6 +316,21 @@ def _pil_layout(im: Any) -> tuple[int, int]:
     return 3, 8  # RGB, RGBX, CMYK, YCbCr, LAB, HSV
 
 
+def _pnm_maxval(data: bytes) -> int:
+    """The maxval of a binary or plain PGM/PPM header (1 for a PBM bitmap, 0 unparsed)."""
+    if data[:2] in (b"P1", b"P4"):
+        return 1
+    tokens: list[bytes] = []
+    for line in bytes(data[:512]).split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 4:
+            break
+    try:
+        return int(tokens[3])
+    except (IndexError, ValueError):
+        return 0
+
+
 def probe(data: bytes, *, whole: bool = False) -> ImageInfo:
     """Read an image's header (no pixel is decoded).
 
@@ -344,8 +359,11 @@ def probe(data: bytes, *, whole: bool = False) -> ImageInfo:
             if fmt == "webp" and "exif" in im.info:
                 orientation = exif_orientation(im.info["exif"])
             pages = int(getattr(im, "n_frames", 1) or 1)
+            stored = im.mode
+            if fmt == "pnm" and _pnm_maxval(data) > 255:  # Pillow reads 16-bit P6 as 8-bit
+                depth, stored = 16, "I;16"
             return ImageInfo(fmt, im.width, im.height, channels, depth, MODES[channels], pages,
-                             orientation, im.mode)
+                             orientation, stored)
     except DecodeError:
         raise
     except Exception as e:
