@@ -200,3 +200,41 @@ def test_decode_options_of_the_wrong_type_are_named(kw, tmp_path):
     (tmp_path / "a.png").write_bytes(data)
     with pytest.raises(InvalidParameterError, match=next(iter(kw))):
         list(iter_images(str(tmp_path), **kw))
+
+
+@pytest.mark.parametrize("bits", [1, 8, 16])
+def test_a_gray_png_with_a_transparent_level_is_gray_plus_alpha(bits):
+    """RGB and palette PNGs with tRNS came back with alpha; gray ones (libpng leaves the key
+    out) came back opaque, the transparency lost. Compared with Pillow's reading."""
+    top = {1: 1, 8: 255, 16: 65535}[bits]
+    levels = np.array([[0, top], [top // 3, 0]])
+    dtype = np.uint16 if bits == 16 else np.uint8
+    buf = io.BytesIO()
+    if bits == 1:
+        Image.fromarray((levels * 255).astype(np.uint8), "L").convert("1").save(
+            buf, "PNG", transparency=0)
+        data = buf.getvalue()
+    elif bits == 8:
+        Image.fromarray(levels.astype(dtype), "L").save(buf, "PNG", transparency=top // 3)
+        data = buf.getvalue()
+    else:  # a tRNS chunk put into a 16-bit gray PNG, before its pixel data
+        import struct
+        import zlib
+
+        plain = bytes(imagecodecs.png_encode(levels.astype(dtype)))
+        body = struct.pack(">H", top // 3)
+        chunk = struct.pack(">I", 2) + b"tRNS" + body + struct.pack(
+            ">I", zlib.crc32(b"tRNS" + body))
+        at = plain.index(b"IDAT") - 4
+        data = plain[:at] + chunk + plain[at:]
+    info = codecs.probe(data)
+    assert (info.channels, info.mode) == (2, "LA")
+    got = codecs.decode(data)
+    assert got.shape == (2, 2, 2) and got.dtype == dtype
+    full = np.iinfo(dtype).max
+    key = 0 if bits == 1 else top // 3
+    gray = (levels * 255).astype(dtype) if bits == 1 else levels.astype(dtype)
+    np.testing.assert_array_equal(got[..., 0], gray)
+    np.testing.assert_array_equal(got[..., 1], np.where(levels == key, 0, full))
+    if bits != 16:  # Pillow's own reading agrees
+        np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(data)).convert("LA")))

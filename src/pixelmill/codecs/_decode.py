@@ -125,6 +125,8 @@ def _decode_cv2(data: bytes, info: ImageInfo, reduce: int) -> Any:
         raise DecodeError(f"corrupt or truncated {info.format.upper()} data")
     if info.format == "png" and info.channels == 2 and arr.ndim == 3:  # gray+alpha came as BGRA
         return np.ascontiguousarray(arr[..., [0, 3]])
+    if info.format == "png" and info.channels == 2 and arr.ndim == 2:  # gray with a key colour
+        return _gray_key_alpha(arr, data, info.bit_depth)
     if info.channels == 1 and arr.ndim == 3:
         arr = arr[..., 0]
     return arr if rgb else _bgr_to_rgb(arr)
@@ -199,7 +201,10 @@ def _decode_pil(data: bytes, info: ImageInfo, page: int) -> Any:
         im.load()
         mode = im.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-            return np.asarray(im).astype(np.uint16)
+            arr = np.asarray(im).astype(np.uint16)
+            if info.format == "png" and info.channels == 2:  # gray with a key colour
+                return _gray_key_alpha(arr, data, 16)
+            return arr
         if mode == "F":
             return np.asarray(im, dtype=np.float32)
         if mode == "I":  # 32-bit integers: no pixelmill dtype holds them without rescaling
@@ -208,6 +213,19 @@ def _decode_pil(data: bytes, info: ImageInfo, page: int) -> Any:
         if mode != target:
             im = im.convert(target)
         return np.asarray(im)
+
+
+def _gray_key_alpha(gray: Any, data: bytes, depth: int) -> Any:
+    """Gray + alpha from a gray PNG whose ``tRNS`` names one transparent level (libpng, and so
+    OpenCV, leave it out; Pillow applies it): that level alpha 0, every other opaque."""
+    from pixelmill.codecs._probe import png_gray_key
+
+    key = png_gray_key(data)
+    top = np.iinfo(gray.dtype).max
+    if key is not None and depth < 8:  # 1/2/4-bit gray was scaled up to 8 bits
+        key *= 255 // ((1 << depth) - 1)
+    alpha = np.full_like(gray, top) if key is None else np.where(gray == key, 0, top)
+    return np.dstack([gray, alpha.astype(gray.dtype)])
 
 
 def check_channels(channels: int) -> None:

@@ -77,9 +77,25 @@ def _probe_png(data: bytes) -> ImageInfo:
         pos += 12 + n
     if trns and ctype in (2, 3):
         channels = 4
+    elif trns and ctype == 0:  # a gray key colour: gray + alpha, as RGB with a key is RGBA
+        channels = 2
     stored = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}[ctype]
     return ImageInfo("png", width, height, channels, depth, MODES[channels], 1, orientation,
                      stored)
+
+
+def png_gray_key(data: bytes) -> int | None:
+    """The transparent gray level of a gray PNG's ``tRNS`` chunk, in its stored bit depth
+    (None when it has none)."""
+    pos = 33
+    while pos + 8 <= len(data):
+        n, cid = struct.unpack_from(">I4s", data, pos)
+        if cid == b"IDAT":
+            return None
+        if cid == b"tRNS" and n >= 2:
+            return int(struct.unpack_from(">H", data, pos + 8)[0])
+        pos += 12 + n
+    return None
 
 
 def _probe_jpeg(data: bytes, whole: bool = False) -> ImageInfo:
