@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,18 +77,33 @@ def from_image(uri: str, *, chunks: int | tuple[int, int] = 1024, level: int = 0
 
     from pixelmill.regions import open_source
 
-    ch, cw = (chunks, chunks) if isinstance(chunks, int) else chunks
-    if ch < 1 or cw < 1:
-        raise InvalidParameterError(f"chunks: expected sizes >= 1, got {chunks!r}", field="chunks")
+    sizes = (chunks, chunks) if isinstance(chunks, numbers.Integral) else chunks
     try:
-        source = open_source(uri, storage_options, level=level)
-    except UsageError as e:
-        if "random access" not in str(e):
-            raise
-        from pixelmill.images import read_image  # no random access: decode once, whole
+        ch, cw = (int(c) for c in sizes if isinstance(c, numbers.Integral))
+    except (TypeError, ValueError):
+        ch = cw = 0
+    if isinstance(chunks, bool) or ch < 1 or cw < 1:
+        raise InvalidParameterError(f"chunks: expected a size >= 1 or (height, width), got "
+                                    f"{chunks!r}", field="chunks")
+    from pixelmill import storage
+    from pixelmill.errors import PixelmillError
 
-        image = read_image(uri, storage_options=storage_options)
-        return da.from_array(image, chunks=(ch, cw) + (-1,) * (image.ndim - 2))
+    try:
+        try:
+            source = open_source(uri, storage_options, level=level)
+        except UsageError as e:
+            if "random access" not in str(e):
+                raise
+            from pixelmill.images import read_image  # no random access: decode once, whole
+
+            image = read_image(uri, storage_options=storage_options)
+            return da.from_array(image, chunks=(ch, cw) + (-1,) * (image.ndim - 2))
+    except PixelmillError:
+        raise
+    except Exception as e:  # a store's client error (no credentials, unreachable endpoint)
+        if storage.is_local(storage.get_fs(uri, storage_options)[0]):
+            raise
+        raise storage.remote_error(uri, e) from e
     arr = _RegionArray(source)
     return da.from_array(arr, chunks=(ch, cw) + (-1,) * (arr.ndim - 2), lock=False,
                          asarray=True, fancy=False, meta=np.empty((0,) * arr.ndim, arr.dtype),
@@ -95,13 +111,19 @@ def from_image(uri: str, *, chunks: int | tuple[int, int] = 1024, level: int = 0
 
 
 def _run_block(block: np.ndarray, pipeline: Any, pads: tuple[tuple[int, ...], ...],
-               scale: float, block_id: tuple[int, ...] | None = None) -> np.ndarray:
+               scale: Any, block_id: tuple[int, ...] | None = None) -> np.ndarray:
     """Run the pipeline on a padded block and crop its (scaled) halo off again."""
+    from pixelmill.tiling import scaled_length
+
     (top, bottom), (left, right) = (p[i] for p, i in zip(pads, block_id[:2], strict=True))
     out = pipeline(block)
     h, w = out.shape[:2]
-    t, b = round(top * scale), round(bottom * scale)
-    lo, r = round(left * scale), round(right * scale)
+    if (h, w) != (scaled_length(block.shape[0], scale), scaled_length(block.shape[1], scale)):
+        raise TilingError(f"the pipeline made a {w}×{h} block from {block.shape[1]}×"
+                          f"{block.shape[0]} pixels, but its declared scale {float(scale):g} "
+                          "says otherwise; an op declares the wrong scale")
+    t, b = scaled_length(top, scale), scaled_length(bottom, scale)
+    lo, r = scaled_length(left, scale), scaled_length(right, scale)
     return out[t:h - b, lo:w - r]
 
 
@@ -127,7 +149,8 @@ def apply(array: Any, pipeline: Any, *, halo: int | None = None) -> Any:
         Every step must be tileable: a finite halo and a fixed scale (no measurement, vector or
         whole-image ops) — otherwise :class:`~pixelmill.errors.TilingError` names the step.
     halo : int, optional
-        Overlap in input pixels; default the pipeline's halo from the op registry.
+        Overlap in input pixels; default the pipeline's halo from the op registry. Rounded up
+        to whole pixels, and to a multiple of the pipeline's scale denominator (2 for ×0.5).
 
     Returns
     -------
@@ -142,30 +165,44 @@ def apply(array: Any, pipeline: Any, *, halo: int | None = None) -> Any:
     if bad:
         i, op, why = bad[0]
         raise TilingError(f"steps[{i}] ({op}): cannot run chunk by chunk: {why}")
-    scale = pipe.scale
-    depth = math.ceil(pipe.halo) if halo is None else int(halo)
+    from pixelmill.tiled._plan import analyze
+    from pixelmill.tiling import scaled_length, tile_halo
+
+    plan = analyze(pipe)
+    if plan.problem is not None:
+        raise TilingError(f"cannot run chunk by chunk: {plan.problem}")
+    scale, step = plan.scale, plan.step  # chunk origins and the halo are multiples of step
+    if halo is None:
+        depth = plan.halo
+    elif isinstance(halo, bool) or not isinstance(halo, numbers.Real) or not 0 <= halo < math.inf:
+        raise InvalidParameterError(f"halo: expected a number of pixels >= 0, got {halo!r}",
+                                    field="halo")
+    else:
+        depth = tile_halo(halo, step)
     x = array if isinstance(array, da.Array) else da.from_array(np.asarray(array), chunks=1024)
     if x.ndim not in (2, 3):
         raise InvalidParameterError(f"array: expected H×W or H×W×C, got shape {x.shape}",
                                     field="array")
+    if (why := plan.size_problem(*x.shape[:2])) is not None:
+        raise TilingError(f"cannot run chunk by chunk: {why}")
     if x.ndim == 3:
         x = x.rechunk({2: -1})
     for axis in (0, 1):
         sizes = x.chunks[axis]
-        if min(sizes) < depth and len(sizes) > 1:  # every chunk must hold its neighbours' halo
-            x = x.rechunk({axis: _regular_chunks(sum(sizes), max(depth, max(sizes)), depth)})
-        if any(abs(c * scale - round(c * scale)) > 1e-9 for c in x.chunks[axis]):
-            raise InvalidParameterError(
-                f"chunks: sizes {x.chunks[axis]} times the pipeline's scale {scale:g} must be "
-                "whole numbers of pixels", field="chunks")
+        # every chunk must hold its neighbours' halo, and start on a multiple of the step
+        if len(sizes) > 1 and (min(sizes) < depth or any(c % step for c in sizes[:-1])):
+            size = -(-max(depth, max(sizes)) // step) * step
+            x = x.rechunk({axis: _regular_chunks(sum(sizes), size, depth)})
     # probe the output's dtype and channels on a small piece
     side = 2 * depth + 16
     sample = pipe(np.zeros((min(x.shape[0], side), min(x.shape[1], side), *x.shape[2:]),
                            x.dtype))
     pads = tuple(tuple((depth if k > 0 else 0, depth if k < len(c) - 1 else 0)
                        for k in range(len(c))) for c in x.chunks[:2])
-    padded = da.overlap.overlap(x, depth={0: depth, 1: depth}, boundary="none") if depth else x
-    out_chunks = tuple(tuple(round(c * scale) for c in cs) for cs in x.chunks[:2])
+    depths = {axis: depth if len(x.chunks[axis]) > 1 else 0 for axis in (0, 1)}
+    padded = (da.overlap.overlap(x, depth=depths, boundary="none") if any(depths.values())
+              else x)
+    out_chunks = tuple(tuple(scaled_length(c, scale) for c in cs) for cs in x.chunks[:2])
     kwargs: dict[str, Any] = {}
     if sample.ndim == 3:
         out_chunks += ((sample.shape[2],),)

@@ -18,6 +18,7 @@ batches, no per-row Python/JVM round trips), adding one column per measurement a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -129,6 +130,93 @@ def _types(value: Any) -> tuple[Any, Any]:
                                 field="pipeline")
 
 
+def _record(row: Any) -> ImageRecord:
+    """The record of an image-schema row; a null or malformed one is an invalid record."""
+    if row is None:
+        return ImageRecord.invalid("")
+    try:
+        return ImageRecord.from_spark_row(row)
+    except (TypeError, ValueError, KeyError):  # null height, a field missing ...
+        origin = row.get("origin") if isinstance(row, Mapping) else None
+        return ImageRecord.invalid(str(origin or ""))
+
+
+def _row_array(rec: ImageRecord) -> tuple[Any, str | None]:
+    """The pixels of a valid-looking record, or None and why they cannot be read (no data)."""
+    from pixelmill.errors import DecodeError
+
+    try:
+        return rec.to_array(), None
+    except DecodeError as e:
+        return None, str(e)
+
+
+def _samples(df: Any, source: str, decode_kw: Mapping[str, Any], n: int = 8) -> Iterator[Any]:
+    """Readable images from the first ``n`` rows of ``df`` (unreadable rows skipped), fetched
+    to the driver only as far as they are used: the first row alone, then the others."""
+    if source == "image":
+        rows = df.where("image.mode >= 0 AND image.height >= 0").select("image")
+    else:
+        rows = df.select("path", "content")
+    for start, stop in ((0, 1), (1, n)):
+        for row in rows.limit(stop).collect()[start:]:
+            if source == "image":
+                image, _ = _row_array(_record(row["image"]))
+            else:
+                image, _ = _decode_row(row["content"], row["path"], decode_kw)
+            if image is not None:
+                yield image
+
+
+def _channel_variants(image: np.ndarray) -> list[np.ndarray]:
+    """The image as gray, gray+alpha, RGB and RGBA (only the channel count matters; at most
+    512 × 512 of it, to keep the driver's probe cheap)."""
+    plane = image[:512, :512] if image.ndim == 2 else image[:512, :512, 0]
+    return [plane, *(np.ascontiguousarray(np.dstack([plane] * c)) for c in (2, 3, 4))]
+
+
+def _probe(pipe: Any, samples: Iterator[Any]) -> tuple[dict[str, Any], list[str]]:
+    """Measurement types and vector names of ``pipe`` from its results on ``samples``.
+
+    The first sample the pipeline processes gives the columns; some ops name their
+    measurements by channel (``mean`` for gray, ``mean_r`` ... for RGB), so when the pipeline
+    measures, that sample is also run as gray, gray+alpha, RGB and RGBA and the names unite. A
+    pipeline that fails on every sample raises the first error, before any Spark job starts;
+    with no readable sample, a synthetic image stands in (its errors are not raised).
+    """
+    first_error = None
+    measuring = any(step.spec.output in ("measures", "vector") for step in pipe.steps)
+    synthetic = np.tile(np.arange(256, dtype=np.uint8), (256, 1))
+    candidates = itertools.chain(((True, im) for im in samples),
+                                 [(False, synthetic)] if measuring else [])
+    for real, image in candidates:  # lazily: real samples are fetched only as needed
+        if not real and first_error is not None:
+            break
+        try:
+            result = pipe.run(image)
+            ImageRecord.from_array(result.image)  # the final image must fit the image schema
+        except Exception as e:
+            first_error = first_error or e
+            continue
+        results = [result]
+        if any(step.spec.output == "measures" for step in pipe.steps):
+            for variant in _channel_variants(image):
+                try:
+                    results.append(pipe.run(variant))
+                except Exception:  # a variant only adds names; its errors do not matter
+                    continue
+        measures: dict[str, Any] = {}
+        for r in results:
+            for name, value in r.measures.items():
+                if measures.get(name) is None:
+                    measures[name] = None if value is None else _types(value)
+        vectors = sorted({name for r in results for name in r.vectors})
+        return {m: measures[m] or _types(0.0) for m in sorted(measures)}, vectors
+    if first_error is not None:
+        raise first_error
+    return {}, []
+
+
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -152,19 +240,19 @@ def _apply_batches(batches: Iterator[Any], pipeline: Any, source: str, keep: lis
                 origin = _origin(cols["path"][k])
                 image, reason = _decode_row(cols["content"][k], origin, decode_kw)
             else:
-                rec = ImageRecord.from_spark_row(cols["image"][k])
+                rec = _record(cols["image"][k])
                 origin, image = rec.origin, None
                 if rec.valid:
-                    image = rec.to_array()
+                    image, reason = _row_array(rec)
                 else:
                     reason = prior[k] or "invalid image row (the file could not be decoded)"
             if image is not None:
                 try:
                     result = pipeline.run(image)
+                    out = ImageRecord.from_array(result.image, origin)
                 except Exception as e:  # an image this pipeline cannot process: a row reason
-                    reason = f"{type(e).__name__}: {e}"
-            rec = (ImageRecord.invalid(origin) if result is None
-                   else ImageRecord.from_array(result.image, origin))
+                    result, reason = None, f"{type(e).__name__}: {e}"
+            rec = ImageRecord.invalid(origin) if result is None else out
             images.append(rec.to_spark_row())
             reasons.append(reason)
             for name in measures:
@@ -199,8 +287,10 @@ def apply(df: Any, pipeline: Any, *, max_pixels: int | None = None) -> Any:
         The input's other columns (``content`` dropped), ``image`` (the processed image in the
         image schema; an invalid row when the input could not be decoded or processed),
         ``reason`` (null when all went well), a column per measurement and an ``array<float>``
-        column per feature vector. Their names and types are found by running the pipeline on
-        the first readable image, on the driver.
+        column per feature vector (an input column of the same name is replaced). Their names
+        and types are found by running the pipeline on the driver, on the first readable image
+        among the first rows (as gray, RGB and RGBA too, when it measures: some measurements are
+        named by channel), or on a synthetic image when there is none.
     """
     from pyspark.sql import types as T
 
@@ -219,22 +309,10 @@ def apply(df: Any, pipeline: Any, *, max_pixels: int | None = None) -> Any:
             f"columns (binaryFile source), got {sorted(cols)}", field="df")
     decode_kw = {"apply_exif": True,
                  "max_pixels": codecs.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels}
-    keep = [c for c in df.columns if c not in ("image", "content", "reason")]
-    # measurement columns: run the pipeline once on the first readable image
-    sample = None
-    if source == "image":
-        first = df.where("image.mode >= 0").select("image").limit(1).collect()
-        sample = ImageRecord.from_spark_row(first[0]["image"]).to_array() if first else None
-    else:
-        for row in df.select("path", "content").limit(8).collect():
-            sample, _ = _decode_row(row["content"], row["path"], decode_kw)
-            if sample is not None:
-                break
-    result = pipe.run(sample) if sample is not None else None
-    if result is not None:
-        ImageRecord.from_array(result.image)  # the final image must fit the image schema
-    measures = {m: _types(result.measures[m]) for m in sorted(result.measures)} if result else {}
-    vectors = sorted(result.vectors) if result else []
+    # output columns: run the pipeline on the first readable images, on the driver
+    measures, vectors = _probe(pipe, _samples(df, source, decode_kw))
+    outputs = {"image", "reason", *measures, *vectors}  # replace same-named input columns
+    keep = [c for c in df.columns if c != "content" and c not in outputs]
     fields = [df.schema[c] for c in keep]
     fields += [T.StructField("image", image_schema(), True),
                T.StructField("reason", T.StringType(), True)]
