@@ -243,7 +243,10 @@ def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
     check_output(output)  # an unwritable format fails before any frame is read
     if not overwrite:
         refuse_existing(output, field="OUTPUT")
-    frames = [read_image(u) for u in frames_uris]
+    try:
+        frames = [read_image(u) for u in frames_uris]
+    except DecodeError as e:  # an empty or damaged frame: named (its path), before any work
+        raise InvalidParameterError(str(e), field="FRAME") from e
     f0 = frames[0]
     check_output(output, (f0.shape[0] * scale, f0.shape[1] * scale, *f0.shape[2:]), f0.dtype)
     try:

@@ -60,6 +60,13 @@ MIN_OVERLAP = 8
 MIN_FRAME_SIDE = MIN_OVERLAP + 2 * (2 + 2)
 
 
+def _check_scale(scale: object) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
+        raise InvalidParameterError(
+            f"scale: expected an integer >= 2 (the upscaling factor), got {scale!r}",
+            field="scale")
+
+
 def _overlap_margin(shift: np.ndarray) -> int:
     return int(np.ceil(np.abs(shift).max())) + 2
 
@@ -101,6 +108,8 @@ def _peaks(ref: np.ndarray, mov: np.ndarray) -> list[np.ndarray]:
     from skimage.registration import phase_cross_correlation
 
     h, w = ref.shape
+    if not (np.ptp(ref) > 0 and np.ptp(mov) > 0):  # a flat frame: any shift fits, keep 0
+        return [np.zeros(2)]
     window = np.outer(np.hanning(h), np.hanning(w))
     found: list[np.ndarray] = []
     for a, b in ((ref, mov), ((ref - ref.mean()) * window, (mov - mov.mean()) * window)):
@@ -154,6 +163,8 @@ def _refine(model: tuple[np.ndarray, np.ndarray], mov: np.ndarray, start: np.nda
         jac = np.stack([(_model_residual(model, mov, d + e * h, scale, m)
                          - _model_residual(model, mov, d - e * h, scale, m)) / (2 * h)
                         for e in np.eye(2)], axis=1)
+        if not np.abs(jac).max() > 1e-9 * max(float(np.abs(mov).max()), 1e-12):
+            break  # no detail to register on (a flat frame): lstsq would fit rounding noise
         step = np.clip(np.linalg.lstsq(jac, -r, rcond=None)[0], -0.5, 0.5)
         d = start + np.clip(d + step - start, -reach, reach)
         if np.abs(step).max() < 1e-3:
@@ -179,6 +190,7 @@ def register_frames(frames: Sequence[np.ndarray], *, scale: int = 2, refine: boo
     (:func:`match_score`; None: no check) is no shifted view of the same scene, or one that
     could not be registered: :class:`InvalidParameterError` names it rather than fusing it.
     """
+    _check_scale(scale)
     h, w = np.shape(frames[0])[:2]
     if min_match is not None and min(h, w) < MIN_FRAME_SIDE:
         raise InvalidParameterError(
@@ -309,27 +321,55 @@ def fuse_frames(
     Returns ``(image, shifts)``: the fused (S·H)×(S·W)[×C] image in the frames' dtype
     (registered on the first frame) and the ``(dy, dx)`` of each frame used.
     """
+    _check_scale(scale)
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
+            or iterations < 0:
+        raise InvalidParameterError(
+            f"iterations: expected an integer >= 0, got {iterations!r}", field="iterations")
     if len(frames) < 2:
         raise InvalidParameterError("fuse: give at least 2 frames", field="FRAMES")
+    frames = [np.asarray(f) for f in frames]
     first = frames[0]
     for k, f in enumerate(frames):
         if f.shape != first.shape or f.dtype != first.dtype:
             raise InvalidParameterError(
                 f"FRAMES[{k}]: shape/dtype {f.shape} {f.dtype} differs from the first frame's "
                 f"{first.shape} {first.dtype}", field="FRAMES")
+        if f.dtype.kind not in "uif":
+            raise InvalidParameterError(
+                f"FRAMES[{k}]: {f.dtype} pixels cannot be fused (integer or float frames)",
+                field="FRAMES")
+        if f.dtype.kind == "f" and not np.isfinite(f).all():  # NaN would reach registration
+            raise InvalidParameterError(
+                f"FRAMES[{k}]: holds NaN or infinite values", field="FRAMES")
+    if shifts is not None:
+        given = np.asarray(shifts, np.float64)
+        if given.shape != (len(frames), 2) or not np.isfinite(given).all():
+            got = (f"shape {given.shape}" if given.shape != (len(frames), 2)
+                   else "NaN or infinite values")
+            raise InvalidParameterError(
+                f"shifts: expected {len(frames)} finite (dy, dx) rows, one per frame; got {got}",
+                field="shifts")
+    net = None
+    if prior is not None:  # an unknown prior: refused before the registration's work
+        from pixelmill.sr.weights import load_model
+
+        net = load_model(prior, scale, device)
     registered = shifts is None
     if registered:
         shifts = register_frames(frames, scale=scale)
     shifts = np.array(shifts, np.float64)  # a copy: refined in place below
     channels = 1 if first.ndim == 2 else first.shape[2]
     start = None
-    if prior is not None:
-        from pixelmill.sr.infer import _white, upscale_image
-        from pixelmill.sr.weights import load_model
+    if net is not None:
+        from pixelmill.sr.infer import _white
+        from pixelmill.sr.tiles import upscale_tiled
 
         white = _white(first.dtype)
-        start = upscale_image(np.asarray(first, np.float32) / white,
-                              load_model(prior, scale, device), scale).astype(np.float64) * white
+        # in tiles (equal to the whole-image pass): a whole frame holds the network's
+        # activations for every pixel at once (EDSR: ~0.7 GB per 1000×1000 px)
+        start = upscale_tiled(np.asarray(first, np.float32) / white,
+                              net, scale, device=device).astype(np.float64) * white
         if registered:  # the network's upscale is a sharper model than the bicubic one
             model = _fine_model(_luma(start), _luma(first), scale)
             for k in range(1, len(frames)):
