@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pixelmill.errors import InvalidParameterError
@@ -160,3 +162,41 @@ def test_a_default_budget_that_is_too_small_says_it_is_the_default():
     assert e.value.field == "memory"
     with pytest.raises(InvalidParameterError, match=r"^--memory: 50 MiB is too small"):
         choose_tiling(plan, (30000, 30000, 3), "uint8", 50 * 2**20, 2)
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc")
+def test_every_ops_working_memory_is_within_what_the_tiler_plans_for():
+    """Tiles are sized from 24 bytes of working memory per value; sobel/scharr (28), harris,
+    unsharp_mask, rescale_intensity, white balance (32), watershed (35), slic (49), canny (56)
+    and bilateral on float32 (64: its float64 reference) used more, so a tiled job could pass
+    its --memory. Each op's peak, measured in a fresh process, must be within the plan's
+    ``value_bytes`` for it (declared where above 24)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("_opmem.py")), "512"],
+                         capture_output=True, text=True, env=env, timeout=300, check=True)
+    rows = json.loads(out.stdout)
+    assert len({r[0] for r in rows}) >= 35  # every image op of the registry but the network
+    over = [r for r in rows if r[3] > r[4]]
+    assert not over, over
+
+
+def test_value_bytes_follow_the_dtype_through_the_steps():
+    """bilateral's float64 path is taken for non-uint8 input: after sobel (float32) it is
+    planned at 72 bytes a value, alone on uint8 at the generic 24; a tile for sobel is
+    smaller than one for gaussian at the same budget."""
+    from pixelmill.tiled._plan import BYTES_PER_VALUE
+
+    assert analyze(Pipeline.from_steps([{"op": "bilateral"}])).value_bytes("uint8") == \
+        BYTES_PER_VALUE
+    both = analyze(Pipeline.from_steps([{"op": "sobel"}, {"op": "bilateral"}]))
+    assert both.value_bytes("uint8") == 72
+    gauss = analyze(Pipeline.from_steps([{"op": "gaussian", "sigma": 1}]))
+    sobel = analyze(Pipeline.from_steps([{"op": "sobel"}]))
+    args = (32, 3, 1)
+    assert tile_work_bytes(512, *args, value_bytes=sobel.value_bytes("uint8")) > \
+        tile_work_bytes(512, *args, value_bytes=gauss.value_bytes("uint8"))

@@ -208,8 +208,10 @@ def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool)
 
     plan = analyze(pipeline)
     itemsize = 4 if info.bit_depth == 32 else 2 if info.bit_depth == 16 else 1
+    dtype = "float32" if itemsize == 4 else "uint16" if itemsize == 2 else "uint8"
     need = plan.worker_bytes + whole_image_bytes(info.height, info.width, info.channels,
-                                                 itemsize, plan.max_scale)
+                                                 itemsize, plan.max_scale,
+                                                 plan.value_bytes(dtype))
     if need > memory:
         why = ("a measure-only job reads it whole" if measure_only else
                f"the pipeline cannot be tiled ({plan.size_problem(info.height, info.width)})")

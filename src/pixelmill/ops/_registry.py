@@ -444,6 +444,7 @@ def op(
     check: Callable[[Mapping[str, Any]], str | None] | None = None,
     worker_bytes: int = 0,
     pixel_bytes: int = 0,
+    value_bytes: int | Callable[[str], int] = 0,
     out_dtype: OutDtypeRule = None,
     untileable: Callable[[Mapping[str, Any]], str | None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -456,6 +457,9 @@ def op(
     its runtime); memory budgets add it to every worker that runs the pipeline.
     ``pixel_bytes``: working memory per input pixel while the op runs, where that exceeds the
     tiler's generic estimate (a network's feature maps); memory budgets size tiles with it.
+    ``value_bytes``: working memory per value of its input (pixels × channels) while the op
+    runs, its output included, where that exceeds the tiler's generic 24 bytes (float64
+    temporaries); a number, or a function of the input's dtype name.
     ``out_dtype``: the dtype of the returned image when it is not the input's (``"float32"``
     for gradient maps), or a function of the parameters giving it (``None``: the input's).
     ``untileable``: for parameters whose result a tile cannot reproduce although halo and scale
@@ -499,6 +503,7 @@ def op(
                 {**({"check": check} if check else {}),
                  **({"worker_bytes": int(worker_bytes)} if worker_bytes else {}),
                  **({"pixel_bytes": int(pixel_bytes)} if pixel_bytes else {}),
+                 **({"value_bytes": value_bytes} if value_bytes else {}),
                  **({"untileable": untileable} if untileable else {})}),
             out_dtype_rule=out_dtype,
         )

@@ -144,6 +144,7 @@ def _rescale_check(p) -> str | None:
     family="color",
     halo=lambda p: 0 if p["in_low"] is not None and p["in_high"] is not None else GLOBAL,
     check=_rescale_check,
+    value_bytes=36,
 )
 def rescale_intensity(
     image: np.ndarray,
@@ -195,7 +196,7 @@ def rescale_intensity(
     return cast_like(out, image.dtype)
 
 
-@op(family="color", halo=0)
+@op(family="color", halo=0, value_bytes=28)
 def gamma(
     image: np.ndarray,
     *,
@@ -255,7 +256,7 @@ def _equalize_channel(x: np.ndarray, bins: int) -> np.ndarray:
     return ((cdf[idx] - cdf_min) / (n - cdf_min)).astype(np.float32)
 
 
-@op(family="color", halo=GLOBAL)
+@op(family="color", halo=GLOBAL, value_bytes=28)
 def equalize_hist(
     image: np.ndarray,
     *,
@@ -397,7 +398,7 @@ def clahe(
     return np.stack([run(np.ascontiguousarray(image[..., i])) for i in range(image.shape[2])], -1)
 
 
-@op(family="color", halo=GLOBAL)
+@op(family="color", halo=GLOBAL, value_bytes=36)
 def white_balance_grayworld(image: np.ndarray) -> np.ndarray:
     """Gray-world white balance: scale R, G and B so their means become equal.
 

@@ -55,7 +55,7 @@ def _gradient(image: np.ndarray, direction: str, mode: str, scharr: bool) -> np.
     return per_channel(src, run).reshape(image.shape)
 
 
-@op(family="edges", halo=1, out_dtype="float32")
+@op(family="edges", halo=1, out_dtype="float32", value_bytes=32)
 def sobel(
     image: np.ndarray,
     *,
@@ -92,7 +92,7 @@ def sobel(
     return _gradient(image, direction, mode, scharr=False)
 
 
-@op(family="edges", halo=1, out_dtype="float32")
+@op(family="edges", halo=1, out_dtype="float32", value_bytes=32)
 def scharr(
     image: np.ndarray,
     *,
@@ -125,7 +125,7 @@ def _canny_check(p) -> str | None:
     return None
 
 
-@op(family="edges", halo=GLOBAL, check=_canny_check, out_dtype="uint8")
+@op(family="edges", halo=GLOBAL, check=_canny_check, out_dtype="uint8", value_bytes=64)
 def canny(
     image: np.ndarray,
     *,
@@ -174,7 +174,8 @@ def canny(
 
 @op(family="edges", halo=lambda p: p["block_size"] // 2 + p["ksize"] // 2,
     check=lambda p: None if p["block_size"] % 2 else
-    f"block_size: expected an odd integer, got {p['block_size']}", out_dtype="float32")
+    f"block_size: expected an odd integer, got {p['block_size']}", out_dtype="float32",
+    value_bytes=36)
 def harris(
     image: np.ndarray,
     *,

@@ -224,7 +224,8 @@ def bilateral_reference(image: np.ndarray, diameter: int, sigma_color: float,
     return out if image.ndim == 3 else out[..., 0]
 
 
-@op(family="filters", halo=lambda p: p["diameter"] // 2, check=_odd("diameter"))
+@op(family="filters", halo=lambda p: p["diameter"] // 2, check=_odd("diameter"),
+    value_bytes=lambda dtype: 0 if dtype == "uint8" else 72)  # float64 reference path
 def bilateral(
     image: np.ndarray,
     *,
@@ -285,7 +286,7 @@ def bilateral(
                      image.dtype)
 
 
-@op(family="filters", halo=lambda p: gaussian_radius(p["radius"], 4.0))
+@op(family="filters", halo=lambda p: gaussian_radius(p["radius"], 4.0), value_bytes=36)
 def unsharp_mask(
     image: np.ndarray,
     *,

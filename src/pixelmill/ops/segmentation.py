@@ -203,7 +203,7 @@ def component_stats(
     }
 
 
-@op(family="segmentation", halo=GLOBAL, output="labels")
+@op(family="segmentation", halo=GLOBAL, output="labels", value_bytes=44)
 def watershed(
     image: np.ndarray,
     *,
@@ -257,7 +257,7 @@ def watershed(
     return labels.astype(np.int32)
 
 
-@op(family="segmentation", halo=GLOBAL, output="labels")
+@op(family="segmentation", halo=GLOBAL, output="labels", value_bytes=56)
 def slic(
     image: np.ndarray,
     *,

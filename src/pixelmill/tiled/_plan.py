@@ -60,6 +60,18 @@ class PipelinePlan:
         return max((int(s.spec.extra.get("pixel_bytes", 0)) for s in self.pipeline.steps),
                    default=0)
 
+    def value_bytes(self, dtype: str) -> int:
+        """Working memory per value of a tile for a source of ``dtype``: the generic
+        :data:`BYTES_PER_VALUE`, or more where an op declares it (``value_bytes``, measured
+        peaks: float64 temporaries), following the dtype from step to step."""
+        most, current = BYTES_PER_VALUE, str(np.dtype(dtype))
+        for s in self.pipeline.steps:
+            rule = s.spec.extra.get("value_bytes", 0)
+            most = max(most, int(rule(current) if callable(rule) else rule))
+            if s.spec.output in ("image", "labels"):
+                current = s.spec.output_dtype(s.kwargs, current)
+        return most
+
     @property
     def worker_bytes(self) -> int:
         """Resident memory of one worker: the base, plus the largest model an op declares."""
@@ -160,22 +172,24 @@ def _budget_words(memory: int) -> str:
 
 
 def tile_work_bytes(tile: int, halo: int, channels: int, itemsize: int,
-                    max_scale: float = 1.0, pixel_bytes: int = 0) -> int:
+                    max_scale: float = 1.0, pixel_bytes: int = 0,
+                    value_bytes: int = BYTES_PER_VALUE) -> int:
     """Estimated peak working memory of one worker processing one tile.
 
-    ``pixel_bytes``: what an op declares it needs per input pixel, when that is more.
+    ``pixel_bytes``: what an op declares it needs per input pixel, when that is more;
+    ``value_bytes``: per value of the tile (:meth:`PipelinePlan.value_bytes`).
     """
     side = tile + 2 * halo
     values = side * side * channels
-    generic = values * itemsize + values * max(1.0, max_scale) ** 2 * BYTES_PER_VALUE
+    generic = values * itemsize + values * max(1.0, max_scale) ** 2 * value_bytes
     return int(max(generic, side * side * pixel_bytes))
 
 
 def whole_image_bytes(height: int, width: int, channels: int, itemsize: int,
-                      max_scale: float = 1.0) -> int:
+                      max_scale: float = 1.0, value_bytes: int = BYTES_PER_VALUE) -> int:
     """Estimated peak memory of processing an image whole (pipelines with global ops)."""
     values = height * width * channels
-    return int(values * itemsize + values * max(1.0, max_scale) ** 2 * BYTES_PER_VALUE)
+    return int(values * itemsize + values * max(1.0, max_scale) ** 2 * value_bytes)
 
 
 def _driver_bytes() -> int:
@@ -215,6 +229,7 @@ def choose_tiling(
     whole = max(1, h, w)  # one tile of this core size covers the image
     channels = shape[2] if len(shape) == 3 else 1
     itemsize = max(np.dtype(dtype).itemsize, 1)
+    per_value = plan.value_bytes(dtype)
     out_w = math.ceil(w * float(plan.scale))
     fixed = _driver_bytes() + (assembly_bytes(out_w, channels, 4) if assemble else 0)
     if tile:
@@ -227,12 +242,13 @@ def choose_tiling(
     for n in range(max(1, workers), 0, -1):
         for t in candidates:
             need = fixed + n * (plan.worker_bytes + tile_work_bytes(
-                t, plan.halo, channels, itemsize, plan.max_scale, plan.pixel_bytes))
+                t, plan.halo, channels, itemsize, plan.max_scale, plan.pixel_bytes, per_value))
             if need <= memory:
                 return t, n
     smallest = candidates[-1]
     need = fixed + plan.worker_bytes + tile_work_bytes(smallest, plan.halo, channels, itemsize,
-                                                       plan.max_scale, plan.pixel_bytes)
+                                                       plan.max_scale, plan.pixel_bytes,
+                                                       per_value)
     advice = ("; pass --memory or a smaller --tile" if isinstance(memory, DefaultMemory)
               else "")
     raise InvalidParameterError(
@@ -248,7 +264,7 @@ def check_whole(plan: PipelinePlan, shape: tuple[int, ...], dtype: str, memory: 
     channels = shape[2] if len(shape) == 3 else 1
     need = (_driver_bytes() + plan.worker_bytes
             + whole_image_bytes(shape[0], shape[1], channels, np.dtype(dtype).itemsize,
-                                plan.max_scale))
+                                plan.max_scale, plan.value_bytes(dtype)))
     if need > memory:
         raise TilingError(
             f"cannot tile this pipeline exactly — {problem} — and the "
