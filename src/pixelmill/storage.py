@@ -549,6 +549,10 @@ def _umask() -> int:
     return mask
 
 
+#: local folders this process has made (or found) for :func:`write_atomic`
+_MADE_FOLDERS: set[str] = set()
+
+
 def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write ``data`` so that readers see the old file, or the whole new one, never a part.
 
@@ -556,14 +560,24 @@ def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | Non
     killed process; not fsynced, so not against a power cut). Object stores (and other remote
     filesystems): one whole-object put, which they make visible atomically.
     """
-    fs, path = get_fs(uri, storage_options)
+    if "://" not in uri and not storage_options:  # a plain local path: no fsspec lookup
+        fs, path = None, uri
+    else:
+        fs, path = get_fs(uri, storage_options)
     try:
-        if _is_local(fs):
+        if fs is None or _is_local(fs):
             folder = os.path.dirname(path) or "."
-            os.makedirs(folder, exist_ok=True)
+            if folder not in _MADE_FOLDERS:  # one mkdir per folder and process, not per file
+                os.makedirs(folder, exist_ok=True)
+                _MADE_FOLDERS.add(folder)
             tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
             try:
-                with open(tmp, "wb") as f:
+                try:
+                    f = open(tmp, "wb")  # noqa: SIM115 - closed by the with below
+                except FileNotFoundError:  # the folder was removed since: make it again
+                    os.makedirs(folder, exist_ok=True)
+                    f = open(tmp, "wb")  # noqa: SIM115
+                with f:
                     f.write(data)
                 os.replace(tmp, path)
             except BaseException:
