@@ -149,7 +149,14 @@ def _cut_torn_tail(f: Any) -> None:
     f.truncate(0)
 
 
+#: types a row's value already has in JSON and Arrow (the common case: checked first, since
+#: every cell of every row goes through :func:`_jsonable`, millions of times per job)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     try:
         import numpy as np
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,12 +176,26 @@ def _common_folder(uris: Sequence[str]) -> str:
 
 def _inside(uri: str, folder: str | None) -> bool:
     """Whether ``uri`` lies under ``folder`` (an output folder inside the input folder)."""
+    return _inside_test(folder)(uri)
+
+
+def _inside_test(folder: str | None) -> Callable[[str], bool]:
+    """:func:`_inside` for one ``folder`` and many URIs: the folder is made absolute once,
+    not once per listed file."""
     if folder is None:
-        return False
-    if "://" not in uri and "://" not in str(folder):
-        uri, folder = os.path.abspath(uri), os.path.abspath(folder)
-        return uri.startswith(folder.rstrip(os.sep) + os.sep)
-    return uri.startswith(str(folder).rstrip("/") + "/")
+        return lambda uri: False
+    folder = str(folder)
+    remote = folder.rstrip("/") + "/"
+    if "://" in folder:
+        return lambda uri: uri.startswith(remote)
+    local = os.path.abspath(folder).rstrip(os.sep) + os.sep
+
+    def inside(uri: str) -> bool:
+        if "://" in uri:
+            return uri.startswith(remote)
+        return os.path.abspath(uri).startswith(local)
+
+    return inside
 
 
 def plan_units(
@@ -222,9 +236,10 @@ def plan_units(
         listed = storage.list_files(str(input), recursive=recursive, include=include,
                                     exclude=exclude, storage_options=storage_options,
                                     unlisted=unlisted)
+        inside = _inside_test(output)
         entries = [(e.uri, e.size, e.relpath, storage.label_from_path(e.relpath, label_from))
-                   for e in listed if not _inside(e.uri, output)]
-        unlisted = [e for e in unlisted if not _inside(e.uri, output)]
+                   for e in listed if not inside(e.uri)]
+        unlisted = [e for e in unlisted if not inside(e.uri)]
     if not entries and not unlisted:
         raise NoInputError(f"{input}: no image files found"
                            + ("" if recursive else " (sub-folders not searched: --recursive)"))

@@ -566,13 +566,24 @@ def run(
                   + ("; the earlier run's rows are kept: run again with --resume"
                      if resume and writer.earlier_rows else ""), file=sys.stderr, flush=True)
         raise
+    # counted from three columns, not from the whole table as row dicts (gigabytes for a
+    # collection of millions, held while the report reads the manifest again)
     keys = {u.key for u in units}
-    final = [r for r in table.to_pylist() if r.get("key") in keys]
-    counts = {s: sum(1 for r in final if r.get("status") == s) for s in ("ok", "invalid", "failed")}
+    counts = dict.fromkeys(("ok", "invalid", "failed"), 0)
+    reasons: dict[str, str] = {}
+    for key, status, reason in zip(*(_column(table, c) for c in ("key", "status", "reason")),
+                                   strict=True):
+        if key not in keys:
+            continue
+        if status in counts:
+            counts[status] += 1
+        if status != "ok":
+            reasons[key] = reason or ""
     summary = JobSummary(
         total=len(units), processed=len(todo), ok=counts["ok"], invalid=counts["invalid"],
         failed=counts["failed"], elapsed=elapsed, manifest=manifest_uri, output=output,
-        reasons={r["key"]: r.get("reason") or "" for r in final if r.get("status") != "ok"})
+        reasons=reasons)
+    del table, writer  # every row, as dicts: not needed while the report is written
     if report:
         from pixelmill.report import default_report_uri, write_report
 
@@ -584,6 +595,13 @@ def run(
                   f"`pixelmill report {manifest_uri}` tries again", file=sys.stderr, flush=True)
             summary.report = None
     return summary
+
+
+def _column(table: Any, name: str) -> list[Any]:
+    """One column of a manifest table as a list (Nones where the table has no such column)."""
+    if name in table.column_names:
+        return table.column(name).to_pylist()
+    return [None] * table.num_rows
 
 
 class _UnitFunction:
