@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import os
 import posixpath
 import statistics
 import warnings
@@ -81,6 +82,55 @@ def measurement_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(names)
 
 
+def _measure_names(table: Any) -> list[str]:
+    """:func:`measurement_columns` of a table, from its schema: numeric or boolean columns
+    with a value, in column order."""
+    import pyarrow as pa
+
+    names = []
+    for f in table.schema:
+        if f.name in _NOT_MEASURES or f.name.startswith(("t_", "vec_", "_")):
+            continue
+        numeric = (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                   or pa.types.is_boolean(f.type))
+        if numeric and table.column(f.name).null_count < table.num_rows:
+            names.append(f.name)
+    return names
+
+
+def _column(table: Any, name: str) -> list[Any]:
+    """A column as a list (Nones where the table has no such column)."""
+    if name in table.column_names:
+        return table.column(name).to_pylist()
+    return [None] * table.num_rows
+
+
+def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
+    """The manifest's image rows (not its tiles' rows) as an Arrow table, without feature
+    vectors: read column by column, never as a dict per row (a job of millions of inputs)."""
+    from pixelmill.manifest import journal_path, rows_to_table
+
+    fs, path = storage.get_fs(manifest_uri, so)
+    if storage.is_local(fs) and os.path.exists(journal_path(path)):  # an interrupted run
+        table = rows_to_table(read_manifest(manifest_uri, so))
+    elif fs.exists(path):
+        table = storage.read_parquet(manifest_uri, so)
+    else:
+        table = rows_to_table([])
+    table = table.select([c for c in table.column_names if not c.startswith("vec_")])
+    keys, uris = _column(table, "key"), _column(table, "uri")
+    images = [i for i, (k, u) in enumerate(zip(keys, uris, strict=True))
+              if not is_tile_row({"key": k, "uri": u})]
+    return table if len(images) == table.num_rows else _take(table, images)
+
+
+def _take(table: Any, rows: Sequence[int]) -> Any:
+    """The table's rows at these positions (an empty list too)."""
+    import pyarrow as pa
+
+    return table.take(pa.array(rows, type=pa.int64()))
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
@@ -140,15 +190,16 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
     return statistics.fmean(values), statistics.median(values), p95
 
 
-def _timing_section(ok_rows: list[dict[str, Any]]) -> str:
-    cols = [c for c in _STAGES if any(r.get(c) is not None for r in ok_rows)]
-    cols += sorted({k for r in ok_rows for k in r if k.startswith("t_op")})
+def _timing_section(columns: Mapping[str, Sequence[Any]]) -> str:
+    """Per-stage timing table and chart from the ok rows' ``t_*`` columns (name -> values)."""
+    cols = [c for c in _STAGES if any(v is not None for v in columns.get(c, ()))]
+    cols += sorted(c for c in columns if c.startswith("t_op"))
     if not cols:
         return "<p>No timings recorded.</p>"
     lines, means = [], []
     for c in cols:
-        vals = [float(r[c]) for r in ok_rows
-                if isinstance(r.get(c), int | float) and math.isfinite(float(r[c]))]
+        vals = [float(v) for v in columns[c]
+                if isinstance(v, int | float) and math.isfinite(float(v))]
         if not vals:
             continue
         mean, med, p95 = _stats(vals)
@@ -168,7 +219,8 @@ def _timing_section(ok_rows: list[dict[str, Any]]) -> str:
             + "</table>")
 
 
-def _histograms(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def _histograms(columns: Mapping[str, Sequence[Any]]) -> str:
+    """One histogram per measurement column (name -> the ok rows' values)."""
     if not columns:
         return "<p>No measurement columns.</p>"
     import matplotlib.pyplot as plt
@@ -178,8 +230,8 @@ def _histograms(rows: list[dict[str, Any]], columns: list[str]) -> str:
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
     for ax, col in zip(axes.ravel(), columns, strict=False):
-        vals = [float(r[col]) for r in rows
-                if isinstance(r.get(col), int | float) and math.isfinite(float(r[col]))]
+        vals = [float(v) for v in columns[col]
+                if isinstance(v, int | float) and math.isfinite(float(v))]
         try:
             if not vals:
                 raise ValueError("no finite values")
@@ -205,15 +257,20 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
     matplotlib.use("Agg", force=True)
     so = dict(storage_options or {})
     check_manifest(manifest_uri, so)
-    rows = [r for r in read_manifest(manifest_uri, so) if not is_tile_row(r)]
+    table = _images_table(manifest_uri, so)
     meta = read_manifest_metadata(manifest_uri, so)
-    counts = {s: sum(1 for r in rows if r.get("status") == s) for s in ("ok", "invalid", "failed")}
-    ok_rows = [r for r in rows if r.get("status") == "ok"]
+    status = _column(table, "status")
+    n_rows = len(status)
+    counts = {s: sum(1 for v in status if v == s) for s in ("ok", "invalid", "failed")}
+    ok = [i for i, v in enumerate(status) if v == "ok"]
     elapsed = float(meta.get("pixelmill.elapsed", "0") or 0)
     processed = int(meta.get("pixelmill.processed", "0") or 0)
     rate = f"{processed / elapsed:.1f} images/s ({processed} in {elapsed:.1f} s)" if elapsed else "n/a"
-    in_bytes = sum(int(r.get("bytes") or r.get("input_bytes") or 0) for r in rows)
-    out_bytes = sum(int(r.get("output_bytes") or 0) for r in ok_rows)
+    in_bytes = sum(int(b or ib or 0) for b, ib in zip(_column(table, "bytes"),
+                                                      _column(table, "input_bytes"), strict=True))
+    out_sizes = _column(table, "output_bytes")
+    out_bytes = sum(int(out_sizes[i] or 0) for i in ok)
+    oks = _take(table, ok) if len(ok) < n_rows else table  # the ok rows, column by column
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -228,7 +285,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
         f"<h1>{e(title or 'pixelmill report')}</h1>",
         f"<p>manifest: <code>{e(manifest_uri)}</code></p>",
         "<h2>Summary</h2><table>",
-        f"<tr><th>inputs</th><td>{len(rows)}</td></tr>",
+        f"<tr><th>inputs</th><td>{n_rows}</td></tr>",
         *(f"<tr><th class='{s}'>{s}</th><td id='count-{s}'>{counts[s]}</td></tr>"
           for s in counts),
         f"<tr><th>throughput (last run)</th><td>{e(rate)}</td></tr>",
@@ -238,26 +295,30 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
         f"<tr><th>output bytes</th><td>{out_bytes:,}</td></tr>",
         f"<tr><th>pipeline</th><td><code>{e(meta.get('pixelmill.pipeline', '?'))}</code></td></tr>",
         "</table>",
-        "<h2>Per-stage timings</h2>", _timing_section(ok_rows),
+        "<h2>Per-stage timings</h2>",
+        _timing_section({c: _column(oks, c) for c in oks.column_names if c.startswith("t_")}),
     ]
-    bad = [r for r in rows if r.get("status") in ("invalid", "failed")]
-    parts.append(f"<h2>Invalid and failed files ({len(bad)})</h2>")
+    bad_at = [i for i, v in enumerate(status) if v in ("invalid", "failed")]
+    bad = _take(table, bad_at[:_MAX_BAD_ROWS]).select(
+        [c for c in ("relpath", "uri", "status", "reason") if c in table.column_names]
+    ).to_pylist()
+    parts.append(f"<h2>Invalid and failed files ({len(bad_at)})</h2>")
     if bad:
         parts.append("<table><tr><th>file</th><th>status</th><th>reason</th></tr>")
         parts.extend(
             f"<tr><td>{e(str(r.get('relpath') or r.get('uri')))}</td>"
             f"<td class='{e(str(r['status']))}'>{e(str(r['status']))}</td>"
-            f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in bad[:_MAX_BAD_ROWS])
+            f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in bad)
         parts.append("</table>")
-        if len(bad) > _MAX_BAD_ROWS:
-            parts.append(f"<p>… and {len(bad) - _MAX_BAD_ROWS:,} more (the first "
+        if len(bad_at) > _MAX_BAD_ROWS:
+            parts.append(f"<p>… and {len(bad_at) - _MAX_BAD_ROWS:,} more (the first "
                          f"{_MAX_BAD_ROWS:,} are listed): see the manifest.</p>")
     else:
         parts.append("<p>None.</p>")
     parts.append("<h2>Before / after (sample)</h2><div class='grid'>")
-    if ok_rows and sample > 0:
-        step = max(1, len(ok_rows) // sample)
-        for r in ok_rows[::step][:sample]:
+    if ok and sample > 0:
+        step = max(1, len(ok) // sample)
+        for r in _take(table, ok[::step][:sample]).to_pylist():
             if r.get("tiled") or (r.get("width") or 0) * (r.get("height") or 0) > _THUMB_MAX_PIXELS:
                 continue  # a huge image: never decoded whole for a thumbnail
             before, after = _thumb(r.get("uri"), so), _thumb(r.get("output"), so)
@@ -269,7 +330,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
                          f"{e(str(r.get('out_width')))}×{e(str(r.get('out_height')))}</div>")
     parts.append("</div>")
     parts.append("<h2>Measurements</h2>")
-    parts.append(_histograms(ok_rows, measurement_columns(ok_rows)))
+    parts.append(_histograms({c: _column(oks, c) for c in _measure_names(oks)}))
     parts.append("</body></html>")
     return "\n".join(parts)
 
