@@ -7,8 +7,10 @@ its class carries (see :class:`~pixelmill.errors.ExitCode`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -116,6 +118,76 @@ def _main(argv: list[str] | None) -> int:
 def exit_with(code: int) -> None:
     """End a command with ``code`` (used for PARTIAL / NO_INPUT outcomes)."""
     raise click.exceptions.Exit(int(code))
+
+
+@contextlib.contextmanager
+def staged_folder(uri: str, storage_options=None, *, meta: str,
+                  known: tuple[str, ...]) -> Iterator[str]:
+    """Where a command writes a folder output (a model, an index), so that Ctrl-C, SIGTERM or
+    a crash never leaves a half-written one at ``uri``, nor (with ``--overwrite``) an earlier
+    one mixed with new files that still loads: on a local disk the output is written in a
+    hidden folder beside ``uri`` (``.NAME.*.tmp``, ignored by a rerun), then moved in file by
+    file with SIGINT/SIGTERM held back — ``meta``, the file that makes the folder loadable,
+    removed first and moved last — and the ``known`` files the new output did not write
+    (an earlier output's) removed. Other storage: ``uri`` itself, as before."""
+    import os
+    import shutil
+    import signal
+    import tempfile
+    import threading
+
+    from pixelmill import storage
+
+    fs, path = storage.get_fs(uri, storage_options)
+    if not storage.is_local(fs) or os.path.isfile(path):  # a file: the writer says why not
+        yield uri
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    made = []  # folders created here, deepest first: removed again if nothing is written
+    p = parent
+    while not os.path.exists(p):
+        made.append(p)
+        p = os.path.dirname(p)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    except OSError:  # not writable here: the writer fails on ``uri`` with its own message
+        for d in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        yield uri
+        return
+    done = False
+    try:
+        yield tmp
+        hold = threading.current_thread() is threading.main_thread()
+        if hold:  # delivered once the folder is whole: the command then exits 130 / 143
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            os.makedirs(path, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(path, meta))
+            names = sorted(os.listdir(tmp), key=lambda n: n == meta)
+            for name in names:
+                os.replace(os.path.join(tmp, name), os.path.join(path, name))
+            for name in known:
+                if name not in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(path, name))
+            done = True
+        except OSError as e:
+            from pixelmill.errors import StorageError
+
+            raise StorageError(f"{uri}: cannot write: {e}") from e
+        finally:
+            if hold:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            for d in made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,15 +41,19 @@ def build(features, out, columns, metric, kind, exact_threshold, no_normalize, w
           overwrite, storage_options):
     """Index the vectors of FEATURES (a table from 'pixelmill learn extract')."""
     from pixelmill import storage
+    from pixelmill.cli import staged_folder
     from pixelmill.learn.index import build_index
 
     so = storage.parse_storage_options(storage_options)
     refuse_input(out, "--out", files=(features,))
     if not overwrite:
         refuse_existing(out, so, field="--out")
-    ix = build_index(features, out, columns=columns.split(",") if columns else None,
-                     metric=metric, kind=kind, normalize=not no_normalize,
-                     exact_threshold=exact_threshold, threads=workers, storage_options=so)
+    # an interrupted build leaves no half-written index, nor an earlier one mixed with new files
+    with staged_folder(out, so, meta="index.json",
+                       known=("index.json", "vectors.npy", "rows.parquet", "hnsw.bin")) as where:
+        ix = build_index(features, where, columns=columns.split(",") if columns else None,
+                         metric=metric, kind=kind, normalize=not no_normalize,
+                         exact_threshold=exact_threshold, threads=workers, storage_options=so)
     click.echo(f"indexed {len(ix)} vectors of {ix.vectors.shape[1]} dimensions "
                f"({ix.kind}, {ix.metric})")
     click.echo(f"index: {out}")

@@ -174,10 +174,16 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
                        augment=augments, device=device)
     # progress lines and warnings go to stderr: --json (stdout) keeps them
     log = lambda line: click.echo(line, err=True)  # noqa: E731
-    model = run_train(features, model_name, out, images=images, label_from=label_from,
-                      columns=columns.split(",") if columns else None,
-                      grid=_parse_grid(grid), cnn_config=config, workers=workers,
-                      storage_options=so, log=log)
+    from pixelmill.cli import staged_folder
+
+    # an interrupted run leaves no half-written model, nor an earlier one mixed with new files
+    with staged_folder(out, so, meta="model.json",
+                       known=("model.json", "model.skops", "weights.safetensors",
+                              "report.html")) as where:
+        model = run_train(features, model_name, where, images=images, label_from=label_from,
+                          columns=columns.split(",") if columns else None,
+                          grid=_parse_grid(grid), cnn_config=config, workers=workers,
+                          storage_options=so, log=log)
     meta = model.meta
     if as_json:
         click.echo(json.dumps({k: meta.get(k) for k in ("model", "classes", "params",
