@@ -8,9 +8,9 @@ their folder left the earlier index / model mixed with new files, and it still l
 index's old ``index.json`` with new, unnormalised ``vectors.npy``: queries answered with wrong
 distances, exit 0); a first build interrupted there left a half-written folder that a plain
 rerun refused. Both now stage their folder beside ``--out`` and move it in whole.
-Not fixed here (``pixelmill/sr/training.py``): ``sr train`` renames ``checkpoint.safetensors``
-and ``checkpoint.json`` one after the other, so a stop between the two resumes epoch N+1's
-weights with epoch N's state (the xfail below).
+``sr train`` renamed ``checkpoint.safetensors`` and ``checkpoint.json`` one after the other, so
+a stop between the two resumed epoch N+1's weights with epoch N's state; the state now travels
+in the weights' file.
 """
 
 from __future__ import annotations
@@ -279,8 +279,6 @@ def test_ctrl_c_while_the_local_engine_starts_its_workers_prints_no_traceback(bu
     assert not [e for e in errors if "Traceback" in e]
 
 
-@pytest.mark.xfail(strict=True, reason="sr/training.py writes the checkpoint as two renames: "
-                   "a stop between them resumes epoch N+1's weights with epoch N's state")
 def test_sr_train_stopped_between_the_checkpoint_files_resumes_as_uninterrupted(tmp_path,
                                                                                  monkeypatch):
     from skimage import data

@@ -168,13 +168,14 @@ def _read_checkpoint_config(out: Path) -> dict[str, Any]:
         raise InvalidParameterError(f"--resume: nothing to resume: {where}{there}",
                                     field="resume")
     try:
-        meta = json.loads((out / "checkpoint.json").read_text())
+        meta = _checkpoint_meta(out)
         config = meta["config"]
         if not isinstance(config, dict):
             raise TypeError(f"config is {type(config).__name__}, not an object")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError,
+            SafetensorError) as e:
         raise InvalidParameterError(
-            f"--resume: the checkpoint {out / 'checkpoint.json'} cannot be read ({e!r}); "
+            f"--resume: the checkpoint in {out} cannot be read ({_brief(e)}); "
             "start over with --overwrite", field="resume") from e
     return config
 
@@ -292,13 +293,33 @@ def _save_checkpoint(out: Path, net, opt, state: dict[str, Any]) -> None:
     for idx, st in opt_state["state"].items():
         for key, val in st.items():
             tensors[f"opt.{idx}.{key}"] = torch.as_tensor(val).detach().cpu().contiguous()
-    tmp = out / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(out / "checkpoint.safetensors")
     meta = {**state, "param_groups": opt_state["param_groups"]}
+    # the run state travels inside the weights' file: one rename makes a checkpoint whole (two
+    # files replaced one by one paired epoch N+1's weights with epoch N's state after a stop
+    # between them); checkpoint.json is a readable copy
+    tmp = out / "checkpoint.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    tmp.replace(out / "checkpoint.safetensors")
     tmpj = out / "checkpoint.json.tmp"
     tmpj.write_text(json.dumps(meta, indent=1))
     tmpj.replace(out / "checkpoint.json")
+
+
+#: the safetensors metadata key holding a checkpoint's run state
+_META_KEY = "pixelmill.checkpoint"
+
+
+def _checkpoint_meta(out: Path) -> dict[str, Any]:
+    """A checkpoint's run state: from its weights' file (written with them in one rename), or
+    from ``checkpoint.json`` for a checkpoint written before it was kept there."""
+    from safetensors import safe_open
+
+    with safe_open(str(out / "checkpoint.safetensors"), "pt") as f:
+        text = (f.metadata() or {}).get(_META_KEY)
+    meta = json.loads(text if text is not None else (out / "checkpoint.json").read_text())
+    if not isinstance(meta, dict):
+        raise TypeError(f"the checkpoint's state is {type(meta).__name__}, not an object")
+    return meta
 
 
 def _load_checkpoint(out: Path, net, opt) -> dict[str, Any]:
@@ -306,7 +327,7 @@ def _load_checkpoint(out: Path, net, opt) -> dict[str, Any]:
     ``net`` and ``opt``; one that cannot be read or loaded is an
     :class:`InvalidParameterError` naming ``--resume``."""
     try:
-        meta = json.loads((out / "checkpoint.json").read_text())
+        meta = _checkpoint_meta(out)
         tensors = load_file(str(out / "checkpoint.safetensors"))
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         state: dict[int, dict[str, torch.Tensor]] = {}
