@@ -29,6 +29,7 @@ import pytest
 
 from pixelmill import storage
 from pixelmill.cli import main
+from tests._learned import build_learned
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -38,21 +39,8 @@ PIXELMILL = str(Path(sys.executable).with_name("pixelmill"))
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, str]:
     """Images of 5 colour classes, their feature table, a trained model and an index."""
-    from pixelmill.learn.datasets import color_classes, write_labelled
-
-    root = tmp_path_factory.mktemp("signals_audit")
-    images, labels = color_classes(6, size=24, seed=3)
-    write_labelled(str(root / "images"), images, labels)
-    pipe = root / "features.yaml"
-    pipe.write_text("steps:\n  - op: color_moments\n    space: rgb\n")
-    table, model, index = root / "f.parquet", root / "model", root / "index"
-    assert main(["learn", "extract", str(pipe), str(root / "images"), "--out", str(table),
-                 "--label-from", "parent", "--workers", "1", "-q"]) == 0
-    assert main(["learn", "train", str(table), "--model", "logistic_regression", "--out",
-                 str(model), "--json"]) == 0
-    assert main(["index", "build", str(table), "--out", str(index)]) == 0
-    return {"root": str(root), "images": str(root / "images"), "table": str(table),
-            "model": str(model), "index": str(index)}
+    return build_learned(tmp_path_factory.mktemp("signals_audit"),
+                         ["--model", "logistic_regression"])
 
 
 def _snapshot(folder: str) -> dict[str, bytes]:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pixelmill.cli import main
-from pixelmill.learn.datasets import color_classes, write_labelled
+from tests._learned import build_learned
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -21,19 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, str]:
     """Images of 5 colour classes, their feature table, a trained model and an index."""
-    root = tmp_path_factory.mktemp("own_inputs")
-    images, labels = color_classes(6, size=24, seed=3)
-    write_labelled(str(root / "images"), images, labels)
-    pipe = root / "features.yaml"
-    pipe.write_text("steps:\n  - op: color_moments\n    space: rgb\n")
-    table, model, index = root / "f.parquet", root / "model", root / "index"
-    assert main(["learn", "extract", str(pipe), str(root / "images"), "--out", str(table),
-                 "--label-from", "parent", "--workers", "1", "-q"]) == 0
-    assert main(["learn", "train", str(table), "--model", "random_forest", "--out", str(model),
-                 "--grid", "n_estimators=10", "--json"]) == 0
-    assert main(["index", "build", str(table), "--out", str(index)]) == 0
-    return {"root": str(root), "images": str(root / "images"), "pipe": str(pipe),
-            "table": str(table), "model": str(model), "index": str(index)}
+    return build_learned(tmp_path_factory.mktemp("own_inputs"),
+                         ["--model", "random_forest", "--grid", "n_estimators=10"])
 
 
 def _snapshot(*paths: str) -> dict[str, bytes]:
