@@ -256,9 +256,7 @@ class ManifestWriter:
         self.metadata = dict(metadata or {})
         fs, path = storage.get_fs(uri, self.storage_options)
         self._local = storage._is_local(fs)
-        #: this run's rows as their JSON lines (a quarter of the memory of dicts: a job of
-        #: millions of inputs holds every row until ``close()``)
-        self._rows: list[bytes] = []
+        self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._journal = None
         self._journal_path: str | None = None
@@ -292,11 +290,11 @@ class ManifestWriter:
         return len(self._rows)
 
     def append(self, row: Mapping[str, Any]) -> None:
-        line = (json.dumps({k: _jsonable(v) for k, v in row.items()}, default=str)
-                + "\n").encode("utf-8")
+        row = {k: _jsonable(v) for k, v in row.items()}
         with self._lock:
-            self._rows.append(line)
+            self._rows.append(row)
             if self._journal is not None:
+                line = (json.dumps(row, default=str) + "\n").encode("utf-8")
                 try:
                     self._journal.write(line)
                     self._journal.flush()
@@ -313,10 +311,7 @@ class ManifestWriter:
     def rows(self) -> list[dict[str, Any]]:
         """Earlier rows (when resuming) and this run's rows, last row per key winning."""
         merged: dict[Any, dict] = {}
-        for i, row in enumerate(self._earlier):
-            merged[row.get("key", i)] = row
-        for i, line in enumerate(self._rows, len(self._earlier)):
-            row = json.loads(line)  # as a resumed run reads them from the journal
+        for i, row in enumerate(self._earlier + self._rows):
             merged[row.get("key", i)] = row
         return list(merged.values())
 
