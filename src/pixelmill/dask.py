@@ -57,8 +57,12 @@ class _RegionArray:
         return block[(slice(None), slice(None), *key[2:])] if self.ndim == 3 else block
 
 
+_DEFAULT_LIMIT = object()
+
+
 def from_image(uri: str, *, chunks: int | tuple[int, int] = 1024, level: int = 0,
-               storage_options: Mapping[str, Any] | None = None) -> Any:
+               storage_options: Mapping[str, Any] | None = None,
+               max_pixels: Any = _DEFAULT_LIMIT) -> Any:
     """A lazy ``dask.array`` (H×W or H×W×C) over the image at ``uri``.
 
     Parameters
@@ -71,6 +75,10 @@ def from_image(uri: str, *, chunks: int | tuple[int, int] = 1024, level: int = 0
         Pyramid level for pyramidal TIFF and OME-Zarr.
     storage_options : dict, optional
         fsspec options (credentials, endpoint) — they travel with the graph to the workers.
+    max_pixels : int or None, optional
+        For formats decoded whole (JPEG, PNG, WebP, ...): refuse an image whose header claims
+        more pixels (default :data:`pixelmill.codecs.DEFAULT_MAX_PIXELS`; ``None``: no limit,
+        the whole image must fit in memory). Region-read formats are never decoded whole.
     """
     da = _dask_array()
     from dask.base import tokenize
@@ -96,7 +104,8 @@ def from_image(uri: str, *, chunks: int | tuple[int, int] = 1024, level: int = 0
                 raise
             from pixelmill.images import read_image  # no random access: decode once, whole
 
-            image = read_image(uri, storage_options=storage_options)
+            limit = {} if max_pixels is _DEFAULT_LIMIT else {"max_pixels": max_pixels}
+            image = read_image(uri, storage_options=storage_options, **limit)
             return da.from_array(image, chunks=(ch, cw) + (-1,) * (image.ndim - 2))
     except PixelmillError:
         raise

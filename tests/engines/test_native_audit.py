@@ -171,3 +171,22 @@ def test_spark_measure_columns_without_a_readable_sample(spark, tmp_path):
     assert {"sharpness", "color_histogram"} <= set(out.columns)
     rows = out.collect()
     assert len(rows) == 3 and all(r["reason"] and r["sharpness"] is None for r in rows)
+
+
+def test_from_image_takes_a_pixel_limit_for_formats_decoded_whole(tmp_path):
+    """A PNG above the default pixel limit could not be opened with pixelmill.dask at all
+    (PixelLimitError, no parameter to raise it); max_pixels is now passed to the decoder."""
+    import numpy as np
+
+    import pixelmill.dask as pmd
+    from pixelmill import write_image
+    from pixelmill.errors import InvalidParameterError, PixelLimitError
+
+    path = str(tmp_path / "wide.png")
+    write_image(path, np.zeros((40, 60), np.uint8))
+    with pytest.raises(PixelLimitError):
+        pmd.from_image(path, max_pixels=100)
+    assert pmd.from_image(path, max_pixels=None, chunks=16).shape == (40, 60)
+    assert pmd.from_image(path, chunks=16).compute().shape == (40, 60)
+    with pytest.raises(InvalidParameterError, match="max_pixels"):
+        pmd.from_image(path, max_pixels="many")
