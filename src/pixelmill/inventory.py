@@ -129,18 +129,17 @@ def _has_probe_signature(head: bytes) -> bool:
 
 
 def _is_tiff(head: bytes) -> bool:
-    return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+    from pixelmill.codecs._probe import TIFF_MAGIC
+
+    return head[:4] in TIFF_MAGIC
 
 
-def _probe_tiff_at(fs: Any, local: bool, uri: str) -> Any:
+def _probe_tiff_at(uri: str, storage_options: Mapping[str, Any]) -> Any:
     """The header of the TIFF at ``uri``, read through a file object: a header-only scan of a
     10 GB BigTIFF reads its IFDs, not 10 GB into a worker's memory."""
     from pixelmill.codecs._probe import probe_tiff_file
 
-    if local:
-        with open(fs._strip_protocol(uri) if "://" in uri else uri, "rb") as f:
-            return probe_tiff_file(f)
-    with fs.open(fs._strip_protocol(uri), "rb", block_size=HEAD_BYTES) as f:
+    with storage.open_ranged(uri, storage_options) as f:
         return probe_tiff_file(f)
 
 
@@ -189,7 +188,7 @@ def scan_file(entry: storage.FileEntry, options: ScanOptions, fs: Any = None,
         try:
             if not complete and _is_tiff(data):
                 complete = True  # what it says is final: no second, whole read
-                info = _probe_tiff_at(fs, bool(local), entry.uri)
+                info = _probe_tiff_at(entry.uri, options.storage_options)
             else:
                 info = codecs.probe(data, whole=complete)
             if not complete and info.format == "png" and _png_chunks_cut(data):

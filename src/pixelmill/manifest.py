@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from pixelmill import storage
 from pixelmill.errors import PixelmillError, StorageError
 
-__all__ = ["TILE_KEY", "ManifestBusyError", "ManifestWriter", "is_tile_row", "read_manifest", "read_manifest_metadata",
+__all__ = ["TILE_KEY", "ManifestBusyError", "ManifestWriter", "column", "is_tile_row", "read_manifest", "read_manifest_metadata",
            "rows_to_table"]
 
 STATUSES = ("ok", "invalid", "failed")
@@ -167,6 +167,14 @@ def _jsonable(value: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     return value
+
+
+def column(table: pa.Table, name: str) -> list[Any]:
+    """One column of a manifest table as a list (Nones where the table has no such column):
+    what a manifest's reader needs, without a dict per row."""
+    if name in table.column_names:
+        return table.column(name).to_pylist()
+    return [None] * table.num_rows
 
 
 def rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema | None = None) -> pa.Table:

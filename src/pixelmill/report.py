@@ -23,7 +23,7 @@ import numpy as np
 
 from pixelmill import storage
 from pixelmill.errors import UsageError
-from pixelmill.manifest import is_tile_row, read_manifest, read_manifest_metadata
+from pixelmill.manifest import column, is_tile_row, read_manifest, read_manifest_metadata
 
 __all__ = ["build_report", "check_manifest", "default_report_uri", "measurement_columns",
            "write_report"]
@@ -98,13 +98,6 @@ def _measure_names(table: Any) -> list[str]:
     return names
 
 
-def _column(table: Any, name: str) -> list[Any]:
-    """A column as a list (Nones where the table has no such column)."""
-    if name in table.column_names:
-        return table.column(name).to_pylist()
-    return [None] * table.num_rows
-
-
 def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
     """The manifest's image rows (not its tiles' rows) as an Arrow table, without feature
     vectors: read column by column, never as a dict per row (a job of millions of inputs)."""
@@ -118,7 +111,7 @@ def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
     else:
         table = rows_to_table([])
     table = table.select([c for c in table.column_names if not c.startswith("vec_")])
-    keys, uris = _column(table, "key"), _column(table, "uri")
+    keys, uris = column(table, "key"), column(table, "uri")
     images = [i for i, (k, u) in enumerate(zip(keys, uris, strict=True))
               if not is_tile_row({"key": k, "uri": u})]
     return table if len(images) == table.num_rows else _take(table, images)
@@ -259,16 +252,16 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
     check_manifest(manifest_uri, so)
     table = _images_table(manifest_uri, so)
     meta = read_manifest_metadata(manifest_uri, so)
-    status = _column(table, "status")
+    status = column(table, "status")
     n_rows = len(status)
     counts = {s: sum(1 for v in status if v == s) for s in ("ok", "invalid", "failed")}
     ok = [i for i, v in enumerate(status) if v == "ok"]
     elapsed = float(meta.get("pixelmill.elapsed", "0") or 0)
     processed = int(meta.get("pixelmill.processed", "0") or 0)
     rate = f"{processed / elapsed:.1f} images/s ({processed} in {elapsed:.1f} s)" if elapsed else "n/a"
-    in_bytes = sum(int(b or ib or 0) for b, ib in zip(_column(table, "bytes"),
-                                                      _column(table, "input_bytes"), strict=True))
-    out_sizes = _column(table, "output_bytes")
+    in_bytes = sum(int(b or ib or 0) for b, ib in zip(column(table, "bytes"),
+                                                      column(table, "input_bytes"), strict=True))
+    out_sizes = column(table, "output_bytes")
     out_bytes = sum(int(out_sizes[i] or 0) for i in ok)
     oks = _take(table, ok) if len(ok) < n_rows else table  # the ok rows, column by column
     e = html.escape
@@ -296,7 +289,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
         f"<tr><th>pipeline</th><td><code>{e(meta.get('pixelmill.pipeline', '?'))}</code></td></tr>",
         "</table>",
         "<h2>Per-stage timings</h2>",
-        _timing_section({c: _column(oks, c) for c in oks.column_names if c.startswith("t_")}),
+        _timing_section({c: column(oks, c) for c in oks.column_names if c.startswith("t_")}),
     ]
     bad_at = [i for i, v in enumerate(status) if v in ("invalid", "failed")]
     bad = _take(table, bad_at[:_MAX_BAD_ROWS]).select(
@@ -330,7 +323,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
                          f"{e(str(r.get('out_width')))}×{e(str(r.get('out_height')))}</div>")
     parts.append("</div>")
     parts.append("<h2>Measurements</h2>")
-    parts.append(_histograms({c: _column(oks, c) for c in _measure_names(oks)}))
+    parts.append(_histograms({c: column(oks, c) for c in _measure_names(oks)}))
     parts.append("</body></html>")
     return "\n".join(parts)
 

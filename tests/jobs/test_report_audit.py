@@ -160,9 +160,9 @@ def test_the_sample_caption_is_escaped(tmp_path):
 # -- the demo --------------------------------------------------------------------------------
 
 def test_demo_refuses_a_folder_that_is_not_its_own(tmp_path, capsys):
-    """`python -m pixelmill.demo --out ~/work` deleted ~/work/collection (and replaced
-    ~/work/run); a bad --engine or --workers 0 failed with a traceback after building the
-    collection, and --n -3 built nothing without a word."""
+    """`python -m pixelmill.demo --out WORK`, WORK a user's own folder, deleted
+    WORK/collection (and replaced WORK/run); a bad --engine or --workers 0 failed with a
+    traceback after building the collection, and --n -3 built nothing without a word."""
     from pixelmill.demo import main as demo
 
     user = tmp_path / "work"

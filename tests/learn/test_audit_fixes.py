@@ -127,15 +127,22 @@ MODEL_DAMAGE = {
 }
 
 
+def _damaged_copy(built, tmp_path, cases: dict, case: str) -> tuple[str, str]:
+    """A copy of a built model or index with one case's damage done; (its path, the name the
+    error must give)."""
+    source, damage, named = cases[case]
+    where = str(tmp_path / f"d-{case}")
+    shutil.copytree(built["root"] / source, where)
+    damage(where)
+    return where, named
+
+
 @pytest.mark.parametrize("case", sorted(MODEL_DAMAGE))
 def test_a_damaged_model_directory_is_a_usage_error_naming_the_file(built, tmp_path, capsys,
                                                                     case):
     from pixelmill.learn.models import load_model
 
-    source, damage, named = MODEL_DAMAGE[case]
-    model = str(tmp_path / f"m-{case}")
-    shutil.copytree(built["root"] / source, model)
-    damage(model)
+    model, named = _damaged_copy(built, tmp_path, MODEL_DAMAGE, case)
     with pytest.raises(UsageError, match="not a pixelmill model directory") as info:
         load_model(model)
     assert model in str(info.value) and named in str(info.value)
@@ -174,10 +181,7 @@ def test_a_damaged_index_directory_is_a_usage_error_naming_the_file(built, tmp_p
                                                                     case):
     from pixelmill.learn.index import load_index
 
-    source, damage, named = INDEX_DAMAGE[case]
-    index = str(tmp_path / f"i-{case}")
-    shutil.copytree(built["root"] / source, index)
-    damage(index)
+    index, named = _damaged_copy(built, tmp_path, INDEX_DAMAGE, case)
     with pytest.raises(UsageError, match="not a pixelmill index") as info:
         load_index(index)
     assert index in str(info.value) and named in str(info.value)

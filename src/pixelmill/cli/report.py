@@ -54,7 +54,7 @@ def _find_manifest(manifest: str, so) -> str:
     fs, path = storage.get_fs(manifest, so)
 
     def interrupted(p: str) -> bool:  # a local run killed before its Parquet: the journal's rows
-        return storage._is_local(fs) and fs.exists(journal_path(p))
+        return storage.is_local(fs) and fs.exists(journal_path(p))
 
     if not fs.exists(path):
         if interrupted(path):

@@ -274,6 +274,10 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+#: the first four bytes of a TIFF (little/big endian) and a BigTIFF
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
 def _probe_tiff(data: bytes) -> ImageInfo:
     return probe_tiff_file(io.BytesIO(data))
 
@@ -365,7 +369,7 @@ def probe(data: bytes, *, whole: bool = False) -> ImageInfo:
         return _probe_png(data)
     if head[:3] == b"\xff\xd8\xff":
         return _probe_jpeg(data, whole)
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if head[:4] in TIFF_MAGIC:
         return _probe_tiff(data)
     try:
         with Image.open(io.BytesIO(data)) as im:

@@ -28,6 +28,7 @@ from pixelmill.jobs._worker import TILED_ROUTE, JobSpec, _reason, process_unit
 from pixelmill.learn.references import check_outside_models, model_records, resolve_models
 from pixelmill.manifest import (
     ManifestWriter,
+    column,
     earlier_run,
     foreign_output,
     is_tile_row,
@@ -571,7 +572,7 @@ def run(
     keys = {u.key for u in units}
     counts = dict.fromkeys(("ok", "invalid", "failed"), 0)
     reasons: dict[str, str] = {}
-    for key, status, reason in zip(*(_column(table, c) for c in ("key", "status", "reason")),
+    for key, status, reason in zip(*(column(table, c) for c in ("key", "status", "reason")),
                                    strict=True):
         if key not in keys:
             continue
@@ -595,13 +596,6 @@ def run(
                   f"`pixelmill report {manifest_uri}` tries again", file=sys.stderr, flush=True)
             summary.report = None
     return summary
-
-
-def _column(table: Any, name: str) -> list[Any]:
-    """One column of a manifest table as a list (Nones where the table has no such column)."""
-    if name in table.column_names:
-        return table.column(name).to_pylist()
-    return [None] * table.num_rows
 
 
 class _UnitFunction:

@@ -180,19 +180,11 @@ def _tiff_header(uri: str, so: Mapping[str, Any]) -> Any:
     """The header of the TIFF/BigTIFF at ``uri``, read through a file object (its IFDs only),
     or None when it is not a TIFF or cannot be read so (the whole-file path then says why)."""
     from pixelmill import storage
-    from pixelmill.codecs._probe import probe_tiff_file
+    from pixelmill.codecs._probe import TIFF_MAGIC, probe_tiff_file
 
     try:
-        if "://" not in uri and not so:
-            storage.check_regular(uri)
-            f = open(uri, "rb")  # noqa: SIM115 - closed by the with below
-        else:
-            fs, path = storage.get_fs(uri, so)
-            if storage.is_local(fs):
-                storage.check_regular(path, uri)
-            f = fs.open(path, "rb", block_size=1 << 16)
-        with f:
-            if f.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        with storage.open_ranged(uri, so) as f:
+            if f.read(4) not in TIFF_MAGIC:
                 return None
             f.seek(0)
             return probe_tiff_file(f)
