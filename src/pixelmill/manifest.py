@@ -29,10 +29,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pixelmill import storage
+from pixelmill._tables import (
+    RowChunks,
+    _jsonable,
+    column,
+    concat,
+    last_row_per_key,
+    rows_to_table,
+    select_rows,
+)
 from pixelmill.errors import PixelmillError, StorageError
 
-__all__ = ["TILE_KEY", "ManifestBusyError", "ManifestWriter", "column", "is_tile_row", "read_manifest", "read_manifest_metadata",
-           "rows_to_table"]
+__all__ = ["TILE_KEY", "ManifestBusyError", "ManifestWriter", "column", "is_tile_row",
+           "read_manifest", "read_manifest_metadata", "read_manifest_table", "rows_to_table",
+           "select_rows"]
 
 STATUSES = ("ok", "invalid", "failed")
 
@@ -149,57 +159,9 @@ def _cut_torn_tail(f: Any) -> None:
     f.truncate(0)
 
 
-#: types a row's value already has in JSON and Arrow (the common case: checked first, since
-#: every cell of every row goes through :func:`_jsonable`, millions of times per job)
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-def _jsonable(value: Any) -> Any:
-    if type(value) in _PLAIN:
-        return value
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return value
-
-
-def column(table: pa.Table, name: str) -> list[Any]:
-    """One column of a manifest table as a list (Nones where the table has no such column):
-    what a manifest's reader needs, without a dict per row."""
-    if name in table.column_names:
-        return table.column(name).to_pylist()
-    return [None] * table.num_rows
-
-
-def rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
-    """Rows (dicts) to an Arrow table; columns are the union of keys in first-seen order."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        for k in row:
-            columns.setdefault(k, None)
-    data = {k: [_jsonable(r.get(k)) for r in rows] for k in columns}
-    if schema is not None:
-        return pa.Table.from_pydict(data, schema=schema)
-    arrays = {}
-    for k, values in data.items():
-        if k.startswith("vec_"):  # feature vectors: list<float32>
-            arrays[k] = pa.array(values, type=pa.list_(pa.float32()))
-        else:
-            try:
-                arrays[k] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: keep them as text
-                arrays[k] = pa.array([None if v is None else str(v) for v in values])
-    return pa.Table.from_pydict(arrays)
-
-
-def _read_journal(path: str) -> list[dict[str, Any]]:
-    rows = []
+def _journal_tables(path: str) -> list[pa.Table]:
+    """The rows of a journal, :data:`CHUNK_ROWS` at a time as Arrow tables."""
+    chunks = RowChunks()
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -211,27 +173,32 @@ def _read_journal(path: str) -> list[dict[str, Any]]:
                 except ValueError:
                     continue  # a line cut by a kill or a full disk: the other lines are whole
                 if isinstance(row, dict):
-                    rows.append(row)
+                    chunks.append(row)
     except FileNotFoundError:
         pass
-    return rows
+    return [chunks.table()] if len(chunks) else []
+
+
+def read_manifest_table(uri: str, storage_options: Mapping[str, Any] | None = None
+                        ) -> pa.Table:
+    """All rows of a manifest (Parquet plus an unfinished journal) as one Arrow table, the last
+    row per key winning (in the place of the key's first row)."""
+    tables: list[pa.Table] = []
+    fs, path = storage.get_fs(uri, storage_options)
+    if fs.exists(path):
+        # rows only: the file's settings are read_manifest_metadata's, not a later run's
+        tables.append(storage.read_parquet(uri, storage_options).replace_schema_metadata(None))
+    if storage._is_local(fs):
+        tables.extend(_journal_tables(journal_path(path)))
+    return last_row_per_key(concat(tables))
 
 
 def read_manifest(uri: str, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
-    """All rows of a manifest (Parquet plus an unfinished journal), last row per key winning."""
-    rows: list[dict[str, Any]] = []
-    fs, path = storage.get_fs(uri, storage_options)
-    if fs.exists(path):
-        table = storage.read_parquet(uri, storage_options)
-        rows.extend(table.to_pylist())
-    if storage._is_local(fs):
-        rows.extend(_read_journal(journal_path(path)))
-    if rows and "key" in rows[0]:
-        by_key: dict[str, dict] = {}
-        for row in rows:
-            by_key[row["key"]] = row
-        rows = list(by_key.values())
-    return rows
+    """All rows of a manifest (Parquet plus an unfinished journal), last row per key winning.
+
+    One dict per row: for a manifest of millions of rows, :func:`read_manifest_table` (or
+    :func:`column` of it) holds a fraction of the memory."""
+    return read_manifest_table(uri, storage_options).to_pylist()
 
 
 def read_manifest_metadata(uri: str, storage_options: Mapping[str, Any] | None = None
@@ -248,7 +215,8 @@ def read_manifest_metadata(uri: str, storage_options: Mapping[str, Any] | None =
 class ManifestWriter:
     """Append rows as they finish; ``close()`` folds everything into one Parquet file.
 
-    ``keep_existing`` keeps rows of an earlier manifest at the same URI (resume).
+    ``keep_existing`` keeps rows of an earlier manifest at the same URI (resume). Rows are held
+    as Arrow tables (:class:`pixelmill._tables.RowChunks`), not dicts: ~0.3 KB per row.
     """
 
     def __init__(
@@ -264,7 +232,7 @@ class ManifestWriter:
         self.metadata = dict(metadata or {})
         fs, path = storage.get_fs(uri, self.storage_options)
         self._local = storage._is_local(fs)
-        self._rows: list[dict[str, Any]] = []
+        self._rows = RowChunks()
         self._lock = threading.Lock()
         self._journal = None
         self._journal_path: str | None = None
@@ -279,18 +247,31 @@ class ManifestWriter:
                 _cut_torn_tail(self._journal)
             else:
                 self._journal.truncate(0)
-        self._earlier: list[dict[str, Any]] = (
-            read_manifest(uri, self.storage_options) if keep_existing else []
+        self._earlier: pa.Table = (
+            read_manifest_table(uri, self.storage_options) if keep_existing else pa.table({})
         )
 
     @property
-    def earlier_rows(self) -> list[dict[str, Any]]:
+    def earlier_table(self) -> pa.Table:
+        """The earlier run's rows (when resuming), one per key."""
         return self._earlier
+
+    @property
+    def earlier_rows(self) -> list[dict[str, Any]]:
+        """The earlier run's rows as dicts (a new list each time: for a large manifest, read
+        the columns needed from :attr:`earlier_table` instead)."""
+        return self._earlier.to_pylist()
 
     def forget(self, keys: Iterable[Any]) -> None:
         """Drop earlier rows of ``keys`` (rows this run knows to be superseded)."""
-        gone = set(keys)
-        self._earlier = [r for r in self._earlier if r.get("key") not in gone]
+        gone = list(dict.fromkeys(keys))
+        if not gone or "key" not in self._earlier.column_names:
+            return
+        import pyarrow.compute as pc
+
+        keys_col = self._earlier.column("key")
+        drop = pc.is_in(keys_col, value_set=pa.array(gone, type=keys_col.type))
+        self._earlier = self._earlier.filter(pc.invert(pc.fill_null(drop, False)))
 
     @property
     def appended(self) -> int:
@@ -316,22 +297,23 @@ class ManifestWriter:
         for row in rows:
             self.append(row)
 
+    def table(self, *, sort: bool = False) -> pa.Table:
+        """Earlier rows (when resuming) and this run's rows, last row per key winning; with
+        ``sort``, in key order."""
+        with self._lock:
+            mine = self._rows.table()
+        return last_row_per_key(concat([self._earlier, mine]), sort=sort)
+
     def rows(self) -> list[dict[str, Any]]:
-        """Earlier rows (when resuming) and this run's rows, last row per key winning."""
-        merged: dict[Any, dict] = {}
-        for i, row in enumerate(self._earlier + self._rows):
-            merged[row.get("key", i)] = row
-        return list(merged.values())
+        """:meth:`table` as dicts."""
+        return self.table().to_pylist()
 
     def close(self) -> pa.Table:
         """Write the Parquet manifest atomically, remove the journal; return the table.
 
         Rows are written in key order, not in the order workers finished them: one job gives
         the same manifest on every engine and in every run."""
-        rows = self.rows()
-        if all("key" in r for r in rows):
-            rows.sort(key=lambda r: str(r["key"]))
-        table = rows_to_table(rows)
+        table = self.table(sort=True)
         if self.metadata:
             table = table.replace_schema_metadata(
                 {**(table.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
@@ -356,13 +338,13 @@ class ManifestWriter:
         earlier run's, when resuming) are written as the manifest instead, so ``--resume``
         continues from them (they were lost, and the message said they were kept)."""
         if self._journal is None:
-            if not self._local and self._rows:
+            if not self._local and len(self._rows):
                 with contextlib.suppress(Exception):
                     self.close()
             return
         with contextlib.suppress(OSError):
             empty = self._journal.seek(0, os.SEEK_END) == 0
-            if empty and self._created_journal and not self._rows:
+            if empty and self._created_journal and not len(self._rows):
                 os.unlink(self._journal_path)
         with contextlib.suppress(OSError):
             self._journal.close()

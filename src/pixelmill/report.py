@@ -23,7 +23,7 @@ import numpy as np
 
 from pixelmill import storage
 from pixelmill.errors import UsageError
-from pixelmill.manifest import column, is_tile_row, read_manifest, read_manifest_metadata
+from pixelmill.manifest import column, is_tile_row, read_manifest_metadata
 
 __all__ = ["build_report", "check_manifest", "default_report_uri", "measurement_columns",
            "write_report"]
@@ -101,11 +101,11 @@ def _measure_names(table: Any) -> list[str]:
 def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
     """The manifest's image rows (not its tiles' rows) as an Arrow table, without feature
     vectors: read column by column, never as a dict per row (a job of millions of inputs)."""
-    from pixelmill.manifest import journal_path, rows_to_table
+    from pixelmill.manifest import journal_path, read_manifest_table, rows_to_table
 
     fs, path = storage.get_fs(manifest_uri, so)
     if storage.is_local(fs) and os.path.exists(journal_path(path)):  # an interrupted run
-        table = rows_to_table(read_manifest(manifest_uri, so))
+        table = read_manifest_table(manifest_uri, so)
     elif fs.exists(path):
         table = storage.read_parquet(manifest_uri, so)
     else:

@@ -186,7 +186,7 @@ def test_the_report_reads_a_finished_manifest_column_by_column(tmp_path, monkeyp
     def no_rows(*a, **k):
         raise AssertionError("rows read as dicts")
 
-    monkeypatch.setattr(pixelmill.report, "read_manifest", no_rows)
+    monkeypatch.setattr(pixelmill.manifest, "read_manifest", no_rows)
     assert build_report(uri, sample=0) == page
     monkeypatch.undo()
     assert "<td id='count-ok'>200</td>" in page and "<td id='count-invalid'>100</td>" in page

@@ -78,13 +78,13 @@ def _check_out(out: str, manifest: str, so, overwrite: bool) -> None:
     from pixelmill import storage
     from pixelmill.cli._options import refuse_existing
     from pixelmill.errors import UsageError
-    from pixelmill.manifest import read_manifest
+    from pixelmill.manifest import read_manifest_table, select_rows
 
     if storage.same_location(out, manifest):
         raise UsageError(f"--out: {out} is the manifest itself; write the page elsewhere")
     target = storage.absolute(out)
     name = posixpath.basename(target.rstrip("/").replace("\\", "/"))
-    for row in read_manifest(manifest, so):
+    for row in select_rows(read_manifest_table(manifest, so), ("uri", "output", "relpath")):
         for column in ("uri", "output"):
             value = str(row.get(column) or "")
             if value and (storage.absolute(value) == target or (  # also through a linked folder

@@ -40,7 +40,7 @@ QUALITY_FORMATS = ("jpg", "webp")
 _TEMPLATE_FIELDS = ("parent", "stem", "ext", "name", "suffix", "label", "index")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkUnit:
     """One input to process: small and picklable (engines move these, never pixels)."""
 
@@ -142,9 +142,10 @@ def render_name(template: str, relpath: str, ext: str, *, label: str | None = No
 
 def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
                            ) -> list[tuple[str, int, str, str | None]]:
-    from pixelmill.manifest import is_tile_row, read_manifest
+    from pixelmill.manifest import is_tile_row, read_manifest_table, select_rows
 
-    rows = [r for r in read_manifest(uri, storage_options)
+    rows = [r for r in select_rows(read_manifest_table(uri, storage_options),
+                                   ("key", "uri", "relpath", "size", "bytes", "label"))
             if (r.get("uri") or r.get("key")) and not is_tile_row(r)]
     sources = [str(r.get("uri") or r.get("key")) for r in rows]
     # rows without relpath (scans before it was a column, hand-made tables): folders are kept

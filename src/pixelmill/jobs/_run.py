@@ -34,6 +34,7 @@ from pixelmill.manifest import (
     is_tile_row,
     journal_in_the_way,
     keeps_journal,
+    select_rows,
 )
 from pixelmill.pipeline import Pipeline, load_pipeline
 
@@ -495,12 +496,14 @@ def run(
         try:
             done: set[str] = set()
             if resume:
-                done = _resumable(writer.earlier_rows, units, fingerprint, quality,
-                                  manifest_uri)
+                done = _resumable(select_rows(writer.earlier_table, _RESUME_COLUMNS,
+                                              status="ok"),
+                                  units, fingerprint, quality, manifest_uri)
                 # a folder that could not be listed then and can now: its files are inputs
                 # of their own this time, so its failed row no longer stands for them
                 planned = {u.key for u in units}
-                writer.forget(r.get("key") for r in writer.earlier_rows
+                writer.forget(r.get("key") for r in select_rows(
+                                  writer.earlier_table, ("key", "reason"), status="failed")
                               if str(r.get("reason") or "").startswith(storage.UNLISTED_REASON)
                               and r.get("key") not in planned)
             elif overwrite:  # an interrupted --overwrite must not resume from the replaced run
@@ -538,8 +541,9 @@ def run(
                     # write NAME.tif gets it must not depend on timing (nor differ on resume)
                     deferred.sort(key=lambda r: todo_by_key[r["key"]].index)
                     taken = {u.output: u.uri for u in units if u.output}
-                    taken.update({r["output"]: r["uri"] for r in writer.earlier_rows
-                                  if r.get("status") == "ok" and r.get("output") and r.get("uri")
+                    taken.update({r["output"]: r["uri"] for r in select_rows(
+                                      writer.earlier_table, ("key", "uri", "output"), status="ok")
+                                  if r.get("output") and r.get("uri")
                                   and r.get("key") in done})  # tiled outputs of earlier runs
                     _run_tiled_rows(pipe, deferred, todo_by_key, eng, writer, resume=resume,
                                     memory=memory, so=so, progress=bar, taken=taken)
@@ -662,6 +666,10 @@ def job_fingerprint(pipe: Pipeline, label_from: str | None,
     if not extra:
         return pipe.fingerprint
     return hashlib.sha256("\0".join([pipe.fingerprint, *extra]).encode()).hexdigest()[:16]
+
+
+#: what :func:`_resumable` reads of the earlier run's rows
+_RESUME_COLUMNS = ("key", "uri", "status", "pipeline", "output", "encoding", "tiled")
 
 
 def _resumable(rows: Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], fingerprint: str,

@@ -308,7 +308,13 @@ def run_tiled(
     -------
     TiledSummary
     """
-    from pixelmill.manifest import ManifestWriter, is_tile_row, read_manifest
+    from pixelmill.manifest import (
+        TILE_KEY,
+        ManifestWriter,
+        is_tile_row,
+        read_manifest_table,
+        select_rows,
+    )
 
     t_start = time.perf_counter()
     # tiles are read and written by workers (on a cluster: in other folders): absolute paths
@@ -345,7 +351,8 @@ def run_tiled(
     identity = {"pipeline": pipeline.fingerprint, "level": level, "pyramid": bool(pyramid),
                 "compression": compression, **_input_stamp(input_uri, so)}
     if resume:
-        earlier = read_manifest(manifest_uri, so) if own_manifest else manifest.earlier_rows
+        earlier = select_rows(read_manifest_table(manifest_uri, so) if own_manifest
+                              else manifest.earlier_table, key=input_uri)
         finished = _finished_run(earlier, input_uri, output_uri, identity, so,
                                  manifest_uri or getattr(manifest, "uri", output_uri))
         if finished is not None:
@@ -455,8 +462,9 @@ def run_tiled(
                                                 fingerprint, resume)
         done = set()
         if store_ok:
-            done = {r["key"] for r in writer.earlier_rows
-                    if r.get("status") == "ok" and is_tile_row(r)}
+            done = {r["key"] for r in select_rows(writer.earlier_table, ("key", "uri"), status="ok",
+                                                  key_prefix=input_uri + TILE_KEY)
+                    if is_tile_row(r)}
         elif not whole and canvas is None:
             regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
                                       attrs={"pixelmill_plan": fingerprint},
