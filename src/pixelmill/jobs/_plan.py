@@ -57,6 +57,11 @@ class WorkUnit:
     def key(self) -> str:
         return self.uri
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # pickled as its fields (slots: the dataclass's __getstate__ builds a list per unit)
+        return WorkUnit, (self.index, self.uri, self.relpath, self.size, self.output,
+                          self.format, self.label, self.error)
+
 
 def check_format(format: str | None, quality: int | None) -> str | None:
     """The canonical output format for ``--format`` (None keeps each input's), checked with quality."""
