@@ -233,8 +233,6 @@ def test_a_signalled_command_stops_cleanly_and_a_rerun_gives_the_same(built, tmp
         assert filecmp.cmp(out, ref, shallow=False)
 
 
-@pytest.mark.xfail(strict=False, reason="engines/local.py spawns workers with the driver's "
-                   "SIGINT disposition: a Ctrl-C while one imports prints its traceback (timing)")
 def test_ctrl_c_while_the_local_engine_starts_its_workers_prints_no_traceback(built, tmp_path):
     def kids(pid: int) -> list[str]:
         try:

@@ -68,8 +68,43 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="pixelmill-parent-watch", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """A Ctrl-C is held back while a worker is spawned, and neither side prints a traceback.
+
+    The child starts with SIGINT blocked (this thread's mask is inherited through fork and
+    exec), so a Ctrl-C that lands while its interpreter imports stays pending there until
+    :func:`_worker_main` ignores it (a pending signal set to SIG_IGN is discarded). The driver
+    records a Ctrl-C that lands meanwhile (in any of its threads) and raises it again once the
+    spawn is complete: interrupted between starting the child and sending it its start-up data,
+    the driver left a child that printed an EOFError traceback."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    import threading
+    from multiprocessing import resource_tracker
+
+    # started first: its own start-up blocks and then *unblocks* SIGINT around its spawn
+    resource_tracker.ensure_running()
+    caught: list[int] = []
+    swap = threading.current_thread() is threading.main_thread()
+    if swap:  # only the main thread may set handlers; it is where Python runs them
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # one held here is recorded now
+        if swap:
+            signal.signal(signal.SIGINT, previous)
+            if caught:  # delivered again, to the handler that was there (KeyboardInterrupt)
+                signal.raise_signal(signal.SIGINT)
+
+
 def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
+    if hasattr(signal, "pthread_sigmask"):  # blocked by _sigint_held: a pending one is dropped
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent()
     with contextlib.suppress(BrokenPipeError, OSError):
         conn.send(_READY)  # started: a death from now on is the unit's, not the start-up's
@@ -111,7 +146,8 @@ class _Worker:
     def __init__(self, ctx: Any) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.proc.start()
+        with _sigint_held():
+            self.proc.start()
         child.close()
         #: (task id, unit indices, seconds allowed or None, deadline once begun or None)
         self.task: tuple[int, list[int], float | None, float | None] | None = None
