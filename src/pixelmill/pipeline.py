@@ -368,19 +368,31 @@ class Pipeline:
         return len(self.steps)
 
 
-def load_pipeline(source: str | Path | Mapping | list | Pipeline) -> Pipeline:
-    """A pipeline from a file path or URL (YAML/JSON), a dict/list, or a Pipeline."""
+def load_pipeline(source: str | Path | Mapping | list | Pipeline,
+                  storage_options: Mapping[str, Any] | None = None) -> Pipeline:
+    """A pipeline from a file path or URL (YAML/JSON), a dict/list, or a Pipeline.
+
+    ``storage_options`` are the fsspec options of a URL (an ``s3://`` endpoint, credentials),
+    as ``--storage-option`` gives them for the command's other URLs."""
     if isinstance(source, Pipeline):
         return source
     if isinstance(source, Mapping | list):
         return Pipeline.from_dict(source)
     text_source = str(source)
     from pixelmill import storage
+    from pixelmill.errors import PixelmillError
 
     try:
-        text = storage.read_bytes(text_source).decode("utf-8")
+        text = storage.read_bytes(text_source, storage_options).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"pipeline file {text_source!r} cannot be read: {e}") from e
+    except PixelmillError:
+        raise
+    except Exception as e:  # a remote store's client (no credentials, unreachable endpoint)
+        raise storage.remote_error(text_source, e, field="PIPELINE") from e
+    if not text.strip():
+        raise UsageError(f"pipeline file {text_source!r} is empty; expected a mapping with a "
+                         "'steps' list (or the list of steps)")
     return Pipeline.from_text(text, text_source)
 
 
@@ -414,9 +426,10 @@ def pipeline_json_schema() -> dict[str, Any]:
         # a mapping with a 'steps' list, or the list of steps alone (Pipeline.from_dict)
         "type": ["object", "array"],
         "properties": {
-            "name": {"type": "string"},
-            "description": {"type": "string"},
-            "version": {"type": ["integer", "string"]},
+            # null as the loader takes it (``description:`` with nothing after it)
+            "name": {"type": ["string", "null"]},
+            "description": {"type": ["string", "null"]},
+            "version": {"type": ["integer", "string", "null"]},
             "steps": {"type": "array", "items": {"oneOf": variants}},
         },
         "required": ["steps"],

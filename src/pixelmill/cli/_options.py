@@ -57,3 +57,22 @@ def refuse_input(uri: str, field: str, *, files: tuple[str, ...] = (),
         if storage.within(uri, d):
             raise UsageError(f"{field}: {uri} is inside {d}, an input of this command; write "
                              "it elsewhere")
+
+
+def refuse_folder(uri: str, storage_options=None, *, field: str,
+                  example: str = "manifest.parquet") -> None:
+    """A flag that names a file (a manifest, a table, a page) given a folder — one that ends
+    with ``/`` or a local folder that exists — is a usage error before any work: the job would
+    run to its end and then fail to write there (or, with ``--overwrite``, fail to remove it)."""
+    import os
+
+    from pixelmill import storage
+    from pixelmill.errors import UsageError
+
+    folder = uri.endswith(("/", os.sep))
+    if not folder:
+        fs, path = storage.get_fs(uri, storage_options)
+        folder = storage.is_local(fs) and os.path.isdir(path)
+    if folder:
+        raise UsageError(f"{field}: {uri} is a folder; name a file, e.g. "
+                         f"{storage.join(uri, example)}")

@@ -10,6 +10,7 @@ from pixelmill.cli._options import (
     json_option,
     overwrite_option,
     refuse_existing,
+    refuse_folder,
     refuse_input,
     storage_option,
     workers_option,
@@ -76,6 +77,7 @@ def query(index_dir, image, k, report, overwrite, as_json, storage_options):
 
     so = storage.parse_storage_options(storage_options)
     if report:
+        refuse_folder(report, so, field="--report", example="report.html")
         refuse_input(report, "--report", files=(image,), folders=(index_dir,))
         if not overwrite:
             refuse_existing(report, so, field="--report")

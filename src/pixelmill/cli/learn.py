@@ -15,6 +15,7 @@ from pixelmill.cli._options import (
     json_option,
     overwrite_option,
     refuse_existing,
+    refuse_folder,
     refuse_input,
     storage_option,
     workers_option,
@@ -95,8 +96,12 @@ def extract(pipeline, input, out, label_from, ratios, split_by, salt, limit, inc
     from pixelmill import storage
     from pixelmill.cli import exit_with
     from pixelmill.learn.features import extract as run_extract
+    from pixelmill.pipeline import load_pipeline
 
     so = storage.parse_storage_options(storage_options)
+    refuse_folder(out, so, field="--out", example="features.parquet")
+    # read with --storage-option, as INPUT and --out are (an s3:// pipeline on an endpoint)
+    pipeline = load_pipeline(pipeline, so)
     summary = run_extract(pipeline, input, out, label_from=label_from, ratios=ratios,
                           split_by=split_by, salt=salt, engine=engine, workers=workers,
                           storage_options=so, progress=not quiet, limit=limit,
@@ -215,6 +220,7 @@ def evaluate(model, features, split, report, no_report, overwrite, as_json, stor
 
     so = storage.parse_storage_options(storage_options)
     if report is not None and not no_report:
+        refuse_folder(report, so, field="--report", example="report.html")
         own = storage.same_location(report, storage.join(model, "report.html"))
         refuse_input(report, "--report", files=(features,), folders=() if own else (model,))
         if not overwrite:
@@ -266,6 +272,7 @@ def predict(model, input, out, label_from, limit, overwrite, resume, quiet, engi
     from pixelmill.learn.prediction import predict as run_predict
 
     so = storage.parse_storage_options(storage_options)
+    refuse_folder(out, so, field="--out", example="predictions.parquet")
     summary = run_predict(model, input, out, engine=engine, workers=workers,
                           label_from=label_from, storage_options=so, progress=not quiet,
                           limit=limit, overwrite=overwrite, resume=resume)

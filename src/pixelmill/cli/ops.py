@@ -194,10 +194,21 @@ def ops(name: str | None, family: str | None, schema: bool, as_json: bool) -> No
     from pixelmill.pipeline import pipeline_json_schema
 
     if schema:
+        if name is not None or family is not None:  # the schema is of every op: not ignored
+            raise InvalidParameterError(
+                f"--schema: gives the schema of every op and takes no "
+                f"{'NAME' if name is not None else '--family'}; run 'pixelmill ops --schema'",
+                field="--schema")
         click.echo(json.dumps(pipeline_json_schema(), indent=2))
         return
     if name is not None:
-        d = describe_op(get_op(name, where="NAME"))
+        spec = get_op(name, where="NAME")
+        if family is not None and family != spec.family:  # a contradiction, not a filter
+            raise InvalidParameterError(
+                f"--family: op {name!r} is in family {spec.family!r}, not {family!r}; "
+                f"run 'pixelmill ops {name}' or 'pixelmill ops --family {family}'",
+                field="--family")
+        d = describe_op(spec)
         if as_json:
             click.echo(json.dumps(d, indent=2))
         else:

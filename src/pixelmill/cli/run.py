@@ -11,7 +11,12 @@ import sys
 
 import click
 
-from pixelmill.cli._options import engine_option, storage_option, workers_option
+from pixelmill.cli._options import (
+    engine_option,
+    refuse_folder,
+    storage_option,
+    workers_option,
+)
 
 __all__ = ["run"]
 
@@ -61,8 +66,13 @@ def run(pipeline, input, output, engine, workers, resume, overwrite, format_, qu
     """
     from pixelmill import storage
     from pixelmill.jobs import run as run_job
+    from pixelmill.pipeline import load_pipeline
 
     so = storage.parse_storage_options(storage_options)
+    if manifest is not None:
+        refuse_folder(manifest, so, field="--manifest")
+    # read with --storage-option, as INPUT and OUTPUT are (an s3:// pipeline on an endpoint)
+    pipeline = load_pipeline(pipeline, so)
     if measure_only and manifest is None:
         manifest = storage.join(output, "manifest.parquet")
     summary = run_job(

@@ -48,9 +48,10 @@ def _check_out(out: str, url: str, so: dict, overwrite: bool, **listing) -> None
     """--out replaces a file only with --overwrite, is no folder, can be written, and is never
     one of the scanned files (also when named through a linked folder), even with --overwrite."""
     from pixelmill import storage
-    from pixelmill.cli._options import refuse_existing
+    from pixelmill.cli._options import refuse_existing, refuse_folder
     from pixelmill.errors import PixelmillError, UsageError
 
+    refuse_folder(out, so, field="--out", example="inventory.parquet")
     if not overwrite:  # an earlier inventory, or any file the user has, stays
         refuse_existing(out, so, field="--out")
     storage.check_writable(out, so, field="--out")

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import click
 
-from pixelmill.cli._options import engine_option, json_option, storage_option, workers_option
+from pixelmill.cli._options import (
+    engine_option,
+    json_option,
+    refuse_folder,
+    storage_option,
+    workers_option,
+)
 
 __all__ = ["tile"]
 
@@ -56,12 +62,17 @@ def tile(pipeline, input, output, tile_size, memory, engine, workers, resume, ov
 
     from pixelmill import storage
     from pixelmill.errors import UsageError
+    from pixelmill.pipeline import load_pipeline
     from pixelmill.tiled import parse_memory, run_tiled
 
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
     memory = parse_memory(memory, "--memory")  # the flag's name in the error
     so = storage.parse_storage_options(storage_options)
+    if manifest is not None:
+        refuse_folder(manifest, so, field="--manifest")
+    # read with --storage-option, as INPUT and OUTPUT are (an s3:// pipeline on an endpoint)
+    pipeline = load_pipeline(pipeline, so)
     summary = run_tiled(pipeline, input, output, tile=tile_size, memory=memory, engine=engine,
                         workers=workers, manifest=manifest, resume=resume, storage_options=so,
                         progress=not quiet and not as_json, pyramid=pyramid,

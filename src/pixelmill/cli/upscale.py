@@ -117,6 +117,20 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     if resume and overwrite:
         raise InvalidParameterError("--resume and --overwrite exclude each other",
                                     field="overwrite")
+    from pixelmill.tiled import parse_memory
+
+    memory = parse_memory(memory, "--memory")  # the flag's name in the error, on both paths
+    if not stream:  # one process here: a cluster or a worker count would be silently unused
+        if engine is not None and str(engine).split("=")[0] != "local":
+            raise InvalidParameterError(
+                f"--engine: {engine} runs only the streaming path; write a .tif/.tiff/.zarr "
+                "OUTPUT (or give --stream), or leave --engine out: this OUTPUT is upscaled "
+                "whole in this process", field="--engine")
+        if workers is not None:
+            raise InvalidParameterError(
+                "--workers: worker processes run only the streaming path; write a "
+                ".tif/.tiff/.zarr OUTPUT (or give --stream), or leave --workers out: this "
+                "OUTPUT is upscaled whole in this process", field="--workers")
     if stream:
         if not output_uri.lower().rstrip("/").endswith(_STREAMING_SUFFIXES):
             raise InvalidParameterError(
@@ -146,14 +160,13 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
     from pixelmill.errors import DecodeError
     from pixelmill.images import check_output, write_image
     from pixelmill.sr.tiles import upscale_tiled
-    from pixelmill.tiled import parse_memory
 
     tile = tile or DEFAULT_TILE
     check_output(output_uri)  # an unwritable format fails before the input is read
     if not overwrite:
         refuse_existing(output_uri, so, field="OUTPUT")
     dev = resolve_device(device, field="--device")
-    budget = parse_memory(memory, "--memory")
+    budget = memory
     t0 = time.perf_counter()
     data = storage.read_bytes(input_uri, so)
     try:  # the header says the size: a result that cannot fit fails before decoding

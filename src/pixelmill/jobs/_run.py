@@ -406,7 +406,7 @@ def run(
     JobSummary
     """
     started = time.perf_counter()
-    pipe = load_pipeline(pipeline)
+    pipe = load_pipeline(pipeline, storage_options)  # an s3:// pipeline: same options
     fmt = check_format(format, quality)
     check_timeout(timeout)
     if _runs_here(engine):  # a cuda step this machine cannot run fails now, not every image

@@ -151,7 +151,7 @@ def extract(
     from pixelmill.jobs import run
     from pixelmill.pipeline import load_pipeline
 
-    pipe = load_pipeline(pipeline)
+    pipe = load_pipeline(pipeline, storage_options)  # an s3:// pipeline: same options
     if not any(step.spec.output == "vector" for step in pipe.steps):
         raise UsageError("pipeline: feature extraction needs at least one vector op "
                          "(e.g. color_histogram, hog, lbp_histogram; see 'pixelmill ops')")

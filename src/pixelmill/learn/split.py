@@ -44,6 +44,9 @@ def parse_ratios(ratios: str | Sequence[float] | None) -> tuple[float, float, fl
             field="ratios",
         )
     total = sum(values)
+    if not np.isfinite(total):  # 1e308:1e308:1 sums to inf (every fraction 0): scale first
+        values = [v / max(values) for v in values]
+        total = sum(values)
     return (values[0] / total, values[1] / total, values[2] / total)
 
 

@@ -324,7 +324,7 @@ def run_tiled(
                          "another file (an image is never replaced in place)")
     if isinstance(manifest, str | os.PathLike):
         manifest = storage.absolute(manifest)
-    pipeline = load_pipeline(pipeline)
+    pipeline = load_pipeline(pipeline, storage_options)  # an s3:// pipeline: same options
     plan = analyze(pipeline)
     out_kind = regions.output_kind(output_uri)
     asked = parse_memory(memory)
