@@ -95,7 +95,8 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema | None = 
         else:
             try:
                 arrays[k] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: keep them as text
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed kinds (or an
+                # int beyond 64 bits): keep them as text
                 arrays[k] = _as_text(values)
     return pa.Table.from_pydict(arrays)
 
@@ -106,7 +107,9 @@ def concat(tables: Sequence[pa.Table]) -> pa.Table:
     A column missing from a table is null there; numbers of different widths or kinds are
     promoted as one ``rows_to_table`` over all the rows would (int and float: float); a column
     that holds text in one table and numbers in another (or kinds no type holds together) is
-    text everywhere, as in ``rows_to_table``."""
+    text everywhere, as in ``rows_to_table``, each number written as its table held it (an int
+    in a table of floats reads ``1.0`` where one ``rows_to_table`` would write ``1``: no column
+    of a job mixes numbers and text so)."""
     tables = [t for t in tables if t.num_columns]
     if not tables:
         return pa.table({})

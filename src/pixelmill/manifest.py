@@ -212,6 +212,19 @@ def read_manifest_metadata(uri: str, storage_options: Mapping[str, Any] | None =
             if not k.startswith(b"ARROW")}
 
 
+def _null_where_no_value(table: pa.Table) -> pa.Table:
+    """A column without a value in any kept row is of type null, as in a run that never wrote
+    one there: rows superseded by later ones (a failed row's ``reason`` redone ok on resume,
+    the tiled runner's own row of an image) must not leave their type behind. ``vec_*``
+    columns keep list<float32>."""
+    n = table.num_rows
+    for i, field in enumerate(table.schema):
+        if (n and field.type != pa.null() and not field.name.startswith("vec_")
+                and table.column(i).null_count == n):
+            table = table.set_column(i, field.name, pa.nulls(n))
+    return table
+
+
 class ManifestWriter:
     """Append rows as they finish; ``close()`` folds everything into one Parquet file.
 
@@ -302,7 +315,7 @@ class ManifestWriter:
         ``sort``, in key order."""
         with self._lock:
             mine = self._rows.table()
-        return last_row_per_key(concat([self._earlier, mine]), sort=sort)
+        return _null_where_no_value(last_row_per_key(concat([self._earlier, mine]), sort=sort))
 
     def rows(self) -> list[dict[str, Any]]:
         """:meth:`table` as dicts."""

@@ -144,3 +144,9 @@ def test_rows_are_held_compactly(tmp_path):
     held = sum(t.nbytes for t in w._rows._tables)
     assert held / (n - len(w._rows._pending)) < 250  # bytes per row: the values and offsets
     assert w.close().num_rows == n
+
+
+def test_an_int_beyond_64_bits_is_kept_as_text():
+    """pa.array raised OverflowError (not ArrowInvalid): the manifest was lost at close."""
+    table = rows_to_table([{"key": "a", "n": 2**70}, {"key": "b", "n": 1}])
+    assert table.column("n").to_pylist() == [str(2**70), "1"]

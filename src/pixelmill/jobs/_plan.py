@@ -159,8 +159,9 @@ def _entries_from_manifest(uri: str, storage_options: Mapping[str, Any] | None
     out = []
     for src, row in zip(sources, rows, strict=True):
         rel = row.get("relpath") or src[len(base):].lstrip("/")
+        label = row.get("label")  # a label is text (a table's may be numbers: 0..9 digits)
         out.append((src, int(row.get("size") or row.get("bytes") or 0), str(rel),
-                    row.get("label")))
+                    None if label is None else str(label)))
     out.sort()
     return out
 

@@ -159,6 +159,29 @@ def _remove_stale_temporaries(output: str, so: Mapping[str, Any]) -> None:
                     os.unlink(os.path.join(folder, name))
 
 
+def _remove_manifest_temporaries(uri: str, so: Mapping[str, Any]) -> None:
+    """Temporaries of the manifest and of its report left by a job killed while writing them
+    (local manifests only): beside a manifest outside OUTPUT, nothing else removes them. Only
+    those two names' temporaries are removed, not other files of a folder the user keeps."""
+    from pixelmill.report import default_report_uri
+
+    fs, path = storage.get_fs(uri, so)
+    if not storage._is_local(fs):
+        return
+    folder = os.path.dirname(path) or "."
+    names = {os.path.basename(path),
+             os.path.basename(storage.get_fs(default_report_uri(uri), so)[1])}
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if _TMP_RE.match(entry) and any(entry.startswith(f".{n}.") and len(entry) == len(n) + 38
+                                        for n in names):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+
+
 #: inputs whose decoded pixels are always 8-bit (other formats may hold 16-bit or float)
 _EIGHT_BIT_INPUTS = {"jpg", "jpeg", "jpe", "jfif", "webp", "gif", "bmp"}
 
@@ -268,6 +291,25 @@ def _tiled_output(uri: str) -> str:
     return uri if ext.lower() in (".tif", ".tiff") else stem + ".tif"
 
 
+class _TileRowsOnly:
+    """The job's manifest writer as the tiled runner sees it: the runner's tile rows go in, its
+    own row for the image does not. The job appends the image's row itself right after (with
+    ``relpath``, ``label``, ``tiled`` and the job's fingerprint); a run killed between the two
+    appends left the runner's row as the input's ``ok`` row, which ``--resume`` took as done
+    (its final row not the uninterrupted run's) or, with ``--label-from`` or a model, refused
+    as another pipeline's."""
+
+    def __init__(self, writer: ManifestWriter, key: str) -> None:
+        self._writer, self._key = writer, key
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        if row.get("key") != self._key:
+            self._writer.append(row)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
                     units_by_key: Mapping[str, WorkUnit], engine: Any, writer: ManifestWriter, *,
                     resume: bool, memory: Any, so: Mapping[str, Any], progress: Any,
@@ -306,7 +348,7 @@ def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             try:
                 tiled = run_tiled(pipeline, unit.uri, out_uri, memory=memory, engine=engine,
-                                  manifest=writer, resume=resume,
+                                  manifest=_TileRowsOnly(writer, unit.uri), resume=resume,
                                   storage_options=dict(so) or None, progress=False)
             except DecodeError as e:  # the input, read by region, is not a usable image
                 row.update(status="invalid", reason=_reason("tiled", e))
@@ -510,6 +552,8 @@ def run(
                 _remove_manifest(manifest_uri, so)
             if output is not None and (resume or overwrite):
                 _remove_stale_temporaries(output, so)
+            if resume or overwrite:  # a --manifest outside OUTPUT (or a measure-only job's)
+                _remove_manifest_temporaries(manifest_uri, so)
             todo = [u for u in units if u.key not in done]
 
             if records:  # which models made the vectors (models and indexes check them later)
