@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pixelmill import codecs, storage
-from pixelmill.engines import InlineEngine, UnitFailure, get_engine
+from pixelmill.engines import InlineEngine, UnitFailure, get_engine, parse_engine_spec
 from pixelmill.errors import (
     DecodeError,
     InvalidParameterError,
@@ -332,6 +332,8 @@ def scan(
         ``url`` holds no image files.
     """
     storage.label_from_path("", label_from)  # validate before any work
+    if isinstance(engine, str):  # a bad --engine is a usage error (exit 2), before any listing
+        parse_engine_spec(engine)
     if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
         raise InvalidParameterError(f"max_pixels: expected an integer >= 1, got {max_pixels!r}",
                                     field="max_pixels")
