@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["CHUNK_ROWS", "RowChunks", "column", "concat", "last_row_per_key", "rows_to_table",
-           "select_rows"]
+__all__ = ["CHUNK_ROWS", "RowChunks", "column", "concat", "last_row_indices", "last_row_per_key",
+           "rows_to_table", "select_rows"]
 
 #: rows held as dicts before they are turned into one Arrow table
 CHUNK_ROWS = 4096
@@ -141,20 +141,16 @@ def concat(tables: Sequence[pa.Table]) -> pa.Table:
     return pa.concat_tables(fixed, promote_options="permissive")
 
 
-def last_row_per_key(table: pa.Table, *, sort: bool = False) -> pa.Table:
-    """One row per ``key``: the last one (later rows supersede earlier ones).
-
-    Keys keep the place of their first row, or with ``sort`` come in key order (code-point
-    order of the text: UTF-8 bytes sort as their code points). Rows without a key are all
-    kept (and the table is not sorted)."""
+def last_row_indices(table: pa.Table, *, sort: bool = False) -> pa.Array | None:
+    """The indices of :func:`last_row_per_key`'s rows in ``table`` (None: all, in order)."""
     if "key" not in table.column_names or table.num_rows == 0:
-        return table
+        return None
     keys = table.column("key")
     if keys.null_count:  # rare (tables made by hand): rows without a key all stay
         last: dict[Any, int] = {}
         for i, k in enumerate(keys.to_pylist()):
             last[i if k is None else ("k", k)] = i
-        return table.take(pa.array(sorted(last.values()), type=pa.int64()))
+        return pa.array(sorted(last.values()), type=pa.int64())
     import pyarrow.compute as pc
 
     if not pa.types.is_string(keys.type) and not pa.types.is_large_string(keys.type):
@@ -166,9 +162,21 @@ def last_row_per_key(table: pa.Table, *, sort: bool = False) -> pa.Table:
     else:
         order = pc.sort_indices(groups, sort_keys=[("i_min", "ascending")])
     take = groups.column("i_max").take(order)
+    if isinstance(take, pa.ChunkedArray):
+        take = take.combine_chunks()
     if len(take) == table.num_rows and pc.all(pc.equal(take, index.column("i"))).as_py():
-        return table  # already one row per key, in order: no copy
-    return table.take(take)
+        return None  # already one row per key, in order
+    return take
+
+
+def last_row_per_key(table: pa.Table, *, sort: bool = False) -> pa.Table:
+    """One row per ``key``: the last one (later rows supersede earlier ones).
+
+    Keys keep the place of their first row, or with ``sort`` come in key order (code-point
+    order of the text: UTF-8 bytes sort as their code points). Rows without a key are all
+    kept (and the table is not sorted)."""
+    take = last_row_indices(table, sort=sort)
+    return table if take is None else table.take(take)
 
 
 class RowChunks:

@@ -22,7 +22,7 @@ import io
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +34,7 @@ from pixelmill._tables import (
     _jsonable,
     column,
     concat,
+    last_row_indices,
     last_row_per_key,
     rows_to_table,
     select_rows,
@@ -212,17 +213,29 @@ def read_manifest_metadata(uri: str, storage_options: Mapping[str, Any] | None =
             if not k.startswith(b"ARROW")}
 
 
-def _null_where_no_value(table: pa.Table) -> pa.Table:
-    """A column without a value in any kept row is of type null, as in a run that never wrote
-    one there: rows superseded by later ones (a failed row's ``reason`` redone ok on resume,
-    the tiled runner's own row of an image) must not leave their type behind. ``vec_*``
-    columns keep list<float32>."""
-    n = table.num_rows
+def _null_where_no_value(table: pa.Table, kept: pa.Array | None = None) -> pa.Table:
+    """A column without a value in any kept row (``kept``: their indices, None for all) is of
+    type null, as in a run that never wrote one there: rows superseded by later ones (a failed
+    row's ``reason`` redone ok on resume, the tiled runner's own row of an image) must not leave
+    their type behind. ``vec_*`` columns keep list<float32>."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows if kept is None else len(kept)
     for i, field in enumerate(table.schema):
-        if (n and field.type != pa.null() and not field.name.startswith("vec_")
-                and table.column(i).null_count == n):
-            table = table.set_column(i, field.name, pa.nulls(n))
+        if not n or field.type == pa.null() or field.name.startswith("vec_"):
+            continue
+        column = table.column(i)
+        if kept is None:
+            empty = column.null_count == table.num_rows
+        else:  # one bit per row, not a copy of the column's values
+            empty = not pc.any(pc.take(pc.is_valid(column), kept)).as_py()
+        if empty:
+            table = table.set_column(i, field.name, pa.nulls(table.num_rows))
     return table
+
+
+#: rows per Parquet row group written by :meth:`ManifestWriter.close` (each a copy in turn)
+_WRITE_ROWS = 65536
 
 
 class ManifestWriter:
@@ -315,32 +328,48 @@ class ManifestWriter:
         ``sort``, in key order."""
         with self._lock:
             mine = self._rows.table()
-        return _null_where_no_value(last_row_per_key(concat([self._earlier, mine]), sort=sort))
+        every = concat([self._earlier, mine])
+        kept = last_row_indices(every, sort=sort)
+        every = _null_where_no_value(every, kept)
+        return every if kept is None else every.take(kept)
 
     def rows(self) -> list[dict[str, Any]]:
         """:meth:`table` as dicts."""
         return self.table().to_pylist()
 
-    def close(self) -> pa.Table:
-        """Write the Parquet manifest atomically, remove the journal; return the table.
+    def close(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Write the Parquet manifest atomically, remove the journal; return the table (of
+        ``columns`` only, when given: the whole table is never copied then, only one row group
+        at a time as it is written).
 
         Rows are written in key order, not in the order workers finished them: one job gives
         the same manifest on every engine and in every run."""
-        table = self.table(sort=True)
-        if self.metadata:
-            table = table.replace_schema_metadata(
-                {**(table.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
-            )
+        with self._lock:
+            mine = self._rows.table()
+        every = concat([self._earlier, mine])
+        kept = last_row_indices(every, sort=True)
+        every = _null_where_no_value(every, kept)
+        meta = {**(every.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
+        every = every.replace_schema_metadata(meta or None)
+        n = every.num_rows if kept is None else len(kept)
         sink = io.BytesIO()
-        pq.write_table(table, sink)
+        with pq.ParquetWriter(sink, every.schema) as parquet:
+            for start in range(0, n, _WRITE_ROWS) if n else ():
+                parquet.write_table(every.slice(start, _WRITE_ROWS) if kept is None
+                                    else every.take(kept[start:start + _WRITE_ROWS]))
+            if not n:
+                parquet.write_table(every)
         storage.write_atomic(self.uri, sink.getvalue(), self.storage_options)
+        del sink
         if self._journal is not None:
             # unlinked while still locked: a job waiting for the lock sees it is gone
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._journal_path)
             self._journal.close()
             self._journal = None
-        return table
+        if columns is not None:
+            every = every.select([c for c in dict.fromkeys(columns) if c in every.column_names])
+        return every if kept is None else every.take(kept)
 
     def abandon(self) -> None:
         """Stop writing without folding the rows into the Parquet file (a job that was

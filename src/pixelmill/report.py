@@ -82,10 +82,11 @@ def measurement_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(names)
 
 
-def _measure_names(table: Any) -> list[str]:
+def _measure_names(table: Any, rows: Any = None) -> list[str]:
     """:func:`measurement_columns` of a table, from its schema: numeric or boolean columns
-    with a value, in column order."""
+    with a value (in the ``rows`` of a boolean mask, when given), in column order."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     names = []
     for f in table.schema:
@@ -93,9 +94,42 @@ def _measure_names(table: Any) -> list[str]:
             continue
         numeric = (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                    or pa.types.is_boolean(f.type))
-        if numeric and table.column(f.name).null_count < table.num_rows:
+        if not numeric:
+            continue
+        valid = pc.is_valid(table.column(f.name))
+        if rows is not None:
+            valid = pc.and_(valid, pa.array(rows))
+        if pc.any(valid).as_py():
             names.append(f.name)
     return names
+
+
+def _status_masks(table: Any) -> tuple[Any, dict[str, int], list[int]]:
+    """(boolean mask of the ok rows, counts per status, positions of the invalid and failed
+    rows) from the status column, without a Python string per row."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if "status" not in table.column_names:
+        return np.zeros(n, bool), dict.fromkeys(("ok", "invalid", "failed"), 0), []
+    status = table.column("status")
+    masks = {s: pc.fill_null(pc.equal(status, s), False).to_numpy(zero_copy_only=False)
+             for s in ("ok", "invalid", "failed")}
+    counts = {s: int(m.sum()) for s, m in masks.items()}
+    bad_at = np.flatnonzero(masks["invalid"] | masks["failed"]).tolist()
+    return masks["ok"], counts, bad_at
+
+
+def _ok_values(table: Any, name: str, is_ok: Any) -> Any:
+    """One column's values in the ok rows (``is_ok``: a boolean mask), as an Arrow array: the
+    sections turn one column at a time into Python values (:func:`_values`)."""
+    return table.column(name).filter(is_ok)
+
+
+def _values(values: Any) -> Any:
+    """A column's values as Python values (an Arrow array's, or a sequence as it is)."""
+    return values.to_pylist() if hasattr(values, "to_pylist") else values
 
 
 def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
@@ -111,10 +145,28 @@ def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
     else:
         table = rows_to_table([])
     table = table.select([c for c in table.column_names if not c.startswith("vec_")])
-    keys, uris = column(table, "key"), column(table, "uri")
-    images = [i for i, (k, u) in enumerate(zip(keys, uris, strict=True))
-              if not is_tile_row({"key": k, "uri": u})]
-    return table if len(images) == table.num_rows else _take(table, images)
+    if "key" not in table.column_names or not table.num_rows:
+        return table
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from pixelmill.manifest import TILE_KEY
+
+    # only keys holding '#tile=' can be tiles' (checked one by one): no list of every key
+    maybe = np.flatnonzero(pc.fill_null(pc.match_substring(table.column("key"), TILE_KEY),
+                                        False).to_numpy(zero_copy_only=False))
+    if not len(maybe):
+        return table
+    candidates = _take(table.select([c for c in ("key", "uri") if c in table.column_names]),
+                       maybe.tolist())
+    tiles = [int(i) for i, k, u in zip(maybe, column(candidates, "key"),
+                                       column(candidates, "uri"), strict=True)
+             if is_tile_row({"key": k, "uri": u})]
+    if not tiles:
+        return table
+    keep = np.ones(table.num_rows, bool)
+    keep[tiles] = False
+    return table.filter(keep)
 
 
 def _take(table: Any, rows: Sequence[int]) -> Any:
@@ -185,13 +237,13 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
 
 def _timing_section(columns: Mapping[str, Sequence[Any]]) -> str:
     """Per-stage timing table and chart from the ok rows' ``t_*`` columns (name -> values)."""
-    cols = [c for c in _STAGES if any(v is not None for v in columns.get(c, ()))]
+    cols = [c for c in _STAGES if any(v is not None for v in _values(columns.get(c, ())))]
     cols += sorted(c for c in columns if c.startswith("t_op"))
     if not cols:
         return "<p>No timings recorded.</p>"
     lines, means = [], []
     for c in cols:
-        vals = [float(v) for v in columns[c]
+        vals = [float(v) for v in _values(columns[c])
                 if isinstance(v, int | float) and math.isfinite(float(v))]
         if not vals:
             continue
@@ -223,7 +275,7 @@ def _histograms(columns: Mapping[str, Sequence[Any]]) -> str:
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
     for ax, col in zip(axes.ravel(), columns, strict=False):
-        vals = [float(v) for v in columns[col]
+        vals = [float(v) for v in _values(columns[col])
                 if isinstance(v, int | float) and math.isfinite(float(v))]
         try:
             if not vals:
@@ -252,10 +304,9 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
     check_manifest(manifest_uri, so)
     table = _images_table(manifest_uri, so)
     meta = read_manifest_metadata(manifest_uri, so)
-    status = column(table, "status")
-    n_rows = len(status)
-    counts = {s: sum(1 for v in status if v == s) for s in ("ok", "invalid", "failed")}
-    ok = [i for i, v in enumerate(status) if v == "ok"]
+    n_rows = table.num_rows
+    is_ok, counts, bad_at = _status_masks(table)
+    ok = np.flatnonzero(is_ok).tolist()
     elapsed = float(meta.get("pixelmill.elapsed", "0") or 0)
     processed = int(meta.get("pixelmill.processed", "0") or 0)
     rate = f"{processed / elapsed:.1f} images/s ({processed} in {elapsed:.1f} s)" if elapsed else "n/a"
@@ -263,7 +314,6 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
                                                       column(table, "input_bytes"), strict=True))
     out_sizes = column(table, "output_bytes")
     out_bytes = sum(int(out_sizes[i] or 0) for i in ok)
-    oks = _take(table, ok) if len(ok) < n_rows else table  # the ok rows, column by column
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -289,9 +339,10 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
         f"<tr><th>pipeline</th><td><code>{e(meta.get('pixelmill.pipeline', '?'))}</code></td></tr>",
         "</table>",
         "<h2>Per-stage timings</h2>",
-        _timing_section({c: column(oks, c) for c in oks.column_names if c.startswith("t_")}),
+        # the ok rows' values, one column at a time (never a copy of the whole table)
+        _timing_section({c: _ok_values(table, c, is_ok) for c in table.column_names
+                         if c.startswith("t_")}),
     ]
-    bad_at = [i for i, v in enumerate(status) if v in ("invalid", "failed")]
     bad = _take(table, bad_at[:_MAX_BAD_ROWS]).select(
         [c for c in ("relpath", "uri", "status", "reason") if c in table.column_names]
     ).to_pylist()
@@ -323,7 +374,8 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
                          f"{e(str(r.get('out_width')))}×{e(str(r.get('out_height')))}</div>")
     parts.append("</div>")
     parts.append("<h2>Measurements</h2>")
-    parts.append(_histograms({c: column(oks, c) for c in _measure_names(oks)}))
+    parts.append(_histograms({c: _ok_values(table, c, is_ok)
+                              for c in _measure_names(table, is_ok)}))
     parts.append("</body></html>")
     return "\n".join(parts)
 

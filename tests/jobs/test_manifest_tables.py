@@ -150,3 +150,25 @@ def test_an_int_beyond_64_bits_is_kept_as_text():
     """pa.array raised OverflowError (not ArrowInvalid): the manifest was lost at close."""
     table = rows_to_table([{"key": "a", "n": 2**70}, {"key": "b", "n": 1}])
     assert table.column("n").to_pylist() == [str(2**70), "1"]
+
+
+def test_close_writes_row_group_by_row_group_what_the_table_holds(tmp_path, monkeypatch):
+    """close() copies one row group at a time into the file (not the whole table first): the
+    file and the returned columns hold the same rows as the merged table."""
+    import pyarrow.parquet as pq
+
+    import pixelmill.manifest as manifest
+
+    monkeypatch.setattr(manifest, "_WRITE_ROWS", 97)
+    uri = str(tmp_path / "m.parquet")
+    rows = _rows(1000, seed=9)
+    w = ManifestWriter(uri, metadata={"pixelmill.job": "x"})
+    w.extend(rows)
+    want = w.table(sort=True)
+    got = w.close(columns=("key", "status", "nothing"))
+    assert got.column_names == ["key", "status"]
+    assert got.to_pylist() == want.select(["key", "status"]).to_pylist()
+    file = pq.ParquetFile(uri)
+    assert file.metadata.num_row_groups == -(-want.num_rows // 97) > 1
+    assert file.read().to_pylist() == want.to_pylist()
+    assert file.schema_arrow.metadata[b"pixelmill.job"] == b"x"

@@ -601,7 +601,7 @@ def run(
                                 "pixelmill.processed": str(len(todo)),
                                 "pixelmill.finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                     time.gmtime())})
-        table = writer.close()
+        table = writer.close(columns=("key", "status", "reason"))  # what the summary reads
     except BaseException as e:
         writer.abandon()  # the journal keeps every finished row for --resume
         if isinstance(e, KeyboardInterrupt) and progress and writer.appended:
@@ -632,7 +632,11 @@ def run(
         total=len(units), processed=len(todo), ok=counts["ok"], invalid=counts["invalid"],
         failed=counts["failed"], elapsed=elapsed, manifest=manifest_uri, output=output,
         reasons=reasons)
-    del table, writer  # every row, as dicts: not needed while the report is written
+    del table, writer  # every row: not needed while the report is written
+    with contextlib.suppress(Exception):  # Arrow's allocator keeps freed memory cached: back
+        import pyarrow as pa  # to the system, so the report does not peak on top of it
+
+        pa.default_memory_pool().release_unused()
     if report:
         from pixelmill.report import default_report_uri, write_report
 
