@@ -8,13 +8,13 @@ what its values do (~0.3 KB), so a million-input job's driver holds ~0.3 GB inst
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["CHUNK_ROWS", "RowChunks", "column", "concat", "last_row_indices", "last_row_per_key",
-           "rows_to_table", "select_rows"]
+__all__ = ["CHUNK_ROWS", "RowChunks", "column", "concat", "iter_rows", "last_row_indices",
+           "last_row_per_key", "rows_to_table", "select_rows"]
 
 #: rows held as dicts before they are turned into one Arrow table
 CHUNK_ROWS = 4096
@@ -70,6 +70,14 @@ def select_rows(table: pa.Table, columns: Sequence[str] | None = None, *,
     if columns is not None:
         table = table.select([c for c in dict.fromkeys(columns) if c in table.column_names])
     return table.to_pylist()
+
+
+def iter_rows(table: pa.Table, columns: Sequence[str] | None = None, *,
+              status: str | None = None, batch: int = 65536) -> Iterator[dict[str, Any]]:
+    """:func:`select_rows` one batch of rows at a time: dicts for ``batch`` rows at most are
+    alive at once (a resume reads the rows of a manifest of millions)."""
+    for start in range(0, table.num_rows, batch):
+        yield from select_rows(table.slice(start, batch), columns, status=status)
 
 
 def _as_text(values: Iterable[Any]) -> pa.Array:

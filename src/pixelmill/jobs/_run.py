@@ -11,11 +11,14 @@ import posixpath
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from pixelmill import storage
+from pixelmill._tables import iter_rows
 from pixelmill.errors import ExitCode, InvalidParameterError, UsageError
 from pixelmill.jobs._plan import (
     DEFAULT_NAME_TEMPLATE,
@@ -538,9 +541,8 @@ def run(
         try:
             done: set[str] = set()
             if resume:
-                done = _resumable(select_rows(writer.earlier_table, _RESUME_COLUMNS,
-                                              status="ok"),
-                                  units, fingerprint, quality, manifest_uri)
+                done = _resumable(writer.earlier_table, units, fingerprint, quality,
+                                  manifest_uri)
                 # a folder that could not be listed then and can now: its files are inputs
                 # of their own this time, so its failed row no longer stands for them
                 planned = {u.key for u in units}
@@ -634,9 +636,7 @@ def run(
         reasons=reasons)
     del table, writer  # every row: not needed while the report is written
     with contextlib.suppress(Exception):  # Arrow's allocator keeps freed memory cached: back
-        import pyarrow as pa  # to the system, so the report does not peak on top of it
-
-        pa.default_memory_pool().release_unused()
+        pa.default_memory_pool().release_unused()  # to the system, not under the report
     if report:
         from pixelmill.report import default_report_uri, write_report
 
@@ -720,22 +720,36 @@ def job_fingerprint(pipe: Pipeline, label_from: str | None,
 _RESUME_COLUMNS = ("key", "uri", "status", "pipeline", "output", "encoding", "tiled")
 
 
-def _resumable(rows: Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], fingerprint: str,
+def _resumable(rows: pa.Table | Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], fingerprint: str,
                quality: int | None, manifest_uri: str) -> set[str]:
     """Keys of the inputs an earlier run finished (``ok`` rows), after checking that this run
     would have made the same outputs: same pipeline, same output names (``--format``,
     ``--name``, OUTPUT) and same encoding (``--quality``). A resume with other settings would
     leave a silent mix of both; it is refused."""
-    ok = [r for r in rows if r.get("status") == "ok"]
+    if isinstance(rows, pa.Table):  # read a batch at a time: no dict per row of millions
+        table = rows
+
+        def ok_rows() -> Iterator[Mapping[str, Any]]:
+            return iter_rows(table, _RESUME_COLUMNS, status="ok")
+    else:
+        listed = [r for r in rows if r.get("status") == "ok"]
+
+        def ok_rows() -> Iterator[Mapping[str, Any]]:
+            return iter(listed)
     # tile rows carry the tiled job's own pipeline fingerprint, checked by that job
-    fps = {r.get("pipeline") for r in ok if not is_tile_row(r)} - {None}
+    fps, keys = set(), set()
+    for r in ok_rows():
+        keys.add(r["key"])
+        if not is_tile_row(r):
+            fps.add(r.get("pipeline"))
+    fps -= {None}
     if fps and fps != {fingerprint}:
         raise UsageError(
             f"{manifest_uri}: written by a different pipeline, model or --label-from "
             f"(fingerprint {', '.join(sorted(fps))}, this run's is {fingerprint}); resume "
             "with the earlier run's, or use --overwrite")
     by_key = {u.key: u for u in units}
-    for row in ok:
+    for row in ok_rows():
         unit = by_key.get(row.get("key"))
         if unit is None or unit.output is None or "pipeline" not in row:
             continue
@@ -751,4 +765,4 @@ def _resumable(rows: Sequence[Mapping[str, Any]], units: Sequence[WorkUnit], fin
                 f"{manifest_uri}: the earlier run encoded its outputs as {enc!r}, this one "
                 f"would encode them as {encoding_of(unit.format, quality)!r} (another --format "
                 "or --quality); resume with the earlier run's settings, or use --overwrite")
-    return {r["key"] for r in ok}
+    return keys
