@@ -8,6 +8,7 @@ what its values do (~0.3 KB), so a million-input job's driver holds ~0.3 GB inst
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,51 @@ __all__ = ["CHUNK_ROWS", "RowChunks", "column", "concat", "iter_rows", "last_row
 
 #: rows held as dicts before they are turned into one Arrow table
 CHUNK_ROWS = 4096
+
+#: a hidden column of :class:`RowChunks` tables made with ``layouts=True``: each row's layout,
+#: the id of its dict's keys in their order. An Arrow table cannot tell a key a row lacks from
+#: a None, so without it the columns of rows gathered in chunks come in the order the rows
+#: happened to finish in; :func:`column_order` puts them first-seen in the kept rows' order,
+#: as one ``rows_to_table`` over the rows (in key order) did before rows were held as tables.
+LAYOUT = "\x00layout"
+
+_LAYOUT_IDS: dict[tuple[str, ...], int] = {}
+_LAYOUT_NAMES: list[tuple[str, ...]] = []
+_LAYOUT_LOCK = threading.Lock()
+
+
+def _layout_id(names: tuple[str, ...]) -> int:
+    i = _LAYOUT_IDS.get(names)
+    if i is None:
+        with _LAYOUT_LOCK:
+            i = _LAYOUT_IDS.setdefault(names, len(_LAYOUT_NAMES))
+            if i == len(_LAYOUT_NAMES):
+                _LAYOUT_NAMES.append(names)
+    return i
+
+
+def column_order(table: pa.Table, kept: pa.Array | None = None,
+                 untracked: Sequence[str] = ()) -> list[str]:
+    """The columns of ``table`` but :data:`LAYOUT`, first-seen over the layouts of its rows
+    (those at ``kept``, in that order): rows without a layout (an earlier manifest's Parquet
+    rows) have the columns ``untracked``."""
+    have = [n for n in table.column_names if n != LAYOUT]
+    if LAYOUT not in table.column_names:
+        return have
+    import pyarrow.compute as pc
+
+    layouts = table.column(LAYOUT)
+    if kept is not None:
+        layouts = pc.take(layouts, kept)
+    names: dict[str, None] = {}
+    for layout in pc.unique(layouts).to_pylist():  # in order of first occurrence
+        names.update(dict.fromkeys(untracked if layout is None else _LAYOUT_NAMES[layout]))
+    present = set(have)
+    return [n for n in names if n in present] + [n for n in have if n not in names]
+
+
+def without_layout(table: pa.Table) -> pa.Table:
+    return table.drop_columns([LAYOUT]) if LAYOUT in table.column_names else table
 
 #: types a row's value already has in JSON and Arrow (the common case: checked first, since
 #: every cell of every row goes through :func:`_jsonable`, millions of times per job)
@@ -190,10 +236,11 @@ def last_row_per_key(table: pa.Table, *, sort: bool = False) -> pa.Table:
 class RowChunks:
     """Rows appended one by one, kept as Arrow tables of :data:`CHUNK_ROWS` rows."""
 
-    def __init__(self, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(self, chunk_rows: int = CHUNK_ROWS, *, layouts: bool = False) -> None:
         self.chunk_rows = chunk_rows
         self._tables: list[pa.Table] = []
         self._pending: list[dict[str, Any]] = []
+        self._layouts: list[int] | None = [] if layouts else None
         self._count = 0
 
     def __len__(self) -> int:
@@ -201,13 +248,19 @@ class RowChunks:
 
     def append(self, row: dict[str, Any]) -> None:
         self._pending.append(row)
+        if self._layouts is not None:
+            self._layouts.append(_layout_id(tuple(row)))
         self._count += 1
         if len(self._pending) >= self.chunk_rows:
             self._seal()
 
     def _seal(self) -> None:
         if self._pending:
-            self._tables.append(rows_to_table(self._pending))
+            table = rows_to_table(self._pending)
+            if self._layouts is not None:
+                table = table.append_column(LAYOUT, pa.array(self._layouts, type=pa.int32()))
+                self._layouts = []
+            self._tables.append(table)
             self._pending = []
 
     def table(self) -> pa.Table:

@@ -33,11 +33,13 @@ from pixelmill._tables import (
     RowChunks,
     _jsonable,
     column,
+    column_order,
     concat,
     last_row_indices,
     last_row_per_key,
     rows_to_table,
     select_rows,
+    without_layout,
 )
 from pixelmill.errors import PixelmillError, StorageError
 
@@ -160,9 +162,9 @@ def _cut_torn_tail(f: Any) -> None:
     f.truncate(0)
 
 
-def _journal_tables(path: str) -> list[pa.Table]:
+def _journal_tables(path: str, *, layouts: bool = False) -> list[pa.Table]:
     """The rows of a journal, :data:`CHUNK_ROWS` at a time as Arrow tables."""
-    chunks = RowChunks()
+    chunks = RowChunks(layouts=layouts)
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -180,8 +182,8 @@ def _journal_tables(path: str) -> list[pa.Table]:
     return [chunks.table()] if len(chunks) else []
 
 
-def read_manifest_table(uri: str, storage_options: Mapping[str, Any] | None = None
-                        ) -> pa.Table:
+def read_manifest_table(uri: str, storage_options: Mapping[str, Any] | None = None,
+                        *, _layouts: bool = False) -> pa.Table:
     """All rows of a manifest (Parquet plus an unfinished journal) as one Arrow table, the last
     row per key winning (in the place of the key's first row)."""
     tables: list[pa.Table] = []
@@ -190,8 +192,8 @@ def read_manifest_table(uri: str, storage_options: Mapping[str, Any] | None = No
         # rows only: the file's settings are read_manifest_metadata's, not a later run's
         tables.append(storage.read_parquet(uri, storage_options).replace_schema_metadata(None))
     if storage._is_local(fs):
-        tables.extend(_journal_tables(journal_path(path)))
-    return last_row_per_key(concat(tables))
+        tables.extend(_journal_tables(journal_path(path), layouts=_layouts))
+    return last_row_per_key(concat(tables))  # with _layouts: journal rows keep their layout
 
 
 def read_manifest(uri: str, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
@@ -258,7 +260,7 @@ class ManifestWriter:
         self.metadata = dict(metadata or {})
         fs, path = storage.get_fs(uri, self.storage_options)
         self._local = storage._is_local(fs)
-        self._rows = RowChunks()
+        self._rows = RowChunks(layouts=True)  # columns in key order, whatever order rows finish in
         self._lock = threading.Lock()
         self._journal = None
         self._journal_path: str | None = None
@@ -273,20 +275,25 @@ class ManifestWriter:
                 _cut_torn_tail(self._journal)
             else:
                 self._journal.truncate(0)
-        self._earlier: pa.Table = (
-            read_manifest_table(uri, self.storage_options) if keep_existing else pa.table({})
+        self._earlier: pa.Table = (  # the journal's rows with their layouts
+            read_manifest_table(uri, self.storage_options, _layouts=True) if keep_existing
+            else pa.table({})
         )
+        # the earlier Parquet file's rows have no layout: they have its columns
+        self._parquet_columns: list[str] = (
+            storage.read_parquet(uri, self.storage_options, schema_only=True).names
+            if keep_existing and fs.exists(path) else [])
 
     @property
     def earlier_table(self) -> pa.Table:
         """The earlier run's rows (when resuming), one per key."""
-        return self._earlier
+        return without_layout(self._earlier)
 
     @property
     def earlier_rows(self) -> list[dict[str, Any]]:
         """The earlier run's rows as dicts (a new list each time: for a large manifest, read
         the columns needed from :attr:`earlier_table` instead)."""
-        return self._earlier.to_pylist()
+        return self.earlier_table.to_pylist()
 
     def forget(self, keys: Iterable[Any]) -> None:
         """Drop earlier rows of ``keys`` (rows this run knows to be superseded)."""
@@ -330,6 +337,7 @@ class ManifestWriter:
             mine = self._rows.table()
         every = concat([self._earlier, mine])
         kept = last_row_indices(every, sort=sort)
+        every = every.select(column_order(every, kept, self._parquet_columns))
         every = _null_where_no_value(every, kept)
         return every if kept is None else every.take(kept)
 
@@ -348,6 +356,7 @@ class ManifestWriter:
             mine = self._rows.table()
         every = concat([self._earlier, mine])
         kept = last_row_indices(every, sort=True)
+        every = every.select(column_order(every, kept, self._parquet_columns))
         every = _null_where_no_value(every, kept)
         meta = {**(every.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
         every = every.replace_schema_metadata(meta or None)
