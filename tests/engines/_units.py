@@ -133,3 +133,15 @@ class KillingEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def stuck_on_two(x: int) -> int:
+    """Unit 2 stays in 'native code' for 6 s: SIGALRM (the worker's unit clock) is blocked, so
+    only the driver's backstop can stop it."""
+    if x == 2:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(6)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+    return x

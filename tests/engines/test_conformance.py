@@ -229,6 +229,24 @@ class TestSparkLocal(EngineConformance):
     def test_local_master_with_retries(self, engine):
         assert engine.master == "local[2,2]"
 
+    def test_timeouts_run_in_batches(self, engine):
+        # each unit's clock runs in the worker: batches of several units (a Spark job per
+        # unit made a --timeout job 3.5x slower), only the unit that runs out is timed out
+        results = dict(engine.map(_units.sleep_on_two, range(12), timeout=1.5, batch_size=6))
+        assert isinstance(results[2], UnitFailure) and results[2].kind == "timeout"
+        assert [results[i] for i in range(12) if i != 2] == [i for i in range(12) if i != 2]
+
+    def test_a_batch_stuck_past_the_backstop_is_split(self, engine, monkeypatch):
+        # a unit the worker cannot stop (SIGALRM blocked, as in native code) keeps its whole
+        # batch running: the driver's backstop cancels the batch and runs its units one by
+        # one, so only the stuck unit is timed out
+        import pixelmill.engines.spark as spark
+
+        monkeypatch.setattr(spark, "START_GRACE", 1.0)
+        results = dict(engine.map(_units.stuck_on_two, range(6), timeout=0.5, batch_size=3))
+        assert isinstance(results[2], UnitFailure) and results[2].kind == "timeout"
+        assert [results[i] for i in (0, 1, 3, 4, 5)] == [0, 1, 3, 4, 5]
+
 
 @pytest.mark.spark
 @pytest.mark.slow
