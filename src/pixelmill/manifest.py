@@ -182,18 +182,25 @@ def _journal_tables(path: str, *, layouts: bool = False) -> list[pa.Table]:
     return [chunks.table()] if len(chunks) else []
 
 
-def read_manifest_table(uri: str, storage_options: Mapping[str, Any] | None = None,
-                        *, _layouts: bool = False) -> pa.Table:
-    """All rows of a manifest (Parquet plus an unfinished journal) as one Arrow table, the last
-    row per key winning (in the place of the key's first row)."""
-    tables: list[pa.Table] = []
+def _manifest_parts(uri: str, storage_options: Mapping[str, Any] | None, *,
+                    layouts: bool = False) -> tuple[pa.Table | None, list[pa.Table]]:
+    """(the manifest's Parquet rows or None, the tables of an unfinished journal's rows)."""
+    parquet, journal = None, []
     fs, path = storage.get_fs(uri, storage_options)
     if fs.exists(path):
         # rows only: the file's settings are read_manifest_metadata's, not a later run's
-        tables.append(storage.read_parquet(uri, storage_options).replace_schema_metadata(None))
+        parquet = storage.read_parquet(uri, storage_options).replace_schema_metadata(None)
     if storage._is_local(fs):
-        tables.extend(_journal_tables(journal_path(path), layouts=_layouts))
-    return last_row_per_key(concat(tables))  # with _layouts: journal rows keep their layout
+        journal = _journal_tables(journal_path(path), layouts=layouts)
+    return parquet, journal
+
+
+def read_manifest_table(uri: str, storage_options: Mapping[str, Any] | None = None
+                        ) -> pa.Table:
+    """All rows of a manifest (Parquet plus an unfinished journal) as one Arrow table, the last
+    row per key winning (in the place of the key's first row)."""
+    parquet, journal = _manifest_parts(uri, storage_options)
+    return last_row_per_key(concat([t for t in (parquet, *journal) if t is not None]))
 
 
 def read_manifest(uri: str, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
@@ -275,14 +282,13 @@ class ManifestWriter:
                 _cut_torn_tail(self._journal)
             else:
                 self._journal.truncate(0)
-        self._earlier: pa.Table = (  # the journal's rows with their layouts
-            read_manifest_table(uri, self.storage_options, _layouts=True) if keep_existing
-            else pa.table({})
-        )
-        # the earlier Parquet file's rows have no layout: they have its columns
-        self._parquet_columns: list[str] = (
-            storage.read_parquet(uri, self.storage_options, schema_only=True).names
-            if keep_existing and fs.exists(path) else [])
+        self._earlier, self._parquet_columns = pa.table({}), []
+        if keep_existing:
+            # the journal's rows keep their layouts; the Parquet file's rows have its columns
+            parquet, journal = _manifest_parts(uri, self.storage_options, layouts=True)
+            self._parquet_columns = [] if parquet is None else parquet.column_names
+            self._earlier = last_row_per_key(
+                concat([t for t in (parquet, *journal) if t is not None]))
 
     @property
     def earlier_table(self) -> pa.Table:
@@ -330,15 +336,20 @@ class ManifestWriter:
         for row in rows:
             self.append(row)
 
-    def table(self, *, sort: bool = False) -> pa.Table:
-        """Earlier rows (when resuming) and this run's rows, last row per key winning; with
-        ``sort``, in key order."""
+    def _merged(self, *, sort: bool) -> tuple[pa.Table, pa.Array | None]:
+        """(every row held, earlier and this run's, in its final columns; the indices of the
+        rows that stand, last per key, or None for all) — not yet copied into one table."""
         with self._lock:
             mine = self._rows.table()
         every = concat([self._earlier, mine])
         kept = last_row_indices(every, sort=sort)
         every = every.select(column_order(every, kept, self._parquet_columns))
-        every = _null_where_no_value(every, kept)
+        return _null_where_no_value(every, kept), kept
+
+    def table(self, *, sort: bool = False) -> pa.Table:
+        """Earlier rows (when resuming) and this run's rows, last row per key winning; with
+        ``sort``, in key order."""
+        every, kept = self._merged(sort=sort)
         return every if kept is None else every.take(kept)
 
     def rows(self) -> list[dict[str, Any]]:
@@ -352,12 +363,7 @@ class ManifestWriter:
 
         Rows are written in key order, not in the order workers finished them: one job gives
         the same manifest on every engine and in every run."""
-        with self._lock:
-            mine = self._rows.table()
-        every = concat([self._earlier, mine])
-        kept = last_row_indices(every, sort=True)
-        every = every.select(column_order(every, kept, self._parquet_columns))
-        every = _null_where_no_value(every, kept)
+        every, kept = self._merged(sort=True)
         meta = {**(every.schema.metadata or {}), **{k: str(v) for k, v in self.metadata.items()}}
         every = every.replace_schema_metadata(meta or None)
         n = every.num_rows if kept is None else len(kept)

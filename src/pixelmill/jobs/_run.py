@@ -179,8 +179,8 @@ def _remove_manifest_temporaries(uri: str, so: Mapping[str, Any]) -> None:
     except OSError:
         return
     for entry in entries:
-        if _TMP_RE.match(entry) and any(entry.startswith(f".{n}.") and len(entry) == len(n) + 38
-                                        for n in names):
+        # ".NAME.<32 hex>.tmp": the temporary name storage.write_atomic gives NAME
+        if _TMP_RE.match(entry) and entry[1:-len(".0123456789abcdef0123456789abcdef.tmp")] in names:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, entry))
 
