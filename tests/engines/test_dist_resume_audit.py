@@ -3,8 +3,8 @@
 The rows were equal on every engine and after every kill + resume; the Parquet manifest's
 *column order* was not: since rows are held as Arrow tables (c944082) the columns come in the
 order rows happened to finish in (and in the order an interrupted run journaled them), so one
-job wrote manifests with different schemas on local/dask/spark and after --resume.
-Reproduction: /tmp/audit_dist/repro_column_order.py; patch: /tmp/audit_dist/patches/column_order.diff.
+job wrote manifests with different schemas on local/dask/spark and after --resume. Columns
+now come first-seen over the kept rows in key order, whatever order rows finish in.
 """
 
 from __future__ import annotations
