@@ -301,8 +301,8 @@ def utf8_name(text: str) -> str:
 
 
 def _walk_local(root: str, recursive: bool,
-                unlisted: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
-    """``{path: {"size": n}}`` of the files under a local folder (os.scandir: one stat each).
+                unlisted: dict[str, str] | None = None) -> dict[str, int]:
+    """``{path: size}`` of the files under a local folder (os.scandir: one stat each).
 
     Links to folders are followed, as ``find -L`` does (``data/cats -> /mnt/disk2/cats`` is
     part of the collection), except a link back to a folder the walk is already inside (a
@@ -310,7 +310,7 @@ def _walk_local(root: str, recursive: bool,
     loops) are listed with size 0 so that reading them reports why. A sub-folder that cannot
     be listed is added to ``unlisted`` (path -> reason): its files must not vanish unseen.
     """
-    items: dict[str, dict[str, int]] = {}
+    items: dict[str, int] = {}
 
     def identity(path: str) -> tuple[int, int] | None:
         try:
@@ -352,8 +352,53 @@ def _walk_local(root: str, recursive: bool,
                     size = entry.stat().st_size
                 except OSError:
                     size = 0
-                items[entry.path] = {"size": size}
+                items[entry.path] = size
     return items
+
+
+def _sizes(listing: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """``{path: size}`` of the files of an fsspec ``detail=True`` listing."""
+    return {p: int(d.get("size") or 0) for p, d in listing.items() if d.get("type") != "directory"}
+
+
+def _find_remote(fs, root: str) -> dict[str, int]:
+    """``{path: size}`` of every object under a remote folder.
+
+    On S3 the listing is read a page (1,000 keys) at a time and only names and sizes are
+    kept: ``fs.find`` holds every object's full description at once (~2 KB each, 2 GB for a
+    bucket of a million photos) and leaves them in the client's listings cache for the life of
+    the process. Other stores go through ``fs.find``; :func:`_forget_listings` then drops what
+    it cached.
+    """
+    iterdir = getattr(fs, "_iterdir", None)
+    if protocol(fs) in ("s3", "s3a") and iterdir is not None and not getattr(
+            fs, "version_aware", True):
+        from fsspec.asyn import sync
+
+        bucket, key, _ = fs.split_path(root)
+        prefix = key.strip("/") + "/" if key.strip("/") else ""
+
+        async def pages() -> dict[str, int]:
+            found: dict[str, int] = {}
+            async for info in iterdir(bucket, delimiter="", prefix=prefix):
+                if info.get("type") != "directory":
+                    found[info["name"]] = int(info.get("size") or 0)
+            return found
+
+        return sync(fs.loop, pages)
+    return _sizes(fs.find(root, detail=True, withdirs=False))
+
+
+def _forget_listings(fs, base: str) -> None:
+    """Drop the listings ``fs`` cached under ``base`` (fsspec keeps them while the process
+    lives: one description per object listed, gigabytes for millions of objects)."""
+    cache = getattr(fs, "dircache", None)
+    if cache is None or is_local(fs):
+        return
+    with contextlib.suppress(Exception):
+        base = base.rstrip("/")
+        for key in [k for k in list(cache) if k == base or k.startswith(base + "/")]:
+            cache.pop(key, None)
 
 
 def list_files(
@@ -381,6 +426,7 @@ def list_files(
     if "://" not in url:  # `../photos` and `/abs/photos` list the same URIs (resume keys)
         url = os.path.abspath(url)
     fs, root = get_fs(url, storage_options)
+    base = root.rstrip("/")
     try:
         if fs.isfile(root):
             info = fs.info(root)
@@ -391,20 +437,19 @@ def list_files(
                 found = fs.glob(root, detail=True)
                 first = min(i for i in (root.find(c) for c in "*?[") if i >= 0)
                 base = root[:first].rsplit("/", 1)[0]
-                items = {p: d for p, d in found.items() if d.get("type") != "directory"}
+                items = _sizes(found)
+                del found
             elif is_local(fs) and os.path.lexists(root):
                 # a pipe, a device, a broken or looping link: one input, whose row says what
                 return [FileEntry(_unstrip(fs, root, url), 0, posixpath.basename(root))]
             else:
                 raise StorageError(f"{url}: no such file or folder")
+        elif is_local(fs):
+            items = _walk_local(root, recursive, folders)
+        elif recursive:
+            items = _find_remote(fs, root)
         else:
-            base = root.rstrip("/")
-            if is_local(fs):
-                items = _walk_local(root, recursive, folders)
-            elif recursive:
-                items = fs.find(root, detail=True, withdirs=False)
-            else:
-                items = {d["name"]: d for d in fs.ls(root, detail=True) if d["type"] != "directory"}
+            items = _sizes({d["name"]: d for d in fs.ls(root, detail=True)})
     except StorageError:
         raise
     except (FileNotFoundError, NotADirectoryError) as e:
@@ -415,8 +460,10 @@ def list_files(
         if is_local(fs):
             raise
         raise remote_error(url, e, "cannot list") from e
+    finally:
+        _forget_listings(fs, base)
     entries = []
-    for path, info in items.items():
+    for path, size in items.items():
         path = path.rstrip("/")
         rel = path[len(base):].lstrip("/") if path.startswith(base) else posixpath.basename(path)
         if include:
@@ -426,7 +473,8 @@ def list_files(
             continue
         if exclude and _matches(rel, exclude):
             continue
-        entries.append(FileEntry(_unstrip(fs, path, url), int(info.get("size") or 0), rel))
+        entries.append(FileEntry(_unstrip(fs, path, url), size, rel))
+    del items
     entries.sort(key=lambda e: e.uri)
     for path, reason in sorted(folders.items()):
         rel = path[len(base):].lstrip("/" + os.sep)

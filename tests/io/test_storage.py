@@ -229,3 +229,37 @@ def test_recursive_listing_follows_linked_folders_but_not_loops(tmp_path):
     rels = [e.relpath for e in list_files(str(root), recursive=True)]
     assert rels == ["cats/c.png", "dogs/d.png"]
     assert [e.relpath for e in list_files(str(root))] == []  # not recursive: no sub-folders
+
+
+def test_s3_listing_keeps_names_and_sizes_only_and_no_listings_cache():
+    """A bucket of a million photos must not leave ~2 KB per object in the driver: the listing
+    is read page by page (names and sizes only) and fsspec's listings cache, on by default in a
+    user's options, holds nothing under the listed folder afterwards — with the same entries
+    as ``fs.find`` gives, across pages (moto's are 1,000 keys), without a sibling prefix."""
+    import concurrent.futures
+
+    with s3_server(buckets=["big"]) as so:
+        options = {k: v for k, v in so.items() if k != "use_listings_cache"}  # a user's options
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **so)
+        keys = {f"set/many/{i:04d}.jpg": b"x" * (i % 7) for i in range(1005)}
+        keys.update({"set/a/1.jpg": b"abc", "set/a/b/2.png": b"abcde", "set/3.JPG": b"ab",
+                     "set/notes.txt": b"n", "set/sub/": b"", "set2/4.jpg": b"sibling"})
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda kv: fs.pipe(f"big/{kv[0]}", kv[1]), keys.items()))
+
+        entries = storage.list_files("s3://big/set", recursive=True, storage_options=options)
+        found = fs.find("big/set", detail=True, withdirs=False)
+        want = sorted((f"s3://{p}", d["size"]) for p, d in found.items()
+                      if p.lower().endswith((".jpg", ".png")))
+        assert [(e.uri, e.size) for e in entries] == want
+        assert len(want) == 1005 + 3 and not any("set2" in u for u, _ in want)
+        assert entries[0].relpath == "3.JPG" and entries[1].relpath == "a/1.jpg"
+
+        used, _ = storage.get_fs("s3://big/set", options)  # the instance the listing used
+        assert used.dircache is not None and getattr(used.dircache, "use_listings_cache", True)
+        cached = [k for k in used.dircache if k == "big/set" or k.startswith("big/set/")]
+        assert cached == []
+        flat = storage.list_files("s3://big/set", storage_options=options)  # not recursive
+        globbed = storage.list_files("s3://big/set/a/*.jpg", storage_options=options)
+        assert rels(flat) == ["3.JPG"] and rels(globbed) == ["1.jpg"]
+        assert [k for k in used.dircache if k.startswith("big")] == []
