@@ -387,6 +387,11 @@ def pad(
 def _warp(image, matrix, size, method, mode, cval):
     flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
              "bicubic": cv2.INTER_CUBIC}[method]
+    if image.dtype.kind == "u":
+        # clipped to the dtype here (OpenCV rounds it): OpenCV's own saturation goes through a
+        # 32-bit int, so a cval past 2**31 wrapped to 0 instead of the dtype's white
+        info = np.iinfo(image.dtype)
+        cval = min(max(float(cval), float(info.min)), float(info.max))
     return per_channel(image, lambda a: cv2.warpAffine(
         a, matrix, size, flags=flags, borderMode=CV2_BORDER[mode],
         borderValue=(float(cval),) * 4)).reshape((size[1], size[0], *image.shape[2:]))

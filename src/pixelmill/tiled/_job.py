@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -537,7 +538,8 @@ def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, finger
     threads = max(1, default_workers() // max(1, concurrency))
     job = TileJob(source, pipeline.to_json(), (plan.scale.numerator, plan.scale.denominator),
                   plan.step, plan.wrap, store_uri, tuple(sorted(so.items())), output_uri,
-                  threads, whole, json.dumps(fingerprint), uri, canvas, store_compression)
+                  threads, whole, json.dumps(fingerprint), uri, canvas, store_compression,
+                  uuid.uuid4().hex)
     rows, failed = [], []
     with _progress(len(todo), progress) as bar:
         for i, res in _map_waves(eng, partial(run_tile, job), todo, concurrency):

@@ -37,6 +37,10 @@ class TileJob:
     input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
     canvas: regions.TiffCanvas | None = None  #: write tiles straight into this TIFF
     store_compression: str | None = None  #: codec of the tile store a whole-image unit makes
+    #: one token per run (:func:`run_tiled` call): a worker that outlives a run (an open engine
+    #: given to several jobs, an in-process engine) must not write into the store an earlier
+    #: run opened at the same place, whose dtype, channels and chunks may be other ones
+    run_id: str = ""
 
 
 # ---- worker side --------------------------------------------------------------------------
@@ -54,12 +58,14 @@ def _pipeline(text: str) -> Pipeline:
 
 
 def _store_array(job: TileJob):
+    """The tile store's array, opened once per run in this process (a store an earlier run
+    left at the same URI, since replaced by this run's, is opened again, never written to)."""
     key = "store:" + job.store_uri
-    arr = _CACHE.get(key)
-    if arr is None:
-        arr = _CACHE[key] = regions.open_zarr_array(job.store_uri, "0", dict(job.store_options),
-                                                    mode="r+")
-    return arr
+    cached = _CACHE.get(key)
+    if cached is None or cached[0] != job.run_id:
+        arr = regions.open_zarr_array(job.store_uri, "0", dict(job.store_options), mode="r+")
+        _CACHE[key] = cached = (job.run_id, arr)
+    return cached[1]
 
 
 def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
@@ -106,9 +112,13 @@ def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
             core = crop_tile(result.image, window, plan, shape)
         t2 = time.perf_counter()
         target = job.canvas or _store_array(job)
-        if core.dtype != target.dtype or (core.ndim == 3) != (len(target.shape) == 3):
+        # channels of the target: a canvas is H×W[×C], a tile store C×H×W (or H×W)
+        stored = (tuple(target.shape[2:]) if job.canvas is not None
+                  else tuple(target.shape[:1]) if len(target.shape) == 3 else ())
+        if core.dtype != np.dtype(target.dtype) or tuple(core.shape[2:]) != stored:
             raise TilingError(f"tile {window.key}: output dtype/channels {core.dtype} "
-                              f"{core.shape[2:]} differ from the first tile's")
+                              f"{core.shape[2:]} differ from the first tile's "
+                              f"({np.dtype(target.dtype)} {stored})")
         box = ((0, core.shape[0], 0, core.shape[1]) if job.whole
                else scale_box(window.core, scale, shape))
         if job.canvas is not None:
