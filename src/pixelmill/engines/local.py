@@ -12,10 +12,12 @@ for every decoded image costs milliseconds per image on small VMs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -26,7 +28,7 @@ from typing import Any
 from pixelmill.engines import UnitFailure, default_workers, plan_batches
 from pixelmill.errors import PixelmillError
 
-__all__ = ["LocalEngine", "RemoteError"]
+__all__ = ["LocalEngine", "RemoteError", "release_memory"]
 
 #: environment of worker processes: glibc keeps freed memory instead of returning it to the OS
 #: (a fresh page fault per decoded image costs milliseconds here), and OpenCV runs one thread per
@@ -50,6 +52,45 @@ START_GRACE = 60.0
 
 #: seconds between a worker's checks that its driver is still alive
 _PARENT_POLL_S = 0.2
+
+#: seconds a worker waits for its next batch before it gives the memory glibc keeps for it
+#: (``WORKER_ENV``) back to the system: a worker left idle (the end of a job, a long unit on
+#: another worker) would otherwise hold the peak of its last batch. Busy workers never wait
+#: this long, so the fast path of reusing kept memory stays.
+IDLE_RELEASE_S = 1.0
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None where the C library is not glibc, or cannot be loaded)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):  # musl and others: no such function
+            return None
+        import ctypes
+
+        fn = ctypes.CDLL(None).malloc_trim
+        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+        return fn
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def release_memory() -> bool:
+    """Give the memory this process's C heap keeps free back to the system (glibc
+    ``malloc_trim(0)``: every free page, not only the top of the heap). Local workers run with
+    glibc told to keep freed memory (``pixelmill.engines.local.WORKER_ENV``), so without this a
+    worker stays at the peak of the largest image it ever processed. Never raises; False where
+    there is nothing to call."""
+    try:
+        fn = _malloc_trim()
+        if fn is None:
+            return False
+        fn(0)
+        return True
+    except Exception:  # pragma: no cover - never fail a unit over this
+        return False
 
 
 def _exit_with_parent() -> None:
@@ -109,8 +150,12 @@ def _worker_main(conn: Connection) -> None:
     with contextlib.suppress(BrokenPipeError, OSError):
         conn.send(_READY)  # started: a death from now on is the unit's, not the start-up's
     fn_cache: dict[bytes, Callable] = {}
+    worked = False  # since the last time it gave its kept memory back
     while True:
         try:
+            if worked and not conn.poll(IDLE_RELEASE_S):
+                worked = False  # idle: what the last units left is not needed now
+                release_memory()
             msg = conn.recv()
         except (EOFError, OSError):
             return
@@ -126,6 +171,7 @@ def _worker_main(conn: Connection) -> None:
                     with contextlib.suppress(Exception):
                         warm_up()
             conn.send((_BEGIN, task_id))  # the batch's timeout starts now
+            worked = True
             results = [fn(u) for u in units]
             reply = (task_id, True, results)
         except BaseException as e:  # report everything, the driver decides

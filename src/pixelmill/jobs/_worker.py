@@ -16,18 +16,22 @@ downscale averages too; ``tests/jobs/test_shrink.py`` bounds the difference.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pixelmill.engines.local import release_memory
 from pixelmill.errors import DecodeError, StorageError, UnsuitableImageError
 from pixelmill.jobs._plan import WorkUnit, quality_for
 from pixelmill.pipeline import Pipeline, Step
 
-__all__ = ["TILED_ROUTE", "JobSpec", "plan_shrink", "process_unit", "resize_target"]
+__all__ = ["TILED_ROUTE", "JobSpec", "MemoryKeeper", "plan_shrink", "process_unit",
+           "resize_target"]
 
 #: value of a row's ``_route`` field asking the driver to run that input tile by tile
 TILED_ROUTE = "tiled"
@@ -192,8 +196,13 @@ def _tiff_header(uri: str, so: Mapping[str, Any]) -> Any:
         return None
 
 
-def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool) -> None:
-    """Refuse an image whose whole-image processing would not fit ``memory`` bytes."""
+def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool,
+                 reduce: int = 1) -> None:
+    """Refuse an image whose whole-image processing would not fit ``memory`` bytes.
+
+    ``reduce``: the shrink-on-load factor it will be decoded at; the pipeline then works on
+    the reduced image (a thumbnail of a 72 MP JPEG decoded at 1/8 was refused as needing
+    5.2 GiB; it takes ~130 MB)."""
     from pixelmill import storage
     from pixelmill.errors import PixelLimitError
     from pixelmill.tiled._plan import _budget_words, analyze, whole_image_bytes
@@ -201,7 +210,8 @@ def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool)
     plan = analyze(pipeline)
     itemsize = 4 if info.bit_depth == 32 else 2 if info.bit_depth == 16 else 1
     dtype = "float32" if itemsize == 4 else "uint16" if itemsize == 2 else "uint8"
-    need = plan.worker_bytes + whole_image_bytes(info.height, info.width, info.channels,
+    need = plan.worker_bytes + whole_image_bytes(-(-info.height // reduce),
+                                                 -(-info.width // reduce), info.channels,
                                                  itemsize, plan.max_scale,
                                                  plan.value_bytes(dtype))
     if need > memory:
@@ -212,8 +222,61 @@ def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool)
             f"{storage.human_size(need)}, more than {_budget_words(memory)}")
 
 
+#: bytes (a unit's file + decoded image + output image) by which the largest unit since the
+#: last trim must exceed every unit of the recent window before the kept memory is given back:
+#: a 10 MP 8-bit RGB photo filtered at full size, or ten 1920x1080 ones. Below it a trim
+#: returns little (what a worker keeps for such units is its usual working set), while the
+#: pages it returns cost ~3 µs each to fault in again.
+TRIM_EXCESS = 64 * 2**20
+#: units a large one must be out of sight before the memory it left is given back: a run of
+#: large units, or large units among small ones, keep it (the fast path of reusing it stays)
+TRIM_WINDOW = 8
+
+
+class MemoryKeeper:
+    """Decides when a worker gives back memory that large units left and small ones do not use.
+
+    :meth:`note` takes each unit's size in bytes (a proxy of its peak); once the largest unit
+    since the last trim exceeds every unit of the last :data:`TRIM_WINDOW` by
+    :data:`TRIM_EXCESS`, :func:`release_memory` runs (one trim per return to small units)."""
+
+    def __init__(self, excess: int = TRIM_EXCESS, window: int = TRIM_WINDOW) -> None:
+        self.excess = excess
+        self.recent: deque[int] = deque(maxlen=window)
+        self.high = 0  #: the largest unit since the last trim
+        self.trims = 0
+
+    def note(self, size: int) -> bool:
+        """Record one unit's size; True when memory was given back after it."""
+        self.recent.append(size)
+        self.high = max(self.high, size)
+        recent = max(self.recent)
+        if self.high - recent < self.excess:
+            return False
+        self.high = recent
+        self.trims += 1
+        return release_memory()
+
+
+_keeper = MemoryKeeper()
+
+
 def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
-    """Process one input and return its manifest row (never raises for a bad input)."""
+    """Process one input and return its manifest row (never raises for a bad input).
+
+    After it, the memory a much larger earlier unit left may be given back (:class:`MemoryKeeper`).
+    """
+    held: list[int] = []
+    try:
+        return _process_unit(spec, unit, held)
+    finally:
+        with contextlib.suppress(Exception):
+            _keeper.note(sum(held))
+
+
+def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, Any]:
+    """:func:`process_unit`'s work; appends the byte sizes of the unit's large buffers to
+    ``held``."""
     from pixelmill import codecs, storage
 
     if not _worker_ready:
@@ -249,6 +312,7 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
         return {**row, "status": "failed", "reason": _reason("read", e)}
     t_read = time.perf_counter()
     row["bytes"] = len(data)
+    held.append(len(data))
     try:
         info = codecs.probe(data)
         width, height = _oriented(info)
@@ -268,15 +332,17 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
             return {**row, "status": "invalid", "reason": _reason("decode", e),
                     "t_read": t_read - t_start}
         return {**row, "_route": TILED_ROUTE}
+    reduce = 1
+    if spec.shrink_on_load:
+        reduce, shrunk = plan_shrink(pipeline, width, height, row["format"])
     if (spec.tile_threshold and spec.whole_memory and width * height > spec.tile_threshold):
         try:  # too big to tile here, it must fit the budget whole, as on the tiled route
-            _check_whole(pipeline, info, spec.whole_memory, unit.output is None)
+            _check_whole(pipeline, info, spec.whole_memory, unit.output is None, reduce)
         except Exception as e:
             return {**row, "status": "invalid", "reason": _reason("decode", e),
                     "t_read": t_read - t_start}
-    reduce = 1
-    if spec.shrink_on_load:
-        reduce, pipeline = plan_shrink(pipeline, width, height, row["format"])
+    if reduce > 1:
+        pipeline = shrunk
     try:
         kw: dict[str, Any] = {"reduce": reduce} if reduce > 1 else {}
         if spec.max_pixels is not None:
@@ -286,6 +352,7 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
         return {**row, "status": "invalid", "reason": _reason("decode", e),
                 "t_read": t_read - t_start}
     del data
+    held.append(int(getattr(image, "nbytes", 0)))
     row["decode_reduce"] = reduce
     t_decode = time.perf_counter()
     try:
@@ -299,6 +366,7 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
     del image
     t_process = time.perf_counter()
     out = result.image
+    held.append(int(getattr(out, "nbytes", 0)))
     row["out_width"], row["out_height"] = int(out.shape[1]), int(out.shape[0])
     _result_columns(row, result)
     t_encode = t_write = t_process
