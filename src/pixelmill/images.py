@@ -94,13 +94,17 @@ def write_image(
     format: str | None = None,
     quality: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    icc_profile: bytes | None = None,
 ) -> None:
     """Encode ``image`` and write it atomically to ``uri``.
 
     ``format`` defaults to the one ``uri``'s extension names (jpg, png, tif, webp).
+    ``icc_profile``: the colour profile the values are in, embedded in the file (e.g.
+    ``pixelmill.codecs.icc_profile(data)`` of the file they came from).
     """
     fmt = check_output(uri, format=format)
-    storage.write_atomic(uri, codecs.encode(image, fmt, quality=quality), storage_options)
+    storage.write_atomic(uri, codecs.encode(image, fmt, quality=quality, icc_profile=icc_profile),
+                         storage_options)
 
 
 def iter_images(

@@ -14,7 +14,8 @@ TIFF) or float32 (float TIFF). Bit depth is read from the header, never guessed 
   the header, before any pixel is decoded: a sequential JPEG whose image data is too short for
   the size it claims (at least 2 bits per 8×8 block), and more than 4 channels (a TIFF's extra
   samples).
-- :func:`encode` writes jpg, png, tif and webp.
+- :func:`encode` writes jpg, png, tif and webp, with an ICC colour profile when given one;
+  :func:`icc_profile` reads the profile an encoded image carries.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pixelmill.codecs._decode import (
     verify,
 )
 from pixelmill.codecs._encode import check_encodable, encode
+from pixelmill.codecs._icc import icc_fits, icc_profile
 from pixelmill.codecs._info import (
     DEFAULT_MAX_PIXELS,
     ENCODE_FORMATS,
@@ -51,6 +53,8 @@ __all__ = [
     "encode",
     "exif_orientation",
     "format_from_name",
+    "icc_fits",
+    "icc_profile",
     "probe",
     "verify",
 ]

@@ -64,7 +64,8 @@ def check_encodable(shape: tuple[int, ...], dtype: Any, format: str = "png", *,
     return fmt
 
 
-def encode(image: Any, format: str = "png", *, quality: int | None = None) -> bytes:
+def encode(image: Any, format: str = "png", *, quality: int | None = None,
+           icc_profile: bytes | None = None) -> bytes:
     """Encode an array as ``jpg``, ``png``, ``tif`` or ``webp``.
 
     ``quality`` (1–100) applies to jpg (default 95) and webp (default lossless: every value
@@ -73,9 +74,29 @@ def encode(image: Any, format: str = "png", *, quality: int | None = None) -> by
     holds at most 65500 pixels a side, webp 16383; png holds 8/16-bit; tif also float32. Values
     are never rescaled: an array a format cannot hold raises
     :class:`~pixelmill.errors.InvalidParameterError` (:func:`check_encodable` says so first).
+
+    ``icc_profile`` (the bytes of an ICC profile, e.g. :func:`~pixelmill.codecs.icc_profile` of
+    the input) is embedded in the file: the values are in that colour space, not sRGB. A
+    profile of another colour model than the file stores (an RGB profile on a gray PNG, a gray
+    one on a WebP, which stores gray as RGB) is left out, as the formats require.
     """
+    from pixelmill.codecs._icc import icc_fits
+
     arr = np.asarray(image)
     fmt = check_encodable(arr.shape, arr.dtype, format, quality=quality)
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    stored = channels + 2 if fmt == "webp" and channels < 3 else channels
+    if icc_profile is not None and not icc_fits(icc_profile, stored):
+        icc_profile = None
+    blob = _encode(arr, fmt, quality, icc_profile)
+    if icc_profile and fmt != "tif":
+        from pixelmill.codecs._icc import embed_icc
+
+        blob = embed_icc(blob, fmt, icc_profile, arr.shape[1], arr.shape[0])
+    return blob
+
+
+def _encode(arr: Any, fmt: str, quality: int | None, icc_profile: bytes | None) -> bytes:
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     if arr.ndim == 3 and channels == 1:
         arr = arr[..., 0]
@@ -86,7 +107,7 @@ def encode(image: Any, format: str = "png", *, quality: int | None = None) -> by
         tifffile.imwrite(buf, np.ascontiguousarray(arr),
                          photometric="minisblack" if channels <= 2 else "rgb",
                          extrasamples=("unassalpha",) if channels in (2, 4) else None,
-                         compression="zlib")
+                         compression="zlib", iccprofile=icc_profile or None)
         return buf.getvalue()
     if channels == 2 and fmt == "png":  # gray+alpha: OpenCV cannot write it
         import imagecodecs

@@ -222,6 +222,12 @@ def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool,
             f"{storage.human_size(need)}, more than {_budget_words(memory)}")
 
 
+def _keeps_colour_space(pipeline: Pipeline) -> bool:
+    """Whether the pipeline's output values are in its input's colour space (no ``convert``
+    step: gray, HSV, Lab and YCbCr values are not in the input's RGB profile's space)."""
+    return not any(step.op == "convert" for step in pipeline.steps)
+
+
 #: bytes (a unit's file + decoded image + output image) by which the largest unit since the
 #: last trim must exceed every unit of the recent window before the kept memory is given back:
 #: a 10 MP 8-bit RGB photo filtered at full size, or ten 1920x1080 ones. Below it a trim
@@ -351,6 +357,9 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
     except Exception as e:
         return {**row, "status": "invalid", "reason": _reason("decode", e),
                 "t_read": t_read - t_start}
+    # the colour space the values are in (Display P3, Adobe RGB...): the output is tagged with
+    # it, or every viewer reads it as sRGB and the colours shift
+    profile = codecs.icc_profile(data) if unit.output is not None else None
     del data
     held.append(int(getattr(image, "nbytes", 0)))
     row["decode_reduce"] = reduce
@@ -375,7 +384,8 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
     else:
         try:
             blob = codecs.encode(out, unit.format or "png",
-                                 quality=quality_for(unit.format, spec.quality))
+                                 quality=quality_for(unit.format, spec.quality),
+                                 icc_profile=profile if _keeps_colour_space(pipeline) else None)
         except Exception as e:
             return {**row, "status": "failed", "reason": _reason("encode", e)}
         t_encode = time.perf_counter()
