@@ -78,16 +78,19 @@ def encode(image: Any, format: str = "png", *, quality: int | None = None,
     ``icc_profile`` (the bytes of an ICC profile, e.g. :func:`~pixelmill.codecs.icc_profile` of
     the input) is embedded in the file: the values are in that colour space, not sRGB. A
     profile of another colour model than the file stores (an RGB profile on a gray PNG, a gray
-    one on a WebP, which stores gray as RGB) is left out, as the formats require.
+    one on a WebP, which stores gray as RGB) is left out, as the formats require, and so is
+    one that is not a well-formed image profile (cut short, a device link; see
+    :func:`~pixelmill.codecs.icc_fits`).
     """
-    from pixelmill.codecs._icc import icc_fits
+    from pixelmill.codecs._icc import icc_fits, well_formed_icc
 
     arr = np.asarray(image)
     fmt = check_encodable(arr.shape, arr.dtype, format, quality=quality)
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     stored = channels + 2 if fmt == "webp" and channels < 3 else channels
-    if icc_profile is not None and not icc_fits(icc_profile, stored):
-        icc_profile = None
+    # a malformed profile (which colour-managed viewers would reject) is left out too; one
+    # with bytes past the size its header states is written as that size
+    icc_profile = well_formed_icc(icc_profile) if icc_fits(icc_profile, stored) else None
     blob = _encode(arr, fmt, quality, icc_profile)
     if icc_profile and fmt != "tif":
         from pixelmill.codecs._icc import embed_icc

@@ -16,7 +16,8 @@ from __future__ import annotations
 import io
 import zlib
 
-__all__ = ["MAX_ICC_BYTES", "embed_icc", "icc_colour_space", "icc_fits", "icc_profile"]
+__all__ = ["MAX_ICC_BYTES", "embed_icc", "icc_colour_space", "icc_fits", "icc_profile",
+           "well_formed_icc"]
 
 #: profiles larger than this are ignored (real ones are 0.5–60 KB; a compressed iCCP chunk
 #: must not inflate without bound)
@@ -47,31 +48,59 @@ def icc_profile(data: bytes) -> bytes | None:
 def icc_colour_space(profile: bytes) -> str:
     """The data colour space a profile's header names (``RGB``, ``GRAY``, ``CMYK``, ``Lab``,
     ...; empty when the header is too short)."""
-    return profile[16:20].decode("latin-1").strip() if len(profile) >= 128 else ""
+    return bytes(profile[16:20]).decode("latin-1").strip() if len(profile) >= 128 else ""
+
+
+#: profile classes that describe an image's colour space (input, display, output, colour
+#: space); device links, abstract and named-colour profiles are never an image's profile
+_IMAGE_CLASSES = (b"scnr", b"mntr", b"prtr", b"spac")
 
 
 def icc_fits(profile: bytes | None, channels: int) -> bool:
-    """Whether ``profile`` describes images of ``channels`` channels (alpha aside): an RGB
-    profile 3 or 4, a gray one 1 or 2."""
-    if not profile:
+    """Whether ``profile`` is a well-formed profile that describes images of ``channels``
+    channels (alpha aside): an RGB profile 3 or 4, a gray one 1 or 2."""
+    profile = well_formed_icc(profile)
+    if profile is None or bytes(profile[12:16]) not in _IMAGE_CLASSES:
         return False
     space = icc_colour_space(profile)
     return (space == "RGB" and channels in (3, 4)) or (space == "GRAY" and channels in (1, 2))
 
 
-def _valid(profile: bytes | None) -> bytes | None:
-    if not profile or len(profile) < 128 or len(profile) > MAX_ICC_BYTES:
+def well_formed_icc(profile: bytes | None) -> bytes | None:
+    """``profile`` as colour-management engines read it (the size its header states), or None
+    when it is not a well-formed profile: no ``acsp`` signature, a stated size below the
+    header's or beyond the data (cut short), a tag table or tag outside it. The checks are
+    skcms's (Chrome, Android), which ignores such a profile altogether."""
+    if not profile or not 128 <= len(profile) <= MAX_ICC_BYTES:
         return None
-    return bytes(profile)
+    profile = bytes(profile)
+    size = int.from_bytes(profile[:4], "big")
+    if profile[36:40] != b"acsp" or not 132 <= size <= len(profile):
+        return None
+    count = int.from_bytes(profile[128:132], "big")
+    if count > (size - 132) // 12:
+        return None
+    for i in range(132, 132 + 12 * count, 12):
+        offset = int.from_bytes(profile[i + 4:i + 8], "big")
+        length = int.from_bytes(profile[i + 8:i + 12], "big")
+        if length < 4 or offset + length > size:
+            return None
+    return profile[:size]
 
 
 def _jpeg_icc(data: bytes) -> bytes | None:
+    """The profile of a JPEG's APP2 ``ICC_PROFILE`` segments, read as libjpeg's
+    ``jpeg_read_icc_profile`` does: every segment names the same count, each sequence number
+    1..count exactly once, or there is no profile."""
     parts: dict[int, bytes] = {}
-    count = 0
+    counts: set[int] = set()
     pos, n = 2, len(data)
     while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            break
+        if data[pos] != 0xFF:  # bytes between segments: libjpeg skips to the next marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -82,53 +111,75 @@ def _jpeg_icc(data: bytes) -> bytes | None:
             pos += 2
             continue
         length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if length < 2:
+        end = pos + 2 + length
+        if length < 2 or end > n:  # cut short: this segment's data is not all there
             break
-        if marker == 0xE2 and data[pos + 4:pos + 16] == _JPEG_ICC and length >= 16:
-            seq, count = data[pos + 16], data[pos + 17]
-            parts.setdefault(seq, data[pos + 18:pos + 2 + length])
-        pos += 2 + length
-    if not parts or sorted(parts) != list(range(1, count + 1)):
+        if marker == 0xE2 and length >= 16 and data[pos + 4:pos + 16] == _JPEG_ICC:
+            seq = data[pos + 16]
+            if seq in parts:  # two segments claim one place: which one is meant is unknown
+                return None
+            counts.add(data[pos + 17])
+            parts[seq] = data[pos + 18:end]
+        pos = end
+    if not parts or len(counts) != 1:
+        return None
+    count = counts.pop()
+    if sorted(parts) != list(range(1, count + 1)):
         return None  # a chunk is missing: no profile rather than a wrong one
-    return _valid(b"".join(parts[i] for i in range(1, count + 1)))
+    return well_formed_icc(b"".join(parts[i] for i in range(1, count + 1)))
 
 
 def _png_chunks(data: bytes):
+    """(start, type, body start, end) of each whole chunk; stops at one cut short."""
     pos = len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
+    while pos + 12 <= len(data):
         length = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
-        yield pos, kind, data[pos + 8:pos + 8 + length], pos + 12 + length
-        pos += 12 + length
+        end = pos + 12 + length
+        if end > len(data):
+            return
+        yield pos, data[pos + 4:pos + 8], pos + 8, end
+        pos = end
 
 
 def _png_icc(data: bytes) -> bytes | None:
-    for _, kind, body, _ in _png_chunks(data):
+    for start, kind, body_start, end in _png_chunks(data):
         if kind in (b"IDAT", b"IEND"):
             return None
         if kind == b"iCCP":
+            if zlib.crc32(data[start + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+                return None  # damaged: libpng drops the chunk, Pillow refuses the file
+            body = data[body_start:end - 4]
             name_end = body.find(b"\x00")
             if name_end < 0 or body[name_end + 1:name_end + 2] != b"\x00":
                 return None  # 0 is the only compression method
             inflater = zlib.decompressobj()
             profile = inflater.decompress(body[name_end + 2:], MAX_ICC_BYTES + 1)
-            return _valid(profile) if not inflater.unconsumed_tail else None
+            if inflater.unconsumed_tail or not inflater.eof:  # too large, or cut short
+                return None
+            return well_formed_icc(profile)
     return None
 
 
 def _webp_chunks(data: bytes):
+    """(type, body start, body end) of each whole chunk; stops at one cut short."""
     pos = 12
     while pos + 8 <= len(data):
         kind = data[pos:pos + 4]
         length = int.from_bytes(data[pos + 4:pos + 8], "little")
-        yield kind, data[pos + 8:pos + 8 + length]
+        if pos + 8 + length > len(data):
+            return
+        yield kind, pos + 8, pos + 8 + length
         pos += 8 + length + (length & 1)
 
 
 def _webp_icc(data: bytes) -> bytes | None:
-    for kind, body in _webp_chunks(data):
+    # libwebp's demuxer (and so Pillow, browsers) takes the ICCP chunk of an extended file
+    # whose VP8X header has the ICC flag, and of no other
+    if data[12:16] != b"VP8X" or len(data) < 21 or not data[20] & 0x20:
+        return None
+    for kind, start, end in _webp_chunks(data):
         if kind == b"ICCP":
-            return _valid(body)
+            return well_formed_icc(data[start:end])
     return None
 
 
@@ -137,7 +188,9 @@ def _tiff_icc(data: bytes) -> bytes | None:
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         tag = tif.pages[0].tags.get(34675)
-        return None if tag is None else _valid(bytes(tag.value))
+        if tag is None or tag.valuebytecount > MAX_ICC_BYTES:
+            return None
+        return well_formed_icc(bytes(tag.value))
 
 
 def embed_icc(blob: bytes, format: str, profile: bytes, width: int = 0, height: int = 0) -> bytes:
@@ -160,10 +213,17 @@ def _jpeg_embed(blob: bytes, profile: bytes) -> bytes:
     segments = b"".join(
         b"\xff\xe2" + (len(p) + 16).to_bytes(2, "big") + _JPEG_ICC + bytes((i + 1, len(parts)))
         + p for i, p in enumerate(parts))
-    pos = 2
-    while blob[pos:pos + 2] == b"\xff\xe0":  # after the JFIF segment, which readers want first
-        pos += 2 + int.from_bytes(blob[pos + 2:pos + 4], "big")
-    return blob[:pos] + segments + blob[pos:]
+    head, pos = [], 2
+    while (pos + 4 <= len(blob) and blob[pos] == 0xFF and 0xC0 <= blob[pos + 1] <= 0xFE
+           and not 0xD0 <= blob[pos + 1] <= 0xDA):  # the segments before the scan
+        end = pos + 2 + int.from_bytes(blob[pos + 2:pos + 4], "big")
+        if not (blob[pos + 1] == 0xE2 and blob[pos + 4:pos + 16] == _JPEG_ICC):
+            head.append(blob[pos:end])  # a profile it had is replaced
+        pos = end
+    app0 = 0
+    while app0 < len(head) and head[app0][1] == 0xE0:  # after JFIF, which readers want first
+        app0 += 1
+    return b"".join([blob[:2], *head[:app0], segments, *head[app0:], blob[pos:]])
 
 
 def _png_embed(blob: bytes, profile: bytes) -> bytes:
@@ -181,7 +241,7 @@ def _png_embed(blob: bytes, profile: bytes) -> bytes:
 
 
 def _webp_embed(blob: bytes, profile: bytes, width: int, height: int) -> bytes:
-    chunks = [(k, b) for k, b in _webp_chunks(blob) if k != b"ICCP"]
+    chunks = [(k, blob[a:b]) for k, a, b in _webp_chunks(blob) if k != b"ICCP"]
     if chunks and chunks[0][0] == b"VP8X":
         head = chunks.pop(0)[1]
         vp8x = bytes((head[0] | 0x20,)) + head[1:]

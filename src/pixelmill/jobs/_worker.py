@@ -222,10 +222,19 @@ def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool,
             f"{storage.human_size(need)}, more than {_budget_words(memory)}")
 
 
+#: ops whose results are not colours of the input's colour space: a ``convert`` (gray, HSV,
+#: Lab and YCbCr values are not in the input's RGB profile's space), edge maps and responses,
+#: masks and labels, morphological differences
+_LEAVES_COLOUR_SPACE = frozenset({"convert", "gradient", "tophat", "blackhat", "skeletonize"})
+_LEAVING_FAMILIES = frozenset({"edges", "segmentation"})
+
+
 def _keeps_colour_space(pipeline: Pipeline) -> bool:
-    """Whether the pipeline's output values are in its input's colour space (no ``convert``
-    step: gray, HSV, Lab and YCbCr values are not in the input's RGB profile's space)."""
-    return not any(step.op == "convert" for step in pipeline.steps)
+    """Whether the pipeline's output values are colours in its input's colour space."""
+    from pixelmill.ops import get_op
+
+    return not any(step.op in _LEAVES_COLOUR_SPACE
+                   or get_op(step.op).family in _LEAVING_FAMILIES for step in pipeline.steps)
 
 
 #: bytes (a unit's file + decoded image + output image) by which the largest unit since the
