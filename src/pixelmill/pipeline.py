@@ -33,6 +33,10 @@ from pixelmill.errors import InvalidParameterError, UsageError
 from pixelmill.ops import get_op, registry
 from pixelmill.ops._registry import OpSpec
 
+#: ops and op families whose results are not colours of the input's colour space
+_LEAVES_COLOUR_SPACE = frozenset({"convert", "gradient", "tophat", "blackhat", "skeletonize"})
+_LEAVING_FAMILIES = frozenset({"edges", "segmentation"})
+
 __all__ = ["Pipeline", "PipelineResult", "Step", "load_pipeline", "pipeline_json_schema"]
 
 
@@ -327,6 +331,15 @@ class Pipeline:
     @property
     def tileable(self) -> bool:
         return not self.untileable_steps()
+
+    @property
+    def keeps_colour_space(self) -> bool:
+        """Whether the output's values are colours in the input's colour space, so the input's
+        ICC profile describes them too: no ``convert`` (gray, HSV, Lab and YCbCr values are not
+        in an RGB profile's space), no edge map, mask or label image, no morphological
+        difference."""
+        return not any(step.op in _LEAVES_COLOUR_SPACE or step.spec.family in _LEAVING_FAMILIES
+                       for step in self.steps)
 
     # ---- execution ------------------------------------------------------------------------
     def __call__(self, image: np.ndarray) -> np.ndarray:

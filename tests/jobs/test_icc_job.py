@@ -10,6 +10,7 @@ from PIL import Image, ImageCms
 
 from pixelmill import codecs
 from pixelmill.jobs import run
+from pixelmill.pipeline import Pipeline
 
 
 def _profiles():
@@ -76,3 +77,43 @@ def test_upscale_keeps_the_input_profile(tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out.jpg") as im:
         assert im.size == (64, 48) and im.info.get("icc_profile") == other
+
+
+def test_tiled_outputs_carry_the_profile_on_every_route(tmp_path, engine):
+    import tifffile
+
+    from pixelmill.tiled import run_tiled
+
+    _, other = _profiles()
+    img = np.random.default_rng(5).integers(0, 256, (300, 260, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "scan.tif", img, tile=(64, 64), iccprofile=other,
+                     photometric="rgb")
+    Image.fromarray(img).save(tmp_path / "scan.png", icc_profile=other)
+
+    def tiff_icc(path):
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(34675)
+            return None if tag is None else bytes(tag.value)
+
+    blur = [{"op": "gaussian", "sigma": 1.0}]
+    routes = {"canvas": {}, "pyramid": {"pyramid": True}, "zlib": {"compression": "zlib"}}
+    for name, kw in routes.items():
+        for src in ("scan.tif", "scan.png"):
+            out = tmp_path / f"{name}-{src}.tif"
+            s = run_tiled(blur, str(tmp_path / src), str(out), tile=64, engine=engine,
+                          progress=False, **kw)
+            assert s.status == "ok" and tiff_icc(out) == other, (name, src)
+            np.testing.assert_array_equal(tifffile.imread(out, level=0) if kw else
+                                          tifffile.imread(out),
+                                          Pipeline.from_steps(blur)(img))
+    out = tmp_path / "gray.tif"  # a result that is no longer in the profile's space: none
+    run_tiled([{"op": "sobel"}], str(tmp_path / "scan.tif"), str(out), tile=64, engine=engine,
+              progress=False)
+    assert tiff_icc(out) is None
+    # a job input above --tile-threshold takes the tiled route and keeps its profile too
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "scan.tif").write_bytes((tmp_path / "scan.tif").read_bytes())
+    s = run({"steps": blur}, str(src), str(tmp_path / "job"), engine=engine, progress=False,
+            report=False, tile_threshold=10_000)
+    assert s.ok == 1 and tiff_icc(tmp_path / "job" / "scan.tif") == other

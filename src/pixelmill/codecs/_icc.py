@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import io
 import zlib
+from typing import Any
 
 __all__ = ["MAX_ICC_BYTES", "embed_icc", "icc_colour_space", "icc_fits", "icc_profile",
-           "well_formed_icc"]
+           "icc_profile_of_file", "well_formed_icc"]
 
 #: profiles larger than this are ignored (real ones are 0.5–60 KB; a compressed iCCP chunk
 #: must not inflate without bound)
@@ -43,6 +44,28 @@ def icc_profile(data: bytes) -> bytes | None:
     except Exception:  # a damaged header: the decoder says what is wrong, not this
         return None
     return None
+
+
+def icc_profile_of_file(f: Any, head: int = 1 << 20) -> bytes | None:
+    """The ICC profile of the image in the seekable binary file ``f``, read without the pixels
+    (an image too large to read whole): a TIFF's tag through its IFD, the other formats' from
+    their first ``head`` bytes (JPEG APP2 segments, PNG ``iCCP`` and WebP ``ICCP`` chunks come
+    before the image data; one cut short there is no profile)."""
+    try:
+        f.seek(0)
+        magic = f.read(4)
+        f.seek(0)
+        if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            import tifffile
+
+            with tifffile.TiffFile(f) as tif:
+                tag = tif.pages[0].tags.get(34675)
+                if tag is None or tag.valuebytecount > MAX_ICC_BYTES:
+                    return None
+                return well_formed_icc(bytes(tag.value))
+        return icc_profile(f.read(head))
+    except Exception:
+        return None
 
 
 def icc_colour_space(profile: bytes) -> str:

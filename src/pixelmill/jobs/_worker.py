@@ -222,21 +222,6 @@ def _check_whole(pipeline: Pipeline, info: Any, memory: int, measure_only: bool,
             f"{storage.human_size(need)}, more than {_budget_words(memory)}")
 
 
-#: ops whose results are not colours of the input's colour space: a ``convert`` (gray, HSV,
-#: Lab and YCbCr values are not in the input's RGB profile's space), edge maps and responses,
-#: masks and labels, morphological differences
-_LEAVES_COLOUR_SPACE = frozenset({"convert", "gradient", "tophat", "blackhat", "skeletonize"})
-_LEAVING_FAMILIES = frozenset({"edges", "segmentation"})
-
-
-def _keeps_colour_space(pipeline: Pipeline) -> bool:
-    """Whether the pipeline's output values are colours in its input's colour space."""
-    from pixelmill.ops import get_op
-
-    return not any(step.op in _LEAVES_COLOUR_SPACE
-                   or get_op(step.op).family in _LEAVING_FAMILIES for step in pipeline.steps)
-
-
 #: bytes (a unit's file + decoded image + output image) by which the largest unit since the
 #: last trim must exceed every unit of the recent window before the kept memory is given back:
 #: a 10 MP 8-bit RGB photo filtered at full size, or ten 1920x1080 ones. Below it a trim
@@ -394,7 +379,7 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         try:
             blob = codecs.encode(out, unit.format or "png",
                                  quality=quality_for(unit.format, spec.quality),
-                                 icc_profile=profile if _keeps_colour_space(pipeline) else None)
+                                 icc_profile=profile if pipeline.keeps_colour_space else None)
         except Exception as e:
             return {**row, "status": "failed", "reason": _reason("encode", e)}
         t_encode = time.perf_counter()

@@ -288,8 +288,10 @@ def _tiff_tiles(array, tile: int, band: int) -> Iterator[np.ndarray]:
 def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
                          compression: str | None = None, band: int | None = None,
                          storage_options: Mapping[str, Any] | None = None,
-                         metadata: Mapping[str, Any] | None = None) -> int:
-    """Stream a tile store (and its pyramid levels) into a tiled BigTIFF at ``uri``.
+                         metadata: Mapping[str, Any] | None = None,
+                         iccprofile: bytes | None = None) -> int:
+    """Stream a tile store (and its pyramid levels) into a tiled BigTIFF at ``uri``
+    (``iccprofile``: the colour space of the values, tagged on the full-resolution image).
 
     Reads ``band`` rows at a time (default: the store's chunk rows rounded up to whole TIFF
     tiles), never the whole image; levels after the first go to SubIFDs
@@ -323,6 +325,8 @@ def write_tiff_from_zarr(group, uri: str, *, tile: int = 256, levels: int = 1,
                 if lev == 0:
                     kw["subifds"] = levels - 1 if levels > 1 else None
                     kw["description"] = json.dumps({"pixelmill": dict(metadata or {})})
+                    if iccprofile:
+                        kw["iccprofile"] = iccprofile
                 else:
                     kw["subfiletype"] = 1
                 kw["metadata"] = None
@@ -360,14 +364,17 @@ class TiffCanvas:
 
 
 def create_tiff_canvas(path: str, shape: tuple[int, ...], dtype: str, tile: int = 256,
-                       description: str | None = None) -> TiffCanvas | None:
-    """Lay out an empty (zero) tiled BigTIFF at ``path``; None if its tiles are not contiguous."""
+                       description: str | None = None,
+                       iccprofile: bytes | None = None) -> TiffCanvas | None:
+    """Lay out an empty (zero) tiled BigTIFF at ``path`` (tagged with ``iccprofile``, the colour
+    space of the values to come); None if its tiles are not contiguous."""
     import tifffile
 
     channels = shape[2] if len(shape) == 3 else 1
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         tw.write(None, shape=tuple(shape), dtype=dtype, tile=(tile, tile),
-                 description=description, metadata=None, **_tiff_layout(channels))
+                 description=description, metadata=None, iccprofile=iccprofile or None,
+                 **_tiff_layout(channels))
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         offsets = np.asarray(page.dataoffsets, dtype=np.int64)

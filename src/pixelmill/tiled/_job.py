@@ -40,6 +40,7 @@ from pixelmill.tiled._output import (
     canvas_tile,
     chunk_for,
     finish_canvas,
+    input_profile,
     open_canvas,
     output_bytes,
     sidecar,
@@ -451,6 +452,8 @@ def run_tiled(
             _drop_spill(source, input_uri)
         raise
     canvas = None
+    # the colour space of the values: a TIFF output is tagged with the input's ICC profile
+    profile = input_profile(pipeline, input_uri, so) if out_kind == "tiff" else None
     try:
         if not whole:
             out_shape = (out_h, out_w, out_c) if out_c else (out_h, out_w)
@@ -460,7 +463,7 @@ def run_tiled(
             if direct:
                 canvas, store_ok = open_canvas(output_uri, out_shape, out_dtype,
                                                 canvas_tile(chunk, len(windows), out_shape),
-                                                fingerprint, resume)
+                                                fingerprint, resume, profile)
         done = set()
         if store_ok:
             done = {r["key"] for r in select_rows(writer.earlier_table, ("key", "uri"), status="ok",
@@ -501,7 +504,7 @@ def run_tiled(
                     size = finish_canvas(canvas, output_uri)
                 else:
                     size = assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
-                                     fingerprint)
+                                     fingerprint, profile)
                 summary.t_assemble = time.perf_counter() - t1
                 _drop_spill(source, input_uri)  # the decoded-once spill is no longer needed
         summary.peak_rss = peak.peak

@@ -14,8 +14,8 @@ from pixelmill import regions, storage
 from pixelmill.tiled._worker import CHUNK_ROWS
 from pixelmill.tiling import scale_box
 
-__all__ = ["assemble", "canvas_tile", "chunk_for", "finish_canvas", "open_canvas",
-           "output_bytes", "sidecar", "store_attrs"]
+__all__ = ["assemble", "canvas_tile", "chunk_for", "finish_canvas", "input_profile",
+           "open_canvas", "output_bytes", "sidecar", "store_attrs"]
 
 
 def sidecar(output_uri: str, suffix: str) -> str:
@@ -26,6 +26,28 @@ def sidecar(output_uri: str, suffix: str) -> str:
         return f"{head}/.{name}.{suffix}"
     folder, name = os.path.split(os.path.abspath(out))
     return os.path.join(folder, f".{name}.{suffix}")
+
+
+def input_profile(pipeline, input_uri: str, so: Mapping[str, Any]) -> bytes | None:
+    """The input's ICC profile when the output's values are still in the input's colour space
+    (:attr:`pixelmill.pipeline.Pipeline.keeps_colour_space`), read from its header only; the
+    output is tagged with it where its colour model fits (:func:`_fitting`)."""
+    from pixelmill.codecs._icc import icc_profile_of_file
+
+    if not pipeline.keeps_colour_space:
+        return None
+    try:
+        with storage.open_ranged(input_uri, so) as f:
+            return icc_profile_of_file(f)
+    except Exception:
+        return None
+
+
+def _fitting(profile: bytes | None, shape: tuple[int, ...], channels_first: bool) -> bytes | None:
+    from pixelmill.codecs import icc_fits
+
+    channels = 1 if len(shape) < 3 else shape[0] if channels_first else shape[2]
+    return profile if icc_fits(profile, channels) else None
 
 
 def output_bytes(output_uri: str, so: Mapping[str, Any] | None = None) -> int | None:
@@ -62,7 +84,7 @@ def canvas_tile(chunk: tuple[int, int], n_tiles: int, out_shape) -> int | None:
     return None
 
 
-def open_canvas(output_uri, out_shape, out_dtype, tile, fingerprint, resume):
+def open_canvas(output_uri, out_shape, out_dtype, tile, fingerprint, resume, iccprofile=None):
     """The partial TIFF being written in place (reused when resuming the same plan)."""
     path = sidecar(output_uri, "pixelmill-partial.tif")
     plan_path = sidecar(output_uri, "pixelmill-partial.json")
@@ -74,7 +96,8 @@ def open_canvas(output_uri, out_shape, out_dtype, tile, fingerprint, resume):
                                          "shape": tuple(saved["canvas"]["shape"])}), True
     canvas = regions.create_tiff_canvas(
         path, out_shape, out_dtype, tile,
-        description=json.dumps({"pixelmill": {"pipeline": fingerprint["pipeline"]}}))
+        description=json.dumps({"pixelmill": {"pipeline": fingerprint["pipeline"]}}),
+        iccprofile=_fitting(iccprofile, tuple(out_shape), False))
     if canvas is None:  # pragma: no cover - tifffile laid the tiles out unexpectedly
         os.unlink(path)
         return None, False
@@ -99,7 +122,8 @@ def chunk_for(windows, plan, shape) -> tuple[int, int]:
     return rows, cols
 
 
-def assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerprint) -> int:
+def assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerprint,
+             iccprofile=None) -> int:
     """Finish the output from the tile store (pyramid, OME metadata, TIFF or the Zarr itself);
     returns the output's size in bytes."""
     import zarr
@@ -122,7 +146,8 @@ def assemble(store_uri, so, output_uri, out_kind, pyramid, compression, fingerpr
         regions.check_compression(compression, out_kind, base.dtype, channels)
         size = regions.write_tiff_from_zarr(group, output_uri, levels=levels + 1,
                                             compression=compression, storage_options=so,
-                                            metadata={"pipeline": fingerprint["pipeline"]})
+                                            metadata={"pipeline": fingerprint["pipeline"]},
+                                            iccprofile=_fitting(iccprofile, base.shape, True))
         fs.rm(store_path, recursive=True)
         return size
     out_fs, out_path = storage.get_fs(output_uri, so)
