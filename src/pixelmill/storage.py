@@ -14,6 +14,7 @@ import contextlib
 import fnmatch
 import os
 import posixpath
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -202,6 +203,8 @@ def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
 
     url = os.fspath(url)
     try:
+        if "::" in url and not _is_chained(url):
+            return _single_fs(url, storage_options)
         return url_to_fs(url, **dict(storage_options or {}))
     except ValueError as e:
         if "Protocol not known" in str(e) or "not known" in str(e):
@@ -215,6 +218,54 @@ def get_fs(url: str, storage_options: Mapping[str, Any] | None = None):
         proto = url.split("://", 1)[0]
         pkg, extra = _PROTOCOL_EXTRAS.get(proto, (str(e.name or proto), proto))
         raise MissingDependencyError(pkg, extra, f"{proto}:// URLs") from e
+
+
+def _is_chained(url: str) -> bool:
+    """Whether ``::`` in ``url`` joins an fsspec chain (``simplecache::s3://b/k``,
+    ``zip://a.jpg::s3://b/z.zip``: the first part a wrapping filesystem) rather than being
+    part of a file name (``s3://b/a::b.jpg``, ``/data/12::30.jpg``), which fsspec would cut
+    there and read another file (``/data/12``) or fail on."""
+    first = url.split("::", 1)[0]
+    if "://" not in first:
+        from fsspec.registry import available_protocols
+
+        return first in available_protocols()
+    from fsspec.registry import get_filesystem_class
+
+    try:
+        cls = get_filesystem_class(first.split("://", 1)[0])
+    except Exception:  # unknown protocol, client missing: fsspec's own error says which
+        return True
+    try:
+        from fsspec.implementations.chained import ChainedFileSystem
+
+        if issubclass(cls, ChainedFileSystem):  # the caches, dir://
+            return True
+    except ImportError:  # an fsspec without it: the signature says
+        pass
+    import inspect
+
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return True
+    return "fo" in params or "target_protocol" in params  # archives, reference, dir ...
+
+
+def _single_fs(url: str, storage_options: Mapping[str, Any] | None):
+    """``(filesystem, path)`` for a URL of one filesystem, as ``url_to_fs`` makes them for a
+    URL without ``::``."""
+    import fsspec
+    from fsspec.core import split_protocol
+    from fsspec.registry import get_filesystem_class
+
+    proto = split_protocol(url)[0] or "file"
+    cls = get_filesystem_class(proto)
+    options = {**cls._get_kwargs_from_urls(url), **dict(storage_options or {})}
+    path = cls._strip_protocol(url)
+    if proto == "memory" and not path.startswith("/"):  # its strip keeps a "::" path relative
+        path = "/" + path
+    return fsspec.filesystem(proto, **options), path
 
 
 def protocol(fs) -> str:
@@ -356,9 +407,16 @@ def _walk_local(root: str, recursive: bool,
     return items
 
 
-def _sizes(listing: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-    """``{path: size}`` of the files of an fsspec ``detail=True`` listing."""
-    return {p: int(d.get("size") or 0) for p, d in listing.items() if d.get("type") != "directory"}
+def _sizes(listing: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]]
+           ) -> dict[str, int]:
+    """``{path: size}`` of the files of an fsspec ``detail=True`` listing (a dict, or the list
+    ``ls`` gives). Folders are left out, and so are object-store folder markers (keys ending in
+    ``/``, which consoles and tools make for "folders"; no file is named so): ``x.jpg/`` is
+    not a second ``x.jpg``. From a list, a folder never hides a file of the same name (an
+    object ``x.jpg`` and a folder ``x.jpg/``)."""
+    infos = listing.values() if isinstance(listing, Mapping) else listing
+    return {d["name"]: int(d.get("size") or 0) for d in infos
+            if d.get("type") != "directory" and not d["name"].endswith("/")}
 
 
 def _find_remote(fs, root: str) -> dict[str, int]:
@@ -381,12 +439,29 @@ def _find_remote(fs, root: str) -> dict[str, int]:
         async def pages() -> dict[str, int]:
             found: dict[str, int] = {}
             async for info in iterdir(bucket, delimiter="", prefix=prefix):
-                if info.get("type") != "directory":
-                    found[info["name"]] = int(info.get("size") or 0)
+                if info.get("type") != "directory" and not info["name"].endswith("/"):
+                    found[info["name"]] = int(info.get("size") or 0)  # not a folder marker
             return found
 
         return sync(fs.loop, pages)
     return _sizes(fs.find(root, detail=True, withdirs=False))
+
+
+def _glob_remote(fs, pattern: str, base: str) -> dict[str, int]:
+    """``{path: size}`` of the objects matching a glob ``pattern`` (fsspec's glob syntax:
+    ``*`` within one folder, ``**`` across folders) under the folder ``base``: one flat
+    listing of ``base`` (:func:`_find_remote`), matched here. ``fs.glob`` keys its answer by
+    name, so a folder ``x.jpg/`` hid the object ``x.jpg``, and folder markers were files."""
+    import re
+
+    from fsspec.utils import glob_translate
+
+    regex = re.compile(glob_translate(pattern))
+    try:
+        items = _find_remote(fs, base)
+    except FileNotFoundError:
+        items = {}
+    return {p: n for p, n in items.items() if regex.match(p)}
 
 
 def _forget_listings(fs, base: str) -> None:
@@ -399,6 +474,14 @@ def _forget_listings(fs, base: str) -> None:
         base = base.rstrip("/")
         for key in [k for k in list(cache) if k == base or k.startswith(base + "/")]:
             cache.pop(key, None)
+
+
+def _also_folder(fs, root: str) -> bool:
+    """Whether the object ``root`` has a folder of the same name (``set`` and ``set/...``)."""
+    try:
+        return bool(fs.isdir(root))
+    except Exception:
+        return False
 
 
 def list_files(
@@ -427,18 +510,28 @@ def list_files(
         url = os.path.abspath(url)
     fs, root = get_fs(url, storage_options)
     base = root.rstrip("/")
+    remote = not is_local(fs)
     try:
-        if fs.isfile(root):
+        # on an object store, `s3://b/set/` names the folder even beside an object `set`
+        folder_first = remote and url.endswith("/")
+        if fs.isfile(root) and not (folder_first and _also_folder(fs, root)):
+            if remote and not folder_first and _also_folder(fs, root):
+                print(f"warning: {printable(url)} is an object and a folder of the same name: "
+                      f"the object is listed; write {printable(url)}/ for the folder",
+                      file=sys.stderr)
             info = fs.info(root)
             return [FileEntry(_unstrip(fs, root, url), int(info.get("size") or 0),
                               posixpath.basename(root))]
         if not fs.isdir(root):
             if any(ch in root for ch in "*?["):
-                found = fs.glob(root, detail=True)
                 first = min(i for i in (root.find(c) for c in "*?[") if i >= 0)
                 base = root[:first].rsplit("/", 1)[0]
-                items = _sizes(found)
-                del found
+                if remote and base:
+                    items = _glob_remote(fs, root, base)
+                else:
+                    found = fs.glob(root, detail=True)
+                    items = _sizes(found)
+                    del found
             elif is_local(fs) and os.path.lexists(root):
                 # a pipe, a device, a broken or looping link: one input, whose row says what
                 return [FileEntry(_unstrip(fs, root, url), 0, posixpath.basename(root))]
@@ -449,7 +542,7 @@ def list_files(
         elif recursive:
             items = _find_remote(fs, root)
         else:
-            items = _sizes({d["name"]: d for d in fs.ls(root, detail=True)})
+            items = _sizes(fs.ls(root, detail=True))
     except StorageError:
         raise
     except (FileNotFoundError, NotADirectoryError) as e:
@@ -485,8 +578,6 @@ def list_files(
         if unlisted is not None:
             unlisted.append(FileEntry(_unstrip(fs, path, url), 0, rel, reason))
         else:
-            import sys
-
             print(f"warning: {path}: {reason}; its files are left out", file=sys.stderr)
     return entries
 
@@ -610,6 +701,22 @@ def _umask() -> int:
     return mask
 
 
+#: bytes of a file name that the temporary name of :func:`write_atomic` keeps: the dot before
+#: it and ``.<32 hex>.tmp`` after it take 38 of the 255 bytes most local filesystems allow
+_TMP_STEM_BYTES = 255 - 38
+
+
+def _tmp_stem(name: str) -> str:
+    """``name`` cut to fit a temporary name: a name of 218-255 bytes (an object key's long
+    last segment) can be written, but ``.NAME.<hex>.tmp`` could not."""
+    if len(name) * 4 <= _TMP_STEM_BYTES:  # short enough whatever its characters
+        return name
+    name = name[:_TMP_STEM_BYTES]  # a character is at least one byte
+    while len(os.fsencode(name)) > _TMP_STEM_BYTES:
+        name = name[:-1]
+    return name
+
+
 #: local folders this process has made (or found) for :func:`write_atomic`
 _MADE_FOLDERS: set[str] = set()
 
@@ -631,7 +738,8 @@ def write_atomic(uri: str, data: bytes, storage_options: Mapping[str, Any] | Non
             if folder not in _MADE_FOLDERS:  # one mkdir per folder and process, not per file
                 os.makedirs(folder, exist_ok=True)
                 _MADE_FOLDERS.add(folder)
-            tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            stem = _tmp_stem(os.path.basename(path))
+            tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex}.tmp")
             try:
                 try:
                     f = open(tmp, "wb")  # noqa: SIM115 - closed by the with below

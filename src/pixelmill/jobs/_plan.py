@@ -37,6 +37,10 @@ OUTPUT_FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "tif": "tif", "tiff
 #: output formats that take a quality (lossy encoders); the others are written losslessly
 QUALITY_FORMATS = ("jpg", "webp")
 
+#: the reason of an input whose relative path has a ``..`` segment where it names the output
+DOTDOT_REASON = ("its name has a '..' path segment, so its output would not lie below OUTPUT: "
+                 "rename it, or name outputs without {parent} (--name)")
+
 _TEMPLATE_FIELDS = ("parent", "stem", "ext", "name", "suffix", "label", "index")
 
 
@@ -263,7 +267,15 @@ def plan_units(
         out_uri = fmt = None
         if output is not None:
             fmt = output_format_for(rel, format)
-            name = render_name(name_template, rel, fmt, label=label, index=i)
+            try:
+                name = render_name(name_template, rel, fmt, label=label, index=i)
+            except InvalidParameterError:
+                if ".." not in rel.split("/") and ".." not in (label or "").split("/"):
+                    raise  # the template's fault: a usage error before any work
+                # an object key with a `..` segment (`set/../a.jpg`, legal on S3): its output
+                # would land outside OUTPUT, so this input fails, not the whole job
+                units.append(WorkUnit(i, uri, rel, size, label=label, error=DOTDOT_REASON))
+                continue
             out_uri = storage.join(str(output), *name.split("/"))
             if out_uri in seen:
                 raise UsageError(
@@ -271,6 +283,8 @@ def plan_units(
                     f"{out_uri!r}; use a naming template with {{suffix}} or {{index}}")
             seen[out_uri] = uri
         units.append(WorkUnit(i, uri, rel, size, out_uri, fmt, label))
+    if output is not None and "://" not in str(output):
+        units = _fail_files_named_as_folders(units, str(output))
     # a folder whose files could not be listed is an input of its own, failed at once: its
     # images must not vanish from the manifest unseen (the job ends PARTIAL); --limit N
     # counts these rows too, after the files (a job asked for N inputs has N rows at most)
@@ -279,3 +293,30 @@ def plan_units(
     for folder in unlisted:
         units.append(WorkUnit(len(units), folder.uri, folder.relpath, error=folder.reason))
     return units
+
+
+def _fail_files_named_as_folders(units: list[WorkUnit], output: str) -> list[WorkUnit]:
+    """Fail, in the plan, each input whose local output would be the folder of other outputs:
+    an object store holds ``x.jpg`` and ``x.jpg/y.jpg``, a local folder cannot, and which of
+    them was written depended on which worker came first (a resumed run could differ from an
+    uninterrupted one). The file's input fails; the inputs under the folder are written."""
+    root = output.rstrip("/" + os.sep)
+    folders: set[str] = set()  # every folder an output lies in, below OUTPUT
+    for parent in {os.path.dirname(u.output) for u in units if u.output is not None}:
+        while len(parent) > len(root) and parent.startswith(root) and parent not in folders:
+            folders.add(parent)
+            parent = os.path.dirname(parent)
+    clashing = {u.output for u in units if u.output in folders}
+    if not clashing:
+        return units
+    out = []
+    for u in units:
+        if u.output in clashing:
+            inner = next(v.output for v in units
+                         if v.output and v.output.startswith(u.output + os.sep))
+            u = WorkUnit(u.index, u.uri, u.relpath, u.size, label=u.label, error=(
+                f"its output {u.output} would also be the folder of other outputs ({inner}): "
+                "a local folder cannot hold a file and a folder of one name; write to an "
+                "object store, or name outputs with {index} (--name)"))
+        out.append(u)
+    return out
