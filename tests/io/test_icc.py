@@ -311,3 +311,28 @@ def test_a_cmyk_jpeg_profile_does_not_go_with_its_rgb_pixels():
     assert image.shape == RGB.shape  # decoded to RGB: the CMYK profile no longer applies
     for fmt in ("jpg", "png", "tif", "webp"):
         assert codecs.icc_profile(codecs.encode(image, fmt, icc_profile=cmyk)) is None
+
+
+def _v2_profile(name: bytes) -> bytes:
+    """A minimal ICC v2 display profile whose only tag is a v2 ``desc`` (ASCII) naming it."""
+    desc = b"desc" + bytes(4) + (len(name) + 1).to_bytes(4, "big") + name + b"\x00" + bytes(79)
+    size = 128 + 4 + 12 + len(desc)
+    header = bytearray(128)
+    header[0:4] = size.to_bytes(4, "big")
+    header[8:12] = b"\x02\x10\x00\x00"
+    header[12:16], header[16:20], header[20:24], header[36:40] = b"mntr", b"RGB ", b"XYZ ", b"acsp"
+    return (bytes(header) + (1).to_bytes(4, "big") + b"desc" + (144).to_bytes(4, "big")
+            + len(desc).to_bytes(4, "big") + desc)
+
+
+def test_profile_names_read_as_littlecms_reads_them(srgb):
+    from pixelmill.codecs._icc import icc_description
+
+    adobe = _v2_profile(b"Adobe RGB (1998)")
+    for profile in (srgb, adobe, ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()):
+        want = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
+        assert icc_description(profile) == want.strip()
+    assert icc_description(adobe) == "Adobe RGB (1998)"
+    assert icc_description(None) is None and icc_description(b"junk" * 40) is None
+    no_desc = adobe[:128] + bytes(4) + adobe[132:]  # no tags: its colour space instead
+    assert icc_description(no_desc) == "RGB"

@@ -47,6 +47,13 @@ def test_outputs_carry_their_inputs_profile_unless_the_pipeline_changes_colour_s
     assert icc_of(out / "tagged.webp") == other and icc_of(out / "tagged_t.tif") == other
     assert icc_of(out / "plain.png") is None
     assert icc_of(out / "gray_rgbprofile.jpg") is None  # a gray image: an RGB profile cannot fit
+    # the manifest names the profile each output carries, and only those
+    from pixelmill.manifest import read_manifest
+
+    icc = {r["relpath"]: r.get("icc") for r in read_manifest(str(out / "manifest.parquet"))}
+    assert icc == {"p3.jpg": "sRGB built-in", "srgb.png": "sRGB built-in",
+                   "tagged.webp": "sRGB built-in", "tagged_t.tif": "sRGB built-in",
+                   "plain.png": None, "gray_rgbprofile.jpg": None}
     # with another --format, the profile goes with the values into the new format
     pngs = tmp_path / "as_png"
     run(blur, str(src), str(pngs), engine=engine, progress=False, report=False, format="png")
@@ -117,3 +124,8 @@ def test_tiled_outputs_carry_the_profile_on_every_route(tmp_path, engine):
     s = run({"steps": blur}, str(src), str(tmp_path / "job"), engine=engine, progress=False,
             report=False, tile_threshold=10_000)
     assert s.ok == 1 and tiff_icc(tmp_path / "job" / "scan.tif") == other
+    from pixelmill.manifest import read_manifest
+
+    row = next(r for r in read_manifest(str(tmp_path / "job" / "manifest.parquet"))
+               if r["relpath"] == "scan.tif")
+    assert row["tiled"] and row["icc"] == "sRGB built-in"

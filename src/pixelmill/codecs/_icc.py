@@ -17,8 +17,8 @@ import io
 import zlib
 from typing import Any
 
-__all__ = ["MAX_ICC_BYTES", "embed_icc", "icc_colour_space", "icc_fits", "icc_profile",
-           "icc_profile_of_file", "well_formed_icc"]
+__all__ = ["MAX_ICC_BYTES", "embed_icc", "icc_colour_space", "icc_description", "icc_fits",
+           "icc_profile", "icc_profile_of_file", "well_formed_icc"]
 
 #: profiles larger than this are ignored (real ones are 0.5–60 KB; a compressed iCCP chunk
 #: must not inflate without bound)
@@ -66,6 +66,33 @@ def icc_profile_of_file(f: Any, head: int = 1 << 20) -> bytes | None:
         return icc_profile(f.read(head))
     except Exception:
         return None
+
+
+def icc_description(profile: bytes | None) -> str | None:
+    """A profile's name as colour tools show it (its ``desc`` tag: ``Display P3``, ``Adobe RGB
+    (1998)``, ``sRGB IEC61966-2.1``), from an ICC v2 ``desc`` or v4 ``mluc`` (first record);
+    its colour space when it has none; None for no or a malformed profile."""
+    profile = well_formed_icc(profile)
+    if profile is None:
+        return None
+    count = int.from_bytes(profile[128:132], "big")
+    for i in range(132, 132 + 12 * count, 12):
+        if profile[i:i + 4] != b"desc":
+            continue
+        start = int.from_bytes(profile[i + 4:i + 8], "big")
+        tag = profile[start:start + int.from_bytes(profile[i + 8:i + 12], "big")]
+        text = ""
+        if tag[:4] == b"desc" and len(tag) >= 12:  # v2: ASCII count (with its NUL), ASCII
+            n = int.from_bytes(tag[8:12], "big")
+            text = tag[12:12 + n].split(b"\x00", 1)[0].decode("latin-1")
+        elif tag[:4] == b"mluc" and len(tag) >= 28:  # v4: records of UTF-16BE strings
+            length = int.from_bytes(tag[20:24], "big")
+            offset = int.from_bytes(tag[24:28], "big")
+            text = tag[offset:offset + length].decode("utf-16-be", "replace")
+        text = "".join(ch for ch in text if ch.isprintable()).strip()[:200]
+        if text:
+            return text
+    return icc_colour_space(profile) or None
 
 
 def icc_colour_space(profile: bytes) -> str:

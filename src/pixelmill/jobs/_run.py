@@ -361,7 +361,7 @@ def _run_tiled_rows(pipeline: Pipeline, rows: Iterable[dict[str, Any]],
                 row.update(status=tiled.status, reason=tiled.reason, tiled=True,
                            tiles=tiled.tiles, out_width=tiled.out_width or None,
                            out_height=tiled.out_height or None, t_total=tiled.seconds,
-                           **tiled.measures)
+                           **tiled.measures, **({"icc": tiled.icc} if tiled.icc else {}))
                 if tiled.status == "ok":
                     with contextlib.suppress(OSError):
                         row["output_bytes"] = int(fs.info(path).get("size") or 0)

@@ -390,6 +390,12 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         t_write = time.perf_counter()
         row.update(output=unit.output, output_bytes=len(blob),
                    sha256=hashlib.sha256(blob).hexdigest())
+        if profile is not None:  # which colour profile the output carries, by its name
+            from pixelmill.codecs._icc import icc_description
+
+            carried = codecs.icc_profile(blob)
+            if carried is not None:
+                row["icc"] = icc_description(carried)
     row.update(t_read=t_read - t_start, t_decode=t_decode - t_read,
                t_process=t_process - t_decode, t_encode=t_encode - t_process,
                t_write=t_write - t_encode, t_total=time.perf_counter() - t_start)

@@ -84,6 +84,8 @@ class TiledSummary:
     t_tiles: float = 0.0  #: seconds running the tile units
     t_assemble: float = 0.0  #: seconds writing the output from the tile store
     measures: dict[str, Any] = field(default_factory=dict)
+    #: the name of the ICC colour profile the output carries (the input's), or None
+    icc: str | None = None
     #: True when ``resume`` found the output already complete (same pipeline, input and
     #: options): nothing was run and the figures above come from the manifest
     up_to_date: bool = False
@@ -506,6 +508,8 @@ def run_tiled(
                     size = assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
                                      fingerprint, profile)
                 summary.t_assemble = time.perf_counter() - t1
+                if profile is not None:
+                    summary.icc = _carried_icc(output_uri, so)
                 _drop_spill(source, input_uri)  # the decoded-once spill is no longer needed
         summary.peak_rss = peak.peak
         summary.seconds = time.perf_counter() - t_start
@@ -520,13 +524,25 @@ def run_tiled(
                        "width": w, "height": h, "out_width": summary.out_width or None,
                        "out_height": summary.out_height or None, "tiles": len(windows),
                        "tile": tile_size, "peak_rss": summary.peak_rss,
-                       "t_process": summary.seconds, **identity, **summary.measures})
+                       "t_process": summary.seconds, **identity, **summary.measures,
+                       **({"icc": summary.icc} if summary.icc else {})})
     finally:
         if own_engine:
             eng.close()
         if own_manifest:
             writer.close()
     return summary
+
+
+def _carried_icc(output_uri: str, so: Mapping[str, Any]) -> str | None:
+    """The name of the ICC profile the written output carries (read back from its header)."""
+    from pixelmill.codecs._icc import icc_description, icc_profile_of_file
+
+    try:
+        with storage.open_ranged(output_uri, so) as f:
+            return icc_description(icc_profile_of_file(f))
+    except Exception:
+        return None
 
 
 _TILE_COLS = {"key", "uri", "output", "tile_row", "tile_col", "y0", "x0", "height", "width",
