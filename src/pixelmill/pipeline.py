@@ -34,7 +34,10 @@ from pixelmill.ops import get_op, registry
 from pixelmill.ops._registry import OpSpec
 
 #: ops and op families whose results are not colours of the input's colour space
-_LEAVES_COLOUR_SPACE = frozenset({"convert", "gradient", "tophat", "blackhat", "skeletonize"})
+#: (``laplacian``, a second derivative, is an edge map as ``sobel`` is, though filed under
+#: filters)
+_LEAVES_COLOUR_SPACE = frozenset({"convert", "gradient", "tophat", "blackhat", "skeletonize",
+                                  "laplacian"})
 _LEAVING_FAMILIES = frozenset({"edges", "segmentation"})
 
 __all__ = ["Pipeline", "PipelineResult", "Step", "load_pipeline", "pipeline_json_schema"]
@@ -337,9 +340,10 @@ class Pipeline:
         """Whether the output's values are colours in the input's colour space, so the input's
         ICC profile describes them too: no ``convert`` (gray, HSV, Lab and YCbCr values are not
         in an RGB profile's space), no edge map, mask or label image, no morphological
-        difference."""
-        return not any(step.op in _LEAVES_COLOUR_SPACE or step.spec.family in _LEAVING_FAMILIES
-                       for step in self.steps)
+        difference. A measuring step (``component_stats``, ``phash``...) leaves the image as it
+        is, whatever its family."""
+        return not any((step.op in _LEAVES_COLOUR_SPACE or step.spec.family in _LEAVING_FAMILIES)
+                       and step.spec.output not in ("measures", "vector") for step in self.steps)
 
     # ---- execution ------------------------------------------------------------------------
     def __call__(self, image: np.ndarray) -> np.ndarray:

@@ -419,8 +419,9 @@ def _sizes(listing: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]
             if d.get("type") != "directory" and not d["name"].endswith("/")}
 
 
-def _find_remote(fs, root: str) -> dict[str, int]:
-    """``{path: size}`` of every object under a remote folder.
+def _find_remote(fs, root: str, recursive: bool = True) -> dict[str, int]:
+    """``{path: size}`` of every object under a remote folder (directly in it, without
+    ``recursive``).
 
     On S3 the listing is read a page (1,000 keys) at a time and only names and sizes are
     kept: ``fs.find`` holds every object's full description at once (~2 KB each, 2 GB for a
@@ -438,27 +439,34 @@ def _find_remote(fs, root: str) -> dict[str, int]:
 
         async def pages() -> dict[str, int]:
             found: dict[str, int] = {}
-            async for info in iterdir(bucket, delimiter="", prefix=prefix):
+            async for info in iterdir(bucket, delimiter="" if recursive else "/",
+                                      prefix=prefix):
                 if info.get("type") != "directory" and not info["name"].endswith("/"):
                     found[info["name"]] = int(info.get("size") or 0)  # not a folder marker
             return found
 
         return sync(fs.loop, pages)
+    if not recursive:
+        return _sizes(fs.ls(root, detail=True))
     return _sizes(fs.find(root, detail=True, withdirs=False))
 
 
 def _glob_remote(fs, pattern: str, base: str) -> dict[str, int]:
     """``{path: size}`` of the objects matching a glob ``pattern`` (fsspec's glob syntax:
     ``*`` within one folder, ``**`` across folders) under the folder ``base``: one flat
-    listing of ``base`` (:func:`_find_remote`), matched here. ``fs.glob`` keys its answer by
+    listing of ``base`` (:func:`_find_remote`; recursive only for a pattern that reaches
+    below it), matched here. ``fs.glob`` keys its answer by
     name, so a folder ``x.jpg/`` hid the object ``x.jpg``, and folder markers were files."""
     import re
 
     from fsspec.utils import glob_translate
 
     regex = re.compile(glob_translate(pattern))
+    # a pattern within one folder (`set/*.jpg`) lists that folder alone: a recursive listing
+    # of `s3://bucket/*.jpg` would read every key of the bucket to find a few at its top
+    rest = pattern[len(base):].lstrip("/")
     try:
-        items = _find_remote(fs, base)
+        items = _find_remote(fs, base, recursive="/" in rest or "**" in rest)
     except FileNotFoundError:
         items = {}
     return {p: n for p, n in items.items() if regex.match(p)}
@@ -539,10 +547,8 @@ def list_files(
                 raise StorageError(f"{url}: no such file or folder")
         elif is_local(fs):
             items = _walk_local(root, recursive, folders)
-        elif recursive:
-            items = _find_remote(fs, root)
         else:
-            items = _sizes(fs.ls(root, detail=True))
+            items = _find_remote(fs, root, recursive)
     except StorageError:
         raise
     except (FileNotFoundError, NotADirectoryError) as e:

@@ -320,3 +320,38 @@ def test_sigkill_then_resume_over_hard_keys_equals_an_uninterrupted_run(so, tmp_
     assert files(out) == files(clean)
     assert comparable(out) == comparable(clean)
     assert len(files(out)) == len(comparable(clean)) - 4
+
+
+def test_a_glob_within_one_folder_lists_that_folder_alone(so, monkeypatch):
+    """``s3://b/set/*.jpg`` read every key below ``set/`` (``set/日本語/…``, ``set/LLL…/``),
+    and ``s3://b/*.jpg`` every key of the bucket, to find a few objects at one level: on a
+    bucket of millions of photos in sub-folders, hours of listing for a handful of inputs."""
+    o = _opts(so)
+    fs, _ = storage.get_fs(f"s3://{BUCKET}/set/", o)
+    seen: list[str] = []
+    original = fs._iterdir
+
+    async def counting(*args, **kwargs):
+        async for info in original(*args, **kwargs):
+            seen.append(info["name"])
+            yield info
+
+    monkeypatch.setattr(fs, "_iterdir", counting, raising=False)
+    entries = storage.list_files(f"s3://{BUCKET}/set/*.jpg", include=["*"], storage_options=o)
+    assert set(_listed(entries)) == _glob_reference(_reference(so, ""), "set/*.jpg")
+    assert seen and not [n for n in seen if "/" in n[len(f"{BUCKET}/set/"):].rstrip("/")]
+    seen.clear()
+    entries = storage.list_files(f"s3://{BUCKET}/set/**/*.jpg", include=["*"],
+                                 storage_options=o)  # across folders: all of them, still
+    assert set(_listed(entries)) == _glob_reference(_reference(so, ""), "set/**/*.jpg")
+    assert f"{BUCKET}/{LONG}" in seen
+
+
+def test_a_local_output_named_by_a_file_url_fails_the_file_in_the_plan_too(so, tmp_path):
+    """``file:///.../out`` is the same local folder as ``/.../out``: the plan left both
+    ``x.jpg`` and ``x.jpg/y.jpg`` in, and which was written depended on worker timing."""
+    units = plan_units(f"s3://{BUCKET}/set/", f"file://{tmp_path / 'out'}", include=["x.jpg*"],
+                       storage_options=_opts(so))
+    by_rel = {u.relpath: u for u in units}
+    assert by_rel["x.jpg"].output is None and "folder of other outputs" in by_rel["x.jpg"].error
+    assert by_rel["x.jpg/y.jpg"].error is None and by_rel["x.jpg/y.jpg"].output

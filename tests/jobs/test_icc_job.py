@@ -129,3 +129,32 @@ def test_tiled_outputs_carry_the_profile_on_every_route(tmp_path, engine):
     row = next(r for r in read_manifest(str(tmp_path / "job" / "manifest.parquet"))
                if r["relpath"] == "scan.tif")
     assert row["tiled"] and row["icc"] == "sRGB built-in"
+
+
+def test_which_pipelines_keep_the_colour_space_measuring_steps_and_laplacian():
+    """A measuring step leaves the image as it is: ``gaussian`` + ``component_stats`` wrote the
+    blurred colour image untagged (the op is filed under segmentation). ``laplacian`` (a
+    signed second derivative, an edge map as ``sobel`` is) wrote a float TIFF tagged RGB."""
+    keeps = [[{"op": "gaussian", "sigma": 1}, {"op": "component_stats"}],
+             [{"op": "resize", "long_side": 40}, {"op": "phash"}, {"op": "sharpness"}],
+             [{"op": "gaussian", "sigma": 1}]]
+    leaves = [[{"op": "laplacian"}], [{"op": "gaussian", "sigma": 1}, {"op": "laplacian"}],
+              [{"op": "sobel"}], [{"op": "threshold"}], [{"op": "convert", "to": "gray"}]]
+    assert [Pipeline.from_steps(s).keeps_colour_space for s in keeps] == [True] * len(keeps)
+    assert [Pipeline.from_steps(s).keeps_colour_space for s in leaves] == [False] * len(leaves)
+
+
+def test_a_measuring_step_keeps_the_outputs_profile_in_a_job(tmp_path, engine):
+    _, other = _profiles()
+    src = tmp_path / "in"
+    src.mkdir()
+    img = np.random.default_rng(5).integers(0, 256, (30, 40, 3), np.uint8)
+    Image.fromarray(img).save(src / "a.png", icc_profile=other)
+    out = tmp_path / "out"
+    run({"steps": [{"op": "gaussian", "sigma": 1}, {"op": "component_stats"}]}, str(src),
+        str(out), engine=engine, progress=False, report=False)
+    assert codecs.icc_profile((out / "a.png").read_bytes()) == other
+    lap = tmp_path / "lap"
+    run({"steps": [{"op": "laplacian"}]}, str(src), str(lap), engine=engine, progress=False,
+        report=False, format="tif")
+    assert codecs.icc_profile((lap / "a.tif").read_bytes()) is None

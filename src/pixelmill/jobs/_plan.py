@@ -283,8 +283,9 @@ def plan_units(
                     f"{out_uri!r}; use a naming template with {{suffix}} or {{index}}")
             seen[out_uri] = uri
         units.append(WorkUnit(i, uri, rel, size, out_uri, fmt, label))
-    if output is not None and "://" not in str(output):
-        units = _fail_files_named_as_folders(units, str(output))
+    if output is not None and ("://" not in str(output)
+                               or str(output).startswith(("file://", "local://"))):
+        units = _fail_files_named_as_folders(units, str(output))  # a local folder, as URL too
     # a folder whose files could not be listed is an input of its own, failed at once: its
     # images must not vanish from the manifest unseen (the job ends PARTIAL); --limit N
     # counts these rows too, after the files (a job asked for N inputs has N rows at most)
