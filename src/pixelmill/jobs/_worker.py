@@ -337,7 +337,8 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         reduce, shrunk = plan_shrink(pipeline, width, height, row["format"])
     if (spec.tile_threshold and spec.whole_memory and width * height > spec.tile_threshold):
         try:  # too big to tile here, it must fit the budget whole, as on the tiled route
-            _check_whole(pipeline, info, spec.whole_memory, unit.output is None, reduce)
+            _check_whole(shrunk if reduce > 1 else pipeline, info, spec.whole_memory,
+                         unit.output is None, reduce)
         except Exception as e:
             return {**row, "status": "invalid", "reason": _reason("decode", e),
                     "t_read": t_read - t_start}
