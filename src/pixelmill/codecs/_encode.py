@@ -82,21 +82,27 @@ def encode(image: Any, format: str = "png", *, quality: int | None = None,
     one that is not a well-formed image profile (cut short, a device link; see
     :func:`~pixelmill.codecs.icc_fits`).
     """
-    from pixelmill.codecs._icc import icc_fits, well_formed_icc
-
     arr = np.asarray(image)
     fmt = check_encodable(arr.shape, arr.dtype, format, quality=quality)
-    channels = 1 if arr.ndim == 2 else arr.shape[2]
-    stored = channels + 2 if fmt == "webp" and channels < 3 else channels
-    # a malformed profile (which colour-managed viewers would reject) is left out too; one
-    # with bytes past the size its header states is written as that size
-    icc_profile = well_formed_icc(icc_profile) if icc_fits(icc_profile, stored) else None
+    icc_profile = embedded_profile(icc_profile, arr.shape, fmt)
     blob = _encode(arr, fmt, quality, icc_profile)
     if icc_profile and fmt != "tif":
         from pixelmill.codecs._icc import embed_icc
 
         blob = embed_icc(blob, fmt, icc_profile, arr.shape[1], arr.shape[0])
     return blob
+
+
+def embedded_profile(icc_profile: bytes | None, shape: tuple[int, ...], fmt: str) -> bytes | None:
+    """The profile :func:`encode` writes into a ``fmt`` file of an array of ``shape``: None for
+    one whose colour model the file does not store (webp stores gray as RGB) or that is not a
+    well-formed image profile (colour-managed viewers reject those); one with bytes past the
+    size its header states, cut to that size."""
+    from pixelmill.codecs._icc import icc_fits, well_formed_icc
+
+    channels = 1 if len(shape) == 2 else shape[2]
+    stored = channels + 2 if fmt == "webp" and channels < 3 else channels
+    return well_formed_icc(icc_profile) if icc_fits(icc_profile, stored) else None
 
 
 def _encode(arr: Any, fmt: str, quality: int | None, icc_profile: bytes | None) -> bytes:

@@ -27,6 +27,7 @@ MAX_ICC_BYTES = 4 << 20
 _JPEG_ICC = b"ICC_PROFILE\x00"
 _JPEG_ICC_CHUNK = 65535 - 2 - len(_JPEG_ICC) - 2  # a segment's payload after its header
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def icc_profile(data: bytes) -> bytes | None:
@@ -39,8 +40,8 @@ def icc_profile(data: bytes) -> bytes | None:
             return _png_icc(data)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
             return _webp_icc(data)
-        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            return _tiff_icc(data)
+        if data[:4] in _TIFF_MAGIC:
+            return _tiff_icc(io.BytesIO(data))
     except Exception:  # a damaged header: the decoder says what is wrong, not this
         return None
     return None
@@ -55,15 +56,7 @@ def icc_profile_of_file(f: Any, head: int = 1 << 20) -> bytes | None:
         f.seek(0)
         magic = f.read(4)
         f.seek(0)
-        if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            import tifffile
-
-            with tifffile.TiffFile(f) as tif:
-                tag = tif.pages[0].tags.get(34675)
-                if tag is None or tag.valuebytecount > MAX_ICC_BYTES:
-                    return None
-                return well_formed_icc(bytes(tag.value))
-        return icc_profile(f.read(head))
+        return _tiff_icc(f) if magic in _TIFF_MAGIC else icc_profile(f.read(head))
     except Exception:
         return None
 
@@ -233,10 +226,11 @@ def _webp_icc(data: bytes) -> bytes | None:
     return None
 
 
-def _tiff_icc(data: bytes) -> bytes | None:
+def _tiff_icc(f: Any) -> bytes | None:
+    """The profile tag of a TIFF's first page, ``f`` a binary file object (read by its IFD)."""
     import tifffile
 
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+    with tifffile.TiffFile(f) as tif:
         tag = tif.pages[0].tags.get(34675)
         if tag is None or tag.valuebytecount > MAX_ICC_BYTES:
             return None

@@ -378,9 +378,14 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         row.update(output=None, output_bytes=None, sha256=None)
     else:
         try:
-            blob = codecs.encode(out, unit.format or "png",
-                                 quality=quality_for(unit.format, spec.quality),
-                                 icc_profile=profile if pipeline.keeps_colour_space else None)
+            fmt = unit.format or "png"  # canonical: the plan made it so
+            carried = None
+            if profile is not None and pipeline.keeps_colour_space:
+                from pixelmill.codecs._encode import embedded_profile
+
+                carried = embedded_profile(profile, out.shape, fmt)
+            blob = codecs.encode(out, fmt, quality=quality_for(unit.format, spec.quality),
+                                 icc_profile=carried)
         except Exception as e:
             return {**row, "status": "failed", "reason": _reason("encode", e)}
         t_encode = time.perf_counter()
@@ -391,12 +396,10 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         t_write = time.perf_counter()
         row.update(output=unit.output, output_bytes=len(blob),
                    sha256=hashlib.sha256(blob).hexdigest())
-        if profile is not None:  # which colour profile the output carries, by its name
+        if carried is not None:  # which colour profile the output carries, by its name
             from pixelmill.codecs._icc import icc_description
 
-            carried = codecs.icc_profile(blob)
-            if carried is not None:
-                row["icc"] = icc_description(carried)
+            row["icc"] = icc_description(carried)
     row.update(t_read=t_read - t_start, t_decode=t_decode - t_read,
                t_process=t_process - t_decode, t_encode=t_encode - t_process,
                t_write=t_write - t_encode, t_total=time.perf_counter() - t_start)

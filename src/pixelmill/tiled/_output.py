@@ -44,10 +44,13 @@ def input_profile(pipeline, input_uri: str, so: Mapping[str, Any]) -> bytes | No
 
 
 def _fitting(profile: bytes | None, shape: tuple[int, ...], channels_first: bool) -> bytes | None:
-    from pixelmill.codecs import icc_fits
+    """The profile a TIFF of this output holds, by the rule :func:`pixelmill.codecs.encode`
+    follows (a store's shape is C×H×W)."""
+    from pixelmill.codecs._encode import embedded_profile
 
-    channels = 1 if len(shape) < 3 else shape[0] if channels_first else shape[2]
-    return profile if icc_fits(profile, channels) else None
+    if channels_first and len(shape) == 3:
+        shape = (*shape[1:], shape[0])
+    return embedded_profile(profile, tuple(shape), "tif")
 
 
 def output_bytes(output_uri: str, so: Mapping[str, Any] | None = None) -> int | None:
