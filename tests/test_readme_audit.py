@@ -214,3 +214,328 @@ def test_run_refusals_and_report_beside_a_named_manifest(photos, capsys):
     # `pixelmill report MANIFEST` renews that same page
     code, out, _ = cli(["report", "runs/may.parquet"], capsys)
     assert code == 0 and out.strip().endswith("may.report.html"), out
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: which commands take --overwrite, --resume, --engine, --storage-option
+
+
+def command(path: str):
+    """The click command ``pixelmill PATH`` (``"learn train"``), loaded as the CLI loads it."""
+    import click
+
+    from pixelmill.cli import cli
+
+    ctx, cmd = click.Context(cli), cli
+    for name in path.split():
+        cmd = cmd.get_command(ctx, name)
+        assert cmd is not None, f"pixelmill has no command {path!r}"
+    return cmd
+
+
+def flags(path: str) -> set[str]:
+    return {opt for p in command(path).params for opt in (*p.opts, *p.secondary_opts)}
+
+
+def expand(listed: str) -> list[str]:
+    """``"`learn extract/train`, `index build`"`` -> ``["learn extract", "learn train", ...]``."""
+    out = []
+    for item in re.findall(r"`([^`]+)`", listed):
+        words = item.split()
+        head = " ".join(words[:-1])
+        for last in words[-1].split("/"):
+            out.append(f"{head} {last}".strip() if len(words) > 1 else last)
+    return out
+
+
+def test_commands_take_the_flags_the_readme_gives_them():
+    text = readme()
+    said = re.search(r"unless given `--overwrite` \((.*?)\); those that can continue", text)
+    assert said, "README: the list of commands taking --overwrite is gone"
+    overwrite = [c.removesuffix(" --out") for c in expand(said[1])]
+    assert len(overwrite) == 14, overwrite
+    for path in overwrite:
+        assert "--overwrite" in flags(path), path
+    # "those that can continue an interrupted run take --resume instead"
+    resumable = [p for p in overwrite if "--resume" in flags(p)]
+    assert resumable == ["run", "tile", "upscale", "sr train", "learn extract", "learn predict"]
+    # --engine: "The commands that go over a collection or a huge image (...) run on --engine"
+    said = re.search(r"The commands that go over a collection or a huge image \((.*?)\) run on",
+                     text)
+    assert said, "README: the list of commands taking --engine is gone"
+    engine = expand(said[1])
+    assert engine == ["scan", "run", "tile", "upscale", "learn extract", "learn predict"]
+    said = re.search(r"all of them, and (.*?), read and write any fsspec URL", text)
+    assert said, "README: the list of commands reading fsspec URLs is gone"
+    storage = engine + expand(said[1].replace("`index`", "`index build/query/eval`"))
+    for path in storage:
+        assert "--engine" in flags(path) or path not in engine, path
+        assert "--storage-option" in flags(path), path
+    # "The `sr` commands (training, evaluation, fusion) work on local files."
+    for path in ("sr train", "sr eval", "sr fuse", "sr export"):
+        assert "--storage-option" not in flags(path), path
+
+
+def test_flags_named_in_the_scan_table_and_run_prose_exist():
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("| `-r`, `--recursive` |"):text.index("A progress bar (files/s")]
+    named = set(re.findall(r"`(--?[a-z][\w-]*)", table)) - {"-q", "--quiet"}  # run and tile's
+    assert named >= {"--glob", "--verify", "--sha256", "--out", "--max-pixels", "--json"}
+    assert named <= flags("scan"), named - flags("scan")
+    assert {"-q", "--quiet"} <= flags("run") & flags("tile")
+    prose = readme()
+    other = re.search(r"Other flags: (.*?)\. An output folder inside", prose)
+    assert other, "README: run's 'Other flags' list is gone"
+    named = {f for f in re.findall(r"`(--[\w-]+)", other[1])}
+    assert len(named) >= 9 and named <= flags("run"), named - flags("run")
+    # "(`--engine local|dask|spark`, `--workers N`)", "`--format jpg|png|tif|webp`"
+    from pixelmill.jobs._plan import OUTPUT_FORMATS
+
+    assert "`--format jpg|png|tif|webp`" in prose
+    assert set(OUTPUT_FORMATS.values()) == {"jpg", "png", "tif", "webp"}
+
+
+# ---------------------------------------------------------------------------------------------
+# pixelmill run: the naming template's fields
+
+
+def test_naming_template_fields_are_the_planners():
+    from pixelmill.jobs._plan import _TEMPLATE_FIELDS, render_name
+
+    said = re.search(r"\(`--name` template, fields `([^`]+)`\)", readme())
+    assert said, "README: the --name fields are gone"
+    assert said[1].split() == ["{" + f + "}" for f in _TEMPLATE_FIELDS]
+    name = next(p for p in command("run").params if p.name == "name_template")
+    assert all(f in name.help for f in said[1].split()), name.help
+    # default: OUTPUT/<relative folder>/<stem>.<ext>
+    assert "to `OUTPUT/<relative folder>/<stem>.<ext>`" in readme()
+    assert render_name(name.default, "cats/a.png", "jpg") == "cats/a.jpg"
+    every = "/".join(said[1].split())
+    assert render_name(every, "cats/a.png", "jpg", label="pets", index=7) == (
+        "cats/a/jpg/a.png/png/pets/7")
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests: the columns the README names
+
+
+def test_scan_manifest_columns(tmp_path):
+    import pixelmill
+
+    write(tmp_path / "cats/a.png", photo(3))
+    said = re.search(r"The manifest has one row per file: `([^`]+)` \(\+ `sha256`\)", readme())
+    assert said, "README: scan's manifest columns are gone"
+    table = pixelmill.scan(str(tmp_path), recursive=True, label_from="parent", sha256=True,
+                           workers=1)
+    assert table.column_names == [*said[1].split(", "), "sha256"]
+    assert table.column("mode").to_pylist() == ["RGB"]
+
+
+def job(steps, inputs: dict[str, bytes], **kw):
+    """A pixelmill.run job over a memory:// collection (run in this process, as the README
+    says of memory:// stores); returns the manifest's rows."""
+    import fsspec
+
+    import pixelmill
+    from pixelmill.manifest import read_manifest
+
+    root = f"memory://readme-audit-{len(inputs)}-{abs(hash(str(sorted(inputs))))}"
+    fs = fsspec.filesystem("memory")
+    for rel, payload in inputs.items():
+        fs.pipe(f"{root}/in/{rel}", payload)
+    try:
+        summary = pixelmill.run({"steps": steps}, f"{root}/in/", f"{root}/out/",
+                                progress=False, report=False, **kw)
+        return summary, read_manifest(summary.manifest)
+    finally:
+        fs.rm(root, recursive=True)
+
+
+def test_run_manifest_columns_named_in_the_readme():
+    from pixelmill import codecs
+
+    text = readme()
+    for said in ("`output_bytes`, `sha256`, `encoding` (`jpg q=90`, `png`…), "
+                 "`width`/`height`, `out_width`/`out_height`, `label`",
+                 "timings `t_read t_decode t_process t_encode t_write` plus `t_op<i>_<op>` "
+                 "per step"):
+        assert said in text, said
+    inputs = {"cats/a.png": codecs.encode(photo(4), "png")}
+    steps = [{"op": "resize", "factor": 0.5}, {"op": "sharpness"}, {"op": "color_moments"}]
+    summary, rows = job(steps, inputs, format="jpg", quality=90, label_from="parent")
+    assert summary.exit_code == 0
+    row = rows[0]
+    for column in ("status", "reason", "output", "output_bytes", "sha256", "encoding", "width",
+                   "height", "out_width", "out_height", "label", "t_read", "t_decode",
+                   "t_process", "t_encode", "t_write", "t_op0_resize", "t_op1_sharpness",
+                   "t_op2_color_moments", "sharpness", "vec_color_moments", "pipeline"):
+        assert column in row, column
+    assert (row["status"], row["encoding"], row["label"]) == ("ok", "jpg q=90", "cats")
+    assert (row["width"], row["height"], row["out_width"], row["out_height"]) == (32, 24, 16, 12)
+
+
+def test_icc_column_only_when_an_output_carries_a_profile():
+    from PIL import ImageCms
+
+    from pixelmill import codecs
+
+    assert ("empty for outputs without one, and no column at all when no output of the job "
+            "carries one") in readme()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with_one = {"a.png": codecs.encode(photo(5), "png", icc_profile=profile),
+                "b.png": codecs.encode(photo(6), "png")}
+    _, rows = job([{"op": "gaussian"}], with_one)
+    assert [r["icc"] for r in rows] == ["sRGB built-in", None]
+    _, rows = job([{"op": "gaussian"}], {"b.png": with_one["b.png"]})
+    assert "icc" not in rows[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline validation: the README's example messages are the loader's, word for word
+
+#: the README's message -> a pipeline that gives it
+VALIDATION_EXAMPLES = {
+    "steps[0].op": {"steps": [{"op": "gausian"}]},
+    "steps[2].sigma": {"steps": [{"op": "resize", "factor": 0.5}, {"op": "gaussian"},
+                                 {"op": "gaussian", "sigma": "abc"}]},
+    "steps[0].sigmaa": {"steps": [{"op": "gaussian", "sigmaa": 1}]},
+    "steps[0].method": {"steps": [{"op": "threshold", "method": "adaptiv"}]},
+    "steps[0].grid[1]": {"steps": [{"op": "clahe", "grid": [4, 0]}]},
+    "steps[1].size": {"steps": [{"op": "gaussian"}, {"op": "median", "size": 4}]},
+    "steps[0].height": {"steps": [{"op": "crop", "x": 0, "y": 0, "width": 4}]},
+    "steps[0]": {"steps": [{"op": "resize"}]},
+    "steps[1].op": {"steps": [{"op": "slic"}, {"op": "sharpness"}]},
+    "stepz": {"stepz": []},
+}
+
+
+def test_validation_examples_are_the_loaders_messages():
+    from pixelmill.errors import InvalidParameterError
+    from pixelmill.pipeline import load_pipeline
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("### Validation")
+    begin = text.index("```\n", start) + 4
+    lines = text[begin:text.index("\n```", begin)].splitlines()
+    assert [line.split(":")[0] for line in lines] == list(VALIDATION_EXAMPLES)
+    assert issubclass(InvalidParameterError, ValueError)  # "an InvalidParameterError, a ValueError"
+    for line, pipeline in zip(lines, VALIDATION_EXAMPLES.values(), strict=True):
+        with pytest.raises(InvalidParameterError) as caught:
+            load_pipeline(pipeline)
+        assert str(caught.value) == line
+
+
+# ---------------------------------------------------------------------------------------------
+# pixelmill tile: compression names, tile sizes
+
+
+def test_tile_compression_names_and_tile_sizes():
+    from pixelmill.regions import TIFF_COMPRESSIONS, ZARR_COMPRESSIONS
+    from pixelmill.tiled._plan import TILE_CHOICES
+
+    text = readme()
+    said = re.search(r"`--compression`: for a TIFF one of tifffile's codecs that can encode on "
+                     r"this machine \((.*?), which hold only some dtypes and channel counts\), "
+                     r"for a Zarr (.*?) \(each chunk", text)
+    assert said, "README: the --compression names are gone"
+    assert tuple(re.findall(r"`(\w+)`", said[1])) == TIFF_COMPRESSIONS
+    assert tuple(re.findall(r"`(\w+)`", said[2])) == ZARR_COMPRESSIONS
+    sizes = re.search(r"the tile size \((\d+) … (\d+)\)", text)
+    assert sizes and (int(sizes[1]), int(sizes[2])) == (TILE_CHOICES[0], TILE_CHOICES[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# learn: the stable split's formula
+
+
+def test_stable_split_is_the_readme_formula():
+    import hashlib
+
+    from pixelmill.learn.split import split_of
+
+    assert ("`u = first 8 bytes of SHA-256(\"<salt>\\0<relpath>\") / 2⁶⁴`; `train` when "
+            "`u < 0.7`, `val` when `u < 0.8`, else `test` (`--ratios 7:1:2`, `--salt`)") in readme()
+    for i in range(200):
+        key, salt = f"class{i % 3}/{i:04d}.png", ("" if i % 2 else "s")
+        u = int.from_bytes(hashlib.sha256(f"{salt}\0{key}".encode()).digest()[:8], "big") / 2**64
+        expected = "train" if u < 0.7 else "val" if u < 0.8 else "test"
+        assert split_of(key, "7:1:2", salt) == split_of(key, None, salt) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Engines: the --engine address forms
+
+
+def test_engine_addresses_the_readme_lists_are_accepted_and_others_refused():
+    from pixelmill.engines import parse_engine_spec
+    from pixelmill.errors import InvalidParameterError
+
+    text = readme()
+    assert ("(`tcp`, `tls`, `ws`, `wss`, `inproc`, `ucx`; none means `tcp`)") in text
+    for scheme in ("tcp", "tls", "ws", "wss", "inproc", "ucx"):
+        assert parse_engine_spec(f"dask={scheme}://host:8786") == ("dask", f"{scheme}://host:8786")
+    assert parse_engine_spec("dask=host:8786") == ("dask", "host:8786")
+    masters = re.search(r"a Spark master Spark parses \((.*?); Spark 4 has no Mesos\)", text)
+    assert masters, "README: the Spark master forms are gone"
+    forms = re.findall(r"`([^`]+)`", masters[1])
+    assert len(forms) == 8, forms
+    examples = {"local[N]": "local[4]", "local[N,F]": "local[2,3]",
+                "local-cluster[N,C,M]": "local-cluster[2,1,1024]",
+                "spark://HOST:PORT[,HOST:PORT…]": "spark://a:7077,b:7077",
+                "k8s://[https://]HOST[:PORT]": "k8s://https://h:6443"}
+    for form in forms:
+        master = examples.get(form, form)
+        assert parse_engine_spec(f"spark={master}") == ("spark", master), form
+    for bad in ("dask=http://h:1", "dask=tcp://h", "dask=", "spark=", "spark=mesos://h:5050",
+                "local=x", "ray"):
+        with pytest.raises(InvalidParameterError):
+            parse_engine_spec(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names: the files and Python objects the README's prose points at
+
+
+def test_test_and_benchmark_files_named_in_the_readme_exist():
+    named = set(re.findall(r"\b((?:tests|benchmarks)/[\w./]*\w)", README.read_text(encoding="utf-8")))
+    assert len(named) >= 15, sorted(named)
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"README.md names files that do not exist: {missing}"
+
+
+def test_python_names_in_the_readme_prose_exist():
+    import importlib
+
+    text = README.read_text(encoding="utf-8")
+    names = set(re.findall(r"`(pixelmill(?:\.\w+)+)", text))
+    names |= set(re.findall(r"python -m (pixelmill(?:\.\w+)+)", text))
+    assert len(names) >= 15, sorted(names)
+    for name in sorted(names):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ModuleNotFoundError:
+                continue
+            for attr in parts[i:]:
+                assert hasattr(obj, attr), f"README.md names {name}, which does not exist"
+                obj = getattr(obj, attr)
+            break
+
+
+@pytest.mark.parametrize(("module", "said", "names"), [
+    ("pixelmill.tiling", "`pixelmill.tiling` is the pure geometry underneath (`TileWindow` with "
+     "core and halo boxes, `grid`, `scale_box`, `crop_box`, `origin_step`)",
+     ["TileWindow", "grid", "scale_box", "crop_box", "origin_step"]),
+    ("pixelmill.records", "`ImageRecord.from_array / to_array`, `record_from_bytes`, "
+     "`from_spark_df(df)` and `to_spark_df(spark, records)`",
+     ["ImageRecord", "record_from_bytes", "from_spark_df", "to_spark_df"]),
+    ("pixelmill.sr", "is available separately as `resize_opencv_cubic`",
+     ["resize_opencv_cubic", "imresize", "evaluate_files", "fuse_frames", "train", "demo"]),
+])
+def test_functions_named_in_the_prose_exist(module, said, names):
+    import importlib
+
+    assert said in readme(), said
+    mod = importlib.import_module(module)
+    assert all(hasattr(mod, n) for n in names), [n for n in names if not hasattr(mod, n)]
