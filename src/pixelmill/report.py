@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import math
 import os
 import posixpath
-import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from pixelmill import storage
-from pixelmill.errors import UsageError
-from pixelmill.manifest import column, is_tile_row, read_manifest_metadata
+from pixelmill.errors import StorageError, UsageError
+from pixelmill.manifest import is_tile_row, read_manifest_metadata
 
 __all__ = ["build_report", "check_manifest", "default_report_uri", "measurement_columns",
            "write_report"]
@@ -49,7 +49,14 @@ def check_manifest(manifest_uri: str, storage_options: Mapping[str, Any] | None 
     fs, path = storage.get_fs(manifest_uri, storage_options)
     if not fs.exists(path):  # an interrupted run's journal alone: read_manifest reads it
         return
-    names = set(storage.read_parquet(manifest_uri, storage_options, schema_only=True).names)
+    if storage.is_local(fs):  # its footer only, not the whole file (millions of rows)
+        file = _open_parquet(manifest_uri, storage_options or {})
+        try:
+            names = set(file.schema_arrow.names)
+        finally:
+            _close(file)
+    else:
+        names = set(storage.read_parquet(manifest_uri, storage_options, schema_only=True).names)
     if not names or "status" in names:  # no columns: a job without rows
         return
     if "valid" in names:
@@ -82,98 +89,314 @@ def measurement_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(names)
 
 
-def _measure_names(table: Any, rows: Any = None) -> list[str]:
-    """:func:`measurement_columns` of a table, from its schema: numeric or boolean columns
-    with a value (in the ``rows`` of a boolean mask, when given), in column order."""
+#: rows read at a time from a manifest (a quarter of a row group of ManifestWriter's)
+_BATCH = 16384
+
+# what each row of a manifest is, one byte per row (the rest is read column by column)
+_TILE, _OTHER, _OK, _INVALID, _FAILED = -1, 0, 1, 2, 3
+
+
+def _open_parquet(uri: str, so: Mapping[str, Any]) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` over the manifest at ``uri``: only its footer is read
+    here, its row groups later, a few columns at a time. A local file is read through Arrow's
+    own file (no Python object that a reader thread could drop); a file on an object store is
+    copied whole into Arrow's memory first, as :func:`storage.read_parquet` does (its
+    compressed bytes, a fraction of the table). A file that is not Parquet is a
+    :class:`UsageError`."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    names = []
-    for f in table.schema:
-        if f.name in _NOT_MEASURES or f.name.startswith(("t_", "vec_", "_")):
-            continue
-        numeric = (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-                   or pa.types.is_boolean(f.type))
-        if not numeric:
-            continue
-        valid = pc.is_valid(table.column(f.name))
-        if rows is not None:
-            valid = pc.and_(valid, pa.array(rows))
-        if pc.any(valid).as_py():
-            names.append(f.name)
-    return names
-
-
-def _status_masks(table: Any) -> tuple[Any, dict[str, int], list[int]]:
-    """(boolean mask of the ok rows, counts per status, positions of the invalid and failed
-    rows) from the status column, without a Python string per row."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    n = table.num_rows
-    if "status" not in table.column_names:
-        return np.zeros(n, bool), dict.fromkeys(("ok", "invalid", "failed"), 0), []
-    status = table.column("status")
-    masks = {s: pc.fill_null(pc.equal(status, s), False).to_numpy(zero_copy_only=False)
-             for s in ("ok", "invalid", "failed")}
-    counts = {s: int(m.sum()) for s, m in masks.items()}
-    bad_at = np.flatnonzero(masks["invalid"] | masks["failed"]).tolist()
-    return masks["ok"], counts, bad_at
-
-
-def _ok_values(table: Any, name: str, is_ok: Any) -> Any:
-    """One column's values in the ok rows (``is_ok``: a boolean mask), as an Arrow array: the
-    sections turn one column at a time into Python values (:func:`_values`)."""
-    return table.column(name).filter(is_ok)
-
-
-def _values(values: Any) -> Any:
-    """A column's values as Python values (an Arrow array's, or a sequence as it is)."""
-    return values.to_pylist() if hasattr(values, "to_pylist") else values
-
-
-def _images_table(manifest_uri: str, so: Mapping[str, Any]) -> Any:
-    """The manifest's image rows (not its tiles' rows) as an Arrow table, without feature
-    vectors: read column by column, never as a dict per row (a job of millions of inputs)."""
-    from pixelmill.manifest import journal_path, read_manifest_table, rows_to_table
-
-    fs, path = storage.get_fs(manifest_uri, so)
-    if storage.is_local(fs) and os.path.exists(journal_path(path)):  # an interrupted run
-        table = read_manifest_table(manifest_uri, so)
-    elif fs.exists(path):
-        table = storage.read_parquet(manifest_uri, so)
+    fs, path = storage.get_fs(uri, so)
+    if storage.is_local(fs):
+        storage.check_regular(path, uri)
+        try:
+            source = pa.OSFile(path)
+        except FileNotFoundError as e:
+            raise StorageError(f"{uri}: no such file") from e
+        except PermissionError as e:
+            raise StorageError(f"{uri}: permission denied") from e
+        except OSError as e:
+            if os.path.isdir(path):
+                raise StorageError(f"{uri}: is a folder") from e
+            raise StorageError(f"{uri}: cannot read: {e}") from e
     else:
-        table = rows_to_table([])
-    table = table.select([c for c in table.column_names if not c.startswith("vec_")])
-    if "key" not in table.column_names or not table.num_rows:
-        return table
-    import numpy as np
+        sink = pa.BufferOutputStream()  # Arrow-allocated: freed without the GIL, on any thread
+        sink.write(storage.read_bytes(uri, so))
+        source = pa.BufferReader(sink.getvalue())
+    try:
+        file = pq.ParquetFile(source, pre_buffer=False)
+    except pa.ArrowException as e:
+        source.close()
+        raise UsageError(f"{uri}: not a Parquet file ({e})") from e
+    file.source = source  # closed by _close
+    return file
+
+
+def _close(file: Any) -> None:
+    """Close a file of :func:`_open_parquet` (a ParquetFile leaves the source it was given
+    open)."""
+    file.close()
+    file.source.close()
+
+
+class _Manifest:
+    """The rows of a manifest, read a few columns at a time in batches of :data:`_BATCH` rows:
+    a finished job's Parquet file row group by row group, never whole (a job of millions of
+    inputs), or an interrupted run's rows (its Parquet file and journal, the last row per key)
+    as one table, as :func:`read_manifest_table` gives them. Feature vectors (``vec_*``) are
+    left out."""
+
+    def __init__(self, uri: str, so: Mapping[str, Any]) -> None:
+        import pyarrow as pa
+
+        from pixelmill.manifest import journal_path, read_manifest_table, rows_to_table
+
+        self.uri = uri
+        self._file: Any = None
+        self._table: Any = None
+        fs, path = storage.get_fs(uri, so)
+        if storage.is_local(fs) and os.path.exists(journal_path(path)):  # an interrupted run
+            self._table = read_manifest_table(uri, so)
+            self.meta = read_manifest_metadata(uri, so)
+        elif fs.exists(path):
+            self._file = _open_parquet(uri, so)
+            self.meta = _file_metadata(self._file)
+        else:
+            self._table = rows_to_table([])
+            self.meta = {}
+        schema = self._file.schema_arrow if self._file is not None else self._table.schema
+        self.schema = pa.schema([f for f in schema if not f.name.startswith("vec_")])
+        self.names = self.schema.names
+        self.num_rows = (self._file.metadata.num_rows if self._file is not None
+                         else self._table.num_rows)
+
+    def close(self) -> None:
+        if self._file is not None:
+            _close(self._file)
+
+    def batches(self, columns: Sequence[str], at: Any = None) -> Any:
+        """(position of its first row, a record batch of ``columns``) for every batch of rows,
+        in order (of a Parquet file, only the row groups that hold one of the positions
+        ``at``, when given); nothing when no column is asked for."""
+        import pyarrow as pa
+
+        columns = [c for c in dict.fromkeys(columns) if c in self.names]
+        if not columns or not self.num_rows:
+            return
+        batch = batches = None
+        try:
+            if self._file is None:
+                start = 0
+                for batch in self._table.select(columns).to_batches(max_chunksize=_BATCH):
+                    yield start, batch
+                    start += batch.num_rows
+                return
+            start = 0
+            meta = self._file.metadata
+            for group in range(meta.num_row_groups):  # one reader per row group: its buffers
+                size = meta.row_group(group).num_rows  # go with it
+                if at is not None:
+                    lo, hi = np.searchsorted(at, (start, start + size))
+                    if lo == len(at):
+                        return
+                if size and (at is None or hi > lo):
+                    batches = self._file.iter_batches(batch_size=_BATCH, row_groups=[group],
+                                                      columns=columns, use_threads=False)
+                    while True:
+                        try:
+                            batch = next(batches, None)
+                        except pa.ArrowException as e:  # a footer, but pages cut or broken
+                            raise UsageError(f"{self.uri}: not a Parquet file ({e})") from e
+                        if batch is None:
+                            break
+                        yield start, batch
+                        start += batch.num_rows
+                    batches = None  # the row group's reader and buffers
+                else:
+                    start += size
+        finally:  # Arrow's allocator keeps freed memory cached: back to the system, pass by pass
+            batch = batches = None
+            pa.default_memory_pool().release_unused()
+
+    def taken(self, at: Any, columns: Sequence[str]) -> Any:
+        """(the positions, a record batch of ``columns`` of the rows there) for each batch of
+        rows holding some of the positions ``at`` (ascending)."""
+        import pyarrow as pa
+
+        at = np.asarray(at, np.int64)
+        if not len(at):
+            return
+        for start, batch in self.batches(columns, at):
+            lo, hi = np.searchsorted(at, (start, start + batch.num_rows))
+            if hi > lo:
+                yield at[lo:hi], batch.take(pa.array(at[lo:hi] - start))
+            if hi == len(at):
+                break
+
+    def rows(self, at: Any, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows at the positions ``at`` (ascending), of ``columns`` (those it has), as
+        dicts: only these rows' values of the text columns are ever made Python strings."""
+        out: list[dict[str, Any]] = []
+        for _, batch in self.taken(at, columns):
+            out.extend(batch.to_pylist())
+        out.extend({} for _ in range(len(at) - len(out)))  # no such column: empty rows
+        return out
+
+
+def _file_metadata(file: Any) -> dict[str, str]:
+    """:func:`read_manifest_metadata` of an open Parquet file."""
+    return {k.decode(): v.decode() for k, v in (file.schema_arrow.metadata or {}).items()
+            if not k.startswith(b"ARROW")}
+
+
+def _row_kinds(manifest: _Manifest) -> Any:
+    """One code per row of the manifest (an int8 array): :data:`_TILE` for a tile's row (not
+    an image: its key ``URI#tile=r,c``), else :data:`_OK`, :data:`_INVALID`, :data:`_FAILED` by
+    its status, or :data:`_OTHER`. Read from the key and status columns one batch at a time,
+    without a Python string per row: only the rows whose key holds ``#tile=`` are checked one
+    by one, with their uri."""
     import pyarrow.compute as pc
 
     from pixelmill.manifest import TILE_KEY
 
-    # only keys holding '#tile=' can be tiles' (checked one by one): no list of every key
-    maybe = np.flatnonzero(pc.fill_null(pc.match_substring(table.column("key"), TILE_KEY),
-                                        False).to_numpy(zero_copy_only=False))
-    if not len(maybe):
-        return table
-    candidates = _take(table.select([c for c in ("key", "uri") if c in table.column_names]),
-                       maybe.tolist())
-    tiles = [int(i) for i, k, u in zip(maybe, column(candidates, "key"),
-                                       column(candidates, "uri"), strict=True)
-             if is_tile_row({"key": k, "uri": u})]
-    if not tiles:
-        return table
-    keep = np.ones(table.num_rows, bool)
-    keep[tiles] = False
-    return table.filter(keep)
+    kinds = np.zeros(manifest.num_rows, np.int8)
+    has = set(manifest.names)
+    maybe = []
+    for start, batch in manifest.batches(("key", "status")):
+        part = kinds[start:start + batch.num_rows]
+        if "status" in has:
+            status = batch.column("status")
+            for code, s in ((_OK, "ok"), (_INVALID, "invalid"), (_FAILED, "failed")):
+                part[pc.fill_null(pc.equal(status, s), False).to_numpy(zero_copy_only=False)] = code
+        if "key" in has:  # no key: no row is a tile's
+            tile_key = pc.fill_null(pc.match_substring(batch.column("key"), TILE_KEY), False)
+            if pc.any(tile_key).as_py():
+                maybe.append(np.flatnonzero(tile_key.to_numpy(zero_copy_only=False)) + start)
+    if maybe:
+        for at, batch in manifest.taken(np.concatenate(maybe), ("key", "uri")):
+            uris = (batch.column("uri").to_pylist() if "uri" in has else [None] * len(at))
+            for i, k, u in zip(at, batch.column("key").to_pylist(), uris, strict=True):
+                if is_tile_row({"key": k, "uri": u}):
+                    kinds[i] = _TILE
+    return kinds
 
 
-def _take(table: Any, rows: Sequence[int]) -> Any:
-    """The table's rows at these positions (an empty list too)."""
+def _first_true(mask: Any, ordinals: Any) -> Any:
+    """The positions of the ``ordinals``-th (ascending) True values of a boolean mask, found a
+    batch at a time (never a position for every True)."""
+    out, seen = [], 0
+    ordinals = np.asarray(ordinals, np.int64)
+    for start in range(0, len(mask), _BATCH):
+        if not len(ordinals):
+            break
+        chunk = mask[start:start + _BATCH]
+        count = int(np.count_nonzero(chunk))
+        here = ordinals[ordinals < seen + count]
+        if len(here):
+            out.append(np.flatnonzero(chunk)[here - seen] + start)
+            ordinals = ordinals[len(here):]
+        seen += count
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def _is_numeric(type_: Any) -> bool:
     import pyarrow as pa
 
-    return table.take(pa.array(rows, type=pa.int64()))
+    return (pa.types.is_integer(type_) or pa.types.is_floating(type_)
+            or pa.types.is_boolean(type_))
+
+
+def _finite_values(manifest: _Manifest, name: str, rows: Any) -> Any:
+    """The finite values of column ``name`` in the ``rows`` (a boolean mask) as a float64
+    array, in row order: the values a list of ``float(v)`` over the column's numbers (ints,
+    floats, bools) that are finite gave. A column of another type has none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if name not in manifest.names or not _is_numeric(manifest.schema.field(name).type):
+        return np.empty(0, np.float64)
+    out = np.empty(int(np.count_nonzero(rows)), np.float64)
+    n = 0
+    for start, batch in manifest.batches((name,)):
+        keep = rows[start:start + batch.num_rows]
+        if not keep.any():
+            continue
+        values = pc.drop_null(batch.column(name).filter(pa.array(keep)))
+        values = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        values = values[np.isfinite(values)]
+        out[n:n + len(values)] = values
+        n += len(values)
+    return out[:n]
+
+
+def _has_values(manifest: _Manifest, names: Sequence[str], rows: Any) -> set[str]:
+    """Which of the columns ``names`` have a value (not null) in one of the ``rows``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found: set[str] = set()
+    for start, batch in manifest.batches([c for c in names if c in manifest.names]):
+        keep = rows[start:start + batch.num_rows]
+        if not keep.any():
+            continue
+        mask = pa.array(keep)
+        for c in names:
+            if (c not in found and c in batch.schema.names
+                    and pc.any(pc.and_(pc.is_valid(batch.column(c)), mask)).as_py()):
+                found.add(c)
+        if len(found) == len(names):
+            break
+    return found
+
+
+def _measure_names(manifest: _Manifest, rows: Any) -> list[str]:
+    """:func:`measurement_columns` of a manifest, from its schema: numeric or boolean columns
+    with a value in the ``rows`` (a boolean mask), in column order."""
+    names = [f.name for f in manifest.schema
+             if f.name not in _NOT_MEASURES and not f.name.startswith(("t_", "vec_", "_"))
+             and _is_numeric(f.type)]
+    found = _has_values(manifest, names, rows)
+    return [c for c in names if c in found]
+
+
+def _as_ints(column: Any) -> Any:
+    """An integer (or null-typed) column's values as an integer array, 0 for a null; None for
+    a column of another type."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column is None or pa.types.is_null(column.type):
+        return 0
+    if not pa.types.is_integer(column.type):
+        return None
+    return pc.fill_null(column, 0).to_numpy(zero_copy_only=False)
+
+
+def _byte_total(manifest: _Manifest, first: str, then: str | None, rows: Any) -> int:
+    """``sum(int(first or then or 0))`` over the ``rows`` (a boolean mask) of the manifest,
+    summed in NumPy one batch at a time (in Python for a column that is not of integers)."""
+    import pyarrow as pa
+
+    total = 0
+    for start, batch in manifest.batches([c for c in (first, then) if c]):
+        keep = rows[start:start + batch.num_rows]
+        if not keep.any():
+            continue
+        mask = pa.array(keep)
+        a, b = (batch.column(c).filter(mask) if c and c in batch.schema.names else None
+                for c in (first, then))
+        ia, ib = _as_ints(a), _as_ints(b)
+        if ia is not None and ib is not None:  # integers (or nulls): `then` where `first` is 0
+            if not isinstance(ia, int):
+                total += int(ia.sum())
+            if not isinstance(ib, int):
+                total += int((ib if isinstance(ia, int) else ib[ia == 0]).sum())
+            continue
+        n = int(np.count_nonzero(keep))
+        firsts = a.to_pylist() if a is not None else [None] * n
+        thens = b.to_pylist() if b is not None else [None] * n
+        total += sum(int(x or y or 0) for x, y in zip(firsts, thens, strict=True))
+    return total
 
 
 def _png(fig: Any) -> str:
@@ -229,25 +452,34 @@ def _thumb(uri: str | None, so: Mapping[str, Any]) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
 
 
-def _stats(values: list[float]) -> tuple[float, float, float]:
-    values = sorted(values)
-    p95 = values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
-    return statistics.fmean(values), statistics.median(values), p95
+def _stats(values: Any) -> tuple[float, float, float]:
+    """(mean, median, 95th percentile) of a float64 array, exactly as ``statistics.fmean``,
+    ``statistics.median`` and the sorted list's element gave them: the mean is the correctly
+    rounded sum (``math.fsum``) over the count, the order of equal values (0.0 and -0.0) kept."""
+    values.sort(kind="stable")  # in place: the caller's array, read for this alone
+    n = len(values)
+    p95 = float(values[min(n - 1, math.ceil(0.95 * n) - 1)])
+    mean = math.fsum(itertools.chain.from_iterable(
+        values[i:i + _BATCH].tolist() for i in range(0, n, _BATCH))) / n
+    i = n // 2
+    median = float(values[i]) if n % 2 else (float(values[i - 1]) + float(values[i])) / 2
+    return mean, median, p95
 
 
-def _timing_section(columns: Mapping[str, Sequence[Any]]) -> str:
-    """Per-stage timing table and chart from the ok rows' ``t_*`` columns (name -> values)."""
-    cols = [c for c in _STAGES if any(v is not None for v in _values(columns.get(c, ())))]
-    cols += sorted(c for c in columns if c.startswith("t_op"))
+def _timing_section(manifest: _Manifest, ok: Any) -> str:
+    """Per-stage timing table and chart from the ok rows' (``ok``: a boolean mask) ``t_*``
+    columns, read one column at a time."""
+    cols = [c for c in _STAGES if c in manifest.names]
+    cols += sorted(c for c in manifest.names if c.startswith("t_op"))
     if not cols:
         return "<p>No timings recorded.</p>"
     lines, means = [], []
     for c in cols:
-        vals = [float(v) for v in _values(columns[c])
-                if isinstance(v, int | float) and math.isfinite(float(v))]
-        if not vals:
+        vals = _finite_values(manifest, c, ok)
+        if not len(vals):  # no value, or none finite
             continue
         mean, med, p95 = _stats(vals)
+        del vals
         means.append((c, mean))
         lines.append(f"<tr><td>{html.escape(c)}</td><td>{mean * 1e3:.2f}</td>"
                      f"<td>{med * 1e3:.2f}</td><td>{p95 * 1e3:.2f}</td></tr>")
@@ -264,8 +496,10 @@ def _timing_section(columns: Mapping[str, Sequence[Any]]) -> str:
             + "</table>")
 
 
-def _histograms(columns: Mapping[str, Sequence[Any]]) -> str:
-    """One histogram per measurement column (name -> the ok rows' values)."""
+def _histograms(manifest: _Manifest, ok: Any) -> str:
+    """One histogram per measurement column, of the ok rows' (``ok``: a boolean mask) values,
+    read one column at a time."""
+    columns = _measure_names(manifest, ok)
     if not columns:
         return "<p>No measurement columns.</p>"
     import matplotlib.pyplot as plt
@@ -275,19 +509,19 @@ def _histograms(columns: Mapping[str, Sequence[Any]]) -> str:
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
     for ax, col in zip(axes.ravel(), columns, strict=False):
-        vals = [float(v) for v in _values(columns[col])
-                if isinstance(v, int | float) and math.isfinite(float(v))]
+        vals = _finite_values(manifest, col, ok)
         try:
-            if not vals:
+            if not len(vals):
                 raise ValueError("no finite values")
             with warnings.catch_warnings():  # numpy's overflow on the way to that error
                 warnings.simplefilter("ignore", RuntimeWarning)
                 ax.hist(vals, bins=min(30, max(5, len(vals) // 3 or 1)), color="#66aa55")
         except ValueError as e:  # no finite value, or a range wider than a float holds
             ax.cla()
-            ax.text(0.5, 0.5, str(e)[:60] if not vals else "range too wide to bin",
+            ax.text(0.5, 0.5, str(e)[:60] if not len(vals) else "range too wide to bin",
                     ha="center", va="center", transform=ax.transAxes, fontsize=9)
         ax.set_title(col, fontsize=10)
+        del vals
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     fig.tight_layout()
@@ -296,24 +530,40 @@ def _histograms(columns: Mapping[str, Sequence[Any]]) -> str:
 
 def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None = None,
                  sample: int = 12, title: str | None = None) -> str:
-    """The report page (HTML text) for the manifest at ``manifest_uri``."""
+    """The report page (HTML text) for the manifest at ``manifest_uri``.
+
+    The manifest is never held whole: one byte per row says what the row is (a tile's, ok,
+    invalid, failed), the sums and statistics are taken one column at a time (the values of
+    one numeric column at most), and the text of only the rows listed on the page (the first
+    invalid and failed ones, the sample) is read."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     so = dict(storage_options or {})
     check_manifest(manifest_uri, so)
-    table = _images_table(manifest_uri, so)
-    meta = read_manifest_metadata(manifest_uri, so)
-    n_rows = table.num_rows
-    is_ok, counts, bad_at = _status_masks(table)
-    ok = np.flatnonzero(is_ok).tolist()
+    manifest = _Manifest(manifest_uri, so)
+    try:
+        return _page(manifest, manifest_uri, so, sample, title)
+    finally:
+        manifest.close()
+
+
+def _page(manifest: _Manifest, manifest_uri: str, so: Mapping[str, Any], sample: int,
+          title: str | None) -> str:
+    kinds = _row_kinds(manifest)
+    meta = manifest.meta
+    images = kinds != _TILE
+    n_rows = int(np.count_nonzero(images))
+    is_ok = kinds == _OK
+    counts = {"ok": int(np.count_nonzero(is_ok)),
+              "invalid": int(np.count_nonzero(kinds == _INVALID)),
+              "failed": int(np.count_nonzero(kinds == _FAILED))}
     elapsed = float(meta.get("pixelmill.elapsed", "0") or 0)
     processed = int(meta.get("pixelmill.processed", "0") or 0)
     rate = f"{processed / elapsed:.1f} images/s ({processed} in {elapsed:.1f} s)" if elapsed else "n/a"
-    in_bytes = sum(int(b or ib or 0) for b, ib in zip(column(table, "bytes"),
-                                                      column(table, "input_bytes"), strict=True))
-    out_sizes = column(table, "output_bytes")
-    out_bytes = sum(int(out_sizes[i] or 0) for i in ok)
+    in_bytes = _byte_total(manifest, "bytes", "input_bytes", images)
+    del images
+    out_bytes = _byte_total(manifest, "output_bytes", None, is_ok)
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -339,14 +589,14 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
         f"<tr><th>pipeline</th><td><code>{e(meta.get('pixelmill.pipeline', '?'))}</code></td></tr>",
         "</table>",
         "<h2>Per-stage timings</h2>",
-        # the ok rows' values, one column at a time (never a copy of the whole table)
-        _timing_section({c: _ok_values(table, c, is_ok) for c in table.column_names
-                         if c.startswith("t_")}),
+        _timing_section(manifest, is_ok),
     ]
-    bad = _take(table, bad_at[:_MAX_BAD_ROWS]).select(
-        [c for c in ("relpath", "uri", "status", "reason") if c in table.column_names]
-    ).to_pylist()
-    parts.append(f"<h2>Invalid and failed files ({len(bad_at)})</h2>")
+    is_bad = kinds >= _INVALID
+    n_bad = int(np.count_nonzero(is_bad))
+    bad = manifest.rows(_first_true(is_bad, np.arange(min(n_bad, _MAX_BAD_ROWS))),
+                        ("relpath", "uri", "status", "reason"))
+    del is_bad
+    parts.append(f"<h2>Invalid and failed files ({n_bad})</h2>")
     if bad:
         parts.append("<table><tr><th>file</th><th>status</th><th>reason</th></tr>")
         parts.extend(
@@ -354,15 +604,17 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
             f"<td class='{e(str(r['status']))}'>{e(str(r['status']))}</td>"
             f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in bad)
         parts.append("</table>")
-        if len(bad_at) > _MAX_BAD_ROWS:
-            parts.append(f"<p>… and {len(bad_at) - _MAX_BAD_ROWS:,} more (the first "
+        if n_bad > _MAX_BAD_ROWS:
+            parts.append(f"<p>… and {n_bad - _MAX_BAD_ROWS:,} more (the first "
                          f"{_MAX_BAD_ROWS:,} are listed): see the manifest.</p>")
     else:
         parts.append("<p>None.</p>")
     parts.append("<h2>Before / after (sample)</h2><div class='grid'>")
-    if ok and sample > 0:
-        step = max(1, len(ok) // sample)
-        for r in _take(table, ok[::step][:sample]).to_pylist():
+    if counts["ok"] and sample > 0:
+        step = max(1, counts["ok"] // sample)  # the rows ok[::step][:sample] of the ok rows
+        chosen = _first_true(is_ok, np.arange(0, counts["ok"], step)[:sample])
+        for r in manifest.rows(chosen, ("tiled", "width", "height", "uri", "output", "relpath",
+                                        "out_width", "out_height")):
             if r.get("tiled") or (r.get("width") or 0) * (r.get("height") or 0) > _THUMB_MAX_PIXELS:
                 continue  # a huge image: never decoded whole for a thumbnail
             before, after = _thumb(r.get("uri"), so), _thumb(r.get("output"), so)
@@ -374,8 +626,7 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
                          f"{e(str(r.get('out_width')))}×{e(str(r.get('out_height')))}</div>")
     parts.append("</div>")
     parts.append("<h2>Measurements</h2>")
-    parts.append(_histograms({c: _ok_values(table, c, is_ok)
-                              for c in _measure_names(table, is_ok)}))
+    parts.append(_histograms(manifest, is_ok))
     parts.append("</body></html>")
     return "\n".join(parts)
 
