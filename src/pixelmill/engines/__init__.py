@@ -25,14 +25,16 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pixelmill.errors import InvalidParameterError, PixelmillError
 
-__all__ = ["ENGINE_NAMES", "Engine", "EngineUnavailableError", "InlineEngine", "UnitFailure",
-           "default_workers", "get_engine", "parse_engine_spec", "probe", "warm_up_once"]
+__all__ = ["CRASH_REASON", "ENGINE_NAMES", "Engine", "EngineUnavailableError", "InlineEngine",
+           "UnitFailure", "crash_reason", "default_workers", "get_engine", "parse_engine_spec",
+           "probe", "unit_clock", "unit_timed_out", "warm_up_once"]
 
 ENGINE_NAMES = ("local", "dask", "spark")
 
@@ -65,6 +67,51 @@ class UnitFailure:
 
     reason: str
     kind: str = "crash"  #: "crash" (worker died) or "timeout"
+
+
+#: what every engine says of a unit that kept killing the worker process running it
+CRASH_REASON = "worker process died while running it"
+
+
+def crash_reason(attempts: int | None = None, detail: str | None = None) -> str:
+    """The reason of a unit whose worker died on every attempt, worded alike on every engine
+    (the manifest is the same on every engine): ``worker process died while running it
+    (2 attempts)``. ``detail`` is what only some engines know (the local engine: the signal),
+    put before the attempts."""
+    extra = [t for t in (detail, None if attempts is None else
+                         f"{attempts} attempt{'s' if attempts != 1 else ''}") if t]
+    return CRASH_REASON + (f" ({'; '.join(extra)})" if extra else "")
+
+
+#: in a worker: the deadline (``time.monotonic()``) and timeout of the unit each thread runs
+_UNIT_CLOCK = threading.local()
+
+
+@contextlib.contextmanager
+def unit_clock(timeout: float | None) -> Iterator[None]:
+    """In a Dask or Spark worker: the unit run inside has ``timeout`` seconds from now. A unit
+    that runs past them is a ``failed`` (timeout) row whatever it does after, so the job
+    function checks :func:`unit_timed_out` before it writes its output: a unit the engine
+    cannot stop (a remote Dask worker's thread, native code that Spark's alarm cannot
+    interrupt) wrote its output after its row said it timed out (or after the job ended),
+    where the local engine kills the worker at the deadline and no output is written."""
+    if not timeout:
+        yield
+        return
+    previous = getattr(_UNIT_CLOCK, "value", None)
+    _UNIT_CLOCK.value = (time.monotonic() + timeout, timeout)
+    try:
+        yield
+    finally:
+        _UNIT_CLOCK.value = previous
+
+
+def unit_timed_out() -> float | None:
+    """The timeout of the unit this thread runs when it has run out (else None)."""
+    clock = getattr(_UNIT_CLOCK, "value", None)
+    if clock is not None and time.monotonic() >= clock[0]:
+        return clock[1]
+    return None
 
 
 @runtime_checkable

@@ -32,9 +32,11 @@ from pixelmill.engines import (
     CONNECT_TIMEOUT,
     EngineUnavailableError,
     UnitFailure,
+    crash_reason,
     default_workers,
     plan_batches,
     probe,
+    unit_clock,
     warm_up_once,
 )
 from pixelmill.errors import InvalidParameterError, MissingDependencyError
@@ -87,7 +89,8 @@ def run_batch(fn: Callable[[Any], Any], units: list[Any],
             began = time.monotonic()
             if key is not None:
                 _UNIT_BEGAN[key] = began
-            result = fn(u)
+            with unit_clock(timeout):  # a unit past it writes no output (a remote worker's
+                result = fn(u)          # thread is not stopped: it would, after its row)
             if time.monotonic() - began > timeout:
                 result = UnitFailure(f"timed out after {timeout:g} s", "timeout")
             results.append(result)
@@ -320,11 +323,9 @@ class DaskEngine:
                             queue.extend([i] for i in reversed(batch))
                             continue
                         remaining -= 1
-                        why = "worker process died while running it"
                         attempts = getattr(e, "allowed_failures", None)
-                        if attempts is not None:
-                            why += f" ({attempts + 1} attempts)"
-                        yield batch[0], UnitFailure(why, "crash")
+                        yield batch[0], UnitFailure(
+                            crash_reason(None if attempts is None else attempts + 1), "crash")
                         continue
                     for i, res in zip(batch, results, strict=True):
                         remaining -= 1

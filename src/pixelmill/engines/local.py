@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from pixelmill.engines import UnitFailure, default_workers, plan_batches
+from pixelmill.engines import UnitFailure, crash_reason, default_workers, plan_batches
 from pixelmill.errors import PixelmillError
 
 __all__ = ["LocalEngine", "RemoteError", "release_memory"]
@@ -208,12 +208,13 @@ class _Worker:
 
 
 def _describe_exit(code: int | None) -> str:
+    """How the worker ended (``signal SIGKILL``): what only this engine knows of a crash."""
     if code is not None and code < 0:
         try:
-            return f"worker process died (signal {signal.Signals(-code).name})"
+            return f"signal {signal.Signals(-code).name}"
         except ValueError:
-            return f"worker process died (signal {-code})"
-    return f"worker process exited unexpectedly (exit code {code})"
+            return f"signal {-code}"
+    return f"exit code {code}"
 
 
 def _start_failure(code: int) -> PixelmillError:
@@ -375,7 +376,8 @@ class LocalEngine:
                                 attempts[i] = attempts.get(i, 0) + 1
                                 if expired or attempts[i] > self.retries:
                                     remaining -= 1
-                                    yield i, UnitFailure(reason, "timeout" if expired else "crash")
+                                    yield i, (UnitFailure(reason, "timeout") if expired else
+                                              UnitFailure(crash_reason(attempts[i], reason)))
                                 else:
                                     pending.appendleft([i])
                 self._ensure_pool(min(self.workers, len(pending) + sum(

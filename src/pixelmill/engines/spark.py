@@ -48,9 +48,11 @@ from typing import Any
 from pixelmill.engines import (
     EngineUnavailableError,
     UnitFailure,
+    crash_reason,
     default_workers,
     plan_batches,
     probe,
+    unit_clock,
     warm_up_once,
 )
 from pixelmill.errors import InvalidParameterError, MissingDependencyError
@@ -121,7 +123,8 @@ class _UnitClock:
                 self.armed = True
                 if self.alarm:
                     signal.setitimer(signal.ITIMER_REAL, self.timeout)
-                result = fn(unit)
+                with unit_clock(self.timeout):  # past it, the unit writes no output
+                    result = fn(unit)
             finally:
                 self.armed = False
                 if self.alarm:
@@ -238,9 +241,10 @@ def _crash_reason(err: BaseException) -> str:
     """A short reason from a failed Spark job's (very long) Java error text."""
     text = str(err)
     found = re.search(r"failed (\d+) times", text)
-    tries = f" ({found.group(1)} attempts)" if found else ""
-    if "Python worker exited unexpectedly" in text:
-        return "Python worker exited unexpectedly (crashed)" + tries
+    attempts = int(found.group(1)) if found else None
+    if "Python worker exited unexpectedly" in text:  # the words of the other engines
+        return crash_reason(attempts)
+    tries = f" ({attempts} attempts)" if found else ""
     found = re.search(r"most recent failure: ([^\n]{0,200})", text)
     return (found.group(1) if found else text.strip().splitlines()[0][:200]) + tries
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pixelmill.engines import unit_timed_out
 from pixelmill.engines.local import release_memory
 from pixelmill.errors import DecodeError, StorageError, UnsuitableImageError
 from pixelmill.jobs._plan import WorkUnit, quality_for
@@ -389,6 +390,9 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         except Exception as e:
             return {**row, "status": "failed", "reason": _reason("encode", e)}
         t_encode = time.perf_counter()
+        late = unit_timed_out()
+        if late is not None:  # its row is a timeout on every engine: no output behind it
+            return {**row, "status": "failed", "reason": f"timeout: timed out after {late:g} s"}
         try:
             storage.write_atomic(unit.output, blob, so)
         except Exception as e:
