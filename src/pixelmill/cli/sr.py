@@ -109,7 +109,10 @@ def train(arch, scale, data, out, epochs, iters_per_epoch, batch, patch, lr, min
     card = run_training(cfg, resume=resume, progress=sys.stderr.isatty(),
                         log=lambda m: click.echo(m, err=False))
     best = card["validation"]["psnr"]  # null in the card when infinite (an exact result)
-    click.echo(f"best held-out PSNR {math.inf if best is None else best:.3f} dB -> {cfg.out}")
+    # a folder without a held-out split validates on a training image: not a held-out figure
+    what = "held-out" if card["training_data"].get("held_out") else \
+        "validation (training image: no held-out split)"
+    click.echo(f"best {what} PSNR {math.inf if best is None else best:.3f} dB -> {cfg.out}")
 
 
 @sr.command(name="eval")

@@ -40,6 +40,23 @@ def _check_in_memory(shape, dtype, out_shape, tile: int, batch: int, budget: int
     work = TORCH_WORKER_BYTES + tiles * tile_px * SR_PIXEL_BYTES
     need = math.prod(shape) * itemsize + 2 * out_bytes + work  # + at most its encoded file
     limit = budget if budget is not None else psutil.virtual_memory().available
+    if need > limit and budget is not None:
+        # the least the streaming path needs (this process, one worker with torch and the
+        # model, a 64-px tile): a budget under it is not helped by a .tif OUTPUT, so do not
+        # say to write one
+        least = (psutil.Process().memory_info().rss + TORCH_WORKER_BYTES
+                 + (64 + 2 * 32) ** 2 * SR_PIXEL_BYTES)
+        if limit < least:
+            stream = (f", or a .tif/.zarr OUTPUT (streamed tile by tile) with --memory well "
+                      f"above {human_size(least)}"
+                      if need > least else "")
+            raise InvalidParameterError(
+                f"--memory: a {out_shape[1]}×{out_shape[0]} result made in memory needs about "
+                f"{human_size(need)}, more than the {human_size(limit)} of --memory; torch "
+                f"and a model alone take about {human_size(TORCH_WORKER_BYTES)} before any "
+                f"pixel (streaming to a .tif/.zarr OUTPUT needs them too: more than "
+                f"{human_size(least)} in all): give --memory {human_size(need)} or more{stream}",
+                field="--memory")
     if need > limit:
         raise InvalidParameterError(
             f"OUTPUT: a {out_shape[1]}×{out_shape[0]} result made in memory needs about "

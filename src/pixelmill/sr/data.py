@@ -198,6 +198,9 @@ def _stored_gray(data: np.ndarray) -> bool:
     (PNG colour type 4, TIFF ``LA``) or a palette whose entries are all gray."""
     from PIL import Image
 
+    head = data[:26].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[25] in (0, 4):
+        return True  # PNG colour type 0 (gray) or 4 (gray + alpha): PIL calls 16-bit LA "RGBA"
     try:
         with Image.open(io.BytesIO(data.tobytes())) as im:
             if im.mode in ("LA", "La", "L", "I", "I;16", "I;16B", "I;16L", "1"):
@@ -275,10 +278,16 @@ def _degradation_fingerprint(scale: int) -> bytes:
     return degrade(probe, scale).tobytes() + degrade(probe[..., 0], scale).tobytes()
 
 
+#: bumped when :func:`read_rgb` reads some file differently (16-bit gray + alpha PNGs were
+#: read as RGB), so that pairs cached from the earlier reading are not reused
+_PAIRS_VERSION = 2
+
+
 def _content_key(files: Sequence[Path], scale: int, max_side: int | None) -> str:
     """The pair cache's key: a SHA-256 of every file's bytes (with its name, which the cached
     pairs carry), ``scale``, ``max_side`` and :func:`_degradation_fingerprint`."""
-    digest = hashlib.sha256(repr((scale, max_side)).encode() + _degradation_fingerprint(scale))
+    digest = hashlib.sha256(repr((_PAIRS_VERSION, scale, max_side)).encode()
+                            + _degradation_fingerprint(scale))
     for f in files:
         with open(f, "rb") as stream:
             content = hashlib.file_digest(stream, "sha256").hexdigest()
@@ -315,14 +324,17 @@ def load_pairs(
     key = _content_key(files, scale, max_side)
     cached = cache_dir / f"pairs-x{scale}-{key}.npz" if cache_dir else None
     if cached is not None and cached.exists():
-        with np.load(cached) as z:
-            n = int(z["n"])
-            return PairSet(
-                scale,
-                [z[f"lr{i}"] for i in range(n)],
-                [z[f"hr{i}"] for i in range(n)],
-                [str(s) for s in z["names"]],
-            )
+        try:
+            with np.load(cached) as z:
+                n = int(z["n"])
+                return PairSet(
+                    scale,
+                    [z[f"lr{i}"] for i in range(n)],
+                    [z[f"hr{i}"] for i in range(n)],
+                    [str(s) for s in z["names"]],
+                )
+        except Exception:  # a damaged cache entry is only a miss: the pairs are made again
+            pass
     lrs, hrs, names = [], [], []
     for f in files:
         hr = read_rgb(f)
@@ -338,12 +350,33 @@ def load_pairs(
         names.append(f.name)
     pairs = PairSet(scale, lrs, hrs, names)
     if cached is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        arrays = {f"lr{i}": a for i, a in enumerate(lrs)} | {f"hr{i}": a for i, a in enumerate(hrs)}
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, n=len(lrs), names=np.array(names), **arrays)
-        tmp.replace(cached)
+        _store_pairs(cached, lrs, hrs, names)
     return pairs
+
+
+def _store_pairs(cached: Path, lrs: list, hrs: list, names: list[str]) -> None:
+    """Write the pair cache entry ``cached`` through a temporary file of this process's own (two
+    runs preparing the same pairs at once each rename a whole file; a shared temporary name
+    let one rename the other's away, or interleave their bytes). The cache only saves time: a
+    folder that cannot be written is left alone."""
+    import os
+    import tempfile
+
+    arrays = {f"lr{i}": a for i, a in enumerate(lrs)} | {f"hr{i}": a for i, a in enumerate(hrs)}
+    tmp = None
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=cached.stem + ".", suffix=".tmp.npz",
+                                   dir=cached.parent)
+        with os.fdopen(fd, "wb") as stream:
+            np.savez(stream, n=len(lrs), names=np.array(names), **arrays)
+        os.replace(tmp, cached)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def sample_patches(

@@ -90,6 +90,10 @@ def upscale_batch(
     """:func:`upscale_image` of several equally-shaped images with one network pass."""
     if model is None:
         return [imresize(im, scale) for im in images]
+    if int(model.scale) != int(scale):  # a x2 network asked for x4: never a wrong-sized result
+        raise InvalidParameterError(
+            f"model: {model!r} upscales x{model.scale}, not x{scale}; load the model for "
+            f"x{scale} (load_model(name, {scale}))", field="model")
     first = images[0]
     white = _white(first.dtype)
     channels = 1 if first.ndim == 2 else first.shape[2]

@@ -32,6 +32,7 @@ from pixelmill.metrics import psnr
 from pixelmill.sr.data import load_pairs, sample_patches, train_val_split
 from pixelmill.sr.models import build_model
 from pixelmill.sr.weights import _brief, save_model
+from pixelmill.storage import ordinary_file_mode
 
 __all__ = [
     "TrainConfig",
@@ -299,6 +300,7 @@ def _save_checkpoint(out: Path, net, opt, state: dict[str, Any]) -> None:
     # between them); checkpoint.json is a readable copy
     tmp = out / "checkpoint.safetensors.tmp"
     save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    ordinary_file_mode(tmp)  # safetensors writes 0600; checkpoint.json beside it is 0644
     tmp.replace(out / "checkpoint.safetensors")
     tmpj = out / "checkpoint.json.tmp"
     tmpj.write_text(json.dumps(meta, indent=1))
@@ -472,7 +474,8 @@ def train(
         f"(prepared in {time.perf_counter() - t0:.0f} s), device {device}"
     )
     bicubic = _bicubic_psnr(val_pairs)
-    log(f"bicubic on the held-out {_val_what(cfg)}: {bicubic:.3f} dB")
+    scored = "held-out" if held_out else "validation (training image)"
+    log(f"bicubic on the {scored} {_val_what(cfg)}: {bicubic:.3f} dB")
     if started:
         log(started)
     loss_fn = _LOSSES[cfg.loss]()
@@ -488,6 +491,11 @@ def train(
         bar.start()
     try:
         while state["epoch"] < cfg.epochs:
+            if cfg.minutes and state["elapsed"] >= 60 * cfg.minutes:  # a resumed, finished run
+                log(f"time budget of {cfg.minutes} min already reached "
+                    f"({state['elapsed'] / 60:.1f} min trained); give a larger --minutes to "
+                    "train on")
+                break
             start = time.perf_counter() - state["elapsed"]
             task = bar.add_task(f"epoch {state['epoch'] + 1}", total=cfg.iters_per_epoch,
                                 info="") if bar else None
