@@ -346,10 +346,13 @@ class ManifestWriter:
         every = every.select(column_order(every, kept, self._parquet_columns))
         return _null_where_no_value(every, kept), kept
 
-    def table(self, *, sort: bool = False) -> pa.Table:
+    def table(self, *, sort: bool = False, columns: Sequence[str] | None = None) -> pa.Table:
         """Earlier rows (when resuming) and this run's rows, last row per key winning; with
-        ``sort``, in key order."""
+        ``sort``, in key order; with ``columns``, only those of them that exist (the others
+        are not copied)."""
         every, kept = self._merged(sort=sort)
+        if columns is not None:
+            every = every.select([c for c in dict.fromkeys(columns) if c in every.column_names])
         return every if kept is None else every.take(kept)
 
     def rows(self) -> list[dict[str, Any]]:

@@ -537,6 +537,7 @@ def run(
             eng.close()
         raise
     todo: list[WorkUnit] = []
+    output_watch = _FolderWatch(output)  # OUTPUT removed while the job runs: see the end
     try:
         try:
             done: set[str] = set()
@@ -598,6 +599,8 @@ def run(
                 eng.close()
         if output is not None:  # a worker killed mid-write (crash, timeout) left its temporary
             _remove_stale_temporaries(output, so)
+            _fail_removed_outputs(writer, output, {u.key for u in todo}, output_watch,
+                                  progress)
         elapsed = time.perf_counter() - started
         writer.metadata.update({"pixelmill.elapsed": f"{elapsed:.3f}",
                                 "pixelmill.processed": str(len(todo)),
@@ -605,6 +608,7 @@ def run(
                                                                     time.gmtime())})
         table = writer.close(columns=("key", "status", "reason"))  # what the summary reads
     except BaseException as e:
+        output_watch.close()
         writer.abandon()  # the journal keeps every finished row for --resume
         if isinstance(e, KeyboardInterrupt) and progress and writer.appended:
             where = (f"the journal beside {manifest_uri}" if keeps_journal(manifest_uri, so)
@@ -648,6 +652,74 @@ def run(
                   f"`pixelmill report {manifest_uri}` tries again", file=sys.stderr, flush=True)
             summary.report = None
     return summary
+
+
+class _FolderWatch:
+    """Whether a local folder that existed when the job began was removed (or replaced) since:
+    it is held open, so its inode cannot be reused by a folder made again at its path."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder, self._fd = folder, None
+        if folder is not None and "://" not in folder and hasattr(os, "O_DIRECTORY"):
+            with contextlib.suppress(OSError):
+                self._fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+    def removed(self) -> bool:
+        if self._fd is None:
+            return False
+        try:
+            held = os.fstat(self._fd)
+            return held.st_nlink == 0 or not os.path.samestat(held, os.stat(self.folder))
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:  # pragma: no cover - closed by run()
+        self.close()
+
+
+#: the reason of an ``ok`` row whose output is gone by the end of the job
+REMOVED_REASON = ("write: its output {output} was removed after it was written (OUTPUT, or a "
+                  "folder of it, was deleted while the job ran); run again with --resume to "
+                  "write it again")
+
+
+def _fail_removed_outputs(writer: ManifestWriter, output: str, keys: set[str],
+                          watch: _FolderWatch, progress: bool) -> None:
+    """Turn the ``ok`` rows whose local output no longer exists into ``failed`` rows.
+
+    OUTPUT (or a folder of it) deleted while the job ran took the outputs written before with
+    it, and the journal beside them: their ``ok`` rows said done, the job ended 0 and a
+    ``--resume`` skipped them, so the outputs were never written again. The outputs of the
+    inputs this run processed (``keys``) are looked at (one ``stat`` each); those of an earlier
+    run's rows too when OUTPUT itself was removed since the job began (``watch``). Local
+    outputs only (an object store's listing would be slow and can lag)."""
+    if "://" in output:
+        return
+    every = watch.removed()
+    watch.close()
+    gone = []
+    for row in iter_rows(writer.table(columns=("key", "uri", "relpath", "label", "status",
+                                               "output", "pipeline")),
+                         status="ok"):
+        out = row.get("output")
+        if not out or "://" in out or is_tile_row(row) or not (every or row["key"] in keys):
+            continue
+        if not os.path.lexists(out):
+            gone.append(row)
+    for row in gone:
+        writer.append({**{k: v for k, v in row.items() if v is not None and k != "output"},
+                       "status": "failed", "reason": REMOVED_REASON.format(output=row["output"])})
+    if gone and progress:
+        print(f"warning: {len(gone)} output{'s were' if len(gone) != 1 else ' was'} removed "
+              f"while the job ran (first: {storage.printable(gone[0]['output'])}); "
+              "their inputs are failed: run again with --resume to write them again",
+              file=sys.stderr, flush=True)
 
 
 class _UnitFunction:

@@ -408,6 +408,20 @@ def write_canvas(canvas: TiffCanvas, box: tuple[int, int, int, int], data: np.nd
                     pad[:part.shape[0], :part.shape[1]] = part
                     part = pad
                 k = (ty // t) * canvas.across + tx // t
-                os.pwrite(fd, np.ascontiguousarray(part).data, canvas.offset + k * canvas.tile_bytes)
+                _pwrite_all(fd, np.ascontiguousarray(part).data,
+                            canvas.offset + k * canvas.tile_bytes)
     finally:
         os.close(fd)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """All of ``data`` at ``offset``: ``pwrite`` may write part of it and say how much (a disk
+    that fills mid-write, a copy-on-write filesystem allocating the overwritten blocks, a file
+    size limit); the rest is written again, so a full disk raises ``ENOSPC`` instead of leaving
+    a tile half written under an ``ok`` row."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:  # pragma: no cover - a regular file's pwrite raises rather than 0
+            raise OSError(28, "No space left on device")
+        view, offset = view[n:], offset + n

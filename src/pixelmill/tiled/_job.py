@@ -475,11 +475,13 @@ def run_tiled(
             regions.create_tile_store(store_uri, out_shape, out_dtype, chunk,
                                       attrs={"pixelmill_plan": fingerprint},
                                       compression=store_compression, storage_options=so)
-    except BaseException:
+    except BaseException as e:
         if own_engine:
             eng.close()
         if own_manifest:
             writer.abandon()
+        if isinstance(e, OSError) and not isinstance(e, PixelmillError):
+            raise _write_error(output_uri, e) from e  # a full disk: a message, no traceback
         raise
     # no more workers than tiles left to do (each one starts an interpreter and the pipeline)
     concurrency = max(1, min(concurrency, len(windows) - len(done)))
@@ -502,11 +504,16 @@ def run_tiled(
                 summary.out_width, summary.out_height = out_w, out_h
                 t1 = time.perf_counter()
                 summary.t_tiles = t1 - t0
-                if canvas is not None:
-                    size = finish_canvas(canvas, output_uri)
-                else:
-                    size = assemble(store_uri, so, output_uri, out_kind, pyramid, compression,
-                                     fingerprint, profile)
+                try:
+                    if canvas is not None:
+                        size = finish_canvas(canvas, output_uri)
+                    else:
+                        size = assemble(store_uri, so, output_uri, out_kind, pyramid,
+                                        compression, fingerprint, profile)
+                except OSError as e:  # a full disk while the pyramid or the TIFF is written
+                    if isinstance(e, PixelmillError):
+                        raise
+                    raise _write_error(output_uri, e) from e
                 summary.t_assemble = time.perf_counter() - t1
                 if profile is not None:
                     summary.icc = _carried_icc(output_uri, so)
@@ -526,12 +533,32 @@ def run_tiled(
                        "tile": tile_size, "peak_rss": summary.peak_rss,
                        "t_process": summary.seconds, **identity, **summary.measures,
                        **({"icc": summary.icc} if summary.icc else {})})
-    finally:
+    except BaseException:
         if own_engine:
             eng.close()
         if own_manifest:
-            writer.close()
+            # the finished tiles' rows are folded into the manifest; where that cannot be
+            # written either (the disk that failed), the journal keeps them for a resume and
+            # the error that stopped the job is the one said, not the manifest's after it
+            try:
+                writer.close()
+            except Exception:
+                writer.abandon()
+        raise
+    if own_engine:
+        eng.close()
+    if own_manifest:
+        writer.close()
     return summary
+
+
+def _write_error(output_uri: str, e: OSError) -> StorageError:
+    """What an OS error writing the output's files (a full disk, a read-only or removed
+    folder) is said as: one line naming OUTPUT; the finished tiles are kept for a resume."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    return StorageError(f"OUTPUT: {output_uri}: cannot write{where}: {e.strerror or e}; the "
+                        "tiles finished so far are kept: run again with --resume once it can "
+                        "be written")
 
 
 def _carried_icc(output_uri: str, so: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,7 @@ store and its assembly into the final TIFF or OME-Zarr."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pixelmill import regions, storage
+from pixelmill.errors import StorageError
 from pixelmill.tiled._worker import CHUNK_ROWS
 from pixelmill.tiling import scale_box
 
@@ -97,10 +99,18 @@ def open_canvas(output_uri, out_shape, out_dtype, tile, fingerprint, resume, icc
         if saved.get("pixelmill_plan") == fingerprint and saved.get("canvas"):
             return regions.TiffCanvas(**{**saved["canvas"],
                                          "shape": tuple(saved["canvas"]["shape"])}), True
-    canvas = regions.create_tiff_canvas(
-        path, out_shape, out_dtype, tile,
-        description=json.dumps({"pixelmill": {"pipeline": fingerprint["pipeline"]}}),
-        iccprofile=_fitting(iccprofile, tuple(out_shape), False))
+    try:
+        canvas = regions.create_tiff_canvas(
+            path, out_shape, out_dtype, tile,
+            description=json.dumps({"pixelmill": {"pipeline": fingerprint["pipeline"]}}),
+            iccprofile=_fitting(iccprofile, tuple(out_shape), False))
+    except OSError as e:
+        # a full disk (or quota, or file size limit) while the canvas's zeros were written: the
+        # part written would hold that space for nothing, and no plan says it is a canvas
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise StorageError(f"OUTPUT: {output_uri}: cannot write the output ({path}): "
+                           f"{e.strerror or e}") from e
     if canvas is None:  # pragma: no cover - tifffile laid the tiles out unexpectedly
         os.unlink(path)
         return None, False
