@@ -237,3 +237,53 @@ except OSError as e:
     assert out.returncode == 0, out.stderr
     assert "short 5000" in out.stdout
     assert "raised 27" in out.stdout  # EFBIG, as a full disk raises ENOSPC
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 256 KiB tmpfs at ``tmp_path/disk`` (a full disk, for real: ENOSPC), unmounted after;
+    skipped where this process may not mount (not root, or no CAP_SYS_ADMIN)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                          capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_run_stops_when_output_disk_is_full_and_resume_finishes_it(small_disk, tmp_path):
+    """ENOSPC fails every later write alike: the job stops there (exit 1, one line saying
+    so), instead of reading and processing every remaining input only to fail it; the rows
+    are kept, and a resume once there is room gives the uninterrupted run's outputs."""
+    rng = np.random.default_rng(11)
+    import cv2
+
+    (tmp_path / "in").mkdir()
+    for i in range(40):  # ~110 KB outputs: two fit on the disk
+        assert cv2.imwrite(str(tmp_path / "in" / f"n{i:02d}.png"),
+                           rng.integers(0, 255, (192, 192, 3), dtype=np.uint8))
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    ref = _pixelmill("run", "p.yaml", "in", "ref", "--workers", "1", "-q", cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    out = small_disk / "out"
+    args = ("run", "p.yaml", "in", str(out), "--workers", "1", "--no-report",
+            "--manifest", str(tmp_path / "m.parquet"))
+    got = _pixelmill(*args, cwd=tmp_path)
+    assert got.returncode == 1, got.stderr
+    assert "Traceback" not in got.stderr
+    assert "No space left on device" in got.stderr and "--resume" in got.stderr
+    from pixelmill.manifest import read_manifest
+
+    rows = read_manifest(str(tmp_path / "m.parquet"))
+    assert 1 <= len(rows) < 10  # stopped at the first full write, not after all 40
+    assert _temporaries(out) == []
+
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    again = _pixelmill(*args, "--resume", "-q", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert output_files(out) == output_files(tmp_path / "ref")
+    assert {r["status"] for r in _check_ok_rows(tmp_path / "m.parquet")} == {"ok"}

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from pixelmill import storage
 from pixelmill._tables import iter_rows
-from pixelmill.errors import ExitCode, InvalidParameterError, UsageError
+from pixelmill.errors import ExitCode, InvalidParameterError, StorageError, UsageError
 from pixelmill.jobs._plan import (
     DEFAULT_NAME_TEMPLATE,
     WorkUnit,
@@ -282,9 +282,15 @@ def execute(
         if row.get("_route") == TILED_ROUTE:
             deferred.append(row)
             continue
+        stop = row.pop("_stop", None)
         writer.append(row)
         if progress is not None:
             progress.advance(status=row["status"])
+        if stop is not None:  # OUTPUT is full or read-only: every other write would fail too
+            raise StorageError(
+                f"OUTPUT: cannot write {storage.printable(str(unit.output))}"
+                f": {stop}; the job stopped after {writer.appended} inputs (their rows are "
+                "kept): make room, then run again with --resume")
     return deferred
 
 

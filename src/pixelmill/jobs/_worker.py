@@ -17,6 +17,7 @@ downscale averages too; ``tests/jobs/test_shrink.py`` bounds the difference.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import time
@@ -36,6 +37,11 @@ __all__ = ["TILED_ROUTE", "JobSpec", "MemoryKeeper", "plan_shrink", "process_uni
 
 #: value of a row's ``_route`` field asking the driver to run that input tile by tile
 TILED_ROUTE = "tiled"
+
+#: OS errors that fail every write to OUTPUT alike (a full disk, a full quota, a read-only
+#: mount): the row of the input that met one says so (``_stop``) and the job stops there,
+#: instead of reading and processing each remaining input only to fail it at its write
+OUTPUT_STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 _RESERVED = frozenset({
     "key", "uri", "relpath", "status", "reason", "output", "output_bytes", "sha256", "width",
@@ -396,7 +402,11 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         try:
             storage.write_atomic(unit.output, blob, so)
         except Exception as e:
-            return {**row, "status": "failed", "reason": _reason("write", e)}
+            row = {**row, "status": "failed", "reason": _reason("write", e)}
+            cause = e.__cause__ if isinstance(e, StorageError) else e
+            if isinstance(cause, OSError) and cause.errno in OUTPUT_STOP_ERRNOS:
+                row["_stop"] = cause.strerror or str(cause)
+            return row
         t_write = time.perf_counter()
         row.update(output=unit.output, output_bytes=len(blob),
                    sha256=hashlib.sha256(blob).hexdigest())
