@@ -88,6 +88,13 @@ BENCHES = [
            r"^pixelmill on Spark / binaryFile \+ Pillow UDF: [\d.]+x \(bar >= 3\)$",
            r"^dask / local: [\d.]+ \(bar >= 0.85\)$", r"^spark / local: [\d.]+ \(bar >= 0.85\)$"),
           (pytest.mark.slow, pytest.mark.dask, pytest.mark.spark), services=True),
+    Bench("bench_ops.py", "--size 96x64 --repeat 1 --budget 0.2",
+          (r"^ops benchmark: 96x64 RGB photo mosaic",
+           r"^op\s+setting\s+dtype\s+pixelmill ms\s+ref ms\s+ratio\s+wall ratio\s+reference$",
+           *(rf"^{m}\s+.*\s+uint8\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\S"
+             for m in ("resize", "gaussian", "median", "bilateral", "canny", "tophat",
+                       "threshold", "watershed", "slic", "phash", "hog")),
+           r"^ratio > 1\.5 \(CPU and wall\): \d+ case\(s\)")),
     Bench("bench_learn.py", "--n 2 --size 160x120 --epochs 1 --per-class 2 --vectors 500 "
           "--dim 16 --queries 10",
           (r"^== feature extraction: 2 JPEGs 160×120, 2 workers ==$",

@@ -23,7 +23,9 @@ __all__ = [
     "dtype_max",
     "fold_periodic",
     "gray_float",
+    "pad_border",
     "per_channel",
+    "row_block",
     "set_native_threads",
     "with_border",
 ]
@@ -130,6 +132,13 @@ def channels(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
 
 
+def row_block(width: int, values_per_pixel: int = 1, budget: int = 1 << 16) -> int:
+    """Rows per block so a block holds about ``budget`` values: elementwise work done block by
+    block keeps its temporaries in cache (the same operations on the same values: the same
+    results as on the whole image at once)."""
+    return max(1, budget // max(1, width * values_per_pixel))
+
+
 def gray_float(image: np.ndarray) -> np.ndarray:
     """A float32 H×W luma image in the input's own units (BT.601 weights; alpha ignored).
 
@@ -140,8 +149,22 @@ def gray_float(image: np.ndarray) -> np.ndarray:
     if c in (1, 2):
         g = image if image.ndim == 2 else image[..., 0]
         return g.astype(np.float32)
-    rgb = image[..., :3].astype(np.float32)
-    return rgb[..., 0] * LUMA_601[0] + rgb[..., 1] * LUMA_601[1] + rgb[..., 2] * LUMA_601[2]
+    # ``(R·w0 + G·w1) + B·w2`` in float32, as one expression on the whole image would compute
+    # it, but by blocks of rows (in cache): about 4× faster on a 2-megapixel image
+    h, w = image.shape[:2]
+    out = np.empty((h, w), np.float32)
+    step = row_block(w, 3)
+    tmp = np.empty((step, w), np.float32)
+    for y0 in range(0, h, step):
+        y1 = min(h, y0 + step)
+        rgb = image[y0:y1, :, :3].astype(np.float32)
+        o, t = out[y0:y1], tmp[: y1 - y0]
+        np.multiply(rgb[..., 0], LUMA_601[0], out=o)
+        np.multiply(rgb[..., 1], LUMA_601[1], out=t)
+        o += t
+        np.multiply(rgb[..., 2], LUMA_601[2], out=t)
+        o += t
+    return out
 
 
 def per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray],
@@ -177,6 +200,49 @@ def fold_periodic(kernel: np.ndarray, n: int) -> np.ndarray:
     return folded
 
 
+#: OpenCV border type giving exactly :func:`numpy.pad`'s fill for each border mode
+_CV2_PAD = {
+    "reflect": cv2.BORDER_REFLECT,  # numpy "symmetric"
+    "mirror": cv2.BORDER_REFLECT_101,  # numpy "reflect"
+    "nearest": cv2.BORDER_REPLICATE,  # numpy "edge"
+    "wrap": cv2.BORDER_WRAP,
+    "constant": cv2.BORDER_CONSTANT,
+}
+
+
+def pad_border(image: np.ndarray, width: tuple[int, int, int, int], mode: str,
+               cval: float = 0.0) -> np.ndarray:
+    """``numpy.pad(image, [(top, bottom), (left, right)], mode=NUMPY_PAD[mode])`` (constant:
+    ``cval``), C-contiguous, of the same shape rank.
+
+    OpenCV's ``copyMakeBorder`` fills the margin with the same pixels several times faster
+    (a 2-megapixel RGB image: 0.2 ms against 2-5 ms). It is used where its fill is the same by
+    construction: margins shorter than the image side (numpy and OpenCV both reflect once),
+    at most 4 channels, and for ``constant`` a fill value the dtype holds exactly (numpy casts
+    an out-of-range value unsafely, OpenCV saturates). Otherwise :func:`numpy.pad` runs.
+    """
+    top, bottom, left, right = (int(v) for v in width)
+    h, w = image.shape[:2]
+    c = 1 if image.ndim == 2 else image.shape[2]
+    exact_fill = True
+    if mode == "constant" and cval != 0:
+        dtype = image.dtype
+        if dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            exact_fill = float(cval).is_integer() and info.min <= cval <= info.max
+        else:
+            exact_fill = dtype.kind == "f" and float(np.asarray(cval, dtype)) == cval
+    if (c <= 4 and exact_fill and max(top, bottom) < h and max(left, right) < w
+            and image.dtype.kind in "uif" and image.dtype.itemsize <= 8
+            and image.dtype != np.int64 and image.dtype != np.uint32):
+        out = cv2.copyMakeBorder(image, top, bottom, left, right, _CV2_PAD[mode],
+                                 value=(float(cval),) * 4)
+        return out.reshape((h + top + bottom, w + left + right, *image.shape[2:]))
+    pads = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
+    kw = {"constant_values": cval} if mode == "constant" else {}
+    return np.ascontiguousarray(np.pad(image, pads, mode=NUMPY_PAD[mode], **kw))
+
+
 def with_border(
     image: np.ndarray,
     radius: int,
@@ -187,14 +253,12 @@ def with_border(
     """Run ``fn(array, cv2_border_type)`` honouring ``mode`` at the image edge.
 
     OpenCV's filters take every mode but ``wrap``; for ``wrap`` (and for ``constant`` with a
-    non-zero ``cval``) the image is padded by ``radius`` with :func:`numpy.pad` and the padded
+    non-zero ``cval``) the image is padded by ``radius`` (:func:`pad_border`) and the padded
     margin is cropped off the result, so the result is the same as a native border.
     """
     if mode in ("wrap",) or (mode == "constant" and cval != 0):
         r = int(radius)
-        width = [(r, r), (r, r)] + [(0, 0)] * (image.ndim - 2)
-        kw = {"constant_values": cval} if mode == "constant" else {}
-        padded = np.pad(image, width, mode=NUMPY_PAD[mode], **kw)
-        out = fn(np.ascontiguousarray(padded), cv2.BORDER_REFLECT)
+        padded = pad_border(image, (r, r, r, r), mode, cval)
+        out = fn(padded, cv2.BORDER_REFLECT)
         return out[r : r + image.shape[0], r : r + image.shape[1]]
     return fn(image, CV2_BORDER[mode])

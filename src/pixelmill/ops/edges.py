@@ -12,13 +12,14 @@ import cv2
 import numpy as np
 
 from pixelmill.ops._common import (
-    NUMPY_PAD,
     SCIPY_MODE,
     BorderMode,
     check_image,
     dtype_max,
     gray_float,
+    pad_border,
     per_channel,
+    row_block,
     with_border,
 )
 from pixelmill.ops._registry import GLOBAL, Range, op
@@ -28,8 +29,24 @@ __all__ = ["canny", "harris", "scharr", "sobel"]
 Direction = Literal["magnitude", "x", "y"]
 
 
+def _magnitude(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """float32 ``sqrt(gx² + gy²)`` from float64 squares and a correctly rounded sqrt, by blocks
+    of rows (the same operations on each value as whole-image passes, in cache: 2× faster)."""
+    out = np.empty(gx.shape, np.float32)
+    step = row_block(int(np.prod(gx.shape[1:])), 1)
+    for y0 in range(0, gx.shape[0], step):
+        rows = slice(y0, y0 + step)
+        mag = gx[rows].astype(np.float64)
+        mag *= mag
+        sq = gy[rows].astype(np.float64)
+        sq *= sq
+        mag += sq
+        out[rows] = np.sqrt(mag, out=mag)
+    return out
+
+
 def _gradient(image: np.ndarray, direction: str, mode: str, scharr: bool) -> np.ndarray:
-    src = image.astype(np.float32)
+    src = image if image.dtype == np.float32 else image.astype(np.float32)  # read only
 
     def deriv(a, dx, dy):
         if scharr:
@@ -46,11 +63,7 @@ def _gradient(image: np.ndarray, direction: str, mode: str, scharr: bool) -> np.
         # not cv2.magnitude: its SIMD and scalar paths differ by an ulp, so the result
         # depended on where the buffers happened to be allocated (two calls on one image
         # could differ). float64 squares and a correctly rounded sqrt are the same everywhere.
-        mag = deriv(a, 1, 0).astype(np.float64)
-        mag *= mag
-        gy = deriv(a, 0, 1).astype(np.float64)
-        mag += gy * gy
-        return np.sqrt(mag, out=mag).astype(np.float32)
+        return _magnitude(deriv(a, 1, 0), deriv(a, 0, 1))
 
     return per_channel(src, run).reshape(image.shape)
 
@@ -213,8 +226,6 @@ def harris(
     # pad the *image* by the full radius: OpenCV's own border would extend the derivative
     # products instead (a reflected x-derivative keeps its sign), a different response within
     # ``radius`` of the edge than the image extended by ``mode``
-    width = [(radius, radius), (radius, radius)]
-    kw = {"constant_values": 0.0} if mode == "constant" else {}
-    padded = np.ascontiguousarray(np.pad(gray, width, mode=NUMPY_PAD[mode], **kw))
+    padded = pad_border(gray, (radius, radius, radius, radius), mode)
     out = cv2.cornerHarris(padded, block_size, ksize, k, borderType=cv2.BORDER_REFLECT)
     return out[radius : radius + gray.shape[0], radius : radius + gray.shape[1]]

@@ -18,11 +18,12 @@ import numpy as np
 from pixelmill.errors import InvalidParameterError
 from pixelmill.ops._common import (
     CV2_BORDER,
-    NUMPY_PAD,
     BorderMode,
     blas_threads,
     cast_like,
+    channels,
     check_image,
+    pad_border,
     per_channel,
 )
 from pixelmill.ops._registry import FLOAT32, GLOBAL, Range, op
@@ -112,6 +113,29 @@ def _area_counts(p: int, q: int) -> np.ndarray:
 def _area_counts_interleaved(p: int, q: int, c: int, dtype: str) -> np.ndarray:
     """(p·c, q·c): :func:`_area_counts` transposed, acting on ``c`` interleaved channels."""
     return np.ascontiguousarray(np.kron(_area_counts(p, q).T, np.eye(c)).astype(dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _cv2_nearest_picks(n_in: int, n_out: int) -> np.ndarray:
+    """The input index OpenCV's INTER_NEAREST_EXACT picks for each of ``n_out`` outputs along
+    an axis of ``n_in`` (its fixed-point step depends only on the two sizes)."""
+    index = np.arange(n_in, dtype=np.float32)[None, :]  # exact integers (n_in < 2**24)
+    picked = cv2.resize(index, (n_out, 1), interpolation=cv2.INTER_NEAREST_EXACT)
+    return picked.ravel().astype(np.int64)
+
+
+def _take_nearest(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``image[rows][:, cols]``: by OpenCV's nearest resize (5× faster than NumPy's fancy
+    indexing) where it picks exactly these rows and columns, which is checked on the indices
+    themselves (nearest resizing is separable: pixel (i, j) is input (pick_y(i), pick_x(j)))."""
+    h, w = image.shape[:2]
+    oh, ow = rows.size, cols.size
+    if (channels(image) <= 4 and max(h, w) < 2**24
+            and np.array_equal(_cv2_nearest_picks(h, oh), rows)
+            and np.array_equal(_cv2_nearest_picks(w, ow), cols)):
+        out = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_NEAREST_EXACT)
+        return out.reshape((oh, ow, *image.shape[2:]))
+    return image[rows][:, cols]
 
 
 def _area_shrink(image: np.ndarray, oh: int, ow: int) -> np.ndarray | None:
@@ -237,7 +261,7 @@ def resize(
             if method == "nearest":
                 rows = _nearest_index(image.shape[0], oh, factor)
                 cols = _nearest_index(image.shape[1], ow, factor)
-                return image[rows][:, cols]
+                return _take_nearest(image, rows, cols)
             if method == "area" and ow / image.shape[1] == factor == oh / image.shape[0]:
                 # OpenCV samples on the factor's grid; the size ratio is the same grid here
                 fast = _area_shrink(image, oh, ow)
@@ -378,10 +402,9 @@ def pad(
     array([[2, 1, 1, 2]], dtype=uint8)
     """
     image = check_image(image, "pad")
-    width = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
     # cast as every op does (rounded and clipped to the dtype): -1 is 0 for uint8, not 255
-    kw = {"constant_values": cast_like(np.array(cval), image.dtype)} if mode == "constant" else {}
-    return np.pad(image, width, mode=NUMPY_PAD[mode], **kw)
+    fill = float(cast_like(np.array(cval), image.dtype)) if mode == "constant" else 0.0
+    return pad_border(image, (top, bottom, left, right), mode, fill)
 
 
 def _warp(image, matrix, size, method, mode, cval):
@@ -451,7 +474,12 @@ def rotate(
     """
     image = check_image(image, "rotate")
     if float(angle) % 90 == 0:
-        return np.rot90(image, int(angle // 90) % 4).copy()
+        k = int(angle // 90) % 4
+        if k and channels(image) <= 4:  # OpenCV copies the same pixels 10× faster than NumPy
+            code = (cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWISE)[k - 1]
+            out = cv2.rotate(image, code)
+            return out.reshape(out.shape[:2] + image.shape[2:])
+        return np.rot90(image, k).copy()
     h, w = image.shape[:2]
     center = ((w - 1) / 2.0, (h - 1) / 2.0)
     matrix = cv2.getRotationMatrix2D(center, float(angle), 1.0)
@@ -494,6 +522,9 @@ def flip(
     [[3, 2, 1]]
     """
     image = check_image(image, "flip")
+    if channels(image) <= 4:  # OpenCV copies the same pixels 10-20× faster than NumPy
+        code = {"horizontal": 1, "vertical": 0, "both": -1}[axis]
+        return cv2.flip(image, code).reshape(image.shape)
     axes = {"horizontal": (1,), "vertical": (0,), "both": (0, 1)}[axis]
     return np.ascontiguousarray(np.flip(image, axes))
 

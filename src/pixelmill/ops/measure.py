@@ -103,7 +103,10 @@ def channel_stats(image: np.ndarray) -> dict[str, float]:
 
 
 def _sharpness(image: np.ndarray) -> float:
-    gray = gray_float(image).astype(np.float64) * (255.0 / dtype_max(image.dtype))
+    gray = gray_float(image).astype(np.float64)
+    scale = 255.0 / dtype_max(image.dtype)
+    if scale != 1.0:  # x · 1.0 is x: uint8 skips a pass
+        gray *= scale
     lap = cv2.Laplacian(gray, cv2.CV_64F, ksize=1, borderType=cv2.BORDER_REFLECT)
     finite = _finite(lap)  # a non-finite pixel makes its own and its 4 neighbours' non-finite
     if finite is not None:
@@ -148,7 +151,8 @@ def brightness_contrast(image: np.ndarray) -> dict[str, float]:
         ``brightness`` and ``contrast``: floats (0–1 for images within the nominal range).
     """
     image = check_image(image, "brightness_contrast")
-    gray = gray_float(image).astype(np.float64) / dtype_max(image.dtype)
+    gray = gray_float(image).astype(np.float64)
+    gray /= dtype_max(image.dtype)
     finite = _finite(gray)
     if finite is not None:
         gray = gray[finite]

