@@ -155,8 +155,11 @@ def _final(name: str, params, n_features, workers, y):
     if name in ("linear_svm", "rbf_svm"):
         smallest = int(min(np.unique(y, return_counts=True)[1]))
         if smallest < 2:
+            values, counts = np.unique(y, return_counts=True)
+            lonely = ", ".join(repr(str(v)) for v in values[counts < 2][:10])
             raise UsageError("an SVM needs at least 2 training images of every class "
-                             "(for its probability calibration)")
+                             f"(for its probability calibration); one image only: {lonely} "
+                             "(train + val rows)")
         est = CalibratedClassifierCV(est, ensemble=False, cv=min(5, smallest))
     return _pipeline(est)
 
@@ -181,7 +184,8 @@ def fit_classifier(
     X_train, y_train : ndarray
         Training vectors and labels.
     X_val, y_val : ndarray or None
-        Validation rows; without them the grid's first candidate is used.
+        Validation rows: every candidate (also a lone one) is scored on them; without them the
+        grid's first candidate is used, unscored.
     grid : mapping or None
         Hyperparameter values to try (default :data:`DEFAULT_GRIDS`).
     workers : int or None
@@ -209,7 +213,8 @@ def fit_classifier(
     pools = threadpool_limits(workers) if workers else contextlib.nullcontext()
     with warnings.catch_warnings(), pools:
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if X_val is not None and y_val is not None and len(y_val) > 0 and len(candidates) > 1:
+        # one candidate is scored too: its val accuracy is what model.json and the CLI report
+        if X_val is not None and y_val is not None and len(y_val) > 0:
             for params in candidates:
                 model = _pipeline(_estimator(name, params, n_features, workers))
                 model.fit(X_train, y_train)

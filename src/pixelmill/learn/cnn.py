@@ -101,8 +101,9 @@ def build_net(config: CNNConfig, n_classes: int):
 
 def preprocess(image: np.ndarray, config: CNNConfig) -> np.ndarray:
     """One image -> C×S×S float32 in [0, 1] (before standardisation)."""
-    from pixelmill.learn.descriptors import to_gray, to_rgb
+    from pixelmill.learn.descriptors import check_finite, to_gray, to_rgb
 
+    check_finite(image)  # before the resize, which could step over a NaN pixel
     size = config.input_size
     if image.shape[0] != size or image.shape[1] != size:  # resize first: cheap on big images
         shrink = image.shape[0] > size and image.shape[1] > size

@@ -10,11 +10,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pixelmill.errors import UnsuitableImageError
+from pixelmill.errors import UnsuitableImageError, UsageError
 from pixelmill.ops._common import dtype_max
 
 __all__ = [
     "SPACE_RANGES",
+    "NonFiniteImageError",
+    "check_finite",
     "color_histogram_of",
     "color_moments_of",
     "glcm_of",
@@ -38,8 +40,39 @@ SPACE_RANGES = {
 }
 
 
+class NonFiniteImageError(UnsuitableImageError, UsageError):
+    """A float image with NaN or infinite pixels: a job records its row as ``invalid``; a
+    usage error (exit 2) for one image on the command line (``index query``)."""
+
+
+def check_finite(image: np.ndarray) -> None:
+    """Refuse a float image holding NaN or infinite pixels (a TIFF's no-data, say).
+
+    Every descriptor would turn them into NaN features, or — the histograms, LBP and GLCM
+    cast to integer bins — into finite garbage that nothing downstream could tell from a real
+    vector; one such image would also turn a CNN's training mean, and so its loss, into NaN.
+
+    Raises
+    ------
+    NonFiniteImageError
+        A property of the image: its job row is ``invalid`` with this reason.
+    """
+    if np.dtype(image.dtype).kind == "f" and not np.isfinite(image).all():
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        raise NonFiniteImageError(
+            f"{bad} of {image.size} pixel values are NaN or infinite (no-data pixels?); "
+            "features need finite values: fill or crop them first")
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
-    """Pixel values as float32 relative to the dtype's nominal white (1.0)."""
+    """Pixel values as float32 relative to the dtype's nominal white (1.0).
+
+    Raises
+    ------
+    NonFiniteImageError
+        A float image with NaN or infinite pixels (see :func:`check_finite`).
+    """
+    check_finite(image)
     scale = dtype_max(image.dtype)
     out = image.astype(np.float32, copy=image.dtype != np.float32)
     return out / np.float32(scale) if scale != 1.0 else out

@@ -235,7 +235,15 @@ def table_to_features(table: pa.Table, columns: Sequence[str] | None = None,
                       source: str = "features") -> FeatureSet:
     """Arrays of a feature table (see :func:`load_features`)."""
     if "status" in table.column_names:
-        table = table.filter(pa.compute.equal(table.column("status"), "ok"))
+        ok = table.filter(pa.compute.equal(table.column("status"), "ok"))
+        if table.num_rows and not ok.num_rows:  # not "no vector columns; extract first"
+            reasons = (table.column("reason").to_pylist() if "reason" in table.column_names
+                       else [])
+            first = next((str(r) for r in reasons if r), None)
+            raise UsageError(
+                f"{source}: none of its {table.num_rows} images was extracted (no ok row"
+                + (f"; e.g. {first[:200]}" if first else "") + ")")
+        table = ok
     available = vector_columns(table)
     if columns:
         wanted = [c if c.startswith(VECTOR_PREFIX) else VECTOR_PREFIX + c for c in columns]

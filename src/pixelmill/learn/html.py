@@ -32,9 +32,11 @@ def thumbnail_uri(uri: str, size: int = 128,
 
     try:
         image = read_image(uri, storage_options=storage_options)
+        if image.dtype.kind == "f":  # no-data pixels (NaN) shown black, not an error
+            image = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+        rgb = np.clip(np.rint(to_rgb(image) * 255), 0, 255).astype(np.uint8)
     except Exception:
         return ""
-    rgb = np.clip(np.rint(to_rgb(image) * 255), 0, 255).astype(np.uint8)
     scale = size / max(rgb.shape[:2])
     if scale < 1:
         rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)),

@@ -328,6 +328,19 @@ def read_images(uris: Sequence[str], storage_options: Mapping[str, Any] | None =
         return list(pool.map(one, uris))
 
 
+def _finite_or_error(image: Any) -> Any:
+    """The image, or the reason it cannot be trained on: a float image with NaN / infinite
+    pixels would make the training mean, every loss and the saved model NaN."""
+    from pixelmill.learn.descriptors import check_finite
+
+    if isinstance(image, np.ndarray):
+        try:
+            check_finite(image)
+        except UnsuitableImageError as e:
+            return e
+    return image
+
+
 def _image_table(images: str, label_from: str, storage_options, ratios, salt):
     """(uris, labels, split) of an image folder, split by relative path."""
     from pixelmill.learn.split import assign_split
@@ -350,19 +363,38 @@ def _warn_unlabelled(labels: Sequence[Any], source: Any, log: Any) -> None:
             f"{'are' if n > 1 else 'is'} left out of training")
 
 
-def _warn_untrained(labels: Sequence[Any], split: Sequence[Any], log: Any) -> None:
-    """Say which classes have no train image: the model will never predict them (the hash
-    split is stratified only in expectation; a class of 1-3 images may miss train)."""
+def _warn_untrained(labels: Sequence[Any], split: Sequence[Any], log: Any,
+                    fitted: Sequence[str] = ("train",)) -> None:
+    """Say which classes have no train image (the hash split is stratified only in
+    expectation; a class of 1-3 images may miss train).
+
+    ``fitted``: the splits the final model is fitted on. A feature-table model is refitted on
+    train + val, so a class with val images only is still learned (from those alone, and the
+    search scored every candidate as wrong on it); a class in neither is never predicted."""
     if log is None:
         return
     known = np.array([v is not None for v in labels], bool)
     labels = np.asarray([str(v) for v in labels], dtype=object)[known]
     split = np.asarray(split, dtype=object)[known]
-    missing = sorted(set(labels[split != "train"]) - set(labels[split == "train"]))
+
+    def shown(names: list[str]) -> str:
+        return ", ".join(repr(c) for c in names[:10]) + (" ..." if len(names) > 10 else "")
+
+    def classes(n: int) -> str:
+        return f"{n} class{'es' if n > 1 else ''}"
+
+    trained = set(labels[split == "train"])
+    learned = set(labels[np.isin(split, list(fitted))])
+    missing = sorted(set(labels) - learned)
     if missing:
-        shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        log(f"warning: {len(missing)} class{'es' if len(missing) > 1 else ''} with no train "
-            f"image ({shown}): the model cannot predict them")
+        also = " and none in val" if "val" in fitted else ""
+        log(f"warning: {classes(len(missing))} with no train image ({shown(missing)}){also}: "
+            "the model cannot predict them")
+    val_only = sorted(learned - trained)
+    if val_only:
+        log(f"warning: {classes(len(val_only))} with no train image ({shown(val_only)}): "
+            "learned from val images only, after the search scored every candidate on them "
+            "as unseen")
 
 
 def _warn_duplicates(X: np.ndarray, split: Sequence[Any], log: Any) -> None:
@@ -481,7 +513,8 @@ def train(
                              f"{len(train_classes)} class{'es' if len(train_classes) != 1 else ''})")
         _warn_untrained(labels, split, log)
         wanted = np.concatenate([pick["train"], pick["val"]]).tolist()  # test: not read
-        read = read_images([uris[i] for i in wanted], storage_options, skip_unreadable=True)
+        read = [_finite_or_error(im) for im in
+                read_images([uris[i] for i in wanted], storage_options, skip_unreadable=True)]
         pixels = {i: im for i, im in zip(wanted, read, strict=True) if isinstance(im, np.ndarray)}
         unreadable = [{"uri": uris[i], "reason": str(im)} for i, im in zip(wanted, read,
                                                                            strict=True)
@@ -519,10 +552,17 @@ def train(
         if len(y_tr) == 0:
             raise UsageError(f"{features}: no rows in the train split")
         _warn_unlabelled(fs.labels, features, log)
-        _warn_untrained(fs.labels, fs.split, log)
+        _warn_untrained(fs.labels, fs.split, log, fitted=("train", "val"))
         _warn_duplicates(fs.X, fs.split, log)
         result = fit_classifier(model, X_tr, y_tr.astype(str), X_va, y_va.astype(str),
                                 grid=grid, workers=workers)
+        if len(y_va) == 0 and log is not None:
+            from pixelmill.learn.classifiers import search_grid
+
+            if len(search_grid(model, grid)) > 1:
+                log(f"warning: no labelled val rows: nothing was searched, the grid's first "
+                    f"candidate {result.params} is used (give the split a val share, e.g. "
+                    "extract --ratios 7:1:2)")
         meta = {"format": FORMAT, "kind": "sklearn", "model": model,
                 "classes": [str(c) for c in result.model.classes_], "features": fs.columns,
                 "n_features": int(X_tr.shape[1]),

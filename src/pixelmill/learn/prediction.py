@@ -33,12 +33,18 @@ def predict(model: str, input: str, out: str, *, engine: Any = "local",
     -------
     JobSummary
     """
+    from pixelmill.errors import UsageError
     from pixelmill.jobs import run
     from pixelmill.learn.models import load_model
     from pixelmill.learn.references import check_model_records
 
     # (the job makes a local model path absolute and loads it once before any work)
     trained = load_model(model, storage_options)
+    if trained.kind == "sklearn" and not trained.meta.get("pipeline"):
+        # every image would fail the same way: say so before the job starts
+        raise UsageError(f"{model}: this model was trained on a feature table without a "
+                         "pipeline, so it cannot extract features from an image; train it on "
+                         "a table from 'pixelmill learn extract'")
     check_model_records(trained.meta.get("models"), model, storage_options)
     job_options.setdefault("report", False)
     job_options.setdefault("manifest_field", "--out")
