@@ -185,8 +185,12 @@ def median(
         # OpenCV takes 1, 3 or 4 channels jointly beyond size 5 (uint8 only); for sizes 3 and 5
         # any count of any dtype (its sorting network per channel: the same medians as one
         # channel at a time, 1.5-3× faster); other cases go one channel at a time
-        joint = (image.ndim == 2 or image.shape[2] in (1, 3, 4)
-                 or (size <= 5 and image.shape[2] <= 4))
+        # (not a float image with NaN pixels: the sorting network's SIMD min/max pass a NaN on
+        # by its lane, so the channels' interleaving changes the medians next to a NaN)
+        joint = (image.ndim == 2 or image.shape[2] == 1
+                 or (image.dtype == np.uint8 and image.shape[2] in (3, 4))
+                 or (size <= 5 and image.shape[2] <= 4
+                     and (image.dtype.kind != "f" or not np.isnan(image.min()))))
         out = per_channel(padded, lambda a: cv2.medianBlur(a, size),
                           max_channels=4 if joint else 1)
         return out[r:-r, r:-r].reshape(image.shape)

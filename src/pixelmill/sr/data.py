@@ -370,6 +370,9 @@ def _store_pairs(cached: Path, lrs: list, hrs: list, names: list[str]) -> None:
                                    dir=cached.parent)
         with os.fdopen(fd, "wb") as stream:
             np.savez(stream, n=len(lrs), names=np.array(names), **arrays)
+        from pixelmill.storage import ordinary_file_mode
+
+        ordinary_file_mode(tmp)  # mkstemp's 0600: a cache shared by a group stays readable
         os.replace(tmp, cached)
         tmp = None
     except OSError:
