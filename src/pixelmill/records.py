@@ -9,7 +9,8 @@ height, width, nChannels and mode, empty data (dropped with ``dropInvalid``).
 pixelmill arrays are RGB(A); this module swaps the channel order on the way in and out.
 Besides Spark's 8-bit codes it uses OpenCV's codes for gray+alpha (``CV_8UC2`` = 8), 16-bit
 (``CV_16UC1..4`` = 2, 10, 18, 26, little-endian) and float32 (``CV_32FC1..4``), so nothing is
-lost. pyspark is imported only by the DataFrame helpers.
+lost. Spark's ``origin`` is the file's URI percent-encoded (``file:///data/a%20b.png``);
+:func:`spark_origin` makes it from a path. pyspark is imported only by the DataFrame helpers.
 
 Examples
 --------
@@ -24,6 +25,9 @@ True
 
 from __future__ import annotations
 
+import os
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +45,7 @@ __all__ = [
     "image_schema",
     "ocv_mode",
     "record_from_bytes",
+    "spark_origin",
     "to_spark_df",
 ]
 
@@ -135,6 +140,57 @@ class ImageRecord:
         get = row.__getitem__
         return cls(str(get("origin") or ""), int(get("height")), int(get("width")),
                    int(get("nChannels")), int(get("mode")), bytes(get("data") or b""))
+
+
+# ASCII characters java.net.URI leaves unquoted in a path (unreserved, punct, '@', '/')
+_URI_PATH_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                           "_-!.~'()*,;:$&+=@/")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):(.*)\Z", re.S)
+
+
+def _quote_uri_path(path: str) -> str:
+    """``path`` quoted as ``java.net.URI``'s multi-argument constructors quote a path (what
+    Hadoop's ``Path.toUri`` does): other ASCII characters (space, ``%``, ``#``, ``?``, ``[``
+    ...) become ``%XX``; non-ASCII characters stay as they are, except spaces and controls
+    (NBSP, U+0080-U+009F ...), which become their UTF-8 bytes ``%XX%XX``."""
+    out = []
+    for ch in path:
+        if ch in _URI_PATH_SAFE:
+            out.append(ch)
+        elif ch < "\x80" or ord(ch) <= 0x9F or unicodedata.category(ch) in ("Zs", "Zl", "Zp"):
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def spark_origin(path: str | os.PathLike[str]) -> str:
+    """The ``origin`` Spark's image data source writes for a file.
+
+    ``path`` is a local path or a URI in its decoded form, as the ``path`` column of
+    ``spark.read.format("binaryFile")`` holds it (``file:/data/a b.png``,
+    ``s3a://bucket/a b.png``). Spark's origin is that URI percent-encoded the way Hadoop's
+    ``Path.toUri`` encodes it, local files as ``file:///``: ``file:///data/a%20b.png``;
+    ``#``, ``%``, ``?``, ``[``, ``]`` and other ASCII punctuation outside the URI path's set
+    are encoded too, non-ASCII letters are not (``file:///data/été.png``).
+
+    >>> spark_origin("file:/data/cat #1.png")
+    'file:///data/cat%20%231.png'
+    >>> spark_origin("s3a://bucket/label=cat/100%.jpg")
+    's3a://bucket/label=cat/100%25.jpg'
+    """
+    text = os.fspath(path)
+    match = None if isinstance(path, os.PathLike) else _SCHEME.match(text)
+    if match is None:  # a local path (a one-letter "scheme" is a Windows drive)
+        return "file://" + _quote_uri_path(os.path.abspath(text))
+    scheme, rest = match.groups()
+    authority = ""
+    if rest.startswith("//"):
+        authority, slash, rest = rest[2:].partition("/")
+        rest = slash + rest
+    if scheme.lower() == "file" and not authority:
+        return "file://" + _quote_uri_path(rest)
+    return f"{scheme}:" + (f"//{authority}" if authority else "") + _quote_uri_path(rest)
 
 
 def record_from_bytes(data: bytes, origin: str = "", **decode_kw: Any) -> ImageRecord:

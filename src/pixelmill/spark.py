@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pixelmill.errors import InvalidParameterError
-from pixelmill.records import ImageRecord, image_schema
+from pixelmill.records import ImageRecord, image_schema, spark_origin
 
 __all__ = ["apply", "read_images"]
 
@@ -41,7 +41,8 @@ def _decode_row(data: bytes, origin: str, decode_kw: Mapping[str, Any]) -> tuple
         return None, str(e) or type(e).__name__
 
 
-def _decode_batches(batches: Iterator[Any], decode_kw: dict[str, Any]) -> Iterator[Any]:
+def _decode_batches(batches: Iterator[Any], decode_kw: dict[str, Any],
+                    keep: list[str]) -> Iterator[Any]:
     import pyarrow as pa
 
     schema = _arrow_image_schema()
@@ -54,15 +55,15 @@ def _decode_batches(batches: Iterator[Any], decode_kw: dict[str, Any]) -> Iterat
             rec = ImageRecord.invalid(path) if image is None else ImageRecord.from_array(image, path)
             images.append(rec.to_spark_row())
             reasons.append(reason)
-        yield pa.RecordBatch.from_arrays([pa.array(images, schema), pa.array(reasons, pa.string())],
-                                         names=["image", "reason"])
+        arrays = [pa.array(images, schema), pa.array(reasons, pa.string())]
+        yield pa.RecordBatch.from_arrays(arrays + [batch.column(c) for c in keep],
+                                         names=["image", "reason", *keep])
 
 
 def _origin(path: str) -> str:
-    """A file's URI as Spark's image data source writes it (``file:///x``, not ``file:/x``)."""
-    if path.startswith("file:/") and not path.startswith("file://"):
-        return "file://" + path[5:]
-    return path
+    """A binaryFile ``path`` (``file:/a b.png``) as Spark's image data source writes it as
+    ``origin`` (``file:///a%20b.png``: :func:`pixelmill.records.spark_origin`)."""
+    return spark_origin(path)
 
 
 def _arrow_image_schema():
@@ -72,10 +73,16 @@ def _arrow_image_schema():
                       ("nChannels", pa.int32()), ("mode", pa.int32()), ("data", pa.binary())])
 
 
+_BINARY_FILE_COLUMNS = ("path", "modificationTime", "length", "content")
+
+
 def read_images(spark: Any, url: str, *, recursive: bool = False, glob: str | None = None,
                 apply_exif: bool = True, max_pixels: int | None = None,
                 drop_invalid: bool = False) -> Any:
     """A DataFrame of images (``image`` struct in Spark's image schema, ``reason``) from ``url``.
+
+    As in ``spark.read.format("image")``, ``origin`` is the file's percent-encoded URI and
+    partition folders (``label=cat/``) add their columns after ``image`` and ``reason``.
 
     Parameters
     ----------
@@ -104,10 +111,14 @@ def read_images(spark: Any, url: str, *, recursive: bool = False, glob: str | No
         reader = reader.option("pathGlobFilter", glob)
     decode_kw = {"apply_exif": apply_exif,
                  "max_pixels": codecs.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels}
-    files = reader.load(url).select("path", "content")
+    files = reader.load(url)
+    # partition columns (label=cat/ folders) travel along, as in Spark's image data source
+    keep = [c for c in files.columns if c not in _BINARY_FILE_COLUMNS]
+    files = files.select("path", "content", *keep)
     schema = StructType([StructField("image", image_schema(), True),
-                         StructField("reason", StringType(), True)])
-    df = _map_in_arrow(files, lambda batches: _decode_batches(batches, decode_kw), schema)
+                         StructField("reason", StringType(), True),
+                         *(files.schema[c] for c in keep)])
+    df = _map_in_arrow(files, lambda batches: _decode_batches(batches, decode_kw, keep), schema)
     return df.where("reason IS NULL") if drop_invalid else df
 
 
