@@ -23,28 +23,41 @@ def _halo(params: Mapping[str, Any]) -> int:
                                _card_params(params["model"], int(params["scale"]))), 2)
 
 
+def _weights_dir():
+    """The shipped weights' folder, found without importing torch (``pixelmill.sr.weights``
+    imports it): validating a pipeline must not load torch into a tiled job's driver, which
+    never runs the network (~0.2 GiB of its resident memory)."""
+    import sys
+    from pathlib import Path
+
+    loaded = sys.modules.get("pixelmill.sr.weights")
+    if loaded is not None:  # its WEIGHTS_DIR, as a caller may have set it
+        return Path(loaded.WEIGHTS_DIR)
+    import pixelmill.sr
+
+    return Path(pixelmill.sr.__file__).resolve().parent / "weights"
+
+
 def _card_params(model: str, scale: int) -> dict[str, Any]:
     import json
 
-    from pixelmill.sr.weights import WEIGHTS_DIR
-
     try:
-        card = json.loads((WEIGHTS_DIR / f"{model}_x{scale}.json").read_text())
+        card = json.loads((_weights_dir() / f"{model}_x{scale}.json").read_text())
     except (OSError, ValueError):
         return {}  # no shipped card: the op's check says so
     return dict(card.get("params") or {})
 
 
 def _check(params: Mapping[str, Any]) -> str | None:
-    from pixelmill.sr.weights import WEIGHTS_DIR, available_models
-
     # the syntax only: whether the GPU exists is for the process that runs the op to say
     # (see check_local_devices for a job that runs on this machine)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(params["device"])):
         return f"device: {params['device']!r} is not a device (use auto, cpu, cuda or cuda:N)"
     if params["model"] == "bicubic":
         return None
-    if not (WEIGHTS_DIR / f"{params['model']}_x{params['scale']}.safetensors").exists():
+    if not (_weights_dir() / f"{params['model']}_x{params['scale']}.safetensors").exists():
+        from pixelmill.sr.weights import available_models  # imports torch: the error path only
+
         shipped = ", ".join(f"{c['name']} x{c['scale']}" for c in available_models()) or "none"
         return (f"no shipped weights for model {params['model']!r} at scale {params['scale']} "
                 f"(shipped: {shipped})")
@@ -70,17 +83,25 @@ def check_local_devices(pipeline: Any) -> None:
 
 
 #: resident memory a worker adds once torch and a model are loaded (measured: ~0.4 GiB more
-#: than a worker with NumPy and OpenCV only)
+#: than a worker with NumPy and OpenCV only); the feature extractors' figure
 TORCH_WORKER_BYTES = 450 * 2**20
 
+#: what ``super_resolve`` declares per worker on top of the tiler's idle worker: torch and a
+#: shipped model measured 210–218 MiB (espcn, fsrcnn, edsr ×2 on CPU, after the first tile,
+#: ``tests/sr/test_job_memory.py``), plus room for what the C heap holds between tiles
+SR_WORKER_BYTES = 400 * 2**20
 
 #: working memory per input pixel of a tile while a network runs on it (feature maps, the
-#: upscaled output; measured 545–710 B for fsrcnn/espcn/edsr on a 530×530 RGB tile)
-SR_PIXEL_BYTES = 768
+#: float64 colour planes, the upscaled output): measured peaks 857–966 B for espcn on 520- and
+#: 1048-pixel tiles, up to 1188 (fsrcnn) and 1242–1360 (edsr, whose peak varies with how the
+#: heap is laid out; SR_WORKER_BYTES' headroom covers the rest) on 264–520-pixel tiles. A job's
+#: workers keep no more than this per tile pixel resident beyond their floor
+#: (``pixelmill.tiled._worker._settle``), so the plan holds for the whole job
+SR_PIXEL_BYTES = 1280
 
 
 @op(family="sr", halo=_halo, scale=lambda p: float(p["scale"]), check=_check,
-    worker_bytes=TORCH_WORKER_BYTES, pixel_bytes=SR_PIXEL_BYTES)
+    worker_bytes=SR_WORKER_BYTES, pixel_bytes=SR_PIXEL_BYTES)
 def super_resolve(
     image: np.ndarray,
     *,

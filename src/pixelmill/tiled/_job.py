@@ -54,6 +54,7 @@ from pixelmill.tiled._plan import (
     choose_tiling,
     default_memory,
     parse_memory,
+    tile_work_bytes,
 )
 from pixelmill.tiled._worker import TileJob, run_tile
 from pixelmill.tiling import TileWindow, grid, scaled_shape
@@ -104,6 +105,39 @@ def _probe_output(pipeline: Pipeline, source: regions.RegionSource, plan: Pipeli
     if not isinstance(out, np.ndarray):
         raise TilingError("the pipeline does not return an image")
     return out.dtype.name, (out.shape[2] if out.ndim == 3 else None)
+
+
+def _loads_runtime(plan: PipelinePlan) -> bool:
+    """Whether a step declares a runtime a worker keeps loaded (``worker_bytes``: torch and a
+    model): the driver then leaves even the probe to a worker, since importing it would add
+    ~0.2 GiB to the driver for the whole job, memory the plan gives to the workers."""
+    return any(int(s.spec.extra.get("worker_bytes", 0)) for s in plan.pipeline.steps)
+
+
+def _probe_unit(pipeline_json: str, source: regions.RegionSource, halo: int,
+                _unit: Any) -> tuple[str, int | None]:
+    """:func:`_probe_output` in a worker (which keeps the pipeline, and its model, cached for
+    the tiles that follow)."""
+    from fractions import Fraction
+
+    from pixelmill.tiled._worker import _pipeline
+
+    pipeline = _pipeline(pipeline_json)
+    return _probe_output(pipeline, source,
+                         PipelinePlan(pipeline, halo, Fraction(1), 1, False, 1.0, None))
+
+
+def _probe_on_engine(eng: Engine, pipeline: Pipeline, source: regions.RegionSource,
+                     plan: PipelinePlan) -> tuple[str, int | None]:
+    """:func:`_probe_output` run as one unit on the engine: the op's own error is raised as
+    the driver's probe would raise it; a worker that dies on it is a :class:`TilingError`."""
+    for _, res in eng.map(partial(_probe_unit, pipeline.to_json(), source, plan.halo), [0],
+                          batch_size=1):
+        if isinstance(res, UnitFailure):
+            raise TilingError(f"the pipeline failed on a corner of the image: {res.kind}: "
+                              f"{res.reason}")
+        return res[0], res[1]
+    raise TilingError("the engine returned no result for the pipeline's probe")
 
 
 def _drop_spill(source: regions.RegionSource, input_uri: str) -> None:
@@ -428,15 +462,25 @@ def run_tiled(
                     regions.check_compression(compression, out_kind, *probed)
         else:
             windows = grid(h, w, tile_size, plan.halo, plan.scale, step=plan.step, wrap=plan.wrap)
-            out_dtype, out_c = _probe_output(pipeline, source, plan)
             out_h, out_w = scaled_shape(h, w, plan.scale)
-            if out_kind == "tiff":  # a codec that cannot hold this output fails now, not at the end
-                regions.check_compression(compression, out_kind, out_dtype, out_c)
+            if not _loads_runtime(plan):
+                out_dtype, out_c = _probe_output(pipeline, source, plan)
+                if out_kind == "tiff":  # a codec that cannot hold it fails now, not at the end
+                    regions.check_compression(compression, out_kind, out_dtype, out_c)
         # the engine (a cluster's address) before the journal, the partial output or the tile
         # store: an unreachable one left them behind, and the retry was refused as a resume
         own_engine = engine is None or isinstance(engine, str)
         eng = (get_engine(engine or "local", workers=max(1, min(concurrency, len(windows))))
                if own_engine else engine)
+        if not whole and _loads_runtime(plan):
+            try:  # a model's runtime (torch) is loaded by a worker, never by the driver
+                out_dtype, out_c = _probe_on_engine(eng, pipeline, source, plan)
+                if out_kind == "tiff":
+                    regions.check_compression(compression, out_kind, out_dtype, out_c)
+            except BaseException:
+                if own_engine:
+                    eng.close()
+                raise
         try:
             writer = (ManifestWriter(manifest_uri, keep_existing=resume, storage_options=so)
                       if own_manifest else manifest)
@@ -575,6 +619,14 @@ def _carried_icc(output_uri: str, so: Mapping[str, Any]) -> str | None:
 _TILE_COLS = {"key", "uri", "output", "tile_row", "tile_col", "y0", "x0", "height", "width",
               "status", "reason", "t_read", "t_process", "t_write", "out_height", "out_width"}
 
+def _tile_bytes(plan: PipelinePlan, source: regions.RegionSource, tile: int) -> int:
+    """What the plan gives one tile's working memory (a worker keeps no more free memory)."""
+    shape = source.shape
+    return tile_work_bytes(int(tile), plan.halo, shape[2] if len(shape) == 3 else 1,
+                           max(np.dtype(source.dtype).itemsize, 1), plan.max_scale,
+                           plan.pixel_bytes, plan.value_bytes(source.dtype))
+
+
 def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, fingerprint,
                output_uri, concurrency, writer, progress, whole, summary, canvas=None,
                store_compression=None):
@@ -585,7 +637,7 @@ def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, finger
     job = TileJob(source, pipeline.to_json(), (plan.scale.numerator, plan.scale.denominator),
                   plan.step, plan.wrap, store_uri, tuple(sorted(so.items())), output_uri,
                   threads, whole, json.dumps(fingerprint), uri, canvas, store_compression,
-                  uuid.uuid4().hex)
+                  uuid.uuid4().hex, 0 if whole else _tile_bytes(plan, source, fingerprint["tile"]))
     rows, failed = [], []
     with _progress(len(todo), progress) as bar:
         for i, res in _map_waves(eng, partial(run_tile, job), todo, concurrency):
