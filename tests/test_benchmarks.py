@@ -77,7 +77,8 @@ BENCHES = [
            r"^  edsr 64×64: whole [\d.]+ s, 64px tiles [\d.]+ s -> tiles run at \d+ % of "
            r"whole-image speed per pixel \(target >= 70 %\)$",
            r"^  96×96 RGB -> 192×192 with espcn: ok \d+ 192 192, \d+ s, .* peak RSS "
-           r"\(process tree\) [\d.]+ GiB \(target < 2 GiB\)$")),
+           r"\(process tree\) [\d.]+ GiB \(target < 2 GiB; the driver's own peak [\d.]+ "
+           r"GiB\)$")),
     Bench("bench_engines.py", "--n 4 --baseline-n 2 --units 10 --dir {tmp}",
           (*(rf"^  {m}: [\d.]+ images/s$" for m in ("local", "dask", "spark",
                                                     r"spark image source \+ pandas UDF",
