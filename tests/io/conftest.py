@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -41,3 +42,23 @@ def engine():
     eng = LocalEngine(workers=2)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local[1] SparkSession on 127.0.0.1 for one test module (an active one is used as is
+    and left running)."""
+    pyspark_sql = pytest.importorskip("pyspark.sql")
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    already = pyspark_sql.SparkSession.getActiveSession()
+    session = (pyspark_sql.SparkSession.builder.master("local[1]")
+               .appName("pixelmill-io-tests")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "1")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    if already is None:  # only stop what this module started
+        session.stop()

@@ -12,7 +12,6 @@ float, gray+alpha, low-bit gray, CMYK, WebP, JPEG ICC profiles); and records rou
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -41,23 +40,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow,
 NAMES = ["with space.png", "hash#1.png", "pct%.png", "pct%20x.png", "br[1].png", "q?x.png",
          "unicodé ü.png", "漢字.png", "nbsp\u00a0x.png", "plus+amp&=;,$@~'!.png"]
 
-
-@pytest.fixture(scope="module")
-def spark():
-    pyspark_sql = pytest.importorskip("pyspark.sql")
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    already = pyspark_sql.SparkSession.getActiveSession()
-    session = (pyspark_sql.SparkSession.builder.master("local[1]")
-               .appName("pixelmill-image-audit")
-               .config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "1")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    if already is None:  # only stop what this module started
-        session.stop()
 
 
 def _pil(image, fmt: str, **kw) -> bytes:

@@ -24,23 +24,6 @@ from pixelmill.records import OCV_TYPES, from_spark_df, record_from_bytes, to_sp
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    pyspark_sql = pytest.importorskip("pyspark.sql")
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    already = pyspark_sql.SparkSession.getActiveSession()
-    session = (pyspark_sql.SparkSession.builder.master("local[1]")
-               .appName("pixelmill-parity")
-               .config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "1")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    if already is None:  # only stop what this module started
-        session.stop()
-
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, photo, gray_photo) -> Path:
