@@ -399,12 +399,21 @@ def _byte_total(manifest: _Manifest, first: str, then: str | None, rows: Any) ->
     return total
 
 
+def _figure(**kw: Any) -> Any:
+    """A figure drawn with Agg on its own canvas: neither pyplot's figure list nor the
+    process's matplotlib backend is touched (a notebook or service calling ``run()`` keeps its
+    own backend and figures)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -485,9 +494,8 @@ def _timing_section(manifest: _Manifest, ok: Any) -> str:
                      f"<td>{med * 1e3:.2f}</td><td>{p95 * 1e3:.2f}</td></tr>")
     if not means:  # every value NaN or infinite
         return "<p>No timings recorded.</p>"
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(means) + 0.8))
+    fig = _figure(figsize=(6, 0.35 * len(means) + 0.8))
+    ax = fig.subplots()
     ax.barh([c for c, _ in means][::-1], [m * 1e3 for _, m in means][::-1], color="#4477aa")
     ax.set_xlabel("mean ms per image")
     img = _png(fig)
@@ -502,12 +510,11 @@ def _histograms(manifest: _Manifest, ok: Any) -> str:
     columns = _measure_names(manifest, ok)
     if not columns:
         return "<p>No measurement columns.</p>"
-    import matplotlib.pyplot as plt
-
     n = len(columns)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    fig = _figure(figsize=(4 * ncols, 2.8 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, col in zip(axes.ravel(), columns, strict=False):
         vals = _finite_values(manifest, col, ok)
         try:
@@ -536,9 +543,6 @@ def build_report(manifest_uri: str, *, storage_options: Mapping[str, Any] | None
     invalid, failed), the sums and statistics are taken one column at a time (the values of
     one numeric column at most), and the text of only the rows listed on the page (the first
     invalid and failed ones, the sample) is read."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
     so = dict(storage_options or {})
     check_manifest(manifest_uri, so)
     manifest = _Manifest(manifest_uri, so)

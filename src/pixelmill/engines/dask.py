@@ -9,6 +9,9 @@ not there (or a port that is something else) fails in seconds with an
 :class:`~pixelmill.engines.EngineUnavailableError` rather than after Dask's 30 s timeout (or
 never: Dask waits forever for a silent peer's handshake).
 ``workers`` is then the cluster's worker threads (at most ``workers`` when given).
+When the process already has a default ``distributed.Client`` (a notebook's ``Client()``),
+``DaskEngine()`` uses it as is and leaves it open on :meth:`close`, as the Spark engine does
+with an active SparkSession.
 
 Small units are batched into one task each (:func:`~pixelmill.engines.plan_batches`);
 results are yielded as tasks complete. A worker process that dies is restarted by its nanny
@@ -194,6 +197,31 @@ def _identify(address: str, timeout: float) -> str | None:
     return None
 
 
+def _default_client() -> Any:
+    """The process's default ``distributed.Client`` (a notebook's ``Client()``), when one is
+    running and synchronous; else None."""
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    if getattr(client, "status", None) != "running" or getattr(client, "asynchronous", False):
+        return None
+    return client
+
+
+def _release_closed_servers() -> None:
+    """Let the scheduler of a closed local cluster be freed: ``distributed.core`` caches, with
+    no bound, a fact about every handler it was given (bound methods of the scheduler), which
+    kept each closed scheduler, its state and its log handler alive for good (one per job in a
+    long-lived process). Clearing that cache costs a signature lookup per handler later."""
+    with contextlib.suppress(Exception):
+        from distributed import core
+
+        core._expects_comm.cache_clear()
+
+
 class DaskEngine:
     """Run units on a Dask cluster (an existing one at ``address``, or a local one it owns)."""
 
@@ -209,8 +237,14 @@ class DaskEngine:
         self.address = address
         self._cluster = None
         self._client = None
-        if address:
-            self._client = self._connect(Client, address)
+        self._borrowed = False  #: the process's own default client: used, never closed here
+        self._environ: dict[str, str | None] = {}
+        current = None if address else _default_client()
+        if address or current is not None:
+            if current is not None:
+                self._client, self._borrowed = current, True
+            else:
+                self._client = self._connect(Client, address)
             # the worker threads the cluster has: what map() can run at once (a scheduler
             # whose workers have not joined yet keeps the number asked for)
             slots = sum(self._client.nthreads().values())
@@ -221,15 +255,23 @@ class DaskEngine:
             self.workers = workers or default_workers()
             # glibc reads its malloc settings at process start: they must be set before spawn
             pre_spawn = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-            with dask.config.set(LOCAL_CLUSTER_CONFIG | {
-                    "distributed.scheduler.allowed-failures": retries,
-                    "distributed.nanny.pre-spawn-environ": pre_spawn | WORKER_ENV}):
-                # the scheduler always serves HTTP (/health, /metrics): on a free loopback port,
-                # not the fixed 8787 that a second cluster on this machine would collide on
-                self._cluster = LocalCluster(
-                    n_workers=self.workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
-                )
+            # the nannies run in this process and set their pre-spawn variables in its
+            # os.environ (OMP_NUM_THREADS=1, ...) for good: put back when they are started
+            # and again on close (a nanny restarting a worker sets them again)
+            self._environ = {k: os.environ.get(k)
+                             for k in {*pre_spawn, *WORKER_ENV, "PYTHONHASHSEED"}}
+            try:
+                with dask.config.set(LOCAL_CLUSTER_CONFIG | {
+                        "distributed.scheduler.allowed-failures": retries,
+                        "distributed.nanny.pre-spawn-environ": pre_spawn | WORKER_ENV}):
+                    # the scheduler always serves HTTP (/health, /metrics): on a free loopback
+                    # port, not the fixed 8787 that a second cluster here would collide on
+                    self._cluster = LocalCluster(
+                        n_workers=self.workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
+                    )
+            finally:
+                self._restore_environ()
             self._client = Client(self._cluster, set_as_default=False)
 
     @staticmethod
@@ -257,12 +299,21 @@ class DaskEngine:
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and not self._borrowed:
             self._client.close()
-            self._client = None
+        self._client = None
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+            self._restore_environ()
+            _release_closed_servers()
+
+    def _restore_environ(self) -> None:
+        for key, value in self._environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def __enter__(self) -> DaskEngine:
         return self

@@ -70,6 +70,11 @@ MASTER_FORMS = ("local", "local[N]", "local[*]", "local[N,F]", "local-cluster[N,
                 "spark://HOST:PORT[,HOST:PORT...]", "yarn", "k8s://[https://]HOST[:PORT]")
 _LOCAL_MASTER = re.compile(r"local|local\[([0-9]+|\*)\]|local\[([0-9]+|\*)\s*,\s*([0-9]+)\]"
                            r"|local-cluster\[\s*([0-9]+)\s*,\s*([0-9]+)\s*,\s*([0-9]+)\s*\]")
+#: environment variables a session of the engine's own sets in this process (pixelmill for a
+#: local master; pyspark's SparkContext for its sockets), put back when it is stopped
+_SESSION_ENVIRON = ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "SPARK_AUTH_SOCKET_TIMEOUT",
+                    "SPARK_BUFFER_SIZE")
+
 _LOOPBACK = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost):\d+)$")
 
 
@@ -265,6 +270,12 @@ class SparkEngine:
         targets = check_master(master) if master else []
         active = SparkSession.getActiveSession()
         self._owned = active is None
+        #: what starting a session of our own changes in this process, put back on close():
+        #: variables set here and by pyspark, and pyspark's SIGINT handler (which holds the
+        #: stopped context and cancels its jobs, a failure, on every later Ctrl-C)
+        self._environ = {k: os.environ.get(k) for k in _SESSION_ENVIRON} if self._owned else {}
+        self._sigint: Any = None
+        self._spark_sigint: Any = None
         if active is not None:
             self.session = active
         else:
@@ -309,11 +320,16 @@ class SparkEngine:
                 builder = builder.config(key, value)
             with warnings.catch_warnings():  # pyspark lags pandas releases; say it once in docs
                 warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+                main = threading.current_thread() is threading.main_thread()
+                self._sigint = signal.getsignal(signal.SIGINT) if main else None
                 try:
                     self.session = builder.getOrCreate()
                 except Exception as e:
+                    self._restore()
                     raise EngineUnavailableError(
                         f"{field}: Spark could not start ({_start_error(e)})") from e
+                if main and signal.getsignal(signal.SIGINT) is not self._sigint:
+                    self._spark_sigint = signal.getsignal(signal.SIGINT)
             self.session.sparkContext.setLogLevel(log_level)
         self.sc = self.session.sparkContext
         self.master = self.sc.master
@@ -327,7 +343,22 @@ class SparkEngine:
     def close(self) -> None:
         if self._owned and self.session is not None:
             self.session.stop()
+            self._restore()
         self.session = None
+
+    def _restore(self) -> None:
+        """Put back what starting our own session changed in this process (see __init__)."""
+        for key, value in self._environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._environ = {}
+        if (self._spark_sigint is not None and self._sigint is not None
+                and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is self._spark_sigint):  # not set since
+            signal.signal(signal.SIGINT, self._sigint)
+        self._spark_sigint = None
 
     def __enter__(self) -> SparkEngine:
         return self

@@ -302,7 +302,6 @@ def train_cnn(
     CNNModel
     """
     import torch
-    import torch.nn.functional as F
 
     from pixelmill.errors import UsageError
 
@@ -323,14 +322,27 @@ def train_cnn(
                              log=log)
         finally:
             torch.set_num_threads(before)
-    torch.manual_seed(config.seed)
+    device = _device(config.device)
+    # seeded for this call only: the caller's torch RNG (CPU, and the CUDA device trained on) is
+    # left as it was, as an earlier call left it for the next one
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(config.seed)
+        return _fit(train_images, train_labels, val_images, val_labels, config, classes,
+                    device, log)
+
+
+def _fit(train_images, train_labels, val_images, val_labels, config, classes, device,
+         log) -> CNNModel:
+    import torch
+    import torch.nn.functional as F
+
     gen = torch.Generator().manual_seed(config.seed)
     index = {c: i for i, c in enumerate(classes)}
     x_train = np.stack([preprocess(im, config) for im in train_images])
     mean = x_train.mean(axis=(0, 2, 3)).astype(np.float32)
     std = np.maximum(x_train.std(axis=(0, 2, 3)), 1e-3).astype(np.float32)
     model = CNNModel(config, classes, build_net(config, len(classes)), mean, std)
-    device = _device(config.device)
     net = model.net.to(device)
     xt = torch.from_numpy((x_train - mean[None, :, None, None]) / std[None, :, None, None])
     yt = torch.tensor([index[str(c)] for c in train_labels])

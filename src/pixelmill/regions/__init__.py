@@ -17,7 +17,7 @@ BigTIFF (optionally with a pyramid in SubIFDs), and :func:`build_pyramid` adds O
 from __future__ import annotations
 
 from pixelmill.errors import UsageError
-from pixelmill.regions._read import read_region
+from pixelmill.regions._read import read_region, release
 from pixelmill.regions._source import (
     MAX_SEGMENT_BYTES,
     TIFF_EXT,
@@ -60,6 +60,7 @@ __all__ = [
     "output_kind",
     "read_band",
     "read_region",
+    "release",
     "write_canvas",
     "write_ome_metadata",
     "write_tiff_from_zarr",

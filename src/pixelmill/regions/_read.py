@@ -13,7 +13,7 @@ from pixelmill.errors import DecodeError
 from pixelmill.regions._samples import decoded_samples, stored_box
 from pixelmill.regions._source import RegionSource, _read_npy_header, open_zarr_array
 
-__all__ = ["read_region", "read_stored_samples"]
+__all__ = ["read_region", "read_stored_samples", "release"]
 
 _HANDLES: OrderedDict[RegionSource, Any] = OrderedDict()
 _MAX_HANDLES = 4
@@ -26,11 +26,40 @@ def _close(handle: Any) -> None:
             close()
 
 
+def _removed(handle: Any) -> bool:
+    """Whether a cached handle holds a local file that has since been removed (a tiled job's
+    spill, deleted when the job ends): its disk space is not freed while the file is open."""
+    for h in handle if isinstance(handle, tuple) else ():
+        fd = getattr(h, "fd", None)
+        if not isinstance(fd, int):
+            fileno = getattr(h, "fileno", None)
+            try:
+                fd = fileno() if callable(fileno) else None
+            except (OSError, ValueError):
+                fd = None
+        if isinstance(fd, int) and fd >= 0:
+            try:
+                if os.fstat(fd).st_nlink == 0:
+                    return True
+            except OSError:
+                return True
+    return False
+
+
+def release(uri: str | None = None) -> None:
+    """Close the cached handles of the sources read from ``uri`` (every one when None): call it
+    before removing a file this process has read regions of, or its disk space stays held."""
+    for source in [s for s in _HANDLES if uri is None or s.uri == uri]:
+        _close(_HANDLES.pop(source))
+
+
 def _handle(source: RegionSource) -> Any:
     h = _HANDLES.get(source)
     if h is not None:
         _HANDLES.move_to_end(source)
         return h
+    for held in [s for s, old in _HANDLES.items() if _removed(old)]:  # files deleted since
+        _close(_HANDLES.pop(held))
     if source.kind == "tiff":
         import tifffile
         import zarr

@@ -438,8 +438,10 @@ def train(
         check_validation(val_files, cfg.scale, cfg.val_side, held_out)
     except DecodeError as e:
         raise InvalidParameterError(f"--data: {e}", field="data") from e
-    torch.manual_seed(cfg.seed)
-    net = build_model(cfg.arch, cfg.scale, cfg.params).to(device)
+    with torch.random.fork_rng(devices=[]):  # the caller's torch RNG is left as it was
+        torch.manual_seed(cfg.seed)
+        net = build_model(cfg.arch, cfg.scale, cfg.params)
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     state: dict[str, Any] = {"epoch": 0, "elapsed": 0.0, "best_psnr": -math.inf, "history": []}

@@ -143,6 +143,7 @@ def _probe_on_engine(eng: Engine, pipeline: Pipeline, source: regions.RegionSour
 def _drop_spill(source: regions.RegionSource, input_uri: str) -> None:
     """Remove the file an input decoded whole was spilled to (none for region-read inputs)."""
     if source.uri != input_uri:
+        regions.release(source.uri)  # a handle this process keeps would hold its disk space
         sfs, spath = storage.get_fs(source.uri)
         with contextlib.suppress(FileNotFoundError):
             sfs.rm(spath)
@@ -634,6 +635,8 @@ def _run_units(eng, pipeline, plan, source, windows, done, store_uri, so, finger
     todo = [win for win in windows if f"{uri}#tile={win.key}" not in done]
     summary.resumed = len(windows) - len(todo)
     threads = max(1, default_workers() // max(1, concurrency))
+    if getattr(eng, "name", None) == "inline":  # tiles run in the caller's process: keep its
+        threads = None  # OpenCV/BLAS settings (a worker process's are set for the job)
     job = TileJob(source, pipeline.to_json(), (plan.scale.numerator, plan.scale.denominator),
                   plan.step, plan.wrap, store_uri, tuple(sorted(so.items())), output_uri,
                   threads, whole, json.dumps(fingerprint), uri, canvas, store_compression,

@@ -32,7 +32,9 @@ class TileJob:
     store_uri: str
     store_options: tuple[tuple[str, Any], ...]
     output_uri: str
-    threads: int = 1
+    #: OpenCV and BLAS threads a worker process keeps; None in an engine that runs the tiles
+    #: in the caller's own process (the inline engine): its settings are not the job's to change
+    threads: int | None = 1
     whole: bool = False
     fingerprint: str = "{}"
     input_uri: str = ""  #: the input as the user named it (manifest keys), when spilled
@@ -109,7 +111,7 @@ def run_tile(job: TileJob, window: TileWindow) -> dict[str, Any]:
     """Process one tile unit: read its halo box, run, crop, write its chunk; return its row."""
     from fractions import Fraction
 
-    if _CACHE.get("threads") != job.threads:
+    if job.threads is not None and _CACHE.get("threads") != job.threads:
         from pixelmill.ops._common import set_native_threads
 
         set_native_threads(job.threads)
