@@ -167,9 +167,9 @@ def test_dask_engine_uses_the_processs_default_client_and_leaves_it_open(tmp_pat
     from pixelmill.engines.dask import DaskEngine
 
     images = _write_images(tmp_path / "in")
-    # in-process (inproc://, no sockets): the job's units run on threads of this process
+    # in-process (inproc:// comms; its HTTP server on a free loopback port, never 8787):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         with DaskEngine() as engine:
             assert engine.client is client and engine.workers == 1
         assert client.status == "running"
