@@ -234,3 +234,31 @@ def test_run_tiled_releases_its_spill(tmp_path):
     held = [os.readlink(f"/proc/self/fd/{f}") for f in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{f}")]
     assert not [t for t in held if "pixelmill-spill" in t]
+
+
+def test_run_tiled_on_a_memory_store_runs_in_this_process(tmp_path):
+    """A memory:// store exists only in this process: on the default (process) engine every
+    tile failed, as the workers saw an empty store; the tiles now run here, as run() runs such
+    jobs, and a Dask or Spark engine is refused before any work."""
+    import fsspec
+
+    import pixelmill
+    from pixelmill.errors import UsageError
+
+    fs = fsspec.filesystem("memory")
+    _, buf = cv2.imencode(".png", np.random.default_rng(5).integers(0, 255, (300, 280, 3),
+                                                                      np.uint8))
+    fs.pipe("/tiledmem/in.png", buf.tobytes())
+    pipeline = {"steps": [{"op": "gaussian", "sigma": 2}]}
+    try:
+        s = pixelmill.run_tiled(pipeline, "memory://tiledmem/in.png",
+                                "memory://tiledmem/out.tif", tile=128, progress=False)
+        assert s.status == "ok" and s.failed == 0 and fs.exists("/tiledmem/out.tif")
+        whole = pixelmill.read_image("memory://tiledmem/out.tif")
+        assert whole.shape == (300, 280, 3)
+        with pytest.raises(UsageError, match="memory:// store"):
+            pixelmill.run_tiled(pipeline, "memory://tiledmem/in.png",
+                                "memory://tiledmem/out2.tif", tile=128, progress=False,
+                                engine="dask")
+    finally:
+        fs.rm("/tiledmem", recursive=True)

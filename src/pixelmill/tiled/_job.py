@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from pixelmill import regions, storage
-from pixelmill.engines import Engine, UnitFailure, default_workers, get_engine
+from pixelmill.engines import (
+    Engine,
+    InlineEngine,
+    UnitFailure,
+    default_workers,
+    get_engine,
+    parse_engine_spec,
+)
 from pixelmill.errors import PixelmillError, StorageError, TilingError, UsageError
 from pixelmill.pipeline import Pipeline, load_pipeline
 from pixelmill.tiled._output import (
@@ -471,8 +478,11 @@ def run_tiled(
         # the engine (a cluster's address) before the journal, the partial output or the tile
         # store: an unreachable one left them behind, and the retry was refused as a resume
         own_engine = engine is None or isinstance(engine, str)
-        eng = (get_engine(engine or "local", workers=max(1, min(concurrency, len(windows))))
-               if own_engine else engine)
+        if own_engine and _in_memory_store(input_uri, output_uri, engine):
+            eng = InlineEngine()  # a memory:// store exists only here: workers see an empty one
+        else:
+            eng = (get_engine(engine or "local", workers=max(1, min(concurrency, len(windows))))
+                   if own_engine else engine)
         if not whole and _loads_runtime(plan):
             try:  # a model's runtime (torch) is loaded by a worker, never by the driver
                 out_dtype, out_c = _probe_on_engine(eng, pipeline, source, plan)
@@ -595,6 +605,22 @@ def run_tiled(
     if own_manifest:
         writer.close()
     return summary
+
+
+def _in_memory_store(input_uri: str, output_uri: str, engine: str | None) -> bool:
+    """Whether the job reads or writes a ``memory://`` store, which only this process sees: on
+    the local engine its tiles then run here, in-process, as :func:`pixelmill.run` runs such
+    jobs (True); a Dask or Spark engine is refused (its workers would see stores of their own)."""
+    mem = next((u for u in (str(input_uri), str(output_uri)) if u.startswith("memory://")), None)
+    if mem is None:
+        return False
+    kind = parse_engine_spec(engine)[0]
+    if kind in ("dask", "spark"):
+        raise UsageError(
+            f"engine: {mem} is in a memory:// store, which exists only in this process; {kind} "
+            "workers cannot read or write it: use the local engine (it runs memory:// jobs in "
+            "this process) or a shared store (a folder, s3://)")
+    return kind == "local"
 
 
 def _write_error(output_uri: str, e: OSError) -> StorageError:
