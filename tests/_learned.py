@@ -23,3 +23,25 @@ def build_learned(root: Path, model: list[str]) -> dict[str, str]:
     assert main(["index", "build", str(table), "--out", str(index)]) == 0
     return {"root": str(root), "images": str(root / "images"), "pipe": str(pipe),
             "table": str(table), "model": str(out), "index": str(index)}
+
+
+def write_every_row_hnsw_index(folder: Path) -> None:
+    """An HNSW index as pixelmill wrote them before the distinct-vector graph: a graph item for
+    every row (200 cosine vectors of 4 dims, the first 20 copies of one)."""
+    import json
+
+    import hnswlib
+    import numpy as np
+
+    from pixelmill.learn.index import make_index
+
+    X = np.random.default_rng(1).normal(size=(200, 4)).astype(np.float32)
+    X[:20] = X[0]
+    ix = make_index(X, [{"key": str(i)} for i in range(200)], kind="exact")
+    ix.save(str(folder))
+    full = hnswlib.Index(space="cosine", dim=4)
+    full.init_index(max_elements=200, M=16, ef_construction=200, random_seed=100)
+    full.add_items(ix.vectors, np.arange(200), num_threads=1)
+    full.save_index(str(folder / "hnsw.bin"))
+    meta = json.loads((folder / "index.json").read_text())
+    (folder / "index.json").write_text(json.dumps({**meta, "kind": "hnsw"}))

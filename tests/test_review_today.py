@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from tests._learned import write_every_row_hnsw_index
+
 # ---- ops: median's joint channels ------------------------------------------------------------
 
 
@@ -85,21 +87,10 @@ def test_an_older_graph_of_every_row_saved_again_still_loads(tmp_path):
     """A loaded index whose graph holds every row (built before the distinct graph) was saved
     as 'graph: distinct': loading that copy found fewer distinct vectors than graph items and
     refused the index."""
-    import hnswlib
 
-    from pixelmill.learn.index import load_index, make_index
+    from pixelmill.learn.index import load_index
 
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 4)).astype(np.float32)
-    X[:20] = X[0]
-    ix = make_index(X, [{"key": str(i)} for i in range(200)], kind="exact")
-    ix.save(str(tmp_path / "old"))
-    full = hnswlib.Index(space="cosine", dim=4)
-    full.init_index(max_elements=200, M=16, ef_construction=200, random_seed=100)
-    full.add_items(ix.vectors, np.arange(200), num_threads=1)
-    full.save_index(str(tmp_path / "old" / "hnsw.bin"))
-    meta = json.loads((tmp_path / "old" / "index.json").read_text())
-    (tmp_path / "old" / "index.json").write_text(json.dumps({**meta, "kind": "hnsw"}))
+    write_every_row_hnsw_index(tmp_path / "old")
     old = load_index(str(tmp_path / "old"))
     old.save(str(tmp_path / "again"))
     again = load_index(str(tmp_path / "again"))

@@ -49,14 +49,11 @@ def check_manifest(manifest_uri: str, storage_options: Mapping[str, Any] | None 
     fs, path = storage.get_fs(manifest_uri, storage_options)
     if not fs.exists(path):  # an interrupted run's journal alone: read_manifest reads it
         return
-    if storage.is_local(fs):  # its footer only, not the whole file (millions of rows)
-        file = _open_parquet(manifest_uri, storage_options or {})
-        try:
-            names = set(file.schema_arrow.names)
-        finally:
-            _close(file)
-    else:
-        names = set(storage.read_parquet(manifest_uri, storage_options, schema_only=True).names)
+    file = _open_parquet(manifest_uri, storage_options or {})  # a local file: its footer only
+    try:
+        names = set(file.schema_arrow.names)
+    finally:
+        _close(file)
     if not names or "status" in names:  # no columns: a job without rows
         return
     if "valid" in names:
@@ -120,9 +117,7 @@ def _open_parquet(uri: str, so: Mapping[str, Any]) -> Any:
                 raise StorageError(f"{uri}: is a folder") from e
             raise StorageError(f"{uri}: cannot read: {e}") from e
     else:
-        sink = pa.BufferOutputStream()  # Arrow-allocated: freed without the GIL, on any thread
-        sink.write(storage.read_bytes(uri, so))
-        source = pa.BufferReader(sink.getvalue())
+        source = storage.read_arrow_buffer(uri, so)
     try:
         file = pq.ParquetFile(source, pre_buffer=False)
     except pa.ArrowException as e:

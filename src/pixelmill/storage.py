@@ -662,6 +662,16 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> by
         raise
 
 
+def read_arrow_buffer(uri: str, storage_options: Mapping[str, Any] | None = None):
+    """The file at ``uri`` as a ``pyarrow.BufferReader`` over memory Arrow owns (freed without
+    the GIL on any thread; see :func:`read_parquet` for why that matters)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    sink.write(read_bytes(uri, storage_options))
+    return pa.BufferReader(sink.getvalue())
+
+
 def read_parquet(uri: str, storage_options: Mapping[str, Any] | None = None, *,
                  schema_only: bool = False):
     """The Parquet file at ``uri`` (any URL) as a ``pyarrow.Table`` (or only its schema).
@@ -677,9 +687,7 @@ def read_parquet(uri: str, storage_options: Mapping[str, Any] | None = None, *,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    sink = pa.BufferOutputStream()  # Arrow-allocated: freed without the GIL, on any thread
-    sink.write(read_bytes(uri, storage_options))
-    data = pa.BufferReader(sink.getvalue())
+    data = read_arrow_buffer(uri, storage_options)
     try:
         if schema_only:
             return pq.read_schema(data)

@@ -12,6 +12,7 @@ import pytest
 from pixelmill.cli import main
 from pixelmill.errors import UnsuitableImageError, UsageError
 from pixelmill.learn.datasets import color_classes, write_labelled
+from tests._learned import write_every_row_hnsw_index
 from tests.learn.test_edge_cases import _blobs, _table
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -236,23 +237,9 @@ def test_hnsw_finds_neighbours_among_many_duplicate_vectors(metric, tmp_path):
 
 def test_an_hnsw_graph_of_every_row_from_before_still_loads(tmp_path):
     """Indexes written before the distinct-vector graph hold a graph of every row."""
-    import json
+    from pixelmill.learn.index import load_index
 
-    import hnswlib
-
-    from pixelmill.learn.index import load_index, make_index
-
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 4)).astype(np.float32)
-    X[:20] = X[0]
-    ix = make_index(X, [{"key": str(i)} for i in range(200)], kind="exact")
-    ix.save(str(tmp_path / "ix"))
-    full = hnswlib.Index(space="cosine", dim=4)  # as pixelmill built it before
-    full.init_index(max_elements=200, M=16, ef_construction=200, random_seed=100)
-    full.add_items(ix.vectors, np.arange(200), num_threads=1)
-    full.save_index(str(tmp_path / "ix" / "hnsw.bin"))
-    meta = json.loads((tmp_path / "ix" / "index.json").read_text())
-    (tmp_path / "ix" / "index.json").write_text(json.dumps({**meta, "kind": "hnsw"}))
+    write_every_row_hnsw_index(tmp_path / "ix")
     loaded = load_index(str(tmp_path / "ix"))
     assert loaded.groups is None and loaded.hnsw.get_current_count() == 200
     idx, _ = loaded.search(loaded.vectors[50:51], 3)

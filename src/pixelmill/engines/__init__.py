@@ -26,15 +26,31 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pixelmill.errors import InvalidParameterError, PixelmillError
 
-__all__ = ["CRASH_REASON", "ENGINE_NAMES", "Engine", "EngineUnavailableError", "InlineEngine",
-           "UnitFailure", "crash_reason", "default_workers", "get_engine", "parse_engine_spec",
-           "probe", "unit_clock", "unit_timed_out", "warm_up_once"]
+__all__ = [
+    "CRASH_REASON",
+    "ENGINE_NAMES",
+    "Engine",
+    "EngineUnavailableError",
+    "InlineEngine",
+    "UnitFailure",
+    "crash_reason",
+    "default_workers",
+    "get_engine",
+    "memory_store_here",
+    "parse_engine_spec",
+    "probe",
+    "restore_environ",
+    "saved_environ",
+    "unit_clock",
+    "unit_timed_out",
+    "warm_up_once",
+]
 
 ENGINE_NAMES = ("local", "dask", "spark")
 
@@ -81,6 +97,41 @@ def crash_reason(attempts: int | None = None, detail: str | None = None) -> str:
     extra = [t for t in (detail, None if attempts is None else
                          f"{attempts} attempt{'s' if attempts != 1 else ''}") if t]
     return CRASH_REASON + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def memory_store_here(uris: Iterable[str], engine: Any) -> bool:
+    """Whether a job reading or writing these URIs must run in this process: a ``memory://``
+    store exists only here, so on the local engine (named or default) its work runs
+    in-process (True); a Dask or Spark engine is refused before any work (its workers would
+    read and write stores of their own); an engine of the caller's own is used as given."""
+    mem = next((u for u in map(str, uris) if u.startswith("memory://")), None)
+    if mem is None:
+        return False
+    kind = (parse_engine_spec(engine)[0] if engine is None or isinstance(engine, str)
+            else getattr(engine, "name", None))
+    if kind in ("dask", "spark"):
+        from pixelmill.errors import UsageError
+
+        raise UsageError(
+            f"--engine {kind}: {mem} is in a memory:// store, which exists only in this process; "
+            f"{kind} workers cannot read or write it: use --engine local (it runs memory:// jobs "
+            "in this process) or a shared store (a folder, s3://)")
+    return kind == "local"
+
+
+def saved_environ(keys: Iterable[str]) -> dict[str, str | None]:
+    """These environment variables as they are now (None: unset), for :func:`restore_environ`
+    once a cluster library that sets them in this process for good has started."""
+    return {k: os.environ.get(k) for k in keys}
+
+
+def restore_environ(saved: Mapping[str, str | None]) -> None:
+    """Put back the variables of :func:`saved_environ` (unset those that were unset)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 #: in a worker: the deadline (``time.monotonic()``) and timeout of the unit each thread runs

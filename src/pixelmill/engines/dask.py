@@ -39,6 +39,8 @@ from pixelmill.engines import (
     default_workers,
     plan_batches,
     probe,
+    restore_environ,
+    saved_environ,
     unit_clock,
     warm_up_once,
 )
@@ -258,8 +260,7 @@ class DaskEngine:
             # the nannies run in this process and set their pre-spawn variables in its
             # os.environ (OMP_NUM_THREADS=1, ...) for good: put back when they are started
             # and again on close (a nanny restarting a worker sets them again)
-            self._environ = {k: os.environ.get(k)
-                             for k in {*pre_spawn, *WORKER_ENV, "PYTHONHASHSEED"}}
+            self._environ = saved_environ({*pre_spawn, *WORKER_ENV, "PYTHONHASHSEED"})
             try:
                 with dask.config.set(LOCAL_CLUSTER_CONFIG | {
                         "distributed.scheduler.allowed-failures": retries,
@@ -271,7 +272,7 @@ class DaskEngine:
                         host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
                     )
             finally:
-                self._restore_environ()
+                restore_environ(self._environ)
             self._client = Client(self._cluster, set_as_default=False)
 
     @staticmethod
@@ -305,15 +306,8 @@ class DaskEngine:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
-            self._restore_environ()
+            restore_environ(self._environ)
             _release_closed_servers()
-
-    def _restore_environ(self) -> None:
-        for key, value in self._environ.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
     def __enter__(self) -> DaskEngine:
         return self

@@ -52,6 +52,8 @@ from pixelmill.engines import (
     default_workers,
     plan_batches,
     probe,
+    restore_environ,
+    saved_environ,
     unit_clock,
     warm_up_once,
 )
@@ -273,7 +275,7 @@ class SparkEngine:
         #: what starting a session of our own changes in this process, put back on close():
         #: variables set here and by pyspark, and pyspark's SIGINT handler (which holds the
         #: stopped context and cancels its jobs, a failure, on every later Ctrl-C)
-        self._environ = {k: os.environ.get(k) for k in _SESSION_ENVIRON} if self._owned else {}
+        self._environ = saved_environ(_SESSION_ENVIRON) if self._owned else {}
         self._sigint: Any = None
         self._spark_sigint: Any = None
         if active is not None:
@@ -348,11 +350,7 @@ class SparkEngine:
 
     def _restore(self) -> None:
         """Put back what starting our own session changed in this process (see __init__)."""
-        for key, value in self._environ.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_environ(self._environ)
         self._environ = {}
         if (self._spark_sigint is not None and self._sigint is not None
                 and threading.current_thread() is threading.main_thread()

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pixelmill import storage
 from pixelmill._tables import iter_rows
+from pixelmill.engines import memory_store_here
 from pixelmill.errors import ExitCode, InvalidParameterError, StorageError, UsageError
 from pixelmill.jobs._plan import (
     DEFAULT_NAME_TEMPLATE,
@@ -120,18 +121,10 @@ def _memory_job(engine: Any, units: Sequence[WorkUnit], output: str | None,
     """Whether the job reads or writes a ``memory://`` store, which only this process sees:
     on the local engine it then runs here, in-process (True); a Dask or Spark engine is
     refused before any work (its workers would read and write stores of their own)."""
-    mem = next((uri for uri in [output or "", *(unit.uri for unit in units)]
-                if uri.startswith("memory://")), None)
-    if mem is None:
+    uris = [output or "", *(unit.uri for unit in units)]
+    if not memory_store_here(uris, engine):
         return False
-    kind = _engine_kind(engine)
-    if kind in ("dask", "spark"):
-        raise UsageError(
-            f"--engine {kind}: {mem} is in a memory:// store, which exists only in this process; "
-            f"{kind} workers cannot read or write it: use --engine local (it runs memory:// jobs "
-            "in this process) or a shared store (a folder, s3://)")
-    if kind != "local":
-        return False  # an engine of the caller's own (in-process, say): used as given
+    mem = next(u for u in uris if u.startswith("memory://"))
     if timeout is not None:
         raise InvalidParameterError(
             f"--timeout: {mem} is in a memory:// store, so the job runs in this process, where "

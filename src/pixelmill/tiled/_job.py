@@ -38,7 +38,7 @@ from pixelmill.engines import (
     UnitFailure,
     default_workers,
     get_engine,
-    parse_engine_spec,
+    memory_store_here,
 )
 from pixelmill.errors import PixelmillError, StorageError, TilingError, UsageError
 from pixelmill.pipeline import Pipeline, load_pipeline
@@ -478,7 +478,7 @@ def run_tiled(
         # the engine (a cluster's address) before the journal, the partial output or the tile
         # store: an unreachable one left them behind, and the retry was refused as a resume
         own_engine = engine is None or isinstance(engine, str)
-        if own_engine and _in_memory_store(input_uri, output_uri, engine):
+        if own_engine and memory_store_here((input_uri, output_uri), engine):
             eng = InlineEngine()  # a memory:// store exists only here: workers see an empty one
         else:
             eng = (get_engine(engine or "local", workers=max(1, min(concurrency, len(windows))))
@@ -605,22 +605,6 @@ def run_tiled(
     if own_manifest:
         writer.close()
     return summary
-
-
-def _in_memory_store(input_uri: str, output_uri: str, engine: str | None) -> bool:
-    """Whether the job reads or writes a ``memory://`` store, which only this process sees: on
-    the local engine its tiles then run here, in-process, as :func:`pixelmill.run` runs such
-    jobs (True); a Dask or Spark engine is refused (its workers would see stores of their own)."""
-    mem = next((u for u in (str(input_uri), str(output_uri)) if u.startswith("memory://")), None)
-    if mem is None:
-        return False
-    kind = parse_engine_spec(engine)[0]
-    if kind in ("dask", "spark"):
-        raise UsageError(
-            f"engine: {mem} is in a memory:// store, which exists only in this process; {kind} "
-            "workers cannot read or write it: use the local engine (it runs memory:// jobs in "
-            "this process) or a shared store (a folder, s3://)")
-    return kind == "local"
 
 
 def _write_error(output_uri: str, e: OSError) -> StorageError:

@@ -192,10 +192,15 @@ def whole_image_bytes(height: int, width: int, channels: int, itemsize: int,
     return int(values * itemsize + values * max(1.0, max_scale) ** 2 * value_bytes)
 
 
-def _driver_bytes() -> int:
+def process_rss() -> int:
+    """This process's resident memory in bytes."""
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+def _driver_bytes() -> int:
+    return process_rss()
 
 
 def assembly_bytes(width: int, channels: int, itemsize: int, band: int = 256) -> int:

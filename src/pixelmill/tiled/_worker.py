@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from pixelmill import regions
 from pixelmill.errors import DecodeError, PixelmillError, TilingError
 from pixelmill.pipeline import Pipeline, load_pipeline
 from pixelmill.tiled._array import crop_tile
-from pixelmill.tiled._plan import PipelinePlan
+from pixelmill.tiled._plan import PipelinePlan, process_rss
 from pixelmill.tiling import TileWindow, scale_box
 
 __all__ = ["CHUNK_ROWS", "TileJob", "run_tile"]
@@ -52,15 +51,6 @@ class TileJob:
 # ---- worker side --------------------------------------------------------------------------
 
 
-def _rss() -> int:
-    """This process's resident memory in bytes (0 where /proc cannot tell)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def _settle(job: TileJob) -> None:
     """Keep a worker within what the planner gave it: at most one tile's working memory
     (``job.tile_bytes``) resident above its floor (interpreter, model, caches: the resident
@@ -75,13 +65,13 @@ def _settle(job: TileJob) -> None:
     in page faults)."""
     if job.tile_bytes <= 0:
         return
-    rss = _rss()
+    rss = process_rss()
     floor = _CACHE.get("rss_floor")
     if rss and (floor is None or rss > floor + job.tile_bytes):
         from pixelmill.engines.local import release_memory
 
         if release_memory():
-            _CACHE["rss_floor"] = _rss()
+            _CACHE["rss_floor"] = process_rss()
 
 
 _CACHE: dict[str, Any] = {}
