@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 # constraints.txt pins the versions the suite was last run with: pip resolves instantly
 # instead of backtracking through the botocore/aiobotocore/moto version space.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt src/pixelmill/codecs/_jpegyuv.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,test]'
 	@touch $(STAMP)

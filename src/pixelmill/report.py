@@ -32,6 +32,7 @@ __all__ = ["build_report", "check_manifest", "default_report_uri", "measurement_
 #: from `pixelmill tile`/`upscale` or an input `run` routed to tiles, adds its own bookkeeping)
 _NOT_MEASURES = frozenset({
     "bytes", "width", "height", "out_width", "out_height", "output_bytes", "decode_reduce",
+    "decode_planes",
     "tiled", "tiles", "tile", "peak_rss", "level", "pyramid", "input_bytes", "tile_row",
     "tile_col", "y0", "x0",
 })

@@ -53,11 +53,14 @@ __all__ = ["run"]
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Inputs with more pixels are invalid (default: the codec's limit, 500 M).")
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
+@click.option("--no-planes", is_flag=True,
+              help="Decode every JPEG to RGB, also where a JPEG-to-JPEG job of area resizes and "
+                   "gaussians could run on its Y/Cb/Cr planes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @storage_option
 def run(pipeline, input, output, engine, workers, resume, overwrite, format_, quality, limit,
         manifest, timeout, recursive, include, exclude, label_from, name_template, measure_only,
-        tile_threshold, max_pixels, no_report, quiet, storage_options):
+        tile_threshold, max_pixels, no_report, no_planes, quiet, storage_options):
     """Run PIPELINE (a YAML/JSON file) over the images of INPUT, writing to OUTPUT.
 
     INPUT is a folder, file or glob (any fsspec URL: s3://, memory://, ...) or a scan manifest
@@ -81,7 +84,8 @@ def run(pipeline, input, output, engine, workers, resume, overwrite, format_, qu
         overwrite=overwrite, recursive=recursive, include=list(include) or None,
         exclude=list(exclude) or None, label_from=label_from, timeout=timeout,
         storage_options=so, tile_threshold=tile_threshold, progress=not quiet,
-        report=not no_report, name_template=name_template, max_pixels=max_pixels)
+        report=not no_report, name_template=name_template, max_pixels=max_pixels,
+        planes=not no_planes)
     if not quiet:
         click.echo(
             f"{summary.total} inputs: {summary.ok} ok, {summary.invalid} invalid, "

@@ -14,6 +14,9 @@ TIFF) or float32 (float TIFF). Bit depth is read from the header, never guessed 
   the header, before any pixel is decoded: a sequential JPEG whose image data is too short for
   the size it claims (at least 2 bits per 8×8 block), and more than 4 channels (a TIFF's extra
   samples).
+- :func:`decode_planes` gives a 4:2:0 JPEG's own Y/Cb/Cr planes (no colour conversion) and
+  :func:`encode_planes` writes them back (a C extension over libjpeg-turbo, built at install
+  where a compiler is; :func:`planes_available` says whether it was).
 - :func:`encode` writes jpg, png, tif and webp, with an ICC colour profile when given one;
   :func:`icc_profile` reads the profile an encoded image carries.
 """
@@ -37,6 +40,7 @@ from pixelmill.codecs._info import (
     ImageInfo,
     format_from_name,
 )
+from pixelmill.codecs._planes import decode_planes, encode_planes, planes_available
 from pixelmill.codecs._probe import exif_orientation, probe
 
 __all__ = [
@@ -49,12 +53,15 @@ __all__ = [
     "check_encodable",
     "check_pixel_limit",
     "decode",
+    "decode_planes",
     "decoder_threads",
     "encode",
+    "encode_planes",
     "exif_orientation",
     "format_from_name",
     "icc_fits",
     "icc_profile",
+    "planes_available",
     "probe",
     "verify",
 ]

@@ -397,6 +397,7 @@ def run(
     max_pixels: int | None = None,
     batch_size: int | None = None,
     manifest_field: str = "--manifest",
+    planes: bool = True,
 ) -> JobSummary:
     """Run ``pipeline`` over every image of ``input``, writing outputs under ``output``.
 
@@ -444,6 +445,10 @@ def run(
         Units per engine task (default: chosen by the engine).
     manifest_field : str
         How messages name the manifest (``--out`` for the learn commands).
+    planes : bool
+        Let JPEG → JPEG jobs of area resizes and gaussians run on each 4:2:0 JPEG's Y/Cb/Cr
+        planes, as JPEG stores them (no colour conversion either way; the manifest's
+        ``decode_planes`` column marks those rows); False decodes every JPEG to RGB.
 
     Returns
     -------
@@ -571,7 +576,8 @@ def run(
 
                 whole_memory = parse_memory(memory) or default_memory()
             spec = JobSpec(pipe, quality=quality, storage_options=so, max_pixels=max_pixels,
-                           tile_threshold=tile_threshold, whole_memory=whole_memory)
+                           tile_threshold=tile_threshold, whole_memory=whole_memory,
+                           planes=bool(planes))
             fn = _UnitFunction(spec, fingerprint)
             with _open_progress(len(todo), progress) as bar:
                 for unit in todo:  # unlisted folders: failed rows, written here

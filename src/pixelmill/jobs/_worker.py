@@ -30,6 +30,7 @@ from pixelmill.engines import unit_timed_out
 from pixelmill.engines.local import release_memory
 from pixelmill.errors import DecodeError, StorageError, UnsuitableImageError
 from pixelmill.jobs._plan import WorkUnit, quality_for
+from pixelmill.jobs._planar import planar_fits, run_planes
 from pixelmill.pipeline import Pipeline, Step
 
 __all__ = ["TILED_ROUTE", "JobSpec", "MemoryKeeper", "plan_shrink", "process_unit",
@@ -46,6 +47,7 @@ OUTPUT_STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _RESERVED = frozenset({
     "key", "uri", "relpath", "status", "reason", "output", "output_bytes", "sha256", "width",
     "height", "out_width", "out_height", "label", "bytes", "format", "decode_reduce",
+    "decode_planes",
     "pipeline", "t_read", "t_decode", "t_process", "t_encode", "t_write", "t_total",
 })
 
@@ -66,6 +68,8 @@ class JobSpec:
     max_pixels: int | None = None
     tile_threshold: int | None = None
     shrink_on_load: bool = True
+    #: JPEG → JPEG jobs of area resizes and gaussians run on the Y/Cb/Cr planes (_planar.py)
+    planes: bool = True
     #: bytes an input above ``tile_threshold`` may need when it cannot take the tiled route (a
     #: measure-only job, a pipeline that cannot be tiled) and is processed whole
     whole_memory: int | None = None
@@ -284,7 +288,7 @@ def process_unit(spec: JobSpec, unit: WorkUnit) -> dict[str, Any]:
 def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, Any]:
     """:func:`process_unit`'s work; appends the byte sizes of the unit's large buffers to
     ``held``."""
-    from pixelmill import codecs, storage
+    from pixelmill import codecs
 
     if not _worker_ready:
         _prepare_worker()
@@ -351,10 +355,20 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
                     "t_read": t_read - t_start}
     if reduce > 1:
         pipeline = shrunk
+    kw: dict[str, Any] = {"reduce": reduce} if reduce > 1 else {}
+    if spec.max_pixels is not None:
+        kw["max_pixels"] = spec.max_pixels
+    if (spec.planes and unit.output is not None and unit.format == "jpg"
+            and row["format"] == "jpg" and planar_fits(pipeline, width, height, reduce)
+            and codecs.planes_available()):
+        try:
+            planes = codecs.decode_planes(data, **kw)
+        except Exception:  # the RGB decode below reports it, worded as ever
+            planes = None
+        if planes is not None:
+            return _process_planes(spec, unit, row, pipeline, data, planes, reduce, held,
+                                   t_start, t_read)
     try:
-        kw: dict[str, Any] = {"reduce": reduce} if reduce > 1 else {}
-        if spec.max_pixels is not None:
-            kw["max_pixels"] = spec.max_pixels
         image = codecs.decode(data, **kw)
     except Exception as e:
         return {**row, "status": "invalid", "reason": _reason("decode", e),
@@ -380,19 +394,67 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
     held.append(int(getattr(out, "nbytes", 0)))
     row["out_width"], row["out_height"] = int(out.shape[1]), int(out.shape[0])
     _result_columns(row, result)
+
+    def encode(carried: bytes | None) -> bytes:
+        return codecs.encode(out, unit.format or "png",  # canonical: the plan made it so
+                             quality=quality_for(unit.format, spec.quality), icc_profile=carried)
+
+    return _deliver(spec, unit, row, pipeline, out.shape, encode, profile,
+                    (t_start, t_read, t_decode, t_process))
+
+
+def _process_planes(spec: JobSpec, unit: WorkUnit, row: dict[str, Any], pipeline: Pipeline,
+                    data: bytes, planes: tuple[Any, Any, Any], reduce: int, held: list[int],
+                    t_start: float, t_read: float) -> dict[str, Any]:
+    """The rest of :func:`_process_unit` for a JPEG decoded to its Y/Cb/Cr planes
+    (``jobs/_planar.py``): filtered plane by plane, encoded from the planes."""
+    from pixelmill import codecs
+
+    profile = codecs.icc_profile(data)
+    del data
+    held.append(sum(int(p.nbytes) for p in planes))
+    row["decode_reduce"] = reduce
+    row["decode_planes"] = True
+    t_decode = time.perf_counter()
+    try:
+        result = run_planes(pipeline, *planes)
+    except Exception as e:
+        return {**row, "status": "failed", "reason": _reason("pipeline", e),
+                "t_read": t_read - t_start, "t_decode": t_decode - t_read}
+    del planes
+    t_process = time.perf_counter()
+    y, cb, cr = result.image
+    held.append(int(y.nbytes) * 3 // 2)
+    row["out_width"], row["out_height"] = int(y.shape[1]), int(y.shape[0])
+    _result_columns(row, result)
+
+    def encode(carried: bytes | None) -> bytes:
+        return codecs.encode_planes(y, cb, cr, quality=quality_for("jpg", spec.quality),
+                                    icc_profile=carried)
+
+    return _deliver(spec, unit, row, pipeline, (*y.shape, 3), encode, profile,
+                    (t_start, t_read, t_decode, t_process))
+
+
+def _deliver(spec: JobSpec, unit: WorkUnit, row: dict[str, Any], pipeline: Pipeline,
+             shape: tuple[int, ...], encode: Any, profile: bytes | None,
+             times: tuple[float, float, float, float]) -> dict[str, Any]:
+    """Encode (``encode(profile to embed)``), write atomically and finish ``row`` with the
+    output and the stage timings; a measure-only unit only gets its timings."""
+    from pixelmill import storage
+
+    t_start, t_read, t_decode, t_process = times
     t_encode = t_write = t_process
     if unit.output is None:  # a measure-only job
         row.update(output=None, output_bytes=None, sha256=None)
     else:
         try:
-            fmt = unit.format or "png"  # canonical: the plan made it so
             carried = None
             if profile is not None and pipeline.keeps_colour_space:
                 from pixelmill.codecs._encode import embedded_profile
 
-                carried = embedded_profile(profile, out.shape, fmt)
-            blob = codecs.encode(out, fmt, quality=quality_for(unit.format, spec.quality),
-                                 icc_profile=carried)
+                carried = embedded_profile(profile, shape, unit.format or "png")
+            blob = encode(carried)
         except Exception as e:
             return {**row, "status": "failed", "reason": _reason("encode", e)}
         t_encode = time.perf_counter()
@@ -400,7 +462,7 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         if late is not None:  # its row is a timeout on every engine: no output behind it
             return {**row, "status": "failed", "reason": f"timeout: timed out after {late:g} s"}
         try:
-            storage.write_atomic(unit.output, blob, so)
+            storage.write_atomic(unit.output, blob, dict(spec.storage_options))
         except Exception as e:
             row = {**row, "status": "failed", "reason": _reason("write", e)}
             cause = e.__cause__ if isinstance(e, StorageError) else e

@@ -1,0 +1,143 @@
+/* The Y, Cb and Cr planes of a 4:2:0 JPEG, as libjpeg-turbo decodes them before colour
+ * conversion (raw_data_out), at 1/denom scale in the DCT domain.
+ *
+ * A thumbnail that is written back as a 4:2:0 JPEG can be computed on these planes: no
+ * chroma upsampling and YCbCr->RGB conversion on decode, a quarter of the chroma pixels to
+ * resize and blur, and no RGB->YCbCr conversion and chroma downsampling on encode
+ * (pixelmill.jobs uses it for pipelines of area resizes and gaussians; see _planar.py).
+ *
+ * Anything but a clean baseline or progressive 8-bit YCbCr 4:2:0 file returns None, and so
+ * does any warning libjpeg gives (damaged data): the caller then decodes the ordinary way,
+ * which reports the damage. Errors never exit the process: libjpeg's error_exit jumps back
+ * here (setjmp), and the decoder is destroyed.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <jpeglib.h>
+
+struct err_mgr {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    int warned;
+};
+
+static void on_error(j_common_ptr cinfo) { longjmp(((struct err_mgr *)cinfo->err)->jump, 1); }
+
+static void on_message(j_common_ptr cinfo, int level) {
+    if (level < 0) /* a warning: data was damaged (libjpeg goes on with gray) */
+        ((struct err_mgr *)cinfo->err)->warned = 1;
+}
+
+static int is_420(struct jpeg_decompress_struct *c) {
+    return c->jpeg_color_space == JCS_YCbCr && c->num_components == 3
+        && c->data_precision == 8
+        && c->comp_info[0].h_samp_factor == 2 && c->comp_info[0].v_samp_factor == 2
+        && c->comp_info[1].h_samp_factor == 1 && c->comp_info[1].v_samp_factor == 1
+        && c->comp_info[2].h_samp_factor == 1 && c->comp_info[2].v_samp_factor == 1;
+}
+
+static PyObject *decode_planes(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    int denom;
+    if (!PyArg_ParseTuple(args, "y*i", &buf, &denom))
+        return NULL;
+    if (denom != 1 && denom != 2 && denom != 4 && denom != 8) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "denom: expected 1, 2, 4 or 8");
+        return NULL;
+    }
+    struct jpeg_decompress_struct cinfo;
+    struct err_mgr jerr;
+    PyObject *volatile planes[3] = {NULL, NULL, NULL};
+    JSAMPROW *volatile rows[3] = {NULL, NULL, NULL};
+    PyThreadState *volatile released = NULL;
+    volatile int created = 0, ok = 0;
+    int width[3], height[3], stride[3], nrows[3], per[3];
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = on_error;
+    jerr.pub.emit_message = on_message;
+    jerr.warned = 0;
+    if (setjmp(jerr.jump))
+        goto done;
+    jpeg_create_decompress(&cinfo);
+    created = 1;
+    jpeg_mem_src(&cinfo, (const unsigned char *)buf.buf, (unsigned long)buf.len);
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK || !is_420(&cinfo) || jerr.warned)
+        goto done;
+    cinfo.raw_data_out = TRUE;
+    cinfo.dct_method = JDCT_ISLOW;
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = (unsigned int)denom;
+    jpeg_start_decompress(&cinfo);
+    int step = cinfo.max_v_samp_factor * cinfo.min_DCT_scaled_size;
+    int imcu_rows = (int)((cinfo.output_height + step - 1) / step);
+    for (int c = 0; c < 3; c++) {
+        jpeg_component_info *cp = &cinfo.comp_info[c];
+        int block = cp->DCT_scaled_size, mcu_w = cp->h_samp_factor * block;
+        per[c] = cp->v_samp_factor * block;
+        /* whole MCUs wide: the last MCU column may hold a dummy block */
+        stride[c] = (int)((cp->width_in_blocks * block + mcu_w - 1) / mcu_w * mcu_w);
+        nrows[c] = imcu_rows * per[c];
+        width[c] = (int)cp->downsampled_width;
+        height[c] = (int)cp->downsampled_height;
+        planes[c] = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)stride[c] * nrows[c]);
+        rows[c] = PyMem_Malloc(sizeof(JSAMPROW) * (size_t)per[c]);
+        if (planes[c] == NULL || rows[c] == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_NoMemory();
+            goto done;
+        }
+    }
+    unsigned char *base[3];
+    for (int c = 0; c < 3; c++)
+        base[c] = (unsigned char *)PyByteArray_AS_STRING(planes[c]);
+    released = PyEval_SaveThread();
+    for (int r = 0; r < imcu_rows; r++) {
+        JSAMPARRAY arrays[3];
+        for (int c = 0; c < 3; c++) {
+            for (int i = 0; i < per[c]; i++)
+                rows[c][i] = base[c] + ((size_t)r * per[c] + i) * stride[c];
+            arrays[c] = rows[c];
+        }
+        if (jpeg_read_raw_data(&cinfo, arrays, (JDIMENSION)step) != (JDIMENSION)step)
+            goto done; /* suspended: the data ended */
+    }
+    jpeg_finish_decompress(&cinfo);
+    ok = !jerr.warned;
+done:
+    if (released != NULL)
+        PyEval_RestoreThread(released);
+    if (created)
+        jpeg_destroy_decompress(&cinfo);
+    PyObject *result = NULL;
+    if (ok)
+        result = Py_BuildValue("((OiiiI)(OiiiI)(OiiiI))",
+                               planes[0], width[0], height[0], stride[0], (unsigned)nrows[0],
+                               planes[1], width[1], height[1], stride[1], (unsigned)nrows[1],
+                               planes[2], width[2], height[2], stride[2], (unsigned)nrows[2]);
+    for (int c = 0; c < 3; c++) {
+        Py_XDECREF(planes[c]);
+        if (rows[c] != NULL)
+            PyMem_Free(rows[c]);
+    }
+    PyBuffer_Release(&buf);
+    if (result == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_planes", decode_planes, METH_VARARGS,
+     "decode_planes(data, denom) -> ((plane, width, height, stride, rows) x 3) or None\n\n"
+     "The Y, Cb, Cr planes of an 8-bit 4:2:0 JPEG at 1/denom scale (bytearrays of rows x\n"
+     "stride bytes, of which height x width are the image); None for any other JPEG and for\n"
+     "any libjpeg warning or error."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_jpegyuv",
+                                    "libjpeg-turbo's raw Y/Cb/Cr planes of 4:2:0 JPEGs.", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__jpegyuv(void) { return PyModule_Create(&module); }
