@@ -249,21 +249,25 @@ def auto_batch_size(n_units: int, workers: int, per_worker_tasks: int = 8, cap: 
 
 
 def plan_batches(n_units: int, workers: int, batch_size: int | None = None, *,
-                 timeout: float | None = None, per_worker_tasks: int = 8) -> list[list[int]]:
+                 timeout: float | None = None, per_worker_tasks: int = 8, cap: int = 64,
+                 tail_floor: int = 0) -> list[list[int]]:
     """Indices ``0..n_units-1`` cut into the batches an engine hands out, in order.
 
     An explicit ``batch_size`` is honoured exactly; with a timeout every unit is its own batch
-    (its clock is its own). Otherwise batches of :func:`auto_batch_size` units shrink towards
-    the end (guided scheduling: a batch is at most ``1/(2·workers)`` of what is left), so no
-    worker idles through the last large batch of another.
+    (its clock is its own). Otherwise batches of :func:`auto_batch_size` units (at most ``cap``)
+    shrink towards the end (guided scheduling: a batch is at most ``1/(2·workers)`` of what is
+    left), so no worker idles through the last large batch of another; with ``tail_floor`` F
+    they shrink to no fewer than 1/F of the first batches' size (an engine whose every batch
+    costs a job of its own: Spark).
     """
     if batch_size is not None or timeout:
         size = batch_size or 1
         return [list(range(i, min(i + size, n_units))) for i in range(0, n_units, size)]
-    cap = auto_batch_size(n_units, workers, per_worker_tasks)
+    cap = auto_batch_size(n_units, workers, per_worker_tasks, cap=cap)
+    floor = max(1, cap // tail_floor) if tail_floor else 1
     batches, start = [], 0
     while start < n_units:
-        size = max(1, min(cap, -(-(n_units - start) // (2 * max(1, workers)))))
+        size = max(floor, min(cap, -(-(n_units - start) // (2 * max(1, workers)))))
         batches.append(list(range(start, min(start + size, n_units))))
         start += size
     return batches
