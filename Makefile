@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml setup.py constraints.txt src/pixelmill/codecs/_jpegyuv.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,test]'
+	@$(PY) -c "from pixelmill.codecs import planes_available as ok; ok() or print('note: the JPEG planes extension (src/pixelmill/codecs/_jpegyuv.c) was not built: it needs a C compiler and the libjpeg headers (Debian: libjpeg62-turbo-dev). JPEGs are decoded to RGB. To build it once they are there: rm $(STAMP) && make install')"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -17,6 +17,18 @@
 #include <stdio.h>
 #include <jpeglib.h>
 
+/* libjpeg 7+ (and libjpeg-turbo built with its jpeg7/jpeg8 API, as Ubuntu's libjpeg-turbo8
+ * is) split the DCT scaled sizes into horizontal and vertical ones */
+#if JPEG_LIB_VERSION >= 70
+#define MIN_V_SCALED(c) ((c)->min_DCT_v_scaled_size)
+#define H_SCALED(cp) ((cp)->DCT_h_scaled_size)
+#define V_SCALED(cp) ((cp)->DCT_v_scaled_size)
+#else
+#define MIN_V_SCALED(c) ((c)->min_DCT_scaled_size)
+#define H_SCALED(cp) ((cp)->DCT_scaled_size)
+#define V_SCALED(cp) ((cp)->DCT_scaled_size)
+#endif
+
 struct err_mgr {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
@@ -71,12 +83,12 @@ static PyObject *decode_planes(PyObject *self, PyObject *args) {
     cinfo.scale_num = 1;
     cinfo.scale_denom = (unsigned int)denom;
     jpeg_start_decompress(&cinfo);
-    int step = cinfo.max_v_samp_factor * cinfo.min_DCT_scaled_size;
+    int step = cinfo.max_v_samp_factor * MIN_V_SCALED(&cinfo);
     int imcu_rows = (int)((cinfo.output_height + step - 1) / step);
     for (int c = 0; c < 3; c++) {
         jpeg_component_info *cp = &cinfo.comp_info[c];
-        int block = cp->DCT_scaled_size, mcu_w = cp->h_samp_factor * block;
-        per[c] = cp->v_samp_factor * block;
+        int block = H_SCALED(cp), mcu_w = cp->h_samp_factor * block;
+        per[c] = cp->v_samp_factor * V_SCALED(cp);
         /* whole MCUs wide: the last MCU column may hold a dummy block */
         stride[c] = (int)((cp->width_in_blocks * block + mcu_w - 1) / mcu_w * mcu_w);
         nrows[c] = imcu_rows * per[c];

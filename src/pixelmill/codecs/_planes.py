@@ -69,7 +69,7 @@ def decode_planes(data: bytes, *, reduce: int = 1,
     for buf, width, height, stride, rows in got:
         planes.append(np.frombuffer(buf, np.uint8).reshape(rows, stride)[:height, :width])
     y = planes[0]
-    if y.shape != (-(-info.height // reduce), -(-info.width // reduce)):
+    if y.shape != info.shape(apply_exif=False, reduce=reduce)[:2]:
         return None  # pragma: no cover - libjpeg's scaled sizes are these
     return planes[0], planes[1], planes[2]
 

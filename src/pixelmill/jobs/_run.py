@@ -758,6 +758,10 @@ class _UnitFunction:
             for fmt in ("jpg", "png"):
                 with contextlib.suppress(Exception):
                     codecs.encode(out, fmt)
+            if self.spec.planes and codecs.planes_available():  # the planes route's imports
+                plane = np.full((64, 64), 128, np.uint8)
+                with contextlib.suppress(Exception):
+                    codecs.encode_planes(plane, plane[:32, :32], plane[:32, :32])
 
 
 def encoding_of(fmt: str | None, quality: int | None) -> str:

@@ -366,7 +366,13 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
         except Exception:  # the RGB decode below reports it, worded as ever
             planes = None
         if planes is not None:
-            return _process_planes(spec, unit, row, pipeline, data, planes, reduce, held,
+            # handed over in a list that _process_planes empties: this frame keeps neither the
+            # file's bytes nor the decoded planes alive while the result is encoded and written
+            # (the RGB route frees both as early)
+            profile = codecs.icc_profile(data)
+            decoded = [planes]
+            del data, planes
+            return _process_planes(spec, unit, row, pipeline, profile, decoded, reduce, held,
                                    t_start, t_read)
     try:
         image = codecs.decode(data, **kw)
@@ -404,14 +410,14 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
 
 
 def _process_planes(spec: JobSpec, unit: WorkUnit, row: dict[str, Any], pipeline: Pipeline,
-                    data: bytes, planes: tuple[Any, Any, Any], reduce: int, held: list[int],
-                    t_start: float, t_read: float) -> dict[str, Any]:
+                    profile: bytes | None, decoded: list[tuple[Any, Any, Any]], reduce: int,
+                    held: list[int], t_start: float, t_read: float) -> dict[str, Any]:
     """The rest of :func:`_process_unit` for a JPEG decoded to its Y/Cb/Cr planes
-    (``jobs/_planar.py``): filtered plane by plane, encoded from the planes."""
+    (``jobs/_planar.py``): filtered plane by plane, encoded from the planes. ``decoded`` holds
+    the planes and is emptied here, so that they are freed once filtered."""
     from pixelmill import codecs
 
-    profile = codecs.icc_profile(data)
-    del data
+    planes = decoded.pop()
     held.append(sum(int(p.nbytes) for p in planes))
     row["decode_reduce"] = reduce
     row["decode_planes"] = True
