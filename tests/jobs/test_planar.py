@@ -203,6 +203,9 @@ def test_encode_planes_checks_its_arguments():
       {"op": "gaussian", "sigma": 1, "mode": "nearest"}], True),
     ([{"op": "resize", "long_side": 512, "method": "bilinear"}], False),
     ([{"op": "gaussian", "sigma": 1, "mode": "constant"}], False),  # zero chroma is not grey
+    # mirror reflects about the edge pixel's centre: half a luma pixel off on chroma
+    ([{"op": "resize", "factor": 0.5}, {"op": "gaussian", "sigma": 2, "mode": "mirror"}], False),
+    ([{"op": "resize", "factor": 0.5}, {"op": "gaussian", "sigma": 2, "mode": "wrap"}], True),
     ([{"op": "resize", "long_side": 512}, {"op": "unsharp_mask"}], False),
     ([{"op": "resize", "long_side": 512}, {"op": "sharpness"}], False),  # measures need RGB
 ])

@@ -12,7 +12,8 @@ are as close to an exact float computation from the full-size decode
 
 Taken for an input JPEG stored 8-bit 4:2:0 YCbCr, upright (EXIF orientation 1), undamaged,
 written as a JPEG, when every step is an area ``resize`` or a ``gaussian`` (any border but
-``constant``: a zero chroma value is not a neutral colour), every resize gives an even width
+``constant``, where a zero chroma value is not a neutral colour, and ``mirror``, whose axis
+is half a luma pixel off on chroma), every resize gives an even width
 and height (a chroma pixel is then exactly 2×2 luma pixels) no larger than its input, and the
 result's chroma is half its luma each way. Anything else is decoded to RGB as before.
 ``run(..., planes=False)`` (``--no-planes``) turns it off.
@@ -42,6 +43,10 @@ from pixelmill.pipeline import Pipeline, PipelineResult
 
 __all__ = ["planar_fits", "planar_pipeline", "run_planes"]
 
+#: gaussian borders the half-size chroma cannot follow: ``constant`` pads with 0, which is not
+#: a neutral chroma value; ``mirror`` reflects about the edge pixel's centre, which on a chroma
+#: pixel (2×2 luma pixels) is half a luma pixel further in than on luma
+_OFF_GRID_MODES = frozenset({"constant", "mirror"})
 #: fewest sigmas a gaussian may be truncated at to run on planes (module docstring)
 MIN_TRUNCATE = 2.0
 #: smallest non-zero sigma, in chroma pixels, a gaussian may have on the chroma planes
@@ -59,7 +64,7 @@ def planar_pipeline(pipeline: Pipeline) -> bool:
             if kw["method"] != "area":
                 return False
         elif step.op == "gaussian":
-            if kw["mode"] == "constant" or kw["truncate"] < MIN_TRUNCATE:
+            if kw["mode"] in _OFF_GRID_MODES or kw["truncate"] < MIN_TRUNCATE:
                 return False
         else:
             return False
