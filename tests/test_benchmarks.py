@@ -89,6 +89,11 @@ BENCHES = [
            r"^pixelmill on Spark / binaryFile \+ Pillow UDF: [\d.]+x \(bar >= 3\)$",
            r"^dask / local: [\d.]+ \(bar >= 0.85\)$", r"^spark / local: [\d.]+ \(bar >= 0.85\)$"),
           (pytest.mark.slow, pytest.mark.dask, pytest.mark.spark), services=True),
+    Bench("bench_pipelines.py", "--n 4 --n-small 8 --repeat 1 --dir {tmp}",
+          (r"^pipelines benchmark: 2 workers; 1 interleaved rounds",
+           r"^job\s+images\s+pixelmill img/s\s+hand-written img/s\s+ratio$",
+           *(rf"^{j}\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+$"
+             for j in ("unsharp", "resize-png", "gray-otsu", "clahe", "rotate-flip", "measure")))),
     Bench("bench_ops.py", "--size 96x64 --repeat 1 --budget 0.2",
           (r"^ops benchmark: 96x64 RGB photo mosaic",
            r"^op\s+setting\s+dtype\s+pixelmill ms\s+ref ms\s+ratio\s+wall ratio\s+reference$",

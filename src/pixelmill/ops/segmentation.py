@@ -51,6 +51,34 @@ def _foreground(image: np.ndarray) -> np.ndarray:
     return image != 0 if image.ndim == 2 else (image != 0).any(axis=2)
 
 
+#: below this many pixels every histogram count is exact in float32 (OpenCV's histogram type)
+_EXACT_COUNTS = 1 << 24
+
+
+def _otsu_u8(src: np.ndarray, invert: bool) -> np.ndarray:
+    """``(src > threshold_otsu(src)) * 255`` of a contiguous uint8 H×W image, bit for bit.
+
+    skimage's ``threshold_otsu(src)`` scans the image for a single value, then counts it with
+    ``np.bincount`` after widening every pixel to int64 and keeps the counts as float32; the
+    mask then takes two more passes (compare, cast and scale): 3.5 ms of a 2-megapixel image,
+    against 0.6 ms here. The same threshold comes from the same float32 counts and int64 bin
+    centres, trimmed of empty ends as skimage trims them, counted by OpenCV (exact below
+    :data:`_EXACT_COUNTS` pixels); ``cv2.threshold`` compares with ``floor(t)``, which for
+    integer pixels is ``> t``.
+    """
+    from skimage.filters import threshold_otsu
+
+    counts = cv2.calcHist([src], [0], None, [256], [0, 256]).ravel()
+    used = np.flatnonzero(counts)
+    if used.size == 1:  # one value: skimage returns it, and nothing is above it
+        t = float(used[0])
+    else:
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        t = float(threshold_otsu(hist=(counts[lo:hi], np.arange(lo, hi))))
+    kind = cv2.THRESH_BINARY_INV if invert else cv2.THRESH_BINARY
+    return cv2.threshold(src, t, 255, kind)[1]
+
+
 @op(family="segmentation", halo=_threshold_halo, check=_threshold_check, out_dtype="uint8")
 def threshold(
     image: np.ndarray,
@@ -98,6 +126,10 @@ def threshold(
     array([[  0, 255]], dtype=uint8)
     """
     image = check_image(image, "threshold")
+    if (method == "otsu" and channels(image) == 1 and image.dtype == np.uint8
+            and image.size < _EXACT_COUNTS):
+        return _otsu_u8(np.ascontiguousarray(image if image.ndim == 2 else image[..., 0]),
+                        invert)
     if method == "otsu" and channels(image) == 1 and image.dtype.kind == "u":
         from skimage.filters import threshold_otsu
 
