@@ -27,20 +27,19 @@ Run: ``.venv/bin/python benchmarks/bench_pipelines.py [--n 120] [--n-small 2000]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing as mp
 import os
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from bench_thumbnail import MALLOC_ENV, environ  # this script's folder is sys.path[0]
 
 Q = 90
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 
 JOBS: dict[str, dict] = {
     "unsharp": {"set": "hd", "format": "jpg",
@@ -181,20 +180,6 @@ def _init_worker() -> None:
 
 def _noop(_: int) -> int:
     return 0
-
-
-@contextlib.contextmanager
-def environ(env: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class HandPool:
