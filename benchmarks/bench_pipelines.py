@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_thumbnail import MALLOC_ENV, environ  # this script's folder is sys.path[0]
+from bench_thumbnail import MALLOC_ENV, environ, make_photos  # this folder is sys.path[0]
 
 Q = 90
 
@@ -57,34 +57,6 @@ JOBS: dict[str, dict] = {
                 "steps": [{"op": "sharpness"}, {"op": "brightness_contrast"}]},
 }
 SIZES = {"hd": (1920, 1080), "big": (2048, 1536), "small": (320, 240)}
-
-
-def make_photos(root: Path, n: int, size: tuple[int, int]) -> list[Path]:
-    """``n`` q90 JPEGs of ``size``: crops of scikit-image's photographs, resized, with noise."""
-    import cv2
-    from skimage import data
-
-    root.mkdir(parents=True, exist_ok=True)
-    paths = [root / f"photo{i:04d}.jpg" for i in range(n)]
-    if all(p.exists() for p in paths):
-        return paths
-    rng = np.random.default_rng(0)
-    sources = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(),
-               np.dstack([data.camera()] * 3)]
-    w, h = size
-    for i, p in enumerate(paths):
-        src = sources[i % len(sources)]
-        sh, sw = src.shape[:2]
-        ch, cw = int(sh * rng.uniform(0.6, 1.0)), int(sw * rng.uniform(0.6, 1.0))
-        y, x = rng.integers(0, sh - ch + 1), rng.integers(0, sw - cw + 1)
-        noise_seed = int(rng.integers(1 << 31))
-        if p.exists():
-            continue
-        img = cv2.resize(src[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_CUBIC)
-        noise = np.random.default_rng(noise_seed).normal(0, 4, img.shape)
-        img = np.clip(img + noise, 0, 255).astype(np.uint8)
-        cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return paths
 
 
 # ---- hand-written equivalents (top-level: picklable for the pool) ------------------------

@@ -50,8 +50,9 @@ PIPELINE = {"steps": [{"op": "resize", "long_side": LONG, "method": "area"},
                       {"op": "gaussian", "sigma": SIGMA}]}
 
 
-def make_photos(root: Path, n: int) -> list[Path]:
-    """``n`` 1920×1080 q90 JPEGs: crops of scikit-image's photographs, upscaled, with noise."""
+def make_photos(root: Path, n: int, size: tuple[int, int] = (W, H)) -> list[Path]:
+    """``n`` q90 JPEGs of ``size`` (width, height; 1920×1080 by default): crops of
+    scikit-image's photographs, resized, with noise."""
     import cv2
     from skimage import data
 
@@ -64,13 +65,13 @@ def make_photos(root: Path, n: int) -> list[Path]:
                np.dstack([data.camera()] * 3)]
     for i, p in enumerate(paths):
         src = sources[i % len(sources)]
-        h, w = src.shape[:2]
-        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
-        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        sh, sw = src.shape[:2]
+        ch, cw = int(sh * rng.uniform(0.6, 1.0)), int(sw * rng.uniform(0.6, 1.0))
+        y, x = rng.integers(0, sh - ch + 1), rng.integers(0, sw - cw + 1)
         noise_seed = int(rng.integers(1 << 31))
         if p.exists():  # left by an interrupted earlier run (same seed, same bytes)
             continue
-        img = cv2.resize(src[y:y + ch, x:x + cw], (W, H), interpolation=cv2.INTER_CUBIC)
+        img = cv2.resize(src[y:y + ch, x:x + cw], size, interpolation=cv2.INTER_CUBIC)
         noise = np.random.default_rng(noise_seed).normal(0, 4, img.shape)
         img = np.clip(img + noise, 0, 255).astype(np.uint8)
         cv2.imwrite(str(p), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
