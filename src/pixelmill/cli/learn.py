@@ -211,9 +211,14 @@ def train(features, model_name, out, columns, grid, images, label_from, size, ch
 @click.option("--no-report", is_flag=True, help="Write no HTML report.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing --report file (MODEL/report.html is always renewed).")
+@click.option("--allow-other-split", is_flag=True,
+              help="Score the test/val rows even when FEATURES was split with other settings "
+              "(ratios, split-by, salt) than the model's training table (refused otherwise: "
+              "those rows may include images the model was trained on).")
 @json_option
 @storage_option
-def evaluate(model, features, split, report, no_report, overwrite, as_json, storage_options):
+def evaluate(model, features, split, report, no_report, overwrite, allow_other_split, as_json,
+             storage_options):
     """Evaluate MODEL on a split of FEATURES: accuracy, macro F1, per class, confusion matrix."""
     from pixelmill import storage
     from pixelmill.learn.evaluation import evaluate as run_evaluate
@@ -228,7 +233,8 @@ def evaluate(model, features, split, report, no_report, overwrite, as_json, stor
     if report is None and not no_report:
         report = storage.join(model, "report.html")
     ev = run_evaluate(model, features, split=split, report=None if no_report else report,
-                      storage_options=so)
+                      storage_options=so, allow_other_split=allow_other_split,
+                      log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(ev.to_dict()))
         return

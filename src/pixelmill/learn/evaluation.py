@@ -13,6 +13,7 @@ still list every model class (with support 0 where it is absent).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,9 @@ import numpy as np
 
 from pixelmill.errors import UsageError
 
-__all__ = ["Evaluation", "classification_metrics", "evaluate"]
+__all__ = ["Evaluation", "check_split", "classification_metrics", "evaluate"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,6 +91,41 @@ def classification_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Se
             roc_auc_ovr)
 
 
+def check_split(model_meta: Mapping[str, Any], table_settings: Mapping[str, Any] | None,
+                *, model: str, features: str, split: str, allow_other_split: bool = False,
+                log: Any = None) -> None:
+    """Refuse to score a table's ``split`` rows (test or val) when its split was made with
+    other settings than the model's training split: its test rows may then include images the
+    model was trained on, and every score would be inflated.
+
+    ``allow_other_split`` scores anyway (with a warning line); when the model or the table has
+    no recorded settings (made before they were recorded) nothing can be checked: one warning
+    line. ``log`` receives the warning (default: this module's logger)."""
+    if split not in ("test", "val"):  # train / all rows: nothing claims to be held out
+        return
+    warn = log if log is not None else _log.warning
+    mine = model_meta.get("split")
+    if not isinstance(mine, Mapping) or not isinstance(table_settings, Mapping):
+        which = (f"the model {model}" if not isinstance(mine, Mapping) else features)
+        warn(f"warning: {which} records no split settings (made before they were recorded, "
+             f"or from a table without them): cannot check that the {split} rows of "
+             f"{features} were held out of the model's training")
+        return
+    from pixelmill.learn.split import describe_split, same_split
+
+    if same_split(mine, table_settings):
+        return
+    here = describe_split(table_settings, origin=False)
+    problem = (f"{features}: its split ({here}) is not the one the model {model} was trained with"
+               f" ({describe_split(mine)}), so its {split} rows "
+               "may include images the model was trained on and the scores would be inflated")
+    if allow_other_split:
+        warn(f"warning: {problem}; scored anyway (--allow-other-split)")
+        return
+    raise UsageError(f"{problem}; evaluate on a table split as the model's was (learn extract "
+                     "--ratios/--split-by/--salt), or pass --allow-other-split to score anyway")
+
+
 def evaluate(
     model: str,
     features: str,
@@ -96,6 +134,8 @@ def evaluate(
     report: str | None = None,
     max_examples: int = 24,
     storage_options: Mapping[str, Any] | None = None,
+    allow_other_split: bool = False,
+    log: Any = None,
 ) -> Evaluation:
     """Evaluate the model directory ``model`` on the ``split`` rows of a feature table.
 
@@ -113,17 +153,26 @@ def evaluate(
         Misclassified examples kept (the most confident mistakes first).
     storage_options : mapping, optional
         fsspec options.
+    allow_other_split : bool
+        Score the ``test`` / ``val`` rows even when the table's split was made with other
+        settings (ratios, split_by, salt) than the model's training split — refused otherwise
+        (:func:`check_split`): those rows may include images the model was trained on.
+    log : callable, optional
+        Receives warning lines (default: the ``pixelmill.learn.evaluation`` logger).
 
     Returns
     -------
     Evaluation
     """
-    from pixelmill.learn.features import load_features, read_table
+    from pixelmill.learn.features import load_features, read_table, table_split_settings
     from pixelmill.learn.models import load_model, read_images
 
     trained = load_model(model, storage_options)
     if trained.kind == "cnn":
         table = read_table(features, storage_options)
+        check_split(trained.meta, table_split_settings(table, features), model=model,
+                    features=features, split=split, allow_other_split=allow_other_split,
+                    log=log)
         rows = [r for r in table.select([c for c in ("uri", "label", "split", "status")
                                          if c in table.column_names]).to_pylist()
                 if r.get("status", "ok") == "ok" and (split == "all" or r.get("split") == split)]
@@ -146,6 +195,8 @@ def evaluate(
                              f"({e})") from e
         check_features(trained.meta, fs.X.shape[1] if len(fs) else None, fs.pipeline, features,
                        fs.models)
+        check_split(trained.meta, fs.split_settings, model=model, features=features,
+                    split=split, allow_other_split=allow_other_split, log=log)
         mask = np.ones(len(fs), bool) if split == "all" else fs.split == split
         unlabelled = 0
         if fs.labels is not None:  # an image without a label cannot be scored: left out

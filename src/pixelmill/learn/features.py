@@ -23,15 +23,17 @@ import pyarrow.parquet as pq
 
 from pixelmill import storage
 from pixelmill.errors import InvalidParameterError, UsageError
-from pixelmill.learn.split import assign_split, parse_ratios
+from pixelmill.learn.split import assign_split, parse_ratios, split_settings
 
-__all__ = ["SPLIT_KEYS", "FeatureSet", "extract", "load_features", "read_table", "write_table"]
+__all__ = ["SPLIT_KEYS", "FeatureSet", "extract", "load_features", "read_table",
+           "table_split_settings", "write_table"]
 
 #: what the split hash reads: the path relative to the collection root, the full URI, or the
 #: file's SHA-256 (``content``: renames and moves keep the split, duplicates share one split)
 SPLIT_KEYS = ("relpath", "uri", "content")
 CONTENT_COLUMN = "content_sha256"
 VECTOR_PREFIX = "vec_"
+SPLIT_METADATA = b"pixelmill.split"  #: the table's split settings (JSON), set by add_split
 
 
 def read_table(uri: str, storage_options: Mapping[str, Any] | None = None) -> pa.Table:
@@ -102,9 +104,29 @@ def add_split(table: pa.Table, ratios: Any = None, *, split_by: str = "relpath",
         table = table.drop_columns(["split"])
     table = table.append_column("split", pa.array(splits, pa.string()))
     meta = dict(table.schema.metadata or {})
-    meta[b"pixelmill.split"] = json.dumps(
+    meta[SPLIT_METADATA] = json.dumps(
         {"ratios": list(fractions), "split_by": split_by, "salt": salt}).encode()
     return table.replace_schema_metadata(meta)
+
+
+def table_split_settings(table: pa.Table, source: str | None = None) -> dict[str, Any] | None:
+    """The split settings a feature table's ``split`` column was made with (its metadata, with
+    ``source="table"`` and ``uri=source`` added), the defaults for a table without a ``split``
+    column (its split is computed on reading), or None when a split column has no record
+    (tables written before the settings were recorded, or by other tools)."""
+    if "split" not in table.column_names:
+        return split_settings(source="default", uri=source)
+    raw = (table.schema.metadata or {}).get(SPLIT_METADATA)
+    if not raw:
+        return None
+    try:
+        recorded = json.loads(raw)
+        if not isinstance(recorded, dict):
+            return None
+        return split_settings(recorded.get("ratios"), recorded.get("split_by", "relpath"),
+                              recorded.get("salt", ""), source="table", uri=source)
+    except (ValueError, InvalidParameterError):
+        return None
 
 
 def extract(
@@ -193,6 +215,8 @@ class FeatureSet:
     columns: list[str]  #: the vector columns, in the order they fill X
     pipeline: dict | None  #: the extraction pipeline (from the table's metadata)
     models: dict | None = None  #: the models its steps named, hashed (``pixelmill.models``)
+    #: the settings its split was made with (:func:`table_split_settings`; None: unrecorded)
+    split_settings: dict | None = None
 
     @property
     def labelled(self) -> np.ndarray:
@@ -280,7 +304,8 @@ def table_to_features(table: pa.Table, columns: Sequence[str] | None = None,
     pipeline = json.loads(raw) if raw else None
     raw = meta.get(b"pixelmill.models")
     models = json.loads(raw) if raw else None
-    return FeatureSet(keys, uris, labels, split, X, wanted, pipeline, models)
+    return FeatureSet(keys, uris, labels, split, X, wanted, pipeline, models,
+                      table_split_settings(table, source))
 
 
 def load_features(uri: str, columns: Sequence[str] | None = None,

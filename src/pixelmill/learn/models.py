@@ -450,7 +450,10 @@ def train(
     workers : int, optional
         Threads (random forest, PyTorch).
     ratios, salt : optional
-        Split settings for ``images``.
+        Split settings for ``images`` (split by relative path). Every model records the
+        settings of its split in ``model.json`` (``split``: ratios, split_by, salt, and where
+        they came from; None when the table recorded none), for :func:`evaluate
+        <pixelmill.learn.evaluate>` to check that the rows it scores were held out.
     storage_options : mapping, optional
         fsspec options.
     log : callable, optional
@@ -462,6 +465,7 @@ def train(
     """
     from pixelmill.learn.classifiers import MODEL_NAMES, fit_classifier
     from pixelmill.learn.features import load_features
+    from pixelmill.learn.split import split_settings
 
     t0 = time.perf_counter()
     if model not in (*MODEL_NAMES, "cnn"):
@@ -487,10 +491,12 @@ def train(
         if images is not None:
             uris, labels, split = _image_table(images, label_from, storage_options, ratios, salt)
             source = images
+            settings = split_settings(ratios, "relpath", salt, source="images", uri=images)
         elif features is not None:
-            from pixelmill.learn.features import read_table
+            from pixelmill.learn.features import read_table, table_split_settings
 
             table = read_table(features, storage_options)
+            settings = table_split_settings(table, features)
             rows = [r for r in table.select([c for c in ("uri", "label", "split", "status")
                                              if c in table.column_names]).to_pylist()
                     if r.get("status", "ok") == "ok"]
@@ -532,7 +538,8 @@ def train(
                         [pixels[i] for i in va], [labels[i] for i in va],
                         cnn_config, threads=workers, log=log)
         meta = {**net.metadata(), "format": FORMAT, "model": "cnn", "features": [],
-                "pipeline": None, "source": source, "n_train": len(tr), "n_val": len(va),
+                "pipeline": None, "source": source, "split": settings,
+                "n_train": len(tr), "n_val": len(va),
                 "unreadable": unreadable[:100], "n_unreadable": len(unreadable),
                 "val_accuracy": max((h["val_accuracy"] for h in net.history
                                      if "val_accuracy" in h), default=None),
@@ -568,7 +575,8 @@ def train(
                 "n_features": int(X_tr.shape[1]),
                 "pipeline": fs.pipeline, "models": fs.models or None, "params": result.params,
                 "val_accuracy": result.val_score,
-                "search": result.candidates, "source": features, "n_train": len(y_tr),
+                "search": result.candidates, "source": features,
+                "split": fs.split_settings, "n_train": len(y_tr),
                 "n_val": len(y_va), "fit_seconds": result.fit_seconds}
         trained = TrainedModel("sklearn", meta, estimator=result.model)
     trained.meta["trained_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -15,13 +15,15 @@ class, which moves images when others are added — the stability promise wins.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from pixelmill.errors import InvalidParameterError
 
-__all__ = ["SPLITS", "assign_split", "parse_ratios", "split_fraction", "split_of"]
+__all__ = ["SPLITS", "assign_split", "describe_split", "parse_ratios", "same_split",
+           "split_fraction", "split_of", "split_settings"]
 
 SPLITS = ("train", "val", "test")
 DEFAULT_RATIOS = (7.0, 1.0, 2.0)
@@ -82,3 +84,43 @@ def assign_split(
     """The split of every key (see :func:`split_of`)."""
     fractions = parse_ratios(ratios)
     return [split_of(k, fractions, salt) for k in keys]
+
+
+def split_settings(ratios: str | Sequence[float] | None = None, split_by: str = "relpath",
+                   salt: str = "", **origin: Any) -> dict[str, Any]:
+    """The settings that decide every image's split, as recorded in a feature table's metadata
+    and a model's ``model.json`` (``origin``: where they came from, e.g. ``source="table"``)."""
+    return {"ratios": list(parse_ratios(ratios)), "split_by": str(split_by), "salt": str(salt),
+            **origin}
+
+
+def same_split(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two recorded split settings put every image in the same split."""
+    try:
+        ra, rb = parse_ratios(a.get("ratios")), parse_ratios(b.get("ratios"))
+    except InvalidParameterError:
+        return False
+    return (all(abs(x - y) < 1e-9 for x, y in zip(ra, rb, strict=True))
+            and str(a.get("split_by", "relpath")) == str(b.get("split_by", "relpath"))
+            and str(a.get("salt", "")) == str(b.get("salt", "")))
+
+
+def describe_split(settings: Mapping[str, Any], origin: bool = True) -> str:
+    """``ratios 0.7:0.1:0.2, split-by relpath, salt ''`` (and, with ``origin``, where they
+    came from)."""
+    try:
+        ratios = ":".join(f"{r:g}" for r in parse_ratios(settings.get("ratios")))
+    except InvalidParameterError:
+        ratios = repr(settings.get("ratios"))
+    text = (f"ratios {ratios}, split-by {settings.get('split_by', 'relpath')}, "
+            f"salt {str(settings.get('salt', ''))!r}")
+    source, uri = settings.get("source"), settings.get("uri")
+    if not origin:
+        return text
+    if source == "images":
+        text += f"; from --images {uri}" if uri else "; from --images"
+    elif source == "table" and uri:
+        text += f"; from {uri}"
+    elif source == "default":
+        text += "; the default split of a table without a split column"
+    return text
