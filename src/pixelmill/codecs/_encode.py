@@ -84,13 +84,21 @@ def encode(image: Any, format: str = "png", *, quality: int | None = None,
     """
     arr = np.asarray(image)
     fmt = check_encodable(arr.shape, arr.dtype, format, quality=quality)
-    icc_profile = embedded_profile(icc_profile, arr.shape, fmt)
-    blob = _encode(arr, fmt, quality, icc_profile)
-    if icc_profile and fmt != "tif":
-        from pixelmill.codecs._icc import embed_icc
+    if fmt == "tif":  # tifffile writes the profile itself
+        return _encode(arr, fmt, quality, embedded_profile(icc_profile, arr.shape, fmt))
+    return with_profile(_encode(arr, fmt, quality, None), fmt, icc_profile, arr.shape)
 
-        blob = embed_icc(blob, fmt, icc_profile, arr.shape[1], arr.shape[0])
-    return blob
+
+def with_profile(blob: bytes, fmt: str, icc_profile: bytes | None,
+                 shape: tuple[int, ...]) -> bytes:
+    """``blob`` (a ``fmt`` file of an array of ``shape``) with ``icc_profile`` embedded, as far
+    as :func:`embedded_profile` lets it be."""
+    icc_profile = embedded_profile(icc_profile, shape, fmt)
+    if not icc_profile:
+        return blob
+    from pixelmill.codecs._icc import embed_icc
+
+    return embed_icc(blob, fmt, icc_profile, shape[1], shape[0])
 
 
 def embedded_profile(icc_profile: bytes | None, shape: tuple[int, ...], fmt: str) -> bytes | None:

@@ -81,7 +81,7 @@ def encode_planes(y: Any, cb: Any, cr: Any, *, quality: int | None = None,
     scaling of its tables)."""
     import simplejpeg
 
-    from pixelmill.codecs._encode import _check_quality, embedded_profile
+    from pixelmill.codecs._encode import _check_quality, with_profile
 
     _check_quality(quality, "jpg")
     h, w = y.shape
@@ -90,9 +90,4 @@ def encode_planes(y: Any, cb: Any, cr: Any, *, quality: int | None = None,
     blob = simplejpeg.encode_jpeg_yuv_planes(
         np.ascontiguousarray(y), np.ascontiguousarray(cb), np.ascontiguousarray(cr),
         quality=int(quality or 95))
-    icc_profile = embedded_profile(icc_profile, (h, w, 3), "jpg")
-    if icc_profile:
-        from pixelmill.codecs._icc import embed_icc
-
-        blob = embed_icc(blob, "jpg", icc_profile, w, h)
-    return blob
+    return with_profile(blob, "jpg", icc_profile, (h, w, 3))
