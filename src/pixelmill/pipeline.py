@@ -31,6 +31,7 @@ import numpy as np
 
 from pixelmill.errors import InvalidParameterError, UsageError
 from pixelmill.ops import get_op, registry
+from pixelmill.ops._common import shared_luma
 from pixelmill.ops._registry import OpSpec
 
 #: ops and op families whose results are not colours of the input's colour space
@@ -352,21 +353,28 @@ class Pipeline:
 
     def run(self, image: np.ndarray) -> PipelineResult:
         """Run every step; measurement and vector ops record values and pass the image on."""
+        if isinstance(image, np.ndarray) and image.size and not image.flags.c_contiguous:
+            # every op wants C order (a view turned upright by its EXIF orientation, a slice):
+            # one copy here, not one per step, and the steps then share the same image object
+            image = np.ascontiguousarray(image)
         result = PipelineResult(image=image)
-        for i, step in enumerate(self.steps):
-            spec = step.spec
-            t0 = time.perf_counter()
-            out = spec.func(result.image, **step.kwargs)
-            result.timings[f"{i}:{step.op}"] = time.perf_counter() - t0
-            if spec.output == "measures":
-                for key, value in out.items():
-                    name = key if key not in result.measures else f"{key}_{i}"
-                    result.measures[name] = value
-            elif spec.output == "vector":
-                name = step.op if step.op not in result.vectors else f"{step.op}_{i}"
-                result.vectors[name] = np.asarray(out, dtype=np.float32).ravel()
-            else:
-                result.image = out
+        with shared_luma() as lumas:  # measuring steps in a row weight the channels once
+            for i, step in enumerate(self.steps):
+                spec = step.spec
+                if spec.output not in ("measures", "vector"):  # it may change the image in place
+                    lumas.clear()
+                t0 = time.perf_counter()
+                out = spec.func(result.image, **step.kwargs)
+                result.timings[f"{i}:{step.op}"] = time.perf_counter() - t0
+                if spec.output == "measures":
+                    for key, value in out.items():
+                        name = key if key not in result.measures else f"{key}_{i}"
+                        result.measures[name] = value
+                elif spec.output == "vector":
+                    name = step.op if step.op not in result.vectors else f"{step.op}_{i}"
+                    result.vectors[name] = np.asarray(out, dtype=np.float32).ravel()
+                else:
+                    result.image = out
         return result
 
     # ---- serialisation ----------------------------------------------------------------------

@@ -311,3 +311,35 @@ def test_every_scale_decodes_the_pixels_opencv_decodes(photo, gray_photo):
             got = codecs.decode(data, reduce=r)
             assert got.shape == want.shape
             np.testing.assert_array_equal(got, want)
+
+
+# ---- a job probes each file once and hands the header to the decoder ----------------------
+def test_decode_with_the_probed_header_is_decode(photo, gray_photo):
+    for img in (photo, gray_photo):
+        for fmt in ("jpg", "png", "tif"):
+            data = codecs.encode(img, fmt)
+            info = codecs.probe(data, whole=True)
+            for reduce in (1, 2):
+                np.testing.assert_array_equal(codecs.decode(data, info=info, reduce=reduce),
+                                              codecs.decode(data, reduce=reduce))
+
+
+def test_a_job_row_of_a_truncated_bomb_keeps_its_size_and_reason(tmp_path, small_jpeg):
+    """The worker now probes the whole file (the header decode() judges); bytes too short for
+    their size fail that probe, but the row still tells the claimed size, and the decoder, not
+    handed a header, names the damage as before."""
+    from pixelmill.jobs import run
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.jpg").write_bytes(_patch_size(small_jpeg, 4000, 3000)[:-2])
+    (tmp_path / "in" / "good.jpg").write_bytes(small_jpeg)
+    run({"steps": [{"op": "sharpness"}]}, str(tmp_path / "in"), None,
+        manifest=str(tmp_path / "m.parquet"), workers=1, progress=False, report=False)
+    import pyarrow.parquet as pq
+
+    rows = {r["relpath"]: r for r in pq.read_table(tmp_path / "m.parquet").to_pylist()}
+    assert rows["good.jpg"]["status"] == "ok" and rows["good.jpg"]["sharpness"] > 0
+    cut = rows["cut.jpg"]
+    assert cut["status"] == "invalid" and (cut["width"], cut["height"]) == (4000, 3000)
+    assert cut["reason"].startswith("decode: DecodeError: truncated JPEG: ")
+    assert "cannot hold 4000×3000" in cut["reason"]

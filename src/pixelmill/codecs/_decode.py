@@ -281,6 +281,7 @@ def decode(
     apply_exif: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     reduce: int = 1,
+    info: ImageInfo | None = None,
 ) -> Any:
     """Decode an image to an array (see the module docstring for layouts and dtypes).
 
@@ -298,6 +299,9 @@ def decode(
     reduce : {1, 2, 4, 8}
         JPEG only: decode at 1/reduce size in the DCT domain (much faster than decoding then
         resizing); other formats ignore it, so read the returned shape.
+    info : ImageInfo, optional
+        What :func:`probe` with ``whole=True`` returned for these same bytes: their header is
+        then not read again (a job probes each file before deciding how to decode it).
 
     Raises
     ------
@@ -306,7 +310,8 @@ def decode(
         data is too short for its size, more than 4 channels); checked from the header first.
     """
     check_decode_options(page=page, max_pixels=max_pixels, reduce=reduce)
-    info = probe(data, whole=True)
+    if info is None:
+        info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
     if not page:  # the header describes the first page (others are checked as decoded)
         check_channels(info.channels)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pixelmill.codecs._decode import check_channels, check_decode_options, check_pixel_limit
 from pixelmill.codecs._imports import lazy_modules
-from pixelmill.codecs._info import DEFAULT_MAX_PIXELS
+from pixelmill.codecs._info import DEFAULT_MAX_PIXELS, ImageInfo
 from pixelmill.codecs._probe import probe
 
 __all__ = ["decode_planes", "encode_planes", "planes_available"]
@@ -44,7 +44,8 @@ def planes_available() -> bool:
 
 
 def decode_planes(data: bytes, *, reduce: int = 1,
-                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Any, Any, Any] | None:
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                  info: ImageInfo | None = None) -> tuple[Any, Any, Any] | None:
     """The Y, Cb, Cr planes (uint8, H×W views) of an 8-bit 4:2:0 JPEG at 1/``reduce`` scale.
 
     Luma is ``ceil(height / reduce)`` × ``ceil(width / reduce)``; chroma is half that each way
@@ -53,10 +54,11 @@ def decode_planes(data: bytes, *, reduce: int = 1,
     JPEG (gray, 4:4:4, 4:2:2, CMYK, 12-bit, lossless), an EXIF orientation other than 1, a
     missing extension, and any damage libjpeg reports, even one it recovers from
     (:func:`~pixelmill.codecs.decode` then names it). The pixel limit and the header checks are
-    :func:`~pixelmill.codecs.decode`'s, before any pixel is decoded.
+    :func:`~pixelmill.codecs.decode`'s, before any pixel is decoded; ``info`` is as there.
     """
     check_decode_options(max_pixels=max_pixels, reduce=reduce)
-    info = probe(data, whole=True)
+    if info is None:
+        info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
     check_channels(info.channels)
     if (_jpegyuv is None or info.format != "jpg" or info.stored_mode != "RGB"

@@ -325,7 +325,10 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
     row["bytes"] = len(data)
     held.append(len(data))
     try:
-        info = codecs.probe(data)
+        try:  # the whole file's header, as decode() judges it: handed on, not read again
+            info = whole = codecs.probe(data, whole=True)
+        except DecodeError:  # data too short for its size: the header still tells the size,
+            info, whole = codecs.probe(data), None  # and decode() names the damage below
         width, height = _oriented(info)
     except Exception as e:
         return {**row, "status": "invalid", "reason": _reason("decode", e), "t_read": t_read - t_start}
@@ -355,7 +358,7 @@ def _process_unit(spec: JobSpec, unit: WorkUnit, held: list[int]) -> dict[str, A
                     "t_read": t_read - t_start}
     if reduce > 1:
         pipeline = shrunk
-    kw: dict[str, Any] = {"reduce": reduce} if reduce > 1 else {}
+    kw: dict[str, Any] = {"reduce": reduce, "info": whole} if reduce > 1 else {"info": whole}
     if spec.max_pixels is not None:
         kw["max_pixels"] = spec.max_pixels
     if (spec.planes and unit.output is not None and unit.format == "jpg"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import cv2
@@ -23,10 +25,12 @@ __all__ = [
     "dtype_max",
     "fold_periodic",
     "gray_float",
+    "luma",
     "pad_border",
     "per_channel",
     "row_block",
     "set_native_threads",
+    "shared_luma",
     "with_border",
 ]
 
@@ -165,6 +169,45 @@ def gray_float(image: np.ndarray) -> np.ndarray:
         np.multiply(rgb[..., 2], LUMA_601[2], out=t)
         o += t
     return out
+
+
+#: the memo of :func:`shared_luma` in force (None: every :func:`luma` call computes its own)
+_SHARED_LUMA: contextvars.ContextVar[dict[int, tuple[np.ndarray, np.ndarray]] | None] = (
+    contextvars.ContextVar("pixelmill_shared_luma", default=None))
+
+
+@contextmanager
+def shared_luma() -> Iterator[dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Within it, :func:`luma` computes each image's luma once.
+
+    :meth:`Pipeline.run <pixelmill.pipeline.Pipeline.run>` opens one per run, so a run of
+    measuring steps on the same image (``sharpness``, ``brightness_contrast``, ``phash``...)
+    shares one luma instead of each weighting the channels again. The memo keys on the image
+    object, which it keeps alive; whoever may change the image in place (a pixel step)
+    must ``clear()`` the yielded memo first.
+    """
+    memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    token = _SHARED_LUMA.set(memo)
+    try:
+        yield memo
+    finally:
+        _SHARED_LUMA.reset(token)
+        memo.clear()
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """:func:`gray_float` of ``image``, read-only; within :func:`shared_luma` computed once per
+    image object (the same values either way)."""
+    memo = _SHARED_LUMA.get()
+    if memo is None:
+        return gray_float(image)
+    hit = memo.get(id(image))
+    if hit is not None and hit[0] is image:
+        return hit[1]
+    gray = gray_float(image)  # always a new array (never a view of ``image``)
+    gray.flags.writeable = False
+    memo[id(image)] = (image, gray)
+    return gray
 
 
 def per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray],

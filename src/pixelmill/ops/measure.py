@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import cv2
 import numpy as np
 
-from pixelmill.ops._common import channels, check_image, dtype_max, gray_float
+from pixelmill.ops._common import channels, check_image, dtype_max, luma
 from pixelmill.ops._registry import GLOBAL, Range, op
 
 __all__ = ["blur_flag", "brightness_contrast", "channel_stats", "phash", "sharpness"]
@@ -103,12 +103,13 @@ def channel_stats(image: np.ndarray) -> dict[str, float]:
 
 
 def _sharpness(image: np.ndarray) -> float:
-    gray = gray_float(image).astype(np.float64)
+    gray = luma(image).astype(np.float64)
     scale = 255.0 / dtype_max(image.dtype)
     if scale != 1.0:  # x · 1.0 is x: uint8 skips a pass
         gray *= scale
     lap = cv2.Laplacian(gray, cv2.CV_64F, ksize=1, borderType=cv2.BORDER_REFLECT)
-    finite = _finite(lap)  # a non-finite pixel makes its own and its 4 neighbours' non-finite
+    # a non-finite pixel makes its own and its 4 neighbours' non-finite (integers: none)
+    finite = _finite(lap) if image.dtype.kind == "f" else None
     if finite is not None:
         lap = lap[finite]
     return float(lap.var()) if lap.size else float("nan")
@@ -151,9 +152,9 @@ def brightness_contrast(image: np.ndarray) -> dict[str, float]:
         ``brightness`` and ``contrast``: floats (0–1 for images within the nominal range).
     """
     image = check_image(image, "brightness_contrast")
-    gray = gray_float(image).astype(np.float64)
+    gray = luma(image).astype(np.float64)
     gray /= dtype_max(image.dtype)
-    finite = _finite(gray)
+    finite = _finite(gray) if image.dtype.kind == "f" else None
     if finite is not None:
         gray = gray[finite]
         if not gray.size:
@@ -230,7 +231,7 @@ def phash(
     """
     image = check_image(image, "phash")
     n = hash_size * highfreq_factor
-    gray = gray_float(image) * np.float32(255.0 / dtype_max(image.dtype))
+    gray = luma(image) * np.float32(255.0 / dtype_max(image.dtype))
     finite = _finite(gray)
     if finite is not None:  # no data: the mean of the finite luma (DCT of a flat patch: 0)
         gray = np.where(finite, gray, gray[finite].mean() if finite.any() else 0.0)
