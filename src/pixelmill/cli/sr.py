@@ -155,9 +155,12 @@ def eval_(data, scale, model, split, crop, device, ensemble, as_json) -> None:
         if not as_json:
             click.echo(f"{row['image']:<28} {row['psnr']:8.3f} dB  SSIM {row['ssim']:.4f}")
 
+    from pixelmill.engines.local import keep_freed_memory
+
     try:
-        result = evaluate_files(files, scale, model, device=device, on_image=show, crop=crop,
-                                ensemble=ensemble)
+        with keep_freed_memory():  # image after image of feature maps, in this process
+            result = evaluate_files(files, scale, model, device=device, on_image=show,
+                                    crop=crop, ensemble=ensemble)
     except DecodeError as e:  # an empty or damaged image: named, as one too small to score
         raise InvalidParameterError(str(e), field="DATA") from e
     label = f"{model}+ensemble" if ensemble and model != "bicubic" else model

@@ -202,8 +202,11 @@ def upscale(input_uri, output_uri, scale, model, device, tile, batch, ensemble, 
         raise type(e)(f"{input_uri}: {e}") from e
     profile = codecs.icc_profile(data)  # the colour space of the values, kept in the output
     del data
-    out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=dev,
-                        ensemble=ensemble)
+    from pixelmill.engines.local import keep_freed_memory
+
+    with keep_freed_memory():  # tile after tile of feature maps: no page faults each time
+        out = upscale_tiled(image, model, scale, tile=tile, batch=batch, device=dev,
+                            ensemble=ensemble)
     write_image(output_uri, out, storage_options=so, icc_profile=profile)
     click.echo(f"{image.shape[1]}×{image.shape[0]} -> {out.shape[1]}×{out.shape[0]} "
                f"({model} x{scale}, {time.perf_counter() - t0:.1f} s) -> {output_uri}")
