@@ -358,6 +358,7 @@ class Pipeline:
             # one copy here, not one per step, and the steps then share the same image object
             image = np.ascontiguousarray(image)
         result = PipelineResult(image=image)
+        del image  # the copy lives only as long as the steps use it (not through the run)
         with shared_luma() as lumas:  # measuring steps in a row weight the channels once
             for i, step in enumerate(self.steps):
                 spec = step.spec

@@ -122,3 +122,33 @@ def test_a_run_keeps_no_image_alive():
     del img
     gc.collect()
     assert ref() is None
+
+
+def test_the_c_ordered_copy_of_a_view_lives_only_until_a_step_replaces_it():
+    """A non-contiguous input (an EXIF-rotated decode) is copied to C order once per run; the
+    copy must not stay alive through the later steps (it is a whole image of memory)."""
+    img = np.ascontiguousarray(images()["uint8"])
+    view = img[::-1]  # upside down: negative strides
+    seen: list = []
+    spec = get_op("flip")
+    real = spec.func
+
+    alive: list[bool] = []
+
+    def recording_flip(image, **kw):
+        if seen:  # a later step: is the copy the first step got still held by the run?
+            gc.collect()
+            alive.append(seen[0]() is not None)
+        seen.append(weakref.ref(image))
+        return real(image, **kw)
+
+    object.__setattr__(spec, "func", recording_flip)
+    try:
+        pipe = load_pipeline({"steps": [{"op": "flip", "axis": "vertical"},
+                                        {"op": "flip", "axis": "vertical"},
+                                        {"op": "flip", "axis": "vertical"}]})
+        out = pipe.run(view).image
+    finally:
+        object.__setattr__(spec, "func", real)
+    np.testing.assert_array_equal(out, img)  # three vertical flips of the upside-down view
+    assert alive == [False, False]  # the C-ordered copy went with the first step's result
