@@ -10,8 +10,14 @@ chroma subsampling), as much as two RGB-route outputs of slightly different deco
 are as close to an exact float computation from the full-size decode
 (``tests/jobs/test_planar.py`` bounds it).
 
+A ``rotate`` by a multiple of 90° and a ``flip`` move pixels without computing any: on
+planes whose sizes are even, each chroma pixel (2×2 luma pixels) lands on a chroma pixel, so
+they run on the planes too, and exactly: the chroma is not upsampled, converted and averaged
+back, the only change is the JPEG encoding's own.
+
 Taken for an input JPEG stored 8-bit 4:2:0 YCbCr, upright (EXIF orientation 1), undamaged,
-written as a JPEG, when every step is an area ``resize`` or a ``gaussian`` (any border but
+written as a JPEG, when every step is an area ``resize``, a ``rotate`` by a multiple of 90°,
+a ``flip``, or a ``gaussian`` (any border but
 ``constant``, where a zero chroma value is not a neutral colour, and ``mirror``, whose axis
 is half a luma pixel off on chroma), every resize gives an even width
 and height (a chroma pixel is then exactly 2×2 luma pixels) no larger than its input, and the
@@ -66,9 +72,17 @@ def planar_pipeline(pipeline: Pipeline) -> bool:
         elif step.op == "gaussian":
             if kw["mode"] in _OFF_GRID_MODES or kw["truncate"] < MIN_TRUNCATE:
                 return False
-        else:
+        elif step.op == "rotate":
+            if kw["angle"] % 90:  # other angles interpolate (and fill corners): RGB
+                return False
+        elif step.op != "flip":
             return False
     return True
+
+
+def _quarter_turns(angle: float) -> int:
+    """Counter-clockwise quarter turns of a rotation by a multiple of 90° (0-3)."""
+    return int(angle // 90) % 4
 
 
 def _chroma_pitch(reduce: int) -> int:
@@ -91,6 +105,10 @@ def planar_fits(pipeline: Pipeline, width: int, height: int, reduce: int) -> boo
         return False
     for step in pipeline.steps:
         kw = step.kwargs
+        if step.op in ("rotate", "flip"):  # sizes stay even; a quarter turn swaps them
+            if step.op == "rotate" and _quarter_turns(kw["angle"]) % 2:
+                lw, lh = lh, lw
+            continue
         if step.op != "resize":  # a gaussian: not too narrow for the chroma planes
             if pitch == 2 and 0 < kw["sigma"] / 2 < MIN_CHROMA_SIGMA:
                 return False
@@ -127,6 +145,8 @@ def run_planes(pipeline: Pipeline, y: Any, cb: Any, cr: Any) -> PipelineResult:
             cb = resize(cb, width=w // 2, height=h // 2, method="area")
             cr = resize(cr, width=w // 2, height=h // 2, method="area")
             pitch = 2
+        elif step.op in ("rotate", "flip"):  # the same pixels moved on every plane
+            y, cb, cr = (step.spec.func(p, **kw) for p in (y, cb, cr))
         else:  # gaussian: sigma and truncation in luma pixels, as the RGB route has them
             y = step.spec.func(y, **kw)
             ckw = {**kw, "sigma": kw["sigma"] / pitch}
