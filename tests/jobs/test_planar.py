@@ -139,15 +139,11 @@ def test_other_jpegs_are_not_taken():
                  _jpeg(img, IMWRITE_JPEG_SAMPLING_FACTOR=cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422),
                  _jpeg(img[..., 0])):
         assert codecs.decode_planes(data) is None
-    # CMYK, and an EXIF-rotated photo (the planes are the stored grid)
+    # CMYK, and an EXIF-rotated photo of odd size at full size (see the upright test below)
     buf = io.BytesIO()
     Image.fromarray(img).convert("CMYK").save(buf, "JPEG")
     assert codecs.decode_planes(buf.getvalue()) is None
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", exif=exif.tobytes())
-    assert codecs.decode_planes(buf.getvalue()) is None
+    assert codecs.decode_planes(_exif_jpeg(_photo((65, 48)), 6)) is None
     with pytest.raises(DecodeError):
         codecs.decode_planes(b"not a jpeg at all")
 
@@ -279,16 +275,42 @@ def test_inputs_the_planes_cannot_take_keep_their_rgb_rows(tmp_path):
         assert fast_out == slow_out, name
 
 
-@needs_planes
-def test_exif_rotated_jpeg_goes_the_rgb_way_upright(tmp_path):
-    img = _photo((1920, 1080), 7)
+def _exif_jpeg(img: np.ndarray, orientation: int) -> bytes:
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[0x0112] = orientation
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "JPEG", quality=90, exif=exif.tobytes())
-    row, _ = _run(tmp_path, buf.getvalue())
-    assert row["status"] == "ok" and "decode_planes" not in row
-    assert (row["out_width"], row["out_height"]) == (288, 512)
+    return buf.getvalue()
+
+
+@needs_planes
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("reduce", [1, 2])
+def test_planes_are_turned_upright_as_the_pixels_are(orientation, reduce):
+    """Every EXIF orientation: the upright planes, converted, are the upright RGB decode (to
+    libjpeg's upsampling); an odd-sized full-size decode is left to the RGB way."""
+    data = _exif_jpeg(_photo((640, 480), 7), orientation)
+    y, cb, cr = codecs.decode_planes(data, reduce=reduce)
+    rgb = codecs.decode(data, reduce=reduce)  # upright
+    assert y.shape == rgb.shape[:2]
+    up = cv2.resize(np.dstack([cb, cr]), (y.shape[1], y.shape[0]),
+                    interpolation=cv2.INTER_LINEAR) if cb.shape != y.shape else np.dstack([cb, cr])
+    got = _ycc_to_rgb(y, up[..., 0], up[..., 1])
+    assert _psnr(got, rgb) > 35  # a wrongly turned chroma plane is below 25 dB
+    assert codecs.decode_planes(_exif_jpeg(_photo((641, 480), 7), orientation)) is None
+    assert codecs.decode_planes(_exif_jpeg(_photo((641, 480), 7), orientation),
+                                reduce=2) is not None
+
+
+@needs_planes
+def test_exif_rotated_jpeg_takes_the_planes_upright(tmp_path):
+    data = _exif_jpeg(_photo((1920, 1080), 7), 6)
+    row, out = _run(tmp_path / "p", data)
+    slow, slow_out = _run(tmp_path / "r", data, planes=False)
+    assert row["status"] == "ok" and row.get("decode_planes") is True
+    assert (row["out_width"], row["out_height"]) == (slow["out_width"], slow["out_height"]) \
+        == (288, 512)
+    assert _psnr(codecs.decode(out), codecs.decode(slow_out)) >= 45
 
 
 @needs_planes

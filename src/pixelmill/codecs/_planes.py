@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pixelmill.codecs._decode import check_channels, check_decode_options, check_pixel_limit
+from pixelmill.codecs._decode import (
+    apply_orientation,
+    check_channels,
+    check_decode_options,
+    check_pixel_limit,
+)
 from pixelmill.codecs._imports import lazy_modules
 from pixelmill.codecs._info import DEFAULT_MAX_PIXELS, ImageInfo
 from pixelmill.codecs._probe import probe
@@ -50,19 +55,25 @@ def decode_planes(data: bytes, *, reduce: int = 1,
 
     Luma is ``ceil(height / reduce)`` × ``ceil(width / reduce)``; chroma is half that each way
     rounded up, or (at reduce 2, 4 and 8, where libjpeg-turbo scales chroma up in its inverse
-    DCT instead of upsampling it) the luma size. None — decode to RGB instead — for any other
-    JPEG (gray, 4:4:4, 4:2:2, CMYK, 12-bit, lossless), an EXIF orientation other than 1, a
-    missing extension, and any damage libjpeg reports, even one it recovers from
-    (:func:`~pixelmill.codecs.decode` then names it). The pixel limit and the header checks are
-    :func:`~pixelmill.codecs.decode`'s, before any pixel is decoded; ``info`` is as there.
+    DCT instead of upsampling it) the luma size. The planes are turned upright for the EXIF
+    orientation, as :func:`~pixelmill.codecs.decode` turns pixels (a quarter turn or a mirror
+    moves each chroma pixel with its 2×2 luma pixels). None — decode to RGB instead — for any
+    other JPEG (gray, 4:4:4, 4:2:2, CMYK, 12-bit, lossless), an EXIF orientation other than 1
+    on a full-size decode of odd width or height (the chroma pixel at the odd edge, half
+    outside the image, would land on the wrong side), a missing extension, and any damage
+    libjpeg reports, even one it recovers from (:func:`~pixelmill.codecs.decode` then names
+    it). The pixel limit and the header checks are :func:`~pixelmill.codecs.decode`'s, before
+    any pixel is decoded; ``info`` is as there.
     """
     check_decode_options(max_pixels=max_pixels, reduce=reduce)
     if info is None:
         info = probe(data, whole=True)
     check_pixel_limit(info, max_pixels)
     check_channels(info.channels)
+    upright = info.orientation in (None, 0, 1)
     if (_jpegyuv is None or info.format != "jpg" or info.stored_mode != "RGB"
-            or info.bit_depth != 8 or info.orientation not in (None, 0, 1)):
+            or info.bit_depth != 8
+            or (not upright and reduce == 1 and (info.width % 2 or info.height % 2))):
         return None
     got = _jpegyuv.decode_planes(data, reduce)
     if got is None:
@@ -73,6 +84,8 @@ def decode_planes(data: bytes, *, reduce: int = 1,
     y = planes[0]
     if y.shape != info.shape(apply_exif=False, reduce=reduce)[:2]:
         return None  # pragma: no cover - libjpeg's scaled sizes are these
+    if not upright:
+        planes = [apply_orientation(p, info.orientation) for p in planes]
     return planes[0], planes[1], planes[2]
 
 

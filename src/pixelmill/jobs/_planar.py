@@ -15,8 +15,8 @@ planes whose sizes are even, each chroma pixel (2×2 luma pixels) lands on a chr
 they run on the planes too, and exactly: the chroma is not upsampled, converted and averaged
 back, the only change is the JPEG encoding's own.
 
-Taken for an input JPEG stored 8-bit 4:2:0 YCbCr, upright (EXIF orientation 1), undamaged,
-written as a JPEG, when every step is an area ``resize``, a ``rotate`` by a multiple of 90°,
+Taken for an input JPEG stored 8-bit 4:2:0 YCbCr (its planes turned upright for its EXIF
+orientation, exactly, as rotations are), undamaged, written as a JPEG, when every step is an area ``resize``, a ``rotate`` by a multiple of 90°,
 a ``flip``, or a ``gaussian`` (any border but
 ``constant``, where a zero chroma value is not a neutral colour, and ``mirror``, whose axis
 is half a luma pixel off on chroma), every resize gives an even width
