@@ -457,3 +457,14 @@ def test_odd_sized_photos_are_rotated_on_rgb(tmp_path):
     row, out = _run(tmp_path, data, pipe=ROTATE_FLIP)
     assert row["status"] == "ok" and "decode_planes" not in row
     assert codecs.decode(out).shape == (1001, 667, 3)
+
+
+def test_encode_planes_refuses_planes_that_are_not_8_bit():
+    """uint16 planes were copied into the padded uint8 planes with NumPy's wrapping cast (a
+    luma of 300 came back as 44); the simplejpeg fallback refused them, as this does."""
+    y = np.full((16, 16), 300, np.uint16)
+    c = np.full((8, 8), 128, np.uint16)
+    with pytest.raises(ValueError, match="expected uint8 Y/Cb/Cr planes, got uint16"):
+        codecs.encode_planes(y, c, c)
+    with pytest.raises(ValueError, match="got float32/uint8/uint8"):
+        codecs.encode_planes(y.astype(np.float32), c.astype(np.uint8), c.astype(np.uint8))

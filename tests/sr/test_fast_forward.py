@@ -95,3 +95,17 @@ def test_channels_last_weights_save_and_load_as_the_same_network(tmp_path):
     x = torch.rand(1, 1, 11, 7)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=1e-6)
+
+
+def test_fsrcnn_trains_after_a_first_pass_under_inference_mode():
+    """The sub-pixel index is built on the first pass: built under inference_mode (a
+    validation or upscale pass first) it was an inference tensor, and every later training
+    pass failed ("Inference tensors cannot be saved for backward")."""
+    net = _randomised("fsrcnn", 2)
+    x = torch.rand(1, 1, 8, 8)
+    with torch.inference_mode():
+        first = net(x)
+    out = net(x)
+    out.mean().backward()
+    assert net.deconv.weight.grad is not None and net.deconv.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(out.detach(), first, rtol=0, atol=1e-6)

@@ -186,8 +186,16 @@ static PyObject *encode_planes(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     int mcus_x = (width + 15) / 16, mcus_y = (height + 15) / 16;
-    if (width < 1 || height < 1 || width > 65500 || height > 65500 || quality < 1
-        || quality > 100 || ystride < mcus_x * 16 || cstride < mcus_x * 8
+    if (width < 1 || height < 1 || width > 65500 || height > 65500) {
+        PyErr_Format(PyExc_ValueError, "encode_planes: %dx%d is not a JPEG size (1-65500)",
+                     width, height);
+        goto release;
+    }
+    if (quality < 1 || quality > 100) {
+        PyErr_Format(PyExc_ValueError, "encode_planes: quality %d is not 1-100", quality);
+        goto release;
+    }
+    if (ystride < mcus_x * 16 || cstride < mcus_x * 8
         || yb.len < (Py_ssize_t)ystride * mcus_y * 16
         || cbb.len < (Py_ssize_t)cstride * mcus_y * 8
         || crb.len < (Py_ssize_t)cstride * mcus_y * 8) {

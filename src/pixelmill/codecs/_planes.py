@@ -102,6 +102,9 @@ def encode_planes(y: Any, cb: Any, cr: Any, *, quality: int | None = None,
     from pixelmill.codecs._encode import _check_quality, with_profile
 
     _check_quality(quality, "jpg")
+    if any(np.asarray(p).dtype != np.uint8 for p in (y, cb, cr)):
+        raise ValueError("planes: expected uint8 Y/Cb/Cr planes, got "
+                         f"{'/'.join(str(np.asarray(p).dtype) for p in (y, cb, cr))}")
     h, w = y.shape
     if cb.shape != cr.shape or cb.shape != (-(-h // 2), -(-w // 2)):
         raise ValueError(f"planes: chroma {cb.shape}/{cr.shape} is not 4:2:0 of luma {y.shape}")

@@ -79,8 +79,11 @@ class FSRCNN(nn.Module):
         d, k = w.shape[0], w.shape[-1]
         key = (k, self.scale, self.deconv.padding[0], w.device)
         if getattr(self, "_subpixel_key", None) != key:
-            index, pad = _subpixel_index(k, self.scale, self.deconv.padding[0])
-            self._subpixel_taps = index.to(w.device)
+            # a normal tensor even when first built under torch.inference_mode() (a
+            # validation pass): an inference tensor cannot be saved for a later backward
+            with torch.inference_mode(False):
+                index, pad = _subpixel_index(k, self.scale, self.deconv.padding[0])
+                self._subpixel_taps = index.to(w.device)
             self._subpixel_pad = pad
             self._subpixel_key = key
         taps = torch.cat([w.reshape(d, k * k), w.new_zeros(d, 1)], dim=1)[:, self._subpixel_taps]
