@@ -418,7 +418,8 @@ def test_planes_written_back_at_their_quality_come_back_within_rounding(size):
     ([{"op": "rotate", "angle": 180}, {"op": "resize", "long_side": 512}], True),
     ([{"op": "rotate", "angle": 45}], False),  # interpolates and fills corners: RGB
     ([{"op": "rotate", "angle": 90}, {"op": "crop", "x": 0, "y": 0, "width": 10, "height": 10}],
-     False),
+     True),
+    ([{"op": "rotate", "angle": 90}, {"op": "median", "size": 3}], False),
 ])
 def test_pipelines_that_only_move_pixels_are_planar(steps, ok):
     assert planar_pipeline(Pipeline.from_steps(steps)) is ok
@@ -468,3 +469,54 @@ def test_encode_planes_refuses_planes_that_are_not_8_bit():
         codecs.encode_planes(y, c, c)
     with pytest.raises(ValueError, match="got float32/uint8/uint8"):
         codecs.encode_planes(y.astype(np.float32), c.astype(np.uint8), c.astype(np.uint8))
+
+
+@pytest.mark.parametrize(("steps", "size", "reduce", "ok"), [
+    ([{"op": "crop", "x": 100, "y": 40, "width": 800, "height": 600}], (1920, 1080), 1, True),
+    ([{"op": "crop", "x": 1000, "y": 500, "width": 5000, "height": 5000}], (1920, 1080), 1,
+     True),  # clipped at the (even) edge
+    ([{"op": "crop", "x": 101, "y": 40, "width": 800, "height": 600}], (1920, 1080), 1, False),
+    ([{"op": "crop", "x": 100, "y": 40, "width": 801, "height": 600}], (1920, 1080), 1, False),
+    ([{"op": "crop", "x": 2000, "y": 0, "width": 10, "height": 10}], (1920, 1080), 1, False),
+    # resize then a centre crop (the classic 256 -> 224): chroma at half size after the resize
+    ([{"op": "resize", "width": 512, "height": 288, "method": "area"},
+      {"op": "crop", "x": 144, "y": 32, "width": 224, "height": 224}], (1920, 1080), 2, True),
+    ([{"op": "resize", "width": 512, "height": 288, "method": "area"},
+      {"op": "crop", "x": 143, "y": 32, "width": 224, "height": 224}], (1920, 1080), 2, False),
+])
+def test_crops_on_whole_chroma_pixels_are_planar(steps, size, reduce, ok):
+    assert planar_fits(Pipeline.from_steps(steps), *size, reduce) is ok
+
+
+@needs_planes
+@pytest.mark.parametrize("steps", [
+    [{"op": "crop", "x": 100, "y": 40, "width": 800, "height": 600}],
+    [{"op": "rotate", "angle": 90}, {"op": "crop", "x": 1000, "y": 500, "width": 5000,
+                                      "height": 5000}],
+    [{"op": "resize", "width": 512, "height": 288, "method": "area"},  # decoded at 1/2
+     {"op": "crop", "x": 144, "y": 32, "width": 224, "height": 224}],
+])
+def test_cropped_planes_are_the_window_of_the_input(tmp_path, steps):
+    data = _jpeg(_photo((1920, 1080), 5, "astronaut"))
+    pipe = Pipeline.from_steps(steps)
+    fast, fast_out = _run(tmp_path / "p", data, pipe=pipe)
+    slow, slow_out = _run(tmp_path / "r", data, pipe=pipe, planes=False)
+    assert fast.get("decode_planes") is True and "decode_planes" not in slow
+    exact = pipe(codecs.decode(data))
+    got, rgb_route = codecs.decode(fast_out), codecs.decode(slow_out)
+    assert got.shape == rgb_route.shape == exact.shape
+    # a crop alone is exact on planes (closer than the RGB route); after a resize the
+    # thumbnail's tolerance applies (the decode at 1/2 is not the reference's full decode)
+    moved_only = all(s["op"] != "resize" for s in steps)
+    assert _psnr(got, exact) >= _psnr(rgb_route, exact) - (0 if moved_only else 0.1)
+    assert np.abs(got.astype(int).mean((0, 1)) - exact.mean((0, 1))).max() < 1.0
+
+
+@needs_planes
+def test_a_crop_outside_the_image_keeps_its_rgb_row(tmp_path):
+    data = _jpeg(_photo((640, 480), 5))
+    pipe = Pipeline.from_steps([{"op": "crop", "x": 700, "y": 0, "width": 10, "height": 10}])
+    fast, _ = _run(tmp_path / "p", data, pipe=pipe)
+    slow, _ = _run(tmp_path / "r", data, pipe=pipe, planes=False)
+    assert fast["status"] == slow["status"] != "ok" and fast["reason"] == slow["reason"]
+    assert "decode_planes" not in fast

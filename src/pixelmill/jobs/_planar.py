@@ -10,14 +10,15 @@ chroma subsampling), as much as two RGB-route outputs of slightly different deco
 are as close to an exact float computation from the full-size decode
 (``tests/jobs/test_planar.py`` bounds it).
 
-A ``rotate`` by a multiple of 90° and a ``flip`` move pixels without computing any: on
-planes whose sizes are even, each chroma pixel (2×2 luma pixels) lands on a chroma pixel, so
-they run on the planes too, and exactly: the chroma is not upsampled, converted and averaged
-back, the only change is the JPEG encoding's own.
+A ``rotate`` by a multiple of 90°, a ``flip`` and a ``crop`` move pixels without computing
+any: on planes whose sizes are even, each chroma pixel (2×2 luma pixels) lands on a chroma
+pixel (a crop's window must start and end on even rows and columns, or at the image's edge),
+so they run on the planes too, and exactly: the chroma is not upsampled, converted and
+averaged back, the only change is the JPEG encoding's own.
 
 Taken for an input JPEG stored 8-bit 4:2:0 YCbCr (its planes turned upright for its EXIF
 orientation, exactly, as rotations are), undamaged, written as a JPEG, when every step is an area ``resize``, a ``rotate`` by a multiple of 90°,
-a ``flip``, or a ``gaussian`` (any border but
+a ``flip``, a ``crop`` or a ``gaussian`` (any border but
 ``constant``, where a zero chroma value is not a neutral colour, and ``mirror``, whose axis
 is half a luma pixel off on chroma), every resize gives an even width
 and height (a chroma pixel is then exactly 2×2 luma pixels) no larger than its input, and the
@@ -75,9 +76,18 @@ def planar_pipeline(pipeline: Pipeline) -> bool:
         elif step.op == "rotate":
             if kw["angle"] % 90:  # other angles interpolate (and fill corners): RGB
                 return False
-        elif step.op != "flip":
+        elif step.op not in ("flip", "crop"):
             return False
     return True
+
+
+def _crop_window(kw: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int] | None:
+    """The luma window ``(x0, y0, x1, y1)`` a ``crop`` keeps of a width×height image (clipped
+    as the op clips it), or None when it lies outside (the op's error: the RGB way names it)."""
+    x0, y0 = kw["x"], kw["y"]
+    if x0 >= width or y0 >= height:
+        return None
+    return x0, y0, min(x0 + kw["width"], width), min(y0 + kw["height"], height)
 
 
 def _quarter_turns(angle: float) -> int:
@@ -108,6 +118,13 @@ def planar_fits(pipeline: Pipeline, width: int, height: int, reduce: int) -> boo
         if step.op in ("rotate", "flip"):  # sizes stay even; a quarter turn swaps them
             if step.op == "rotate" and _quarter_turns(kw["angle"]) % 2:
                 lw, lh = lh, lw
+            continue
+        if step.op == "crop":  # on whole chroma pixels where chroma is at half size
+            window = _crop_window(kw, lw, lh)
+            if window is None or (pitch == 2 and any(v % 2 for v in window)):
+                return False
+            x0, y0, x1, y1 = window
+            lw, lh = x1 - x0, y1 - y0
             continue
         if step.op != "resize":  # a gaussian: not too narrow for the chroma planes
             if pitch == 2 and 0 < kw["sigma"] / 2 < MIN_CHROMA_SIGMA:
@@ -147,6 +164,11 @@ def run_planes(pipeline: Pipeline, y: Any, cb: Any, cr: Any) -> PipelineResult:
             pitch = 2
         elif step.op in ("rotate", "flip"):  # the same pixels moved on every plane
             y, cb, cr = (step.spec.func(p, **kw) for p in (y, cb, cr))
+        elif step.op == "crop":  # the window on luma; on chroma, halved where it is half size
+            x0, y0, x1, y1 = _crop_window(kw, y.shape[1], y.shape[0])  # type: ignore[misc]
+            y = y[y0:y1, x0:x1].copy()
+            cb, cr = (p[y0 // pitch : y1 // pitch, x0 // pitch : x1 // pitch].copy()
+                      for p in (cb, cr))
         else:  # gaussian: sigma and truncation in luma pixels, as the RGB route has them
             y = step.spec.func(y, **kw)
             ckw = {**kw, "sigma": kw["sigma"] / pitch}
