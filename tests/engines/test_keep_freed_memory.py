@@ -66,3 +66,12 @@ def test_the_commands_that_compute_in_process_use_it(tmp_path, monkeypatch):
                                   "--model", "espcn"])
     assert r.exit_code == 0, r.output
     assert entered == [True, True]
+
+
+def test_nested_uses_keep_it_until_the_outermost_ends():
+    with keep_freed_memory() as outer:
+        with keep_freed_memory() as inner:
+            assert outer and inner
+        _faults_of_a_fresh_64mb_array()
+        assert _faults_of_a_fresh_64mb_array() < 4  # still kept after the inner one ended
+    assert _faults_of_a_fresh_64mb_array() >= 16

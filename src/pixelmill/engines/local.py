@@ -18,6 +18,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -124,15 +125,26 @@ def keep_freed_memory() -> Iterator[bool]:
     2.0). On exit the memory kept is given back (``malloc_trim``) and glibc's default
     thresholds are set again (fixed at 128 KiB: without the adaptive threshold it starts with)."""
     fn = _mallopt()
-    done = bool(fn is not None and fn(_M_MMAP_THRESHOLD, 1 << 30)
-                and fn(_M_TRIM_THRESHOLD, 2**31 - 1))
+    global _kept_depth, _kept
+    with _KEPT_LOCK:  # nested or concurrent uses: the first sets it, the last one out restores
+        if _kept_depth == 0:
+            _kept = bool(fn is not None and fn(_M_MMAP_THRESHOLD, 1 << 30)
+                         and fn(_M_TRIM_THRESHOLD, 2**31 - 1))
+        _kept_depth += 1
+        done = _kept
     try:
         yield done
     finally:
-        if fn is not None:
-            fn(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-            fn(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-            release_memory()
+        with _KEPT_LOCK:
+            _kept_depth -= 1
+            if _kept_depth == 0 and fn is not None:
+                fn(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+                fn(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+                release_memory()
+
+
+_KEPT_LOCK = threading.Lock()
+_kept_depth, _kept = 0, False
 
 
 def _exit_with_parent() -> None:
