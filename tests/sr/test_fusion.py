@@ -160,3 +160,22 @@ def test_frames_too_small_to_register_are_refused_up_front(astronaut):
     # given shifts, nothing is registered: small frames still fuse
     out, _ = fuse_frames([small, small.copy()], S, shifts=np.zeros((2, 2)), iterations=2)
     assert out.shape == (24, 24, 3)
+
+
+def test_frames_worked_on_in_threads_give_what_one_thread_gives(sequence, astronaut,
+                                                                  monkeypatch):
+    """Registration and back-projection work on the frames in parallel (threads): the fused
+    image is bit for bit the one-thread result (sums over frames are added in frame order),
+    and a failure still names the first frame that fails."""
+    import pixelmill.sr.fusion as fusion
+
+    _, frames, _ = sequence
+    many = fuse_frames(frames, S, iterations=4, prior=None)
+    monkeypatch.setattr(fusion.os, "cpu_count", lambda: 1)
+    one = fuse_frames(frames, S, iterations=4, prior=None)
+    np.testing.assert_array_equal(many[0], one[0])
+    np.testing.assert_allclose(many[1], one[1], rtol=0, atol=1e-8)  # BLAS: last bits
+    monkeypatch.undo()
+    other = astronaut[20:68, 300:348]
+    with pytest.raises(InvalidParameterError, match=r"FRAMES\[2\]: registration failed"):
+        fuse_frames([frames[0], frames[1], other, other, frames[2]], S, iterations=1)
