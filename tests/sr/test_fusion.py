@@ -179,3 +179,23 @@ def test_frames_worked_on_in_threads_give_what_one_thread_gives(sequence, astron
     other = astronaut[20:68, 300:348]
     with pytest.raises(InvalidParameterError, match=r"FRAMES\[2\]: registration failed"):
         fuse_frames([frames[0], frames[1], other, other, frames[2]], S, iterations=1)
+
+
+def test_the_separable_spline_shift_is_scipys():
+    """Back-projection shifts by the cubic B-spline as ``ndimage.shift(order=3,
+    mode="nearest")`` does, computed as the 4-tap separable filter a constant shift is."""
+    from pixelmill.sr.fusion import _shift3
+
+    rng = np.random.default_rng(3)
+    for trial in range(120):
+        h, w = rng.integers(3, 70, 2)
+        img = rng.random((h, w)) * 255
+        shift = rng.uniform(-9, 9, 2)
+        if trial % 6 == 0:
+            shift = np.round(shift)  # whole pixels: the spline's own values at the knots
+        want = ndimage.shift(img, shift, order=3, mode="nearest")
+        np.testing.assert_allclose(_shift3(img, shift), want, rtol=0, atol=1e-9)
+    img = rng.random((20, 30))
+    for far in ((0.0, 25.5), (-14.2, 3.0)):  # beyond the pad: SciPy itself
+        np.testing.assert_array_equal(_shift3(img, far),
+                                      ndimage.shift(img, far, order=3, mode="nearest"))

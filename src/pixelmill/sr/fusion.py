@@ -29,6 +29,7 @@ well-trained network beats the classic estimate on its own, and the multi-frame 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -305,8 +306,44 @@ def _in_order(fn: Callable[..., Any], *items: Iterable[Any]) -> Iterator[Any]:
         yield from pool.map(fn, *zip(*work, strict=True))
 
 
+#: the edge rows and columns SciPy pads an image with before its cubic spline filter (mode
+#: "nearest"): shifts of up to this less the spline's reach stay inside them
+_SPLINE_PAD = 12
+
+
+def _spline_taps(shift: float) -> tuple[np.ndarray, int]:
+    """The 4 cubic B-spline weights of a constant ``shift`` and the first padded sample they
+    apply to (output pixel ``i`` reads padded samples ``i + first .. i + first + 3``)."""
+    q = _SPLINE_PAD - shift
+    k = math.floor(q)
+    t = q - k
+    taps = np.array([(1 - t) ** 3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6,
+                     (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6])
+    return taps, k - 1
+
+
+def _shift3(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """``ndimage.shift(image, shift, order=3, mode="nearest")`` of a 2-D float image, within
+    1e-11 (``tests/sr/test_fusion.py``) and ~3x faster: SciPy's spline filter, then, the shift
+    being the same at every pixel, the interpolation as the separable 4-tap filter it is
+    (OpenCV) instead of SciPy's per-pixel evaluation (75 % of ``sr fuse``'s time)."""
+    sy, sx = float(shift[0]), float(shift[1])
+    if image.ndim != 2 or max(abs(sy), abs(sx)) > _SPLINE_PAD - 3:
+        return ndimage.shift(image, (sy, sx), order=3, mode="nearest")
+    import cv2
+
+    coeffs = ndimage.spline_filter(np.pad(np.asarray(image, np.float64), _SPLINE_PAD,
+                                          mode="edge"), 3, output=np.float64, mode="nearest")
+    ky, oy = _spline_taps(sy)
+    kx, ox = _spline_taps(sx)
+    out = cv2.sepFilter2D(coeffs, cv2.CV_64F, kx, ky, anchor=(0, 0),
+                          borderType=cv2.BORDER_REPLICATE)
+    h, w = image.shape
+    return out[oy:oy + h, ox:ox + w].copy()
+
+
 def _degrade(hr: np.ndarray, d: np.ndarray, scale: int) -> np.ndarray:
-    moved = ndimage.shift(hr, (scale * d[0], scale * d[1]), order=3, mode="nearest")
+    moved = _shift3(hr, (scale * d[0], scale * d[1]))
     return imresize(moved, 1.0 / scale)
 
 
@@ -320,7 +357,7 @@ def back_project(
     def correction(f: np.ndarray, d: np.ndarray) -> np.ndarray:
         err = f - _degrade(x, d, scale)
         up = imresize(err, float(scale))
-        return ndimage.shift(up, (-scale * d[0], -scale * d[1]), order=3, mode="nearest")
+        return _shift3(up, (-scale * d[0], -scale * d[1]))
 
     for _ in range(iterations):
         update = np.zeros_like(x)
