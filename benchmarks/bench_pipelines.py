@@ -12,6 +12,9 @@ to keep freed memory (``MALLOC_MMAP_THRESHOLD_`` …) as pixelmill's workers are
 * ``gray-otsu``: 1920×1080 JPEG → ``convert`` gray → ``threshold`` otsu → PNG;
 * ``clahe``: 2048×1536 JPEG → ``clahe`` (per channel) → JPEG q90;
 * ``rotate-flip``: 1920×1080 JPEG → ``rotate`` 90 (expand) → ``flip`` → JPEG q90;
+* ``thumb-3x2``: 3000×2000 JPEG (a 3:2 camera photo) → ``resize`` long side 512 area →
+  ``gaussian`` 1.5 → JPEG q90 (a 512×341 thumbnail: odd height); the pool decodes at 1/4 in
+  the DCT domain (``IMREAD_REDUCED_COLOR_4``), as pixelmill's shrink-on-load does;
 * ``measure``: 320×240 JPEGs → ``sharpness`` + ``brightness_contrast``, no output images
   (``--n-small`` of them, 2,000 by default).
 
@@ -53,10 +56,13 @@ JOBS: dict[str, dict] = {
     "rotate-flip": {"set": "hd", "format": "jpg",
                     "steps": [{"op": "rotate", "angle": 90, "expand": True},
                               {"op": "flip", "axis": "horizontal"}]},
+    "thumb-3x2": {"set": "dslr", "format": "jpg",
+                  "steps": [{"op": "resize", "long_side": 512, "method": "area"},
+                            {"op": "gaussian", "sigma": 1.5}]},
     "measure": {"set": "small", "format": None,
                 "steps": [{"op": "sharpness"}, {"op": "brightness_contrast"}]},
 }
-SIZES = {"hd": (1920, 1080), "big": (2048, 1536), "small": (320, 240)}
+SIZES = {"hd": (1920, 1080), "big": (2048, 1536), "dslr": (3000, 2000), "small": (320, 240)}
 
 
 # ---- hand-written equivalents (top-level: picklable for the pool) ------------------------
@@ -122,6 +128,17 @@ def hand_rotate_flip(src: str, dst: str) -> None:
     _write(dst, cv2.flip(img, 1), ".jpg")
 
 
+def hand_thumb_3x2(src: str, dst: str) -> None:
+    import cv2
+
+    img = _read(src, cv2.IMREAD_REDUCED_COLOR_4)  # 750×500: the smallest scale >= 512
+    h, w = img.shape[:2]
+    s = 512 / max(w * 4, h * 4)
+    img = cv2.resize(img, (round(w * 4 * s), round(h * 4 * s)), interpolation=cv2.INTER_AREA)
+    k = cv2.getGaussianKernel(2 * int(4 * 1.5 + 0.5) + 1, 1.5)
+    _write(dst, cv2.sepFilter2D(img, -1, k, k, borderType=cv2.BORDER_REFLECT), ".jpg")
+
+
 def hand_measure(src: str, dst: str | None) -> dict[str, float]:
     import cv2
 
@@ -135,7 +152,8 @@ def hand_measure(src: str, dst: str | None) -> dict[str, float]:
 
 HAND: dict[str, Callable] = {"unsharp": hand_unsharp, "resize-png": hand_resize_png,
                              "gray-otsu": hand_gray_otsu, "clahe": hand_clahe,
-                             "rotate-flip": hand_rotate_flip, "measure": hand_measure}
+                             "rotate-flip": hand_rotate_flip, "thumb-3x2": hand_thumb_3x2,
+                             "measure": hand_measure}
 
 
 def _hand_one(args: tuple[str, str, str | None]) -> int:
@@ -244,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown job(s) {sorted(unknown)}; choose from {', '.join(JOBS)}")
     root = Path(args.dir)
-    counts = {"hd": args.n, "big": args.n, "small": args.n_small}
+    counts = {"hd": args.n, "big": args.n, "dslr": args.n, "small": args.n_small}
     photos = {s: make_photos(root / f"in-{s}", counts[s], SIZES[s])
               for s in {JOBS[j]["set"] for j in jobs}}
 
