@@ -20,12 +20,18 @@ Taken for an input JPEG stored 8-bit 4:2:0 YCbCr (its planes turned upright for 
 orientation, exactly, as rotations are), undamaged, written as a JPEG, when every step is an area ``resize``, a ``rotate`` by a multiple of 90°,
 a ``flip``, a ``crop`` or a ``gaussian`` (any border but
 ``constant``, where a zero chroma value is not a neutral colour, and ``mirror``, whose axis
-is half a luma pixel off on chroma), and every resize is no larger than its input. A resize
-to an even width and height leaves chroma at half size (a chroma pixel is then exactly 2×2
-luma pixels); one to an odd size (a 3:2 photo's 512×341 thumbnail) resizes chroma to the luma
-size instead — not an enlargement of it either — and the result's chroma is then averaged
-2×2 as JPEG's encoder averages an RGB image's, the odd last row or column paired with
-itself. Anything else is decoded to RGB as before.
+is half a luma pixel off on chroma), every resize gives an even width
+and height (a chroma pixel is then exactly 2×2 luma pixels) no larger than its input, and the
+result's chroma is half its luma each way. Anything else is decoded to RGB as before.
+
+An odd-sized result (a 3:2 photo's 512×341 thumbnail) could be made exactly on planes —
+chroma resized to the luma size, then averaged 2×2 as the encoder averages an RGB image's,
+the odd last row paired with itself — and was tried: outputs −0.03..+0.07 dB from the RGB
+route's against the exact result, but the job was 4–5 % *slower* on 3000×2000 photos
+(``bench_pipelines.py --jobs thumb-3x2``, A/B), since OpenCV's area resize from the 1/4-scale
+decode (750×500 → 512×341, no short period for the block-matrix path) costs more on three
+planes than on one interleaved RGB image, and that is most of what the planes save there.
+So odd sizes stay RGB.
 ``run(..., planes=False)`` (``--no-planes``) turns it off.
 
 Three cases stay on RGB because the half-size chroma plane cannot follow the luma there:
@@ -48,8 +54,6 @@ from __future__ import annotations
 import functools
 import time
 from typing import Any
-
-import numpy as np
 
 from pixelmill.pipeline import Pipeline, PipelineResult
 
@@ -144,13 +148,10 @@ def planar_fits(pipeline: Pipeline, width: int, height: int, reduce: int) -> boo
         factor = kw.get("factor")
         if factor is not None and not (tw / lw == factor == th / lh):
             return False  # OpenCV samples on the factor's grid, not the sizes'
-        if tw % 2 or th % 2:  # chroma follows at the luma size, halved by JPEG's rule at the end
-            if tw > lw // pitch or th > lh // pitch:
-                return False  # that would enlarge a half-size chroma plane
-            lw, lh, pitch = tw, th, 1
-            continue
+        if tw % 2 or th % 2:
+            return False
         lw, lh, pitch = tw, th, 2
-    return True
+    return pitch == 2 or (lw % 2 == 0 and lh % 2 == 0)
 
 
 def run_planes(pipeline: Pipeline, y: Any, cb: Any, cr: Any) -> PipelineResult:
@@ -167,9 +168,9 @@ def run_planes(pipeline: Pipeline, y: Any, cb: Any, cr: Any) -> PipelineResult:
         if step.op == "resize":
             y = step.spec.func(y, **kw)
             h, w = y.shape
-            pitch = 1 if h % 2 or w % 2 else 2  # odd: chroma at the luma size (module docstring)
-            cb = resize(cb, width=w // pitch, height=h // pitch, method="area")
-            cr = resize(cr, width=w // pitch, height=h // pitch, method="area")
+            cb = resize(cb, width=w // 2, height=h // 2, method="area")
+            cr = resize(cr, width=w // 2, height=h // 2, method="area")
+            pitch = 2
         elif step.op in ("rotate", "flip"):  # the same pixels moved on every plane
             y, cb, cr = (step.spec.func(p, **kw) for p in (y, cb, cr))
         elif step.op == "crop":  # the window on luma; on chroma, halved where it is half size
@@ -182,18 +183,9 @@ def run_planes(pipeline: Pipeline, y: Any, cb: Any, cr: Any) -> PipelineResult:
             ckw = {**kw, "sigma": kw["sigma"] / pitch}
             cb, cr = gaussian(cb, **ckw), gaussian(cr, **ckw)
         result.timings[f"{i}:{step.op}"] = time.perf_counter() - t0
-    if pitch == 1:  # chroma at the luma size: JPEG's own 2×2 chroma average
-        cb, cr = _halved(cb), _halved(cr)
+    if pitch == 1:  # no resize after a scaled decode: JPEG's own 2×2 chroma average
+        h, w = y.shape
+        cb = resize(cb, width=w // 2, height=h // 2, method="area")
+        cr = resize(cr, width=w // 2, height=h // 2, method="area")
     result.image = (y, cb, cr)
     return result
-
-
-def _halved(plane: Any) -> Any:
-    """The 4:2:0 chroma plane of a full-resolution one: each 2×2 block averaged, an odd last
-    row or column paired with itself, as libjpeg pads an image's edge before it subsamples."""
-    from pixelmill.ops.geometry import resize
-
-    h, w = plane.shape
-    if h % 2 or w % 2:
-        plane = np.pad(plane, ((0, h % 2), (0, w % 2)), mode="edge")
-    return resize(plane, width=-(-w // 2), height=-(-h // 2), method="area")
