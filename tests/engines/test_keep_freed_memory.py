@@ -1,6 +1,6 @@
 """``keep_freed_memory``: in-process work stops faulting in every large block afresh.
 
-``pixelmill upscale`` (an image upscaled whole) and ``sr eval`` run the network in the
+``pixelmill upscale`` (an image upscaled whole), ``sr eval`` and ``sr fuse`` compute in the
 command's own process, where glibc maps each block over 128 KiB afresh and unmaps it when it is
 freed: EDSR x2 on a 1-megapixel image spent 2.0 s of 3.2 s on such page faults. The reference
 here is the kernel's own count of this process's page faults.
@@ -66,6 +66,14 @@ def test_the_commands_that_compute_in_process_use_it(tmp_path, monkeypatch):
                                   "--model", "espcn"])
     assert r.exit_code == 0, r.output
     assert entered == [True, True]
+    frame = rng.integers(0, 256, (24, 24), np.uint8)
+    for k, (dy, dx) in enumerate([(0, 0), (1, 0), (0, 1)]):
+        cv2.imwrite(str(tmp_path / f"f{k}.png"), np.roll(frame, (dy, dx), (0, 1)))
+    r = CliRunner().invoke(cli, ["sr", "fuse", *(str(tmp_path / f"f{k}.png") for k in range(3)),
+                                  str(tmp_path / "fused.png"), "--prior", "none",
+                                  "--iterations", "1"])
+    assert r.exit_code == 0, r.output
+    assert entered == [True, True, True]
 
 
 def test_nested_uses_keep_it_until_the_outermost_ends():

@@ -199,3 +199,34 @@ def test_the_separable_spline_shift_is_scipys():
     for far in ((0.0, 25.5), (-14.2, 3.0)):  # beyond the pad: SciPy itself
         np.testing.assert_array_equal(_shift3(img, far),
                                       ndimage.shift(img, far, order=3, mode="nearest"))
+
+
+def test_back_projection_with_shared_spline_coefficients_is_the_textbook_loop():
+    """Back-projection filters the estimate's spline coefficients once per iteration for every
+    frame's shift, and the registration's model once for every shift tried: the result is
+    the plain loop's, each shift by ``ndimage.shift`` (stale coefficients would not be)."""
+    from pixelmill.sr.fusion import _fine_model, _model_residual, back_project
+    from pixelmill.sr.resample import imresize
+
+    rng = np.random.default_rng(5)
+    est = ndimage.gaussian_filter(rng.random((40, 36)) * 255, 1.5)
+    frames = [ndimage.gaussian_filter(rng.random((20, 18)) * 255, 1.0) for _ in range(3)]
+    shifts = np.array([[0.0, 0.0], [0.4, -0.3], [-0.7, 1.1]])
+
+    def shift(a, d):
+        return ndimage.shift(a, d, order=3, mode="nearest")
+
+    x = est.copy()
+    for _ in range(3):
+        update = np.zeros_like(x)
+        for f, d in zip(frames, shifts, strict=True):
+            err = f - imresize(shift(x, (2 * d[0], 2 * d[1])), 0.5)
+            update += shift(imresize(err, 2.0), (-2 * d[0], -2 * d[1]))
+        x += update / len(frames)
+    np.testing.assert_allclose(back_project(est, frames, shifts, 2, iterations=3), x,
+                               rtol=0, atol=1e-6)
+    model = _fine_model(est, frames[0], 2)
+    for d in shifts:
+        want = frames[1] - imresize(shift(model[0], (2 * d[0], 2 * d[1])), 0.5) + model[1]
+        np.testing.assert_allclose(_model_residual(model, frames[1], d, 2, 0), want.ravel(),
+                                   rtol=0, atol=1e-8)

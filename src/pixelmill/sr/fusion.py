@@ -128,18 +128,20 @@ def _peaks(ref: np.ndarray, mov: np.ndarray) -> list[np.ndarray]:
     return found or [np.zeros(2)]
 
 
-def _model_residual(model: tuple[np.ndarray, np.ndarray], mov: np.ndarray, d: np.ndarray,
-                    scale: int, margin: int) -> np.ndarray:
+def _model_residual(model: tuple[np.ndarray, np.ndarray, np.ndarray], mov: np.ndarray,
+                    d: np.ndarray, scale: int, margin: int) -> np.ndarray:
     """What the model does not explain of ``mov``, inside ``margin`` px of the border.
 
-    ``model`` is ``(fine, base)``: the first frame brought to the fine grid, and that
-    estimate degraded as the frames were (:func:`_degrade`) unshifted, less the first frame.
+    ``model`` is ``(fine, base, coeffs)``: the first frame brought to the fine grid, that
+    estimate degraded as the frames were (:func:`_degrade`) unshifted less the first frame,
+    and ``fine``'s spline coefficients (:func:`_spline_coeffs`, computed once for the many
+    shifts tried).
     The frame is predicted as the first frame plus the change shifting ``fine`` by ``d``
     makes to its degraded view, so the first frame itself is explained exactly at zero shift
     whether or not the fine estimate reproduces it (a bicubic upscale does not).
     """
-    fine, base = model
-    r = mov - _degrade(fine, d, scale) + base
+    fine, base, coeffs = model
+    r = mov - _degrade(fine, d, scale, coeffs) + base
     h, w = r.shape
     return r[margin:h - margin, margin:w - margin].ravel()
 
@@ -148,14 +150,16 @@ def _margin(shape: tuple[int, ...], shift: np.ndarray) -> int:
     return min(_overlap_margin(shift) + 1, (min(shape) - 4) // 2)
 
 
-def _fine_model(fine: np.ndarray, ref: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+def _fine_model(fine: np.ndarray, ref: np.ndarray,
+                scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``model`` of :func:`_model_residual` from a fine estimate of the first frame, first
     made consistent with it by a few back-projection steps (a bicubic upscale is not)."""
     fine = back_project(fine, [ref], np.zeros((1, 2)), scale, iterations=6)
-    return fine, _degrade(fine, np.zeros(2), scale) - ref
+    coeffs = _spline_coeffs(fine)
+    return fine, _degrade(fine, np.zeros(2), scale, coeffs) - ref, coeffs
 
 
-def _refine(model: tuple[np.ndarray, np.ndarray], mov: np.ndarray, start: np.ndarray, scale: int, *,
+def _refine(model: tuple[np.ndarray, np.ndarray, np.ndarray], mov: np.ndarray, start: np.ndarray, scale: int, *,
             iterations: int = 8, h: float = 0.05, reach: float = 1.5) -> np.ndarray:
     """Gauss-Newton on the shift: least squares of :func:`_model_residual`, the Jacobian by
     central differences (``h`` px); steps of at most 0.5 px, at most ``reach`` px in all from
@@ -322,18 +326,29 @@ def _spline_taps(shift: float) -> tuple[np.ndarray, int]:
     return taps, k - 1
 
 
-def _shift3(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+def _spline_coeffs(image: np.ndarray) -> np.ndarray:
+    """The cubic B-spline coefficients :func:`_shift3` interpolates, of ``image`` (2-D) padded
+    by :data:`_SPLINE_PAD` edge pixels: SciPy's spline filter, most of a shift's time, so an
+    image shifted many ways (the registration's model, back-projection's estimate read by
+    every frame) has them computed once."""
+    return ndimage.spline_filter(np.pad(np.asarray(image, np.float64), _SPLINE_PAD,
+                                        mode="edge"), 3, output=np.float64, mode="nearest")
+
+
+def _shift3(image: np.ndarray, shift: tuple[float, float],
+            coeffs: np.ndarray | None = None) -> np.ndarray:
     """``ndimage.shift(image, shift, order=3, mode="nearest")`` of a 2-D float image, within
-    1e-11 (``tests/sr/test_fusion.py``) and ~3x faster: SciPy's spline filter, then, the shift
-    being the same at every pixel, the interpolation as the separable 4-tap filter it is
-    (OpenCV) instead of SciPy's per-pixel evaluation (75 % of ``sr fuse``'s time)."""
+    1e-11 (``tests/sr/test_fusion.py``) and ~3x faster: SciPy's spline filter (or ``coeffs``,
+    :func:`_spline_coeffs` of ``image``, when given), then, the shift being the same at every
+    pixel, the interpolation as the separable 4-tap filter it is (OpenCV) instead of SciPy's
+    per-pixel evaluation (75 % of ``sr fuse``'s time)."""
     sy, sx = float(shift[0]), float(shift[1])
     if image.ndim != 2 or max(abs(sy), abs(sx)) > _SPLINE_PAD - 3:
         return ndimage.shift(image, (sy, sx), order=3, mode="nearest")
     import cv2
 
-    coeffs = ndimage.spline_filter(np.pad(np.asarray(image, np.float64), _SPLINE_PAD,
-                                          mode="edge"), 3, output=np.float64, mode="nearest")
+    if coeffs is None:
+        coeffs = _spline_coeffs(image)
     ky, oy = _spline_taps(sy)
     kx, ox = _spline_taps(sx)
     out = cv2.sepFilter2D(coeffs, cv2.CV_64F, kx, ky, anchor=(0, 0),
@@ -342,8 +357,9 @@ def _shift3(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
     return out[oy:oy + h, ox:ox + w].copy()
 
 
-def _degrade(hr: np.ndarray, d: np.ndarray, scale: int) -> np.ndarray:
-    moved = _shift3(hr, (scale * d[0], scale * d[1]))
+def _degrade(hr: np.ndarray, d: np.ndarray, scale: int,
+             coeffs: np.ndarray | None = None) -> np.ndarray:
+    moved = _shift3(hr, (scale * d[0], scale * d[1]), coeffs)
     return imresize(moved, 1.0 / scale)
 
 
@@ -354,12 +370,15 @@ def back_project(
     """Iterative back-projection: make the estimate reproduce every frame under the model."""
     x = np.asarray(estimate, np.float64).copy()
     frames = [np.asarray(f, np.float64) for f in frames]
+    coeffs = None
+
     def correction(f: np.ndarray, d: np.ndarray) -> np.ndarray:
-        err = f - _degrade(x, d, scale)
+        err = f - _degrade(x, d, scale, coeffs)
         up = imresize(err, float(scale))
         return _shift3(up, (-scale * d[0], -scale * d[1]))
 
     for _ in range(iterations):
+        coeffs = _spline_coeffs(x) if x.ndim == 2 else None  # once for every frame's shift
         update = np.zeros_like(x)
         for part in _in_order(correction, frames, shifts):  # frame by frame, as a loop adds
             update += part
@@ -433,8 +452,10 @@ def fuse_frames(
                               net, scale, device=device).astype(np.float64) * white
         if registered:  # the network's upscale is a sharper model than the bicubic one
             model = _fine_model(_luma(start), _luma(first), scale)
-            for k in range(1, len(frames)):
-                shifts[k] = _refine(model, _luma(frames[k]), shifts[k], scale, reach=0.5)
+            refined = _in_order(lambda k: _refine(model, _luma(frames[k]), shifts[k], scale,
+                                                  reach=0.5), range(1, len(frames)))
+            for k, d in enumerate(list(refined), start=1):
+                shifts[k] = d
     planes = []
     for c in range(channels):
         lr = [np.asarray(f if f.ndim == 2 else f[..., c], np.float64) for f in frames]
