@@ -230,3 +230,41 @@ def test_back_projection_with_shared_spline_coefficients_is_the_textbook_loop():
         want = frames[1] - imresize(shift(model[0], (2 * d[0], 2 * d[1])), 0.5) + model[1]
         np.testing.assert_allclose(_model_residual(model, frames[1], d, 2, 0), want.ravel(),
                                    rtol=0, atol=1e-8)
+
+
+def test_large_frames_register_on_their_most_detailed_window(astronaut, monkeypatch):
+    """Frames larger than the registration window are registered on the first frame's most
+    detailed window, the same one of every frame: a frame whose middle is flat (sky, a
+    wall) still registers within a tenth of a pixel, as accurately as on the whole frames,
+    and a frame of another scene is still refused."""
+    import pixelmill.sr.fusion as fusion
+
+    monkeypatch.setattr(fusion, "REGISTRATION_WINDOW", 48)  # small, to keep the test quick
+    scene = astronaut[100:244, 150:294].astype(np.float64)  # 144×144 -> 72×72 frames
+    scene[:96, :96] = ndimage.gaussian_filter(scene[:96, :96], 12)  # flat top-left two thirds
+    gt, frames, true = degraded_sequence(scene, np.random.default_rng(11))
+    win = fusion.registration_window(fusion._luma(frames[0]))
+    assert (win[0].stop - win[0].start, win[1].stop - win[1].start) == (48, 48)
+    assert win[0].start >= 24 or win[1].start >= 24  # off the flat corner
+    windowed = register_frames(frames)
+    assert np.abs(windowed - true).max() < 0.1
+    monkeypatch.setattr(fusion, "REGISTRATION_WINDOW", 10**6)
+    whole = register_frames(frames)
+    assert np.abs(windowed - true).max() <= np.abs(whole - true).max() + 0.05
+    monkeypatch.setattr(fusion, "REGISTRATION_WINDOW", 48)
+    other = astronaut[300:372, 20:92, :]
+    with pytest.raises(InvalidParameterError, match=r"FRAMES\[2\]: registration failed"):
+        register_frames([frames[0], frames[1], other])
+    out, shifts = fuse_frames(frames, S, iterations=2)  # the prior's refinement, windowed
+    assert out.shape == gt.shape and np.abs(shifts - true).max() < 0.1
+
+
+def test_frames_no_larger_than_the_window_register_whole():
+    from pixelmill.sr.fusion import REGISTRATION_WINDOW, registration_window
+
+    side = REGISTRATION_WINDOW
+    assert registration_window(np.zeros((30, 40))) == (slice(0, 30), slice(0, 40))
+    assert registration_window(np.zeros((side, side))) == (slice(0, side),) * 2
+    tall = np.zeros((side + 7, 20))
+    tall[side:, :] = np.random.default_rng(0).random((7, 20))  # the detail at the bottom
+    assert registration_window(tall) == (slice(7, side + 7), slice(0, 20))

@@ -41,7 +41,8 @@ from scipy import ndimage
 from pixelmill.errors import InvalidParameterError
 from pixelmill.sr.resample import imresize
 
-__all__ = ["MIN_FRAME_SIDE", "MIN_MATCH", "back_project", "fuse_frames", "match_score", "register_frames", "shift_and_add"]
+__all__ = ["MIN_FRAME_SIDE", "MIN_MATCH", "REGISTRATION_WINDOW", "back_project", "fuse_frames",
+           "match_score", "register_frames", "registration_window", "shift_and_add"]
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:
@@ -77,6 +78,39 @@ def _overlap_margin(shift: np.ndarray) -> int:
 
 def _detail(plane: np.ndarray) -> np.ndarray:
     return plane - ndimage.gaussian_filter(plane, 2.0, mode="nearest")
+
+
+#: side (frame pixels) of the window frames are registered on: the translation is the same
+#: over the whole frame, so larger frames are registered on their most detailed window of
+#: this side (its cost no longer grows with the frame)
+REGISTRATION_WINDOW = 512
+
+
+def registration_window(ref: np.ndarray, side: int | None = None) -> tuple[slice, slice]:
+    """The ``side``×``side`` window (clipped to the frame) of ``ref`` (a plane) with the most
+    fine detail (energy of :func:`_detail`), on a grid of ``side // 4`` steps: a shift is
+    measured best where there is texture to measure it on, and a smooth centre (sky, a wall)
+    would leave it to noise. The whole frame where it is no larger. ``side`` defaults to
+    :data:`REGISTRATION_WINDOW`."""
+    side = REGISTRATION_WINDOW if side is None else int(side)
+    h, w = ref.shape
+    if h <= side and w <= side:
+        return slice(0, h), slice(0, w)
+    wh, ww = min(h, side), min(w, side)
+    energy = np.pad(np.cumsum(np.cumsum(_detail(np.asarray(ref, np.float64)) ** 2, 0), 1),
+                    ((1, 0), (1, 0)))
+    step = max(1, side // 4)
+
+    def starts(n: int, k: int) -> list[int]:
+        return sorted({*range(0, n - k + 1, step), n - k})
+
+    best, at = -1.0, (0, 0)
+    for y in starts(h, wh):
+        for x in starts(w, ww):
+            e = energy[y + wh, x + ww] - energy[y, x + ww] - energy[y + wh, x] + energy[y, x]
+            if e > best:
+                best, at = float(e), (y, x)
+    return slice(at[0], at[0] + wh), slice(at[1], at[1] + ww)
 
 
 def match_score(ref: np.ndarray, mov: np.ndarray, shift: np.ndarray) -> float:
@@ -197,6 +231,10 @@ def register_frames(frames: Sequence[np.ndarray], *, scale: int = 2, refine: boo
     A frame whose registered detail correlates with the first frame's less than ``min_match``
     (:func:`match_score`; None: no check) is no shifted view of the same scene, or one that
     could not be registered: :class:`InvalidParameterError` names it rather than fusing it.
+
+    Frames larger than :data:`REGISTRATION_WINDOW` are registered (and checked) on the
+    first frame's most detailed window of that side (:func:`registration_window`), the same
+    window of every frame.
     """
     _check_scale(scale)
     h, w = np.shape(frames[0])[:2]
@@ -208,11 +246,14 @@ def register_frames(frames: Sequence[np.ndarray], *, scale: int = 2, refine: boo
             f"{MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} px (for shifts of up to 2 px)",
             field="FRAMES")
     ref = _luma(frames[0])
+    win = registration_window(ref)
+    ref = ref[win]
+    h, w = ref.shape
     model = _fine_model(imresize(ref, float(scale)), ref, scale) if refine else None
     shifts = np.zeros((len(frames), 2))
 
     def register(k: int) -> np.ndarray:  # frame k against the first: independent of the others
-        mov = _luma(frames[k])
+        mov = _luma(np.asarray(frames[k])[win])
         starts = _peaks(ref, mov)
         if model is None:
             d = starts[0]
@@ -451,9 +492,11 @@ def fuse_frames(
         start = upscale_tiled(np.asarray(first, np.float32) / white,
                               net, scale, device=device).astype(np.float64) * white
         if registered:  # the network's upscale is a sharper model than the bicubic one
-            model = _fine_model(_luma(start), _luma(first), scale)
-            refined = _in_order(lambda k: _refine(model, _luma(frames[k]), shifts[k], scale,
-                                                  reach=0.5), range(1, len(frames)))
+            win = registration_window(_luma(first))  # the window register_frames took
+            fine_win = tuple(slice(scale * a.start, scale * a.stop) for a in win)
+            model = _fine_model(_luma(start[fine_win]), _luma(first[win]), scale)
+            refined = _in_order(lambda k: _refine(model, _luma(frames[k][win]), shifts[k],
+                                                  scale, reach=0.5), range(1, len(frames)))
             for k, d in enumerate(list(refined), start=1):
                 shifts[k] = d
     planes = []

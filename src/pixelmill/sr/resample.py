@@ -107,8 +107,12 @@ def _resize_axis(
     moved = np.moveaxis(image, axis, 0)
     out = np.zeros((weights.shape[0], *moved.shape[1:]), np.float64)
     shape = (weights.shape[0],) + (1,) * (moved.ndim - 1)
+    # out += w_k · image[idx_k], tap by tap, the product into one reused buffer rather than a
+    # fresh full-size temporary per tap (the same operations in the same order: the same bits)
+    term = np.empty_like(out)
     for k in range(weights.shape[1]):
-        out += weights[:, k].reshape(shape) * moved[indices[:, k]]
+        np.multiply(weights[:, k].reshape(shape), moved[indices[:, k]], out=term)
+        out += term
     return np.moveaxis(out, 0, axis)
 
 
