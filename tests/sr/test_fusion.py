@@ -268,3 +268,23 @@ def test_frames_no_larger_than_the_window_register_whole():
     tall = np.zeros((side + 7, 20))
     tall[side:, :] = np.random.default_rng(0).random((7, 20))  # the detail at the bottom
     assert registration_window(tall) == (slice(7, side + 7), slice(0, 20))
+
+
+def test_shifts_too_large_for_the_window_register_on_whole_frames(monkeypatch):
+    """A window holds no shift beyond half its side (and verifies none beyond ~side/2 − 6):
+    frames shifted that far, registered on whole frames before windows came in, must still
+    register rather than be refused as 'another scene'."""
+    import pixelmill.sr.fusion as fusion
+
+    monkeypatch.setattr(fusion, "REGISTRATION_WINDOW", 48)
+    rng = np.random.default_rng(2)
+    scene = np.clip(128 + ndimage.gaussian_filter(rng.standard_normal((400, 400)), 2) * 400,
+                    0, 255)
+    true = np.array([[0.0, 0.0], [30.5, 0.5], [-1.5, 21.5]])
+    frames = []
+    for d in true:
+        o = (100 - 2 * d).astype(int)  # integer fine offsets: no interpolation needed
+        lr = imresize(scene[o[0]:o[0] + 240, o[1]:o[1] + 240], 0.5)
+        frames.append(np.clip(np.floor(lr + rng.normal(0, 1.0, lr.shape) + 0.5), 0, 255)
+                      .astype(np.uint8))
+    assert np.abs(register_frames(frames) - true).max() < 0.1

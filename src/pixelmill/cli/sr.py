@@ -258,8 +258,9 @@ def fuse(paths, scale, iterations, prior, as_json, overwrite) -> None:
     from pixelmill.engines.local import keep_freed_memory
 
     try:
-        # fine-grid arrays allocated and freed over and over, in threads: without it 8 frames
-        # of 2000×2000 spent 47 of 146 CPU-seconds before back-projection on page faults
+        # arrays allocated and freed over and over: without it 8 frames of 2000×2000 spent 47
+        # of 146 CPU-seconds before back-projection on page faults (worker threads still map
+        # blocks over 64 MiB afresh: glibc's per-thread heaps are no larger)
         with keep_freed_memory():
             fused, shifts = fuse_frames(frames, scale, iterations=iterations, prior=prior)
     except InvalidParameterError as e:  # FRAMES[k] -> FRAMES[k] (its path)

@@ -234,7 +234,8 @@ def register_frames(frames: Sequence[np.ndarray], *, scale: int = 2, refine: boo
 
     Frames larger than :data:`REGISTRATION_WINDOW` are registered (and checked) on the
     first frame's most detailed window of that side (:func:`registration_window`), the same
-    window of every frame.
+    window of every frame, unless a shift comes out larger than a quarter of the window or a
+    frame fails there: then on whole frames (a window holds no shift beyond half its side).
     """
     _check_scale(scale)
     h, w = np.shape(frames[0])[:2]
@@ -245,9 +246,31 @@ def register_frames(frames: Sequence[np.ndarray], *, scale: int = 2, refine: boo
             f"must leave {MIN_OVERLAP}×{MIN_OVERLAP} px; frames need at least "
             f"{MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} px (for shifts of up to 2 px)",
             field="FRAMES")
-    ref = _luma(frames[0])
-    win = registration_window(ref)
-    ref = ref[win]
+    full = _luma(frames[0])
+    whole = (slice(0, full.shape[0]), slice(0, full.shape[1]))
+    win = registration_window(full)
+    if win != whole:
+        try:
+            shifts = _register_on(frames, full, win, scale, refine, min_match)
+        except InvalidParameterError:
+            shifts = None  # a shift the window cannot hold, or no match: whole frames decide
+        if shifts is not None and _window_fits(win, shifts):
+            return shifts
+    return _register_on(frames, full, whole, scale, refine, min_match)
+
+
+def _window_fits(win: tuple[slice, slice], shifts: np.ndarray) -> bool:
+    """Whether every shift leaves most (3/4 a side) of the registration window overlapping:
+    larger shifts are registered and refined on whole frames."""
+    side = min(win[0].stop - win[0].start, win[1].stop - win[1].start)
+    return float(np.abs(shifts).max(initial=0.0)) <= side / 4
+
+
+def _register_on(frames: Sequence[np.ndarray], full: np.ndarray, win: tuple[slice, slice],
+                 scale: int, refine: bool, min_match: float | None) -> np.ndarray:
+    """:func:`register_frames` on the window ``win`` of every frame (``full``: the first
+    frame's luma)."""
+    ref = full[win]
     h, w = ref.shape
     model = _fine_model(imresize(ref, float(scale)), ref, scale) if refine else None
     shifts = np.zeros((len(frames), 2))
@@ -493,6 +516,8 @@ def fuse_frames(
                               net, scale, device=device).astype(np.float64) * white
         if registered:  # the network's upscale is a sharper model than the bicubic one
             win = registration_window(_luma(first))  # the window register_frames took
+            if not _window_fits(win, shifts):  # ... unless a shift was too large for it
+                win = (slice(0, first.shape[0]), slice(0, first.shape[1]))
             fine_win = tuple(slice(scale * a.start, scale * a.stop) for a in win)
             model = _fine_model(_luma(start[fine_win]), _luma(first[win]), scale)
             refined = _in_order(lambda k: _refine(model, _luma(frames[k][win]), shifts[k],
