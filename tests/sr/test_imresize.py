@@ -168,3 +168,35 @@ def test_output_shape_and_errors(rng):
         imresize(image, 2, method="bicubik")
     with pytest.raises(InvalidParameterError, match="scale"):
         imresize(image, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_each_axis_is_the_tap_loop_to_the_bit(rng, dtype):
+    """One axis is a sparse matrix product whose rows hold the taps in order (mirrored border
+    taps kept apart, not summed): the same additions in the same order as a loop over taps,
+    so every value, border ones too, is that loop's to the bit (a tile and the whole image,
+    and results from before the sparse form, cannot drift apart)."""
+    from pixelmill.sr.resample import _resize_axis, contributions
+
+    def loop(image, axis, weights, indices):
+        moved = np.moveaxis(image, axis, 0)
+        out = np.zeros((weights.shape[0], *moved.shape[1:]))
+        shape = (weights.shape[0],) + (1,) * (moved.ndim - 1)
+        for k in range(weights.shape[1]):
+            out += weights[:, k].reshape(shape) * moved[indices[:, k]]
+        return np.moveaxis(out, 0, axis)
+
+    top = 1.0 if np.dtype(dtype).kind == "f" else np.iinfo(dtype).max
+    for shape in ((23, 17), (19, 26, 3)):
+        image = (rng.random(shape) * top).astype(dtype)
+        views = (image, image[::-1, 1::2])  # a non-contiguous view too
+        for img in views:
+            for axis in (0, 1):
+                n = img.shape[axis]
+                for out_len, scale, method in ((2 * n, 2.0, "bicubic"), (3 * n, 3.0, "lanczos3"),
+                                               (-(-n // 3), 1 / 3, "bicubic"),
+                                               (-(-n // 2), 0.5, "bilinear")):
+                    w, i = contributions(n, out_len, scale, method)
+                    got = _resize_axis(img, axis, w, i)
+                    assert got.dtype == np.float64
+                    assert got.tobytes() == loop(img, axis, w, i).tobytes(), (shape, axis, scale)
