@@ -121,10 +121,20 @@ def _resize_axis(
         shape=(n_out, n_in))
     moved = np.moveaxis(image, axis, 0)
     rest = moved.shape[1:]
-    flat = moved.reshape(n_in, -1)
-    if flat.dtype != np.float64:  # exact: every supported dtype converts to float64 exactly
-        flat = flat.astype(np.float64)
-    out = (matrix @ flat).reshape(n_out, *rest)
+    out = np.empty((n_out, *rest), np.float64)
+    if moved.ndim == 1 or moved.size == 0 or (moved.dtype == np.float64
+                                              and moved.flags.c_contiguous):
+        out[...] = (matrix @ moved.reshape(n_in, -1)).reshape(out.shape)  # no copy to make
+        return np.moveaxis(out, 0, axis)
+    # by blocks of the other side: the float64 copy of the input stays a few MB, whatever
+    # the image (a whole-image one would be 8 bytes per input value)
+    per_line = max(1, moved[0, 0].size)
+    step = max(1, (1 << 20) // max(1, n_in * per_line))
+    for j0 in range(0, moved.shape[1], step):
+        block = moved[:, j0:j0 + step]
+        # exact: every supported dtype converts to float64 exactly
+        flat = block.reshape(n_in, -1).astype(np.float64, copy=False)
+        out[:, j0:j0 + step] = (matrix @ flat).reshape(n_out, *block.shape[1:])
     return np.moveaxis(out, 0, axis)
 
 
