@@ -200,3 +200,16 @@ def test_each_axis_is_the_tap_loop_to_the_bit(rng, dtype):
                     got = _resize_axis(img, axis, w, i)
                     assert got.dtype == np.float64
                     assert got.tobytes() == loop(img, axis, w, i).tobytes(), (shape, axis, scale)
+
+
+def test_inputs_outside_the_sparse_form_take_the_tap_loop(rng, monkeypatch):
+    """Complex values are refused as before (float64 would drop the imaginary part), and
+    where SciPy's kernel fuses multiply and add (an FMA build: other bits) the loop runs."""
+    import pixelmill.sr.resample as resample
+
+    with pytest.raises(TypeError):
+        imresize(np.ones((8, 9), complex), 0.5)
+    image = rng.integers(0, 256, (19, 23, 3)).astype(np.uint8)
+    sparse = imresize(image, 1 / 3)
+    monkeypatch.setattr(resample, "_SPARSE_UNFUSED", False)
+    assert imresize(image, 1 / 3).tobytes() == sparse.tobytes()

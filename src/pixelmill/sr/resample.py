@@ -101,6 +101,46 @@ def contributions(
     return weights[:, keep], indices[:, keep]
 
 
+def _resize_axis_loop(
+    image: np.ndarray, axis: int, weights: np.ndarray, indices: np.ndarray
+) -> np.ndarray:
+    """The reference tap loop (``out += w_k · image[idx_k]``), whose bits the sparse form keeps."""
+    moved = np.moveaxis(image, axis, 0)
+    out = np.zeros((weights.shape[0], *moved.shape[1:]), np.float64)
+    shape = (weights.shape[0],) + (1,) * (moved.ndim - 1)
+    # one reused product buffer when the product is float64 (same bits); a wider product
+    # (long double) is added as it comes, as the original loop did
+    term = np.empty_like(out) if np.result_type(weights, moved) == np.float64 else None
+    for k in range(weights.shape[1]):
+        if term is None:
+            out += weights[:, k].reshape(shape) * moved[indices[:, k]]
+        else:
+            np.multiply(weights[:, k].reshape(shape), moved[indices[:, k]], out=term)
+            out += term
+    return np.moveaxis(out, 0, axis)
+
+
+_SPARSE_UNFUSED: bool | None = None
+
+
+def _sparse_is_unfused() -> bool:
+    """Whether SciPy's CSR kernels round ``w · x`` before adding it (no FMA contraction).
+
+    A SciPy built for a target with FMA (aarch64, ``-march=haswell``/native, …) may compile
+    its ``y += a * x`` into a fused multiply-add, one rounding instead of the loop's two: not
+    the same bits. Probe both kernels (one and several vectors) once; 0.0 unfused, 2**-60 fused.
+    """
+    global _SPARSE_UNFUSED
+    if _SPARSE_UNFUSED is None:
+        import scipy.sparse as sp
+
+        a = 1.0 + 2.0**-30
+        m = sp.csr_matrix((np.array([1.0, a]), np.array([0, 1]), np.array([0, 2])), shape=(1, 2))
+        x = np.array([[-(1.0 + 2.0**-29)] * 2, [a] * 2])
+        _SPARSE_UNFUSED = bool((m @ x[:, :1])[0, 0] == 0.0 and np.all((m @ x)[0] == 0.0))
+    return _SPARSE_UNFUSED
+
+
 def _resize_axis(
     image: np.ndarray, axis: int, weights: np.ndarray, indices: np.ndarray
 ) -> np.ndarray:
@@ -113,6 +153,11 @@ def _resize_axis(
     """
     import scipy.sparse as sp
 
+    dt = image.dtype
+    if dt.kind not in "biuf" or (dt.kind == "f" and dt.itemsize > 8) or not _sparse_is_unfused():
+        # complex / long double / object inputs (float64 would drop or round them before the
+        # product), or an FMA-contracting SciPy: the loop itself
+        return _resize_axis_loop(image, axis, weights, indices)
     n_out, taps = weights.shape
     n_in = image.shape[axis]
     matrix = sp.csr_matrix(
@@ -121,18 +166,19 @@ def _resize_axis(
         shape=(n_out, n_in))
     moved = np.moveaxis(image, axis, 0)
     rest = moved.shape[1:]
-    out = np.empty((n_out, *rest), np.float64)
     if moved.ndim == 1 or moved.size == 0 or (moved.dtype == np.float64
                                               and moved.flags.c_contiguous):
-        out[...] = (matrix @ moved.reshape(n_in, -1)).reshape(out.shape)  # no copy to make
+        # no copy to make; SciPy's result is the output (no second full-size array)
+        out = (matrix @ moved.reshape(n_in, -1)).reshape(n_out, *rest)
         return np.moveaxis(out, 0, axis)
+    out = np.empty((n_out, *rest), np.float64)
     # by blocks of the other side: the float64 copy of the input stays a few MB, whatever
     # the image (a whole-image one would be 8 bytes per input value)
     per_line = max(1, moved[0, 0].size)
     step = max(1, (1 << 20) // max(1, n_in * per_line))
     for j0 in range(0, moved.shape[1], step):
         block = moved[:, j0:j0 + step]
-        # exact: every supported dtype converts to float64 exactly
+        # the loop's own conversion (w_k * x promotes x to float64 the same way)
         flat = block.reshape(n_in, -1).astype(np.float64, copy=False)
         out[:, j0:j0 + step] = (matrix @ flat).reshape(n_out, *block.shape[1:])
     return np.moveaxis(out, 0, axis)
