@@ -108,15 +108,8 @@ def _resize_axis_loop(
     moved = np.moveaxis(image, axis, 0)
     out = np.zeros((weights.shape[0], *moved.shape[1:]), np.float64)
     shape = (weights.shape[0],) + (1,) * (moved.ndim - 1)
-    # one reused product buffer when the product is float64 (same bits); a wider product
-    # (long double) is added as it comes, as the original loop did
-    term = np.empty_like(out) if np.result_type(weights, moved) == np.float64 else None
     for k in range(weights.shape[1]):
-        if term is None:
-            out += weights[:, k].reshape(shape) * moved[indices[:, k]]
-        else:
-            np.multiply(weights[:, k].reshape(shape), moved[indices[:, k]], out=term)
-            out += term
+        out += weights[:, k].reshape(shape) * moved[indices[:, k]]
     return np.moveaxis(out, 0, axis)
 
 
